@@ -1,0 +1,1791 @@
+//! Static files: safe path resolution under a root directory, validators
+//! (`ETag`, `Last-Modified`), conditional requests, single byte ranges and a
+//! streaming body reader.
+//!
+//! # How a server uses this module
+//!
+//! 1. Build a [`StaticRoot`] once (it canonicalizes the root directory).
+//! 2. Per request (GET/HEAD), split the URL path — without its leading `/`,
+//!    query and fragment — on `/`, percent-decode every segment (or let
+//!    [`path_segments`] do both) and call [`StaticRoot::resolve`]. Map a
+//!    [`FileError`] to its [`status`](FileError::status); for
+//!    [`FileError::Redirect`] send `301` with the given `Location`.
+//! 3. Compute `etag(len, modified)` (or [`ResolvedFile::etag`]) and run
+//!    [`evaluate_preconditions`] / [`evaluate_conditions`]: `304` or `412`
+//!    end the request there.
+//! 4. Run [`parse_range`] and answer `200`, `206` or `416`; build a
+//!    [`FileBody`] for the chosen byte span and call [`FileBody::fill`] each
+//!    time the connection's output buffer has room.
+//!
+//! Nothing here panics on any input.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::mime::MimeTypes;
+
+/// Longest single path segment accepted (bytes); longer ones are `404`.
+const MAX_SEGMENT_LEN: usize = 255;
+/// Longest total relative path accepted (bytes); longer ones are `404`.
+const MAX_PATH_LEN: usize = 4096;
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// Why a request path could not be served as a file.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// `404 Not Found`: nothing servable there. Also used for hidden
+    /// (dot) files under [`HiddenFiles::Deny`], for a directory without an
+    /// index file, for a file requested with a trailing `/`, and for
+    /// over-long or non-UTF-8 paths and paths that cannot be resolved
+    /// (dangling symlinks, symlink loops), so as not to reveal what exists.
+    #[error("not found")]
+    NotFound,
+    /// `403 Forbidden`: the path is not acceptable — a segment is `.` or
+    /// `..`, is empty before the last one, contains `/`, `\` or NUL, looks
+    /// like a drive or absolute prefix (`C:`); the resolved file lies outside
+    /// the root (e.g. through a symlink); it is not a regular file (device,
+    /// FIFO, socket); or the OS denied access.
+    #[error("forbidden")]
+    Forbidden,
+    /// `301 Moved Permanently`: the path names a directory but did not end
+    /// with `/`. The value is a *relative* `Location` (the last segment,
+    /// percent-encoded, plus `/`, e.g. `docs/` for `/static/docs`), which
+    /// resolves correctly whatever prefix the files are mounted under.
+    /// A server that prefers an absolute location can instead append `/` to
+    /// the raw request path (keeping the query).
+    #[error("redirect to {0}")]
+    Redirect(String),
+    /// `500 Internal Server Error`: an unexpected I/O error.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl FileError {
+    /// The HTTP status code this error maps to (404, 403, 301 or 500).
+    pub fn status(&self) -> u16 {
+        match self {
+            FileError::NotFound => 404,
+            FileError::Forbidden => 403,
+            FileError::Redirect(_) => 301,
+            FileError::Io(_) => 500,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Path resolution
+// ---------------------------------------------------------------------------
+
+/// What to do with path segments that start with `.` (dotfiles such as
+/// `.env`, `.git/`, `.htpasswd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HiddenFiles {
+    /// Refuse them with [`FileError::NotFound`] (the default). This applies
+    /// to every segment of the URL path and to every component of the
+    /// resolved (symlink-free) path below the root, so a symlink cannot
+    /// expose a dotfile either. Note that this also hides `/.well-known/`.
+    #[default]
+    Deny,
+    /// Serve them like any other file.
+    Allow,
+}
+
+/// A directory that files are served from, with its serving policy.
+///
+/// The root is canonicalized once, at construction; every resolved file is
+/// canonicalized too and must lie below it.
+///
+/// Symlinks: a symlink inside the root is followed as long as its final
+/// target is also inside the root; one whose target is outside is refused
+/// with [`FileError::Forbidden`].
+///
+/// Limitation: the check is done on canonical paths and the canonical path
+/// is then opened, so an attacker who can rename or replace directories
+/// inside the root *concurrently* could race it. Do not serve directories
+/// that untrusted parties can write to.
+#[derive(Debug, Clone)]
+pub struct StaticRoot {
+    root: PathBuf,
+    hidden: HiddenFiles,
+    index: Option<String>,
+    mime: MimeTypes,
+}
+
+impl StaticRoot {
+    /// Canonicalizes `root`, which must be an existing directory, with the
+    /// default policy: dotfiles denied, index file `index.html`, built-in
+    /// MIME table.
+    pub fn new(root: impl AsRef<Path>) -> io::Result<StaticRoot> {
+        let root = fs::canonicalize(root.as_ref())?;
+        if !fs::metadata(&root)?.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "static root is not a directory",
+            ));
+        }
+        Ok(StaticRoot {
+            root,
+            hidden: HiddenFiles::Deny,
+            index: Some("index.html".to_owned()),
+            mime: MimeTypes::new(),
+        })
+    }
+
+    /// Sets the dotfile policy (default [`HiddenFiles::Deny`]).
+    pub fn with_hidden_files(mut self, policy: HiddenFiles) -> Self {
+        self.hidden = policy;
+        self
+    }
+
+    /// Sets the file served for a directory URL ending in `/` (default
+    /// `index.html`); `None` makes such URLs `404` (no directory listings
+    /// are ever generated).
+    pub fn with_index_file(mut self, name: Option<&str>) -> Self {
+        self.index = name.map(str::to_owned);
+        self
+    }
+
+    /// Replaces the MIME table.
+    pub fn with_mime_types(mut self, mime: MimeTypes) -> Self {
+        self.mime = mime;
+        self
+    }
+
+    /// The MIME table, for changes in place.
+    pub fn mime_types_mut(&mut self) -> &mut MimeTypes {
+        &mut self.mime
+    }
+
+    /// The MIME table.
+    pub fn mime_types(&self) -> &MimeTypes {
+        &self.mime
+    }
+
+    /// The canonical root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The dotfile policy.
+    pub fn hidden_files(&self) -> HiddenFiles {
+        self.hidden
+    }
+
+    /// Resolves and opens the file for a request path.
+    ///
+    /// `segments` are the path's segments after its leading `/`, already
+    /// percent-decoded: `/a/b.txt` → `["a", "b.txt"]`, `/a/` → `["a", ""]`,
+    /// `/` → `[""]` or `[]`. A trailing empty segment means the path ended
+    /// with `/`; an empty segment anywhere else (`/a//b`, or a leading one
+    /// because the caller did not strip the first `/`) is refused.
+    ///
+    /// Outcomes:
+    /// - a regular file, no trailing `/` → `Ok`;
+    /// - a regular file with a trailing `/` → [`FileError::NotFound`];
+    /// - a directory with a trailing `/` → its index file (see
+    ///   [`with_index_file`](Self::with_index_file)), else `NotFound`;
+    /// - a directory without a trailing `/` → [`FileError::Redirect`]
+    ///   (301, like nginx and Apache);
+    /// - refusals as documented on [`FileError`] and [`HiddenFiles`].
+    pub fn resolve<S: AsRef<str>>(&self, segments: &[S]) -> Result<ResolvedFile, FileError> {
+        let (names, trailing_slash) = match segments.split_last() {
+            None => (segments, true),
+            Some((last, rest)) if last.as_ref().is_empty() => (rest, true),
+            Some(_) => (segments, false),
+        };
+
+        let mut total = 0usize;
+        for seg in names {
+            let seg = seg.as_ref();
+            check_segment(seg)?;
+            if self.hidden == HiddenFiles::Deny && seg.starts_with('.') {
+                return Err(FileError::NotFound);
+            }
+            if seg.len() > MAX_SEGMENT_LEN {
+                return Err(FileError::NotFound);
+            }
+            total = total.saturating_add(seg.len() + 1);
+            if total > MAX_PATH_LEN {
+                return Err(FileError::NotFound);
+            }
+        }
+
+        let mut candidate = self.root.clone();
+        for seg in names {
+            candidate.push(seg.as_ref());
+        }
+        let (canonical, meta) = self.canonical_inside(&candidate)?;
+
+        if meta.is_dir() {
+            if !trailing_slash {
+                // `names` is non-empty here: an empty list means the root,
+                // which always counts as ending with `/`.
+                let last = names.last().map(|s| s.as_ref()).unwrap_or("");
+                let mut loc: String = utf8_percent_encode(last, SEGMENT_ENCODE).collect();
+                loc.push('/');
+                return Err(FileError::Redirect(loc));
+            }
+            let index = self.index.as_deref().ok_or(FileError::NotFound)?;
+            let (canonical, meta) = self.canonical_inside(&canonical.join(index))?;
+            if !meta.is_file() {
+                return Err(FileError::NotFound);
+            }
+            return self.open(canonical);
+        }
+        if trailing_slash {
+            return Err(FileError::NotFound);
+        }
+        if !meta.is_file() {
+            return Err(FileError::Forbidden);
+        }
+        self.open(canonical)
+    }
+
+    /// Canonicalizes `path` and checks it is inside the root and, under
+    /// [`HiddenFiles::Deny`], has no dot component below the root.
+    fn canonical_inside(&self, path: &Path) -> Result<(PathBuf, fs::Metadata), FileError> {
+        // Any failure to resolve (missing, ENOTDIR, ELOOP, ENAMETOOLONG, …)
+        // is a 404, except a permission problem.
+        let canonical = fs::canonicalize(path).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => FileError::Forbidden,
+            _ => FileError::NotFound,
+        })?;
+        let rel = canonical
+            .strip_prefix(&self.root)
+            .map_err(|_| FileError::Forbidden)?;
+        if self.hidden == HiddenFiles::Deny {
+            for c in rel.components() {
+                match c {
+                    Component::Normal(name) => {
+                        if name.as_encoded_bytes().first() == Some(&b'.') {
+                            return Err(FileError::NotFound);
+                        }
+                    }
+                    _ => return Err(FileError::Forbidden),
+                }
+            }
+        }
+        let meta = fs::metadata(&canonical).map_err(map_io)?;
+        Ok((canonical, meta))
+    }
+
+    fn open(&self, path: PathBuf) -> Result<ResolvedFile, FileError> {
+        let file = open_nonblocking(&path).map_err(map_io)?;
+        // Check the opened handle itself: the path may have changed since.
+        let meta = file.metadata().map_err(map_io)?;
+        if !meta.is_file() {
+            return Err(FileError::Forbidden);
+        }
+        let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        let mime = self.mime.for_path(&path).to_owned();
+        Ok(ResolvedFile {
+            file,
+            len: meta.len(),
+            modified,
+            path,
+            mime,
+        })
+    }
+}
+
+/// Opens read-only. On Linux, with `O_NONBLOCK` so that a FIFO swapped in
+/// after the metadata check cannot block the poll loop (the flag has no
+/// effect on regular files).
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "x86",
+            target_arch = "aarch64",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )
+    ))]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        const O_NONBLOCK: i32 = 0o4000;
+        opts.custom_flags(O_NONBLOCK);
+    }
+    opts.open(path)
+}
+
+fn map_io(e: io::Error) -> FileError {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::InvalidInput => {
+            FileError::NotFound
+        }
+        io::ErrorKind::PermissionDenied => FileError::Forbidden,
+        _ => FileError::Io(e),
+    }
+}
+
+/// Refuses segments that could change which directory is addressed.
+fn check_segment(seg: &str) -> Result<(), FileError> {
+    if seg.is_empty() || seg == "." || seg == ".." {
+        return Err(FileError::Forbidden);
+    }
+    if seg.contains(['/', '\\', '\0']) {
+        return Err(FileError::Forbidden);
+    }
+    // Drive prefix (`C:`), refused on every platform for consistency.
+    let b = seg.as_bytes();
+    if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
+        return Err(FileError::Forbidden);
+    }
+    // Windows: alternate data streams (`file::$DATA`) and other `:` forms.
+    if cfg!(windows) && seg.contains(':') {
+        return Err(FileError::Forbidden);
+    }
+    // Whatever the platform's path rules are, the segment must be exactly
+    // one normal component.
+    let mut comps = Path::new(seg).components();
+    match (comps.next(), comps.next()) {
+        (Some(Component::Normal(n)), None) if n == seg => Ok(()),
+        _ => Err(FileError::Forbidden),
+    }
+}
+
+/// Characters percent-encoded in a path segment we emit: everything but the
+/// RFC 3986 unreserved set, so a segment like `a:b` cannot look like a scheme.
+const SEGMENT_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Splits a raw request path (`/a/b%20c/`) into percent-decoded segments
+/// suitable for [`StaticRoot::resolve`] (`["a", "b c", ""]`), using
+/// [`url::decode_path`](crate::url::decode_path).
+///
+/// Anything from the first `?` or `#` on is dropped. A path that does not
+/// start with `/` or does not decode to UTF-8 is [`FileError::NotFound`].
+/// Decoded segments are *not* checked here: `%2F`, `%00` or `..` are left for
+/// `resolve` to refuse.
+pub fn path_segments(raw_path: &str) -> Result<Vec<String>, FileError> {
+    let (path, _) = crate::url::split_target(raw_path);
+    let decoded = crate::url::decode_path(path).map_err(|_| FileError::NotFound)?;
+    Ok(segments_of(&decoded)
+        .into_iter()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The segments [`StaticRoot::resolve`] expects for a decoded path: a
+/// trailing slash (or the root itself) becomes a final empty segment.
+pub fn segments_of(decoded: &crate::url::DecodedPath) -> Vec<&str> {
+    let mut segs: Vec<&str> = decoded.segments().iter().map(String::as_str).collect();
+    if decoded.trailing_slash() || segs.is_empty() {
+        segs.push("");
+    }
+    segs
+}
+
+/// A file found by [`StaticRoot::resolve`], opened for reading.
+#[derive(Debug)]
+pub struct ResolvedFile {
+    /// The open file (read-only, positioned at 0).
+    pub file: File,
+    /// Its length in bytes, from the open handle.
+    pub len: u64,
+    /// Its modification time (`UNIX_EPOCH` where the platform has none).
+    pub modified: SystemTime,
+    /// Its canonical path.
+    pub path: PathBuf,
+    /// Its `Content-Type`, from the root's MIME table.
+    pub mime: String,
+}
+
+impl ResolvedFile {
+    /// The `ETag` value for this file: [`etag`]`(len, modified)`.
+    pub fn etag(&self) -> String {
+        etag(self.len, self.modified)
+    }
+
+    /// The `Last-Modified` value: [`http_date`]`(modified)`.
+    pub fn last_modified(&self) -> String {
+        http_date(self.modified)
+    }
+
+    /// A body reader for the whole file or for the range in `decision`
+    /// (an `Unsatisfiable` decision gives an empty body).
+    pub fn into_body(self, decision: &RangeDecision) -> io::Result<FileBody> {
+        match *decision {
+            RangeDecision::Full => FileBody::new(self.file, 0, self.len),
+            RangeDecision::Partial {
+                start,
+                end_inclusive,
+            } => FileBody::new(
+                self.file,
+                start,
+                end_inclusive.saturating_sub(start).saturating_add(1),
+            ),
+            RangeDecision::Unsatisfiable => FileBody::new(self.file, 0, 0),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validators
+// ---------------------------------------------------------------------------
+
+/// The `ETag` for a file of `len` bytes modified at `mtime`:
+/// `"<len in hex>-<mtime in nanoseconds since the epoch, hex>"`, quoted,
+/// e.g. `"1f4-17a2b3c4d5e6f708"`.
+///
+/// It is sent as a *strong* validator (no `W/`), as nginx and Apache do, so
+/// that `If-Range` works with it. It is a heuristic: a change that keeps
+/// both the size and the nanosecond mtime (or the filesystem's coarser
+/// mtime granularity) goes unnoticed. Times before the epoch count as 0.
+pub fn etag(len: u64, mtime: SystemTime) -> String {
+    let nanos = mtime
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("\"{len:x}-{nanos:x}\"")
+}
+
+/// Latest time an HTTP date can express (9999-12-31T23:59:59Z).
+const MAX_HTTP_DATE_SECS: u64 = 253_402_300_799;
+
+/// Formats `t` as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) for
+/// `Last-Modified`, clamped to 1970..=9999 (where `httpdate` alone would
+/// panic).
+pub fn http_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .min(MAX_HTTP_DATE_SECS);
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Whole seconds since the epoch, rounded down (negative before it).
+fn floor_secs(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i128::from(d.as_secs()),
+        Err(e) => {
+            let d = e.duration();
+            let s = -i128::from(d.as_secs());
+            if d.subsec_nanos() > 0 {
+                s - 1
+            } else {
+                s
+            }
+        }
+    }
+}
+
+/// Trims HTTP optional whitespace (space, tab) only — not other Unicode
+/// whitespace such as NBSP.
+fn ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+fn parse_date_secs(value: &str) -> Option<i128> {
+    httpdate::parse_http_date(ows(value)).ok().map(floor_secs)
+}
+
+/// One element of an entity-tag list.
+#[derive(Debug, PartialEq, Eq)]
+struct Tag<'a> {
+    weak: bool,
+    /// The opaque tag without its quotes.
+    opaque: &'a str,
+}
+
+/// Splits our own etag (possibly `W/`-prefixed) into weakness and opaque part.
+fn own_tag(etag: &str) -> Tag<'_> {
+    let t = ows(etag);
+    let (weak, rest) = match t.strip_prefix("W/") {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let opaque = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(rest);
+    Tag { weak, opaque }
+}
+
+/// Parses a `#entity-tag` list leniently: quoted tags may contain commas;
+/// unquoted tokens (sent by some old clients) are taken up to the next
+/// comma. A stray unterminated quote ends the list.
+fn tag_list(s: &str) -> Vec<Tag<'_>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches([',', ' ', '\t']);
+        if rest.is_empty() {
+            break;
+        }
+        let (weak, r) = match rest.strip_prefix("W/") {
+            Some(r) => (true, r),
+            None => (false, rest),
+        };
+        if let Some(r) = r.strip_prefix('"') {
+            match r.find('"') {
+                Some(end) => {
+                    out.push(Tag {
+                        weak,
+                        opaque: &r[..end],
+                    });
+                    rest = &r[end + 1..];
+                }
+                None => break,
+            }
+        } else {
+            let end = r.find(',').unwrap_or(r.len());
+            let tok = ows(&r[..end]);
+            if !tok.is_empty() {
+                out.push(Tag { weak, opaque: tok });
+            }
+            rest = &r[end..];
+        }
+    }
+    out
+}
+
+fn is_star(s: &str) -> bool {
+    ows(s) == "*"
+}
+
+/// Weak comparison (RFC 9110 §8.8.3.2): opaque tags equal, `W/` ignored.
+fn matches_weak(list: &str, etag: &str) -> bool {
+    let own = own_tag(etag);
+    is_star(list) || tag_list(list).iter().any(|t| t.opaque == own.opaque)
+}
+
+/// Strong comparison: both tags strong and opaque tags equal.
+fn matches_strong(list: &str, etag: &str) -> bool {
+    let own = own_tag(etag);
+    is_star(list)
+        || (!own.weak
+            && tag_list(list)
+                .iter()
+                .any(|t| !t.weak && t.opaque == own.opaque))
+}
+
+// ---------------------------------------------------------------------------
+// Conditional requests
+// ---------------------------------------------------------------------------
+
+/// Result of evaluating the conditional headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Go on and serve the request (then look at `Range`).
+    Proceed,
+    /// `304 Not Modified`: send no body, but do send `ETag`,
+    /// `Last-Modified`, `Cache-Control`, `Vary`… as a 200 would.
+    NotModified,
+    /// `412 Precondition Failed` (from `If-Match` / `If-Unmodified-Since`,
+    /// or `If-None-Match` matching on a method other than GET/HEAD).
+    PreconditionFailed,
+}
+
+/// The conditional request header values (each the raw field value; if a
+/// header appears several times, join the values with `", "`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preconditions<'a> {
+    /// `If-Match`.
+    pub if_match: Option<&'a str>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'a str>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<&'a str>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<&'a str>,
+}
+
+/// Evaluates `If-None-Match` and `If-Modified-Since` (RFC 9110 §13.2.2,
+/// steps 3–4). Shorthand for [`evaluate_preconditions`] without `If-Match`
+/// and `If-Unmodified-Since`.
+///
+/// - `If-None-Match` takes precedence: when present, `If-Modified-Since` is
+///   ignored. It uses weak comparison (`W/"x"` matches `"x"`), accepts lists
+///   and `*` (the file exists, so `*` matches). A match gives `NotModified`
+///   for GET/HEAD and `PreconditionFailed` otherwise.
+/// - `If-Modified-Since` only applies to GET/HEAD; compared at one-second
+///   resolution: `NotModified` if the file's mtime (rounded down to the
+///   second) is not after the date. An invalid date is ignored.
+pub fn evaluate_conditions(
+    method_is_get_or_head: bool,
+    if_none_match: Option<&str>,
+    if_modified_since: Option<&str>,
+    etag: &str,
+    mtime: SystemTime,
+) -> Condition {
+    evaluate_preconditions(
+        method_is_get_or_head,
+        &Preconditions {
+            if_none_match,
+            if_modified_since,
+            ..Preconditions::default()
+        },
+        etag,
+        mtime,
+    )
+}
+
+/// Evaluates all four conditional headers in the order of RFC 9110 §13.2.2:
+///
+/// 1. `If-Match` (strong comparison, `*` matches): no match → `PreconditionFailed`.
+/// 2. Else `If-Unmodified-Since` (valid date): mtime after it → `PreconditionFailed`.
+/// 3. `If-None-Match` (weak comparison): match → `NotModified` for GET/HEAD,
+///    `PreconditionFailed` otherwise.
+/// 4. Else, for GET/HEAD, `If-Modified-Since` (valid date): mtime not after
+///    it → `NotModified`.
+///
+/// `If-Range` is not handled here but by [`parse_range`].
+pub fn evaluate_preconditions(
+    method_is_get_or_head: bool,
+    headers: &Preconditions<'_>,
+    etag: &str,
+    mtime: SystemTime,
+) -> Condition {
+    let mtime_secs = floor_secs(mtime);
+    if let Some(im) = headers.if_match {
+        if !matches_strong(im, etag) {
+            return Condition::PreconditionFailed;
+        }
+    } else if let Some(ius) = headers.if_unmodified_since.and_then(parse_date_secs) {
+        if mtime_secs > ius {
+            return Condition::PreconditionFailed;
+        }
+    }
+    if let Some(inm) = headers.if_none_match {
+        if matches_weak(inm, etag) {
+            return if method_is_get_or_head {
+                Condition::NotModified
+            } else {
+                Condition::PreconditionFailed
+            };
+        }
+    } else if method_is_get_or_head {
+        if let Some(ims) = headers.if_modified_since.and_then(parse_date_secs) {
+            if mtime_secs <= ims {
+                return Condition::NotModified;
+            }
+        }
+    }
+    Condition::Proceed
+}
+
+// ---------------------------------------------------------------------------
+// Ranges
+// ---------------------------------------------------------------------------
+
+/// What to send in answer to a `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeDecision {
+    /// `200 OK` with the whole file: no `Range`, a `Range` that is ignored
+    /// (not `bytes`, syntactically invalid, or several ranges — multipart
+    /// responses are not produced), or an `If-Range` that does not match.
+    Full,
+    /// `206 Partial Content` with
+    /// `Content-Range: bytes start-end_inclusive/len`.
+    Partial {
+        /// First byte offset.
+        start: u64,
+        /// Last byte offset, inclusive; `start <= end_inclusive < len`.
+        end_inclusive: u64,
+    },
+    /// `416 Range Not Satisfiable` with `Content-Range: bytes */len`.
+    Unsatisfiable,
+}
+
+impl RangeDecision {
+    /// The `Content-Range` value to send for a file of `len` bytes, if any
+    /// (`None` for `Full`).
+    pub fn content_range(&self, len: u64) -> Option<String> {
+        match *self {
+            RangeDecision::Full => None,
+            RangeDecision::Partial {
+                start,
+                end_inclusive,
+            } => Some(format!("bytes {start}-{end_inclusive}/{len}")),
+            RangeDecision::Unsatisfiable => Some(format!("bytes */{len}")),
+        }
+    }
+
+    /// The HTTP status: 200, 206 or 416.
+    pub fn status(&self) -> u16 {
+        match self {
+            RangeDecision::Full => 200,
+            RangeDecision::Partial { .. } => 206,
+            RangeDecision::Unsatisfiable => 416,
+        }
+    }
+
+    /// Number of body bytes for a file of `len` bytes (`Content-Length`);
+    /// 0 for `Unsatisfiable` (send no body).
+    pub fn body_len(&self, len: u64) -> u64 {
+        match *self {
+            RangeDecision::Full => len,
+            RangeDecision::Partial {
+                start,
+                end_inclusive,
+            } => end_inclusive.saturating_sub(start).saturating_add(1),
+            RangeDecision::Unsatisfiable => 0,
+        }
+    }
+}
+
+/// Decides how to answer a `Range` header (RFC 9110 §14) for a file of
+/// `len` bytes with validators `etag` and `mtime`.
+///
+/// Evaluate conditional requests first ([`evaluate_conditions`]); this only
+/// applies to GET (a server may also apply it to HEAD for the headers).
+///
+/// - No `Range` → `Full`.
+/// - `If-Range` present: an entity-tag must match `etag` by *strong*
+///   comparison (a `W/` tag never matches); a date must equal `mtime` at
+///   one-second resolution. Otherwise (or if unparsable) → `Full`.
+/// - The unit must be `bytes` (case-insensitive) or the header is ignored
+///   → `Full`.
+/// - `bytes=a-b`, `bytes=a-`, `bytes=-n`; whitespace around tokens is
+///   tolerated; empty list elements are skipped. Several ranges → `Full`.
+///   Anything syntactically invalid (non-digits, `b < a`, `+1`, `bytes=-`)
+///   → `Full`, as RFC 9110 says an invalid `Range` is ignored.
+/// - `a >= len` (including any range on an empty file, and `bytes=-0`) →
+///   `Unsatisfiable`. `b` is clamped to `len - 1`; a suffix longer than the
+///   file selects the whole file (as `206`). Numbers too large for `u64`
+///   are treated as infinitely large (so `a` → `Unsatisfiable`, `b` and
+///   `n` → clamped).
+pub fn parse_range(
+    header: Option<&str>,
+    if_range: Option<&str>,
+    etag: &str,
+    mtime: SystemTime,
+    len: u64,
+) -> RangeDecision {
+    let Some(header) = header else {
+        return RangeDecision::Full;
+    };
+    if let Some(ir) = if_range {
+        if !if_range_matches(ir, etag, mtime) {
+            return RangeDecision::Full;
+        }
+    }
+    let Some((unit, set)) = header.split_once('=') else {
+        return RangeDecision::Full;
+    };
+    if !ows(unit).eq_ignore_ascii_case("bytes") {
+        return RangeDecision::Full;
+    }
+    let mut specs = set.split(',').map(ows).filter(|s| !s.is_empty());
+    let (Some(spec), None) = (specs.next(), specs.next()) else {
+        return RangeDecision::Full;
+    };
+    let Some((first, last)) = spec.split_once('-') else {
+        return RangeDecision::Full;
+    };
+    let (first, last) = (ows(first), ows(last));
+
+    if first.is_empty() {
+        // Suffix range: the last `n` bytes.
+        let Some(n) = parse_num(last) else {
+            return RangeDecision::Full;
+        };
+        if n == 0 || len == 0 {
+            return RangeDecision::Unsatisfiable;
+        }
+        return RangeDecision::Partial {
+            start: len - n.min(len),
+            end_inclusive: len - 1,
+        };
+    }
+
+    let Some(start) = parse_num(first) else {
+        return RangeDecision::Full;
+    };
+    let end = if last.is_empty() {
+        u64::MAX
+    } else {
+        match parse_num(last) {
+            Some(end) if end >= start => end,
+            _ => return RangeDecision::Full,
+        }
+    };
+    if start >= len {
+        return RangeDecision::Unsatisfiable;
+    }
+    RangeDecision::Partial {
+        start,
+        end_inclusive: end.min(len - 1),
+    }
+}
+
+/// Parses ASCII digits; saturates at `u64::MAX` on overflow. `None` if empty
+/// or anything but digits.
+fn parse_num(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+fn if_range_matches(if_range: &str, etag: &str, mtime: SystemTime) -> bool {
+    let v = ows(if_range);
+    if v.starts_with('"') || v.starts_with("W/") {
+        let own = own_tag(etag);
+        let tags = tag_list(v);
+        matches!(tags.as_slice(), [t] if !t.weak && !own.weak && t.opaque == own.opaque)
+    } else {
+        parse_date_secs(v) == Some(floor_secs(mtime))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Streaming body
+// ---------------------------------------------------------------------------
+
+/// Most bytes [`FileBody::fill`] appends in one call.
+const MAX_FILL: usize = 8 << 20;
+
+/// Streams a byte span of a file in chunks, without reading it whole.
+#[derive(Debug)]
+pub struct FileBody {
+    file: File,
+    remaining: u64,
+}
+
+impl FileBody {
+    /// Seeks `file` to `start`; the body is the next `len` bytes.
+    pub fn new(mut file: File, start: u64, len: u64) -> io::Result<FileBody> {
+        if len > 0 {
+            file.seek(SeekFrom::Start(start))?;
+        }
+        Ok(FileBody {
+            file,
+            remaining: len,
+        })
+    }
+
+    /// Bytes still to be sent.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// Whether everything has been read.
+    pub fn is_done(&self) -> bool {
+        self.remaining == 0
+    }
+
+    /// Appends up to `max` bytes (and no more than [`remaining`](Self::remaining),
+    /// nor more than 8 MiB per call, so a careless `max` cannot force a huge
+    /// allocation)
+    /// to `out`, returning how many were appended. `Ok(0)` means done (or
+    /// `max == 0`).
+    ///
+    /// If the file turns out shorter than promised (truncated while being
+    /// served) this returns `Err(UnexpectedEof)` once the available bytes
+    /// are exhausted: the response's `Content-Length` can then not be met,
+    /// so the server must close the connection. After a read error that
+    /// follows some successful reads, those bytes are returned first and
+    /// the error is reported on the next call.
+    pub fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let max = max.min(MAX_FILL);
+        let want = usize::try_from(self.remaining.min(max as u64)).unwrap_or(max);
+        if want == 0 {
+            return Ok(0);
+        }
+        let old = out.len();
+        out.resize(old + want, 0);
+        let mut filled = 0;
+        let mut result = Ok(());
+        while filled < want {
+            match self.file.read(&mut out[old + filled..old + want]) {
+                Ok(0) => {
+                    result = Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "file shorter than its announced length",
+                    ));
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        out.truncate(old + filled);
+        self.remaining -= filled as u64;
+        match result {
+            Err(e) if filled == 0 => Err(e),
+            _ => Ok(filled),
+        }
+    }
+}
+
+impl Read for FileBody {
+    /// Reads at most [`remaining`](FileBody::remaining) bytes.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = usize::try_from(self.remaining.min(buf.len() as u64)).unwrap_or(buf.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read(&mut buf[..want])?;
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Content-Disposition
+// ---------------------------------------------------------------------------
+
+/// RFC 8187 `attr-char`s are left as they are; everything else is encoded.
+const ATTR_CHAR_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// A `Content-Disposition` value that makes the browser download the
+/// response under `filename` (RFC 6266, RFC 8187):
+/// `attachment; filename="fallback"; filename*=UTF-8''percent-encoded`.
+///
+/// The quoted ASCII fallback replaces non-ASCII characters, control
+/// characters, `"`, `\`, `/` and `%` with `_` (old browsers percent-decode
+/// it). Only the last path component of `filename` is used in either form
+/// (after `/` or `\`); an empty name becomes `download`.
+pub fn attachment_header(filename: &str) -> String {
+    let name = filename.rsplit(['/', '\\']).next().unwrap_or("");
+    let name = if name.is_empty() { "download" } else { name };
+    let mut out = String::with_capacity(name.len() * 4 + 40);
+    out.push_str("attachment; filename=\"");
+    for c in name.chars() {
+        let keep = c.is_ascii() && !c.is_ascii_control() && !matches!(c, '"' | '\\' | '/' | '%');
+        out.push(if keep { c } else { '_' });
+    }
+    out.push_str("\"; filename*=UTF-8''");
+    out.extend(utf8_percent_encode(name, ATTR_CHAR_ENCODE));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn write(path: &Path, data: &[u8]) {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).unwrap();
+        }
+        let mut f = File::create(path).unwrap();
+        f.write_all(data).unwrap();
+    }
+
+    /// A temp dir holding `root/` (served) and `outside/` (not served).
+    fn fixture() -> (tempfile::TempDir, StaticRoot) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        write(&root.join("hello.txt"), b"hello world");
+        write(&root.join("index.html"), b"<h1>home</h1>");
+        write(&root.join("Pic.PNG"), b"\x89PNG");
+        write(&root.join("sub/index.html"), b"sub index");
+        write(&root.join("sub/deep/file.css"), b"body{}");
+        write(&root.join("noindex/a.txt"), b"a");
+        write(&root.join(".env"), b"SECRET=1");
+        write(&root.join(".git/config"), b"[core]");
+        write(&root.join("a b/c.txt"), b"space");
+        write(&root.join("noext"), b"x");
+        write(&tmp.path().join("outside/secret.txt"), b"secret");
+        let sr = StaticRoot::new(&root).unwrap();
+        (tmp, sr)
+    }
+
+    fn read_all(r: ResolvedFile) -> Vec<u8> {
+        let mut body = r.into_body(&RangeDecision::Full).unwrap();
+        let mut out = Vec::new();
+        while body.fill(&mut out, 3).unwrap() > 0 {}
+        out
+    }
+
+    fn err(r: Result<ResolvedFile, FileError>) -> u16 {
+        match r {
+            Ok(f) => panic!("expected an error, resolved {:?}", f.path),
+            Err(e) => e.status(),
+        }
+    }
+
+    // ----- resolution ---------------------------------------------------
+
+    #[test]
+    fn resolves_plain_files() {
+        let (_t, sr) = fixture();
+        let f = sr.resolve(&["hello.txt"]).unwrap();
+        assert_eq!(f.len, 11);
+        assert_eq!(f.mime, "text/plain; charset=utf-8");
+        assert!(f.path.starts_with(sr.root()));
+        assert_eq!(read_all(f), b"hello world");
+
+        let f = sr.resolve(&["sub", "deep", "file.css"]).unwrap();
+        assert_eq!(f.mime, "text/css; charset=utf-8");
+        let f = sr.resolve(&["Pic.PNG"]).unwrap();
+        assert_eq!(f.mime, "image/png");
+        let f = sr.resolve(&["noext"]).unwrap();
+        assert_eq!(f.mime, "application/octet-stream");
+        // Owned segments work too.
+        let segs = vec!["a b".to_string(), "c.txt".to_string()];
+        assert_eq!(read_all(sr.resolve(&segs).unwrap()), b"space");
+    }
+
+    #[test]
+    fn missing_files_are_404() {
+        let (_t, sr) = fixture();
+        assert_eq!(err(sr.resolve(&["nope.txt"])), 404);
+        assert_eq!(err(sr.resolve(&["nope", "x"])), 404);
+        // A file used as a directory (ENOTDIR).
+        assert_eq!(err(sr.resolve(&["hello.txt", "x"])), 404);
+        // A file requested with a trailing slash.
+        assert_eq!(err(sr.resolve(&["hello.txt", ""])), 404);
+    }
+
+    #[test]
+    fn traversal_segments_are_403() {
+        let (_t, sr) = fixture();
+        let cases: &[&[&str]] = &[
+            &[".."],
+            &["..", "outside", "secret.txt"],
+            &["sub", "..", "..", "outside", "secret.txt"],
+            &["sub", "..", "hello.txt"],
+            &["."],
+            &[".", "hello.txt"],
+            &["sub", ".", "index.html"],
+            &["../outside/secret.txt"],
+            &["sub/../hello.txt"],
+            &["..\\outside\\secret.txt"],
+            &["sub\\index.html"],
+            &["hello.txt\0.png"],
+            &["\0"],
+            &["/etc/passwd"],
+            &["/"],
+            &["C:"],
+            &["c:\\windows"],
+            &["C:hello.txt"],
+            &["sub", "", "index.html"],
+            &["", "hello.txt"],
+            &["", ""],
+        ];
+        for segs in cases {
+            assert_eq!(err(sr.resolve(segs)), 403, "{segs:?}");
+        }
+        // Same refusals even when dotfiles are allowed.
+        let sr = sr.with_hidden_files(HiddenFiles::Allow);
+        for segs in cases {
+            assert_eq!(err(sr.resolve(segs)), 403, "{segs:?}");
+        }
+    }
+
+    #[test]
+    fn decoded_traversal_from_raw_paths() {
+        let (_t, sr) = fixture();
+        let resolve_raw = |raw: &str| path_segments(raw).and_then(|s| sr.resolve(&s));
+        for raw in [
+            "/%2e%2e/outside/secret.txt",
+            "/%2E%2E%2Foutside%2Fsecret.txt",
+            "/sub/%2e%2e/%2e%2e/outside/secret.txt",
+            "/..%5coutside%5csecret.txt",
+            "/hello.txt%00.png",
+            "/%2fetc%2fpasswd",
+            "//etc/passwd",
+            "/sub//index.html",
+        ] {
+            assert_eq!(err(resolve_raw(raw)), 403, "{raw}");
+        }
+        assert_eq!(err(resolve_raw("/%ff%fe")), 404);
+        assert_eq!(err(resolve_raw("hello.txt")), 404);
+        assert_eq!(
+            read_all(resolve_raw("/a%20b/c.txt?x=1#f").unwrap()),
+            b"space"
+        );
+        assert_eq!(read_all(resolve_raw("/").unwrap()), b"<h1>home</h1>");
+        assert_eq!(
+            path_segments("/a/b%2Fc/").unwrap(),
+            vec!["a".to_string(), "b/c".to_string(), String::new()]
+        );
+    }
+
+    #[test]
+    fn directories_index_and_redirect() {
+        let (_t, sr) = fixture();
+        let empty: &[&str] = &[];
+        assert_eq!(read_all(sr.resolve(empty).unwrap()), b"<h1>home</h1>");
+        let f = sr.resolve(&[""]).unwrap();
+        assert_eq!(f.mime, "text/html; charset=utf-8");
+        assert_eq!(read_all(sr.resolve(&["sub", ""]).unwrap()), b"sub index");
+        match sr.resolve(&["sub"]) {
+            Err(FileError::Redirect(loc)) => assert_eq!(loc, "sub/"),
+            other => panic!("{other:?}"),
+        }
+        match sr.resolve(&["sub", "deep"]) {
+            Err(FileError::Redirect(loc)) => assert_eq!(loc, "deep/"),
+            other => panic!("{other:?}"),
+        }
+        match sr.resolve(&["a b"]) {
+            Err(e @ FileError::Redirect(_)) => {
+                assert_eq!(e.status(), 301);
+                assert!(matches!(e, FileError::Redirect(ref l) if l == "a%20b/"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Directory without index: 404, never a listing.
+        assert_eq!(err(sr.resolve(&["noindex", ""])), 404);
+        assert_eq!(err(sr.resolve(&["sub", "deep", ""])), 404);
+        // Index disabled.
+        let sr = sr.with_index_file(None);
+        assert_eq!(err(sr.resolve(&["sub", ""])), 404);
+        assert_eq!(err(sr.resolve(empty)), 404);
+    }
+
+    #[test]
+    fn custom_index_file() {
+        let (t, sr) = fixture();
+        write(&t.path().join("root/docs/default.htm"), b"default");
+        let sr = sr.with_index_file(Some("default.htm"));
+        assert_eq!(read_all(sr.resolve(&["docs", ""]).unwrap()), b"default");
+    }
+
+    #[test]
+    fn redirect_location_is_escaped() {
+        let (t, sr) = fixture();
+        fs::create_dir(t.path().join("root/ab:c")).unwrap();
+        fs::create_dir(t.path().join("root/é?#")).unwrap();
+        match sr.resolve(&["ab:c"]) {
+            Err(FileError::Redirect(loc)) => assert_eq!(loc, "ab%3Ac/"),
+            other => panic!("{other:?}"),
+        }
+        match sr.resolve(&["é?#"]) {
+            Err(FileError::Redirect(loc)) => assert_eq!(loc, "%C3%A9%3F%23/"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dotfiles_denied_by_default() {
+        let (_t, sr) = fixture();
+        assert_eq!(sr.hidden_files(), HiddenFiles::Deny);
+        assert_eq!(err(sr.resolve(&[".env"])), 404);
+        assert_eq!(err(sr.resolve(&[".git", "config"])), 404);
+        assert_eq!(err(sr.resolve(&[".git"])), 404);
+        assert_eq!(err(sr.resolve(&[".git", ""])), 404);
+        assert_eq!(err(sr.resolve(&["..."])), 404);
+        let sr = sr.with_hidden_files(HiddenFiles::Allow);
+        assert_eq!(read_all(sr.resolve(&[".env"]).unwrap()), b"SECRET=1");
+        assert_eq!(
+            read_all(sr.resolve(&[".git", "config"]).unwrap()),
+            b"[core]"
+        );
+    }
+
+    #[test]
+    fn over_long_paths_are_404() {
+        let (_t, sr) = fixture();
+        let long = "a".repeat(300);
+        assert_eq!(err(sr.resolve(&[long.as_str()])), 404);
+        let many: Vec<&str> = std::iter::repeat_n("abcdefghij", 500).collect();
+        assert_eq!(err(sr.resolve(&many)), 404);
+    }
+
+    #[test]
+    fn root_must_be_a_directory() {
+        let (t, _sr) = fixture();
+        assert!(StaticRoot::new(t.path().join("root/hello.txt")).is_err());
+        assert!(StaticRoot::new(t.path().join("missing")).is_err());
+    }
+
+    #[cfg(unix)]
+    mod unix {
+        use super::*;
+        use std::os::unix::fs::symlink;
+
+        #[test]
+        fn symlink_leaving_root_is_403() {
+            let (t, sr) = fixture();
+            let root = t.path().join("root");
+            symlink(t.path().join("outside/secret.txt"), root.join("leak.txt")).unwrap();
+            symlink(t.path().join("outside"), root.join("leakdir")).unwrap();
+            symlink("/etc/passwd", root.join("passwd")).unwrap();
+            symlink("../outside/secret.txt", root.join("rel.txt")).unwrap();
+            assert_eq!(err(sr.resolve(&["leak.txt"])), 403);
+            assert_eq!(err(sr.resolve(&["leakdir", "secret.txt"])), 403);
+            assert_eq!(err(sr.resolve(&["leakdir"])), 403);
+            assert_eq!(err(sr.resolve(&["leakdir", ""])), 403);
+            assert_eq!(err(sr.resolve(&["passwd"])), 403);
+            assert_eq!(err(sr.resolve(&["rel.txt"])), 403);
+            // Dangling symlink.
+            symlink(root.join("nothing"), root.join("dangling")).unwrap();
+            assert_eq!(err(sr.resolve(&["dangling"])), 404);
+        }
+
+        #[test]
+        fn symlink_within_root_is_followed() {
+            let (t, sr) = fixture();
+            let root = t.path().join("root");
+            symlink("hello.txt", root.join("alias.txt")).unwrap();
+            symlink(root.join("sub"), root.join("subalias")).unwrap();
+            let f = sr.resolve(&["alias.txt"]).unwrap();
+            assert_eq!(f.path, sr.root().join("hello.txt"));
+            assert_eq!(read_all(f), b"hello world");
+            let f = sr.resolve(&["subalias", "deep", "file.css"]).unwrap();
+            assert_eq!(f.mime, "text/css; charset=utf-8");
+            assert_eq!(
+                read_all(sr.resolve(&["subalias", ""]).unwrap()),
+                b"sub index"
+            );
+            // A symlink whose own name has a known extension but whose
+            // target does not: MIME follows the target.
+            symlink("noext", root.join("fake.html")).unwrap();
+            assert_eq!(
+                sr.resolve(&["fake.html"]).unwrap().mime,
+                "application/octet-stream"
+            );
+        }
+
+        #[test]
+        fn symlink_to_dotfile_is_hidden() {
+            let (t, sr) = fixture();
+            let root = t.path().join("root");
+            symlink(".env", root.join("env.txt")).unwrap();
+            symlink(".git", root.join("git")).unwrap();
+            assert_eq!(err(sr.resolve(&["env.txt"])), 404);
+            assert_eq!(err(sr.resolve(&["git", "config"])), 404);
+            let sr = sr.with_hidden_files(HiddenFiles::Allow);
+            assert_eq!(read_all(sr.resolve(&["env.txt"]).unwrap()), b"SECRET=1");
+        }
+
+        #[test]
+        fn index_symlink_leaving_root_is_403() {
+            let (t, sr) = fixture();
+            let root = t.path().join("root");
+            fs::create_dir(root.join("trap")).unwrap();
+            symlink(
+                t.path().join("outside/secret.txt"),
+                root.join("trap/index.html"),
+            )
+            .unwrap();
+            assert_eq!(err(sr.resolve(&["trap", ""])), 403);
+        }
+
+        #[test]
+        fn root_given_through_symlink() {
+            let (t, _sr) = fixture();
+            symlink(t.path().join("root"), t.path().join("link")).unwrap();
+            let sr = StaticRoot::new(t.path().join("link")).unwrap();
+            assert_eq!(sr.root(), fs::canonicalize(t.path().join("root")).unwrap());
+            assert_eq!(
+                read_all(sr.resolve(&["hello.txt"]).unwrap()),
+                b"hello world"
+            );
+            assert_eq!(err(sr.resolve(&["..", "outside", "secret.txt"])), 403);
+        }
+
+        #[test]
+        fn special_files_are_refused() {
+            let (t, sr) = fixture();
+            let sock = t.path().join("root/sock");
+            let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+            assert_eq!(err(sr.resolve(&["sock"])), 403);
+        }
+
+        #[test]
+        fn symlink_loop_does_not_panic() {
+            let (t, sr) = fixture();
+            let root = t.path().join("root");
+            symlink("loop2", root.join("loop1")).unwrap();
+            symlink("loop1", root.join("loop2")).unwrap();
+            assert_eq!(err(sr.resolve(&["loop1"])), 404);
+        }
+    }
+
+    // ----- validators -----------------------------------------------------
+
+    #[test]
+    fn etag_format() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
+        let nanos = 1_700_000_000u128 * 1_000_000_000 + 123;
+        assert_eq!(etag(500, t), format!("\"1f4-{nanos:x}\""));
+        assert_eq!(etag(0, UNIX_EPOCH), "\"0-0\"");
+        assert_eq!(etag(1, UNIX_EPOCH - Duration::from_secs(5)), "\"1-0\"");
+        assert_ne!(etag(1, t), etag(2, t));
+        assert_ne!(etag(1, t), etag(1, t + Duration::from_nanos(1)));
+    }
+
+    #[test]
+    fn http_date_clamps() {
+        assert_eq!(
+            http_date(UNIX_EPOCH + Duration::from_secs(784_111_777)),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            http_date(UNIX_EPOCH - Duration::from_secs(10)),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        if let Some(far) = UNIX_EPOCH.checked_add(Duration::from_secs(400_000_000_000)) {
+            assert_eq!(http_date(far), "Fri, 31 Dec 9999 23:59:59 GMT");
+        }
+    }
+
+    #[test]
+    fn resolved_file_validators() {
+        let (_t, sr) = fixture();
+        let f = sr.resolve(&["hello.txt"]).unwrap();
+        assert_eq!(f.etag(), etag(11, f.modified));
+        assert!(f.etag().starts_with("\"b-"));
+        assert!(f.last_modified().ends_with(" GMT"));
+    }
+
+    // ----- conditional requests -----------------------------------------
+
+    const TAG: &str = "\"b-123\"";
+
+    fn mt() -> SystemTime {
+        // Sun, 06 Nov 1994 08:49:37 GMT plus half a second.
+        UNIX_EPOCH + Duration::from_millis(784_111_777_500)
+    }
+
+    fn cond(get: bool, inm: Option<&str>, ims: Option<&str>) -> Condition {
+        evaluate_conditions(get, inm, ims, TAG, mt())
+    }
+
+    #[test]
+    fn if_none_match() {
+        use Condition::*;
+        assert_eq!(cond(true, None, None), Proceed);
+        assert_eq!(cond(true, Some(TAG), None), NotModified);
+        assert_eq!(cond(true, Some("W/\"b-123\""), None), NotModified);
+        assert_eq!(cond(true, Some("\"x\", \"b-123\""), None), NotModified);
+        assert_eq!(
+            cond(true, Some("\"x\",W/\"b-123\" , \"y\""), None),
+            NotModified
+        );
+        assert_eq!(cond(true, Some("\"x\", \"y\""), None), Proceed);
+        assert_eq!(cond(true, Some("*"), None), NotModified);
+        assert_eq!(cond(true, Some(" * "), None), NotModified);
+        assert_eq!(cond(true, Some("\"b-12\""), None), Proceed);
+        assert_eq!(cond(true, Some("\"b-123"), None), Proceed);
+        assert_eq!(cond(true, Some(""), None), Proceed);
+        // Unquoted legacy token.
+        assert_eq!(cond(true, Some("b-123"), None), NotModified);
+        // Commas inside quoted tags do not split.
+        assert_eq!(
+            evaluate_conditions(true, Some("\"a,b\""), None, "\"a,b\"", mt()),
+            NotModified
+        );
+        assert_eq!(
+            evaluate_conditions(true, Some("\"a\", \"b\""), None, "\"a,b\"", mt()),
+            Proceed
+        );
+        // Our tag weak: still matches under weak comparison.
+        assert_eq!(
+            evaluate_conditions(true, Some(TAG), None, "W/\"b-123\"", mt()),
+            NotModified
+        );
+        // Match on an unsafe method: 412.
+        assert_eq!(cond(false, Some(TAG), None), PreconditionFailed);
+        assert_eq!(cond(false, Some("*"), None), PreconditionFailed);
+        assert_eq!(cond(false, Some("\"x\""), None), Proceed);
+    }
+
+    #[test]
+    fn if_modified_since() {
+        use Condition::*;
+        let same = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let before = "Sun, 06 Nov 1994 08:49:36 GMT";
+        let after = "Mon, 07 Nov 1994 08:49:37 GMT";
+        // Sub-second part of the mtime is ignored.
+        assert_eq!(cond(true, None, Some(same)), NotModified);
+        assert_eq!(cond(true, None, Some(after)), NotModified);
+        assert_eq!(cond(true, None, Some(before)), Proceed);
+        // Other date formats httpdate accepts.
+        assert_eq!(
+            cond(true, None, Some("Sunday, 06-Nov-94 08:49:37 GMT")),
+            NotModified
+        );
+        assert_eq!(
+            cond(true, None, Some("Sun Nov  6 08:49:37 1994")),
+            NotModified
+        );
+        // Invalid dates are ignored.
+        assert_eq!(cond(true, None, Some("yesterday")), Proceed);
+        assert_eq!(cond(true, None, Some("")), Proceed);
+        assert_eq!(cond(true, None, Some(&format!("{same}, {same}"))), Proceed);
+        // Only for GET/HEAD.
+        assert_eq!(cond(false, None, Some(same)), Proceed);
+        // If-None-Match takes precedence.
+        assert_eq!(cond(true, Some("\"other\""), Some(same)), Proceed);
+        assert_eq!(cond(true, Some(TAG), Some(before)), NotModified);
+    }
+
+    #[test]
+    fn if_match_and_if_unmodified_since() {
+        use Condition::*;
+        let ev = |im: Option<&str>, ius: Option<&str>| {
+            evaluate_preconditions(
+                false,
+                &Preconditions {
+                    if_match: im,
+                    if_unmodified_since: ius,
+                    ..Default::default()
+                },
+                TAG,
+                mt(),
+            )
+        };
+        assert_eq!(ev(Some(TAG), None), Proceed);
+        assert_eq!(ev(Some("*"), None), Proceed);
+        assert_eq!(ev(Some("\"x\", \"b-123\""), None), Proceed);
+        assert_eq!(ev(Some("\"x\""), None), PreconditionFailed);
+        // Strong comparison: weak tags never match.
+        assert_eq!(ev(Some("W/\"b-123\""), None), PreconditionFailed);
+        assert_eq!(ev(Some(""), None), PreconditionFailed);
+        let same = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let before = "Sun, 06 Nov 1994 08:49:36 GMT";
+        assert_eq!(ev(None, Some(same)), Proceed);
+        assert_eq!(ev(None, Some(before)), PreconditionFailed);
+        assert_eq!(ev(None, Some("garbage")), Proceed);
+        // If-Match present: If-Unmodified-Since ignored.
+        assert_eq!(ev(Some(TAG), Some(before)), Proceed);
+        // If-Match passes, If-None-Match then matches on GET: 304.
+        let c = evaluate_preconditions(
+            true,
+            &Preconditions {
+                if_match: Some(TAG),
+                if_none_match: Some(TAG),
+                ..Default::default()
+            },
+            TAG,
+            mt(),
+        );
+        assert_eq!(c, NotModified);
+    }
+
+    // ----- ranges ---------------------------------------------------------
+
+    fn range(h: &str, len: u64) -> RangeDecision {
+        parse_range(Some(h), None, TAG, mt(), len)
+    }
+
+    fn part(start: u64, end_inclusive: u64) -> RangeDecision {
+        RangeDecision::Partial {
+            start,
+            end_inclusive,
+        }
+    }
+
+    #[test]
+    fn range_forms() {
+        use RangeDecision::*;
+        assert_eq!(parse_range(None, None, TAG, mt(), 100), Full);
+        assert_eq!(range("bytes=0-9", 100), part(0, 9));
+        assert_eq!(range("bytes=10-10", 100), part(10, 10));
+        assert_eq!(range("bytes=90-", 100), part(90, 99));
+        assert_eq!(range("bytes=0-", 100), part(0, 99));
+        assert_eq!(range("bytes=-10", 100), part(90, 99));
+        assert_eq!(range("bytes=-100", 100), part(0, 99));
+        // Suffix longer than the file: whole file as 206.
+        assert_eq!(range("bytes=-500", 100), part(0, 99));
+        // End clamped.
+        assert_eq!(range("bytes=50-1000", 100), part(50, 99));
+        assert_eq!(range("bytes=99-99", 100), part(99, 99));
+        // Whitespace and case.
+        assert_eq!(range(" bytes = 0 - 9 ", 100), part(0, 9));
+        assert_eq!(range("Bytes=0-9", 100), part(0, 9));
+        assert_eq!(range("BYTES=\t5-6\t", 100), part(5, 6));
+        assert_eq!(range("bytes=0-9,", 100), part(0, 9));
+        assert_eq!(range("bytes=, 0-9", 100), part(0, 9));
+    }
+
+    #[test]
+    fn range_unsatisfiable() {
+        use RangeDecision::*;
+        assert_eq!(range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(range("bytes=100-200", 100), Unsatisfiable);
+        assert_eq!(range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(range("bytes=0-0", 0), Unsatisfiable);
+        assert_eq!(range("bytes=0-", 0), Unsatisfiable);
+        assert_eq!(range("bytes=-1", 0), Unsatisfiable);
+        assert_eq!(range("bytes=99999999999999999999999-", 100), Unsatisfiable);
+        assert_eq!(
+            range("bytes=18446744073709551615-18446744073709551615", 100),
+            Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn range_ignored() {
+        use RangeDecision::*;
+        for h in [
+            "",
+            "bytes",
+            "bytes=",
+            "bytes=-",
+            "bytes=abc",
+            "bytes=5",
+            "bytes=a-b",
+            "bytes=9-5",
+            "bytes=+1-2",
+            "bytes=1-+2",
+            "bytes=-+2",
+            "bytes=0x10-20",
+            "bytes=1.5-2",
+            "bytes=1 0-20",
+            "bytes=--5",
+            "bytes=1-2-3",
+            "bytes=0-1=2",
+            "items=0-9",
+            "bits=0-9",
+            "=0-9",
+            "bytes=0-1,2-3",
+            "bytes=0-1, 5-",
+            "bytes=0-1,-5",
+            "bytes=٣-٤",
+            "bytes=0-9\u{a0}",
+        ] {
+            assert_eq!(range(h, 100), Full, "{h:?}");
+        }
+        // Multiple ranges, even unsatisfiable ones, are ignored.
+        assert_eq!(range("bytes=200-300,400-500", 100), Full);
+    }
+
+    #[test]
+    fn range_huge_numbers() {
+        assert_eq!(range("bytes=0-99999999999999999999999", 100), part(0, 99));
+        assert_eq!(range("bytes=-99999999999999999999999", 100), part(0, 99));
+        assert_eq!(range("bytes=5-18446744073709551615", 100), part(5, 99));
+        assert_eq!(range("bytes=0-", u64::MAX), part(0, u64::MAX - 1));
+        assert_eq!(
+            range("bytes=-18446744073709551615", u64::MAX),
+            part(0, u64::MAX - 1)
+        );
+        let p = part(0, u64::MAX - 1);
+        assert_eq!(p.body_len(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn if_range() {
+        use RangeDecision::*;
+        let ir = |v: &str| parse_range(Some("bytes=0-4"), Some(v), TAG, mt(), 100);
+        assert_eq!(ir(TAG), part(0, 4));
+        assert_eq!(ir(" \"b-123\" "), part(0, 4));
+        assert_eq!(ir("\"other\""), Full);
+        // Weak tags never satisfy If-Range (strong comparison).
+        assert_eq!(ir("W/\"b-123\""), Full);
+        assert_eq!(
+            parse_range(Some("bytes=0-4"), Some(TAG), "W/\"b-123\"", mt(), 100),
+            Full
+        );
+        // Lists are not allowed in If-Range.
+        assert_eq!(ir("\"b-123\", \"b-123\""), Full);
+        // Dates: exact match at one-second resolution.
+        assert_eq!(ir("Sun, 06 Nov 1994 08:49:37 GMT"), part(0, 4));
+        assert_eq!(ir("Sun, 06 Nov 1994 08:49:36 GMT"), Full);
+        assert_eq!(ir("Sun, 06 Nov 1994 08:49:38 GMT"), Full);
+        assert_eq!(ir("not a date"), Full);
+        assert_eq!(ir(""), Full);
+        // If-Range matching but Range unsatisfiable: still 416.
+        assert_eq!(
+            parse_range(Some("bytes=200-"), Some(TAG), TAG, mt(), 100),
+            Unsatisfiable
+        );
+        // If-Range without Range: Full.
+        assert_eq!(parse_range(None, Some(TAG), TAG, mt(), 100), Full);
+    }
+
+    #[test]
+    fn range_headers_and_status() {
+        assert_eq!(
+            part(0, 9).content_range(100).as_deref(),
+            Some("bytes 0-9/100")
+        );
+        assert_eq!(
+            RangeDecision::Unsatisfiable.content_range(100).as_deref(),
+            Some("bytes */100")
+        );
+        assert_eq!(RangeDecision::Full.content_range(100), None);
+        assert_eq!(RangeDecision::Full.status(), 200);
+        assert_eq!(part(0, 0).status(), 206);
+        assert_eq!(RangeDecision::Unsatisfiable.status(), 416);
+        assert_eq!(part(10, 19).body_len(100), 10);
+        assert_eq!(RangeDecision::Full.body_len(100), 100);
+        assert_eq!(RangeDecision::Unsatisfiable.body_len(100), 0);
+    }
+
+    #[test]
+    fn no_panic_on_odd_inputs() {
+        let odd = [
+            "",
+            " ",
+            ",",
+            "\"",
+            "W/",
+            "W/\"",
+            "\"\"",
+            "W/W/\"x\"",
+            ",,,\"a",
+            "é",
+            "bytes=é-ü",
+            "bytes=-é",
+            "\u{0}",
+            "*,*",
+            "bytes==",
+            "bytes=-,-",
+            "🦀=1-2",
+            "W/\"é\"",
+        ];
+        for a in odd {
+            for b in odd {
+                let _ = parse_range(Some(a), Some(b), b, mt(), 10);
+                let _ = parse_range(Some(a), Some(b), a, UNIX_EPOCH, 0);
+                let _ = evaluate_preconditions(
+                    true,
+                    &Preconditions {
+                        if_match: Some(a),
+                        if_none_match: Some(b),
+                        if_modified_since: Some(a),
+                        if_unmodified_since: Some(b),
+                    },
+                    a,
+                    mt(),
+                );
+                let _ = attachment_header(a);
+                let _ = path_segments(a);
+            }
+        }
+    }
+
+    // ----- body streaming ------------------------------------------------
+
+    #[test]
+    fn file_body_streams_a_range() {
+        let (_t, sr) = fixture();
+        let f = sr.resolve(&["hello.txt"]).unwrap();
+        let d = parse_range(Some("bytes=6-"), None, &f.etag(), f.modified, f.len);
+        assert_eq!(d.content_range(f.len).as_deref(), Some("bytes 6-10/11"));
+        let mut body = f.into_body(&d).unwrap();
+        assert_eq!(body.remaining(), 5);
+        let mut out = b"HDR".to_vec();
+        assert_eq!(body.fill(&mut out, 0).unwrap(), 0);
+        assert_eq!(out.len(), 3);
+        assert_eq!(body.fill(&mut out, 2).unwrap(), 2);
+        assert_eq!(out, b"HDRwo");
+        assert_eq!(body.fill(&mut out, 100).unwrap(), 3);
+        assert_eq!(out, b"HDRworld");
+        assert!(body.is_done());
+        assert_eq!(body.fill(&mut out, 100).unwrap(), 0);
+        assert_eq!(out, b"HDRworld");
+    }
+
+    #[test]
+    fn file_body_suffix_and_read_impl() {
+        let (_t, sr) = fixture();
+        let f = sr.resolve(&["hello.txt"]).unwrap();
+        let d = parse_range(Some("bytes=-3"), None, "", f.modified, f.len);
+        let mut body = f.into_body(&d).unwrap();
+        let mut s = String::new();
+        body.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "rld");
+
+        let f = sr.resolve(&["hello.txt"]).unwrap();
+        let body = f.into_body(&RangeDecision::Unsatisfiable).unwrap();
+        assert!(body.is_done());
+    }
+
+    #[test]
+    fn file_body_reports_truncation() {
+        let (t, sr) = fixture();
+        let f = sr.resolve(&["hello.txt"]).unwrap();
+        let mut body = f.into_body(&RangeDecision::Full).unwrap();
+        // Shrink the file after its length was announced.
+        File::create(t.path().join("root/hello.txt"))
+            .unwrap()
+            .write_all(b"hey")
+            .unwrap();
+        let mut out = Vec::new();
+        assert_eq!(body.fill(&mut out, 100).unwrap(), 3);
+        assert_eq!(out, b"hey");
+        let e = body.fill(&mut out, 100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(out, b"hey");
+        assert_eq!(body.remaining(), 8);
+    }
+
+    #[test]
+    fn file_body_large_file_in_chunks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        write(&tmp.path().join("big.bin"), &data);
+        let sr = StaticRoot::new(tmp.path()).unwrap();
+        let f = sr.resolve(&["big.bin"]).unwrap();
+        let d = parse_range(Some("bytes=1000-150999"), None, "", f.modified, f.len);
+        let mut body = f.into_body(&d).unwrap();
+        let mut out = Vec::new();
+        while body.fill(&mut out, 16 * 1024).unwrap() > 0 {}
+        assert_eq!(out, &data[1000..151_000]);
+        // A huge `max` is capped, not allocated.
+        let f = sr.resolve(&["big.bin"]).unwrap();
+        let mut body = f.into_body(&RangeDecision::Full).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(body.fill(&mut out, usize::MAX).unwrap(), 200_000);
+    }
+
+    // ----- Content-Disposition --------------------------------------------
+
+    #[test]
+    fn attachment_headers() {
+        assert_eq!(
+            attachment_header("report.pdf"),
+            "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
+        );
+        assert_eq!(
+            attachment_header("résumé 2024.pdf"),
+            "attachment; filename=\"r_sum_ 2024.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%202024.pdf"
+        );
+        assert_eq!(
+            attachment_header("日本.txt"),
+            "attachment; filename=\"__.txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt"
+        );
+        assert_eq!(
+            attachment_header("a\"b\tc\r\nd%e.txt"),
+            "attachment; filename=\"a_b_c__d_e.txt\"; filename*=UTF-8''a%22b%09c%0D%0Ad%25e.txt"
+        );
+        assert_eq!(
+            attachment_header("dir/sub\\x.txt"),
+            "attachment; filename=\"x.txt\"; filename*=UTF-8''x.txt"
+        );
+        assert_eq!(
+            attachment_header(""),
+            "attachment; filename=\"download\"; filename*=UTF-8''download"
+        );
+        assert_eq!(
+            attachment_header("a/"),
+            "attachment; filename=\"download\"; filename*=UTF-8''download"
+        );
+        // Never anything that could break the header line.
+        for name in ["x\r\nSet-Cookie: a=b", "\u{0}\u{7f}\u{85}", "é\n"] {
+            let h = attachment_header(name);
+            assert!(h.bytes().all(|b| (0x20..0x7f).contains(&b)), "{h:?}");
+        }
+    }
+}

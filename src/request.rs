@@ -1,0 +1,157 @@
+//! The request a handler sees.
+
+use std::net::SocketAddr;
+
+use crate::error::HttpError;
+use crate::headers::Headers;
+use crate::method::Method;
+use crate::proto::http::{RequestHead, Version};
+use crate::url::QueryParams;
+
+/// Identifies one connection of a [`Server`](crate::Server): a slot number and a
+/// generation, so an id kept after its connection closed never reaches the next
+/// connection that reuses the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+/// An HTTP request, fully received (head and body) before the handler runs.
+///
+/// ```
+/// # use pollserve::Request;
+/// fn handler(req: &Request) -> String {
+///     let name = req.query().get("name").unwrap_or("world");
+///     format!("{} {} says hello to {name}", req.method(), req.path())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) head: RequestHead,
+    pub(crate) path: String,
+    pub(crate) query: QueryParams,
+    pub(crate) params: RouteParams,
+    pub(crate) body: Vec<u8>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) conn: ConnId,
+}
+
+impl Request {
+    /// The request method.
+    pub fn method(&self) -> Method {
+        self.head.method.unwrap_or(Method::GET)
+    }
+
+    /// The percent-decoded path, without the query string (`/a b` for `/a%20b?x`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The request target exactly as sent (`/a%20b?x=1`).
+    pub fn target(&self) -> &str {
+        &self.head.target
+    }
+
+    /// The raw query string after `?`, if any, not decoded.
+    pub fn query_string(&self) -> Option<&str> {
+        self.head.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The decoded query parameters (multi-valued, `+` read as space).
+    ///
+    /// Values come from the client: escape them with [`html_escape`](crate::html_escape)
+    /// before reflecting them into HTML.
+    pub fn query(&self) -> &QueryParams {
+        &self.query
+    }
+
+    /// The value of the route parameter `name` (`<name>` in the route pattern).
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name)
+    }
+
+    /// Every route parameter captured by the matched route.
+    pub fn params(&self) -> &RouteParams {
+        &self.params
+    }
+
+    /// The request header fields.
+    pub fn headers(&self) -> &Headers {
+        &self.head.headers
+    }
+
+    /// The first value of one header field (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.headers.get(name)
+    }
+
+    /// The request body (already de-chunked).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The body as UTF-8 text, or 400 if it is not valid UTF-8.
+    pub fn text(&self) -> Result<&str, HttpError> {
+        std::str::from_utf8(&self.body)
+            .map_err(|e| HttpError::bad_request(format!("request body is not UTF-8: {e}")))
+    }
+
+    /// The body parsed as JSON into `T`, or 400 naming what was wrong.
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| HttpError::bad_request(format!("invalid JSON body: {e}")))
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The HTTP version of the request.
+    pub fn version(&self) -> Version {
+        self.head.version
+    }
+
+    /// The connection this request arrived on.
+    pub fn conn_id(&self) -> ConnId {
+        self.conn
+    }
+}
+
+/// The parameters a route pattern captured (`<id>` in `/item/<id>`), by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteParams {
+    pairs: Vec<(String, String)>,
+}
+
+impl RouteParams {
+    /// The value captured for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `(name, value)` pairs in pattern order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of parameters.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether the route captured nothing.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    pub(crate) fn set_from(&mut self, params: &crate::router::Params<'_, '_>) {
+        self.pairs.clear();
+        self.pairs
+            .extend(params.iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
+    }
+}

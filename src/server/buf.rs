@@ -1,0 +1,96 @@
+//! The connection read buffer.
+
+use std::io::{self, Read};
+
+/// A byte buffer whose whole allocation stays initialised, so socket reads go
+/// straight into it without zero-filling on every read; `start..end` holds the
+/// bytes not yet consumed.
+#[derive(Default)]
+pub(crate) struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Reads once from `r` into free space, making room for at least `chunk`
+    /// bytes first (moving the unconsumed bytes to the front, or growing).
+    pub fn read_from(&mut self, r: &mut impl Read, chunk: usize) -> io::Result<usize> {
+        if self.buf.len() - self.end < chunk {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() - self.end < chunk {
+                self.buf.resize(self.end + chunk, 0);
+            }
+        }
+        let n = r.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Moves the unconsumed bytes into a buffer sized for them, leaving `self`
+    /// (typically the server's shared scratch buffer) empty with its capacity.
+    pub fn split_off_remaining(&mut self) -> ReadBuf {
+        let mut own = ReadBuf {
+            buf: vec![0; self.len().max(1024)],
+            start: 0,
+            end: self.len(),
+        };
+        own.buf[..self.len()].copy_from_slice(self.data());
+        self.clear();
+        own
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_consumes_and_compacts() {
+        let mut b = ReadBuf::default();
+        let mut src: &[u8] = b"hello world";
+        assert_eq!(b.read_from(&mut src, 4).unwrap(), 4);
+        assert_eq!(b.data(), b"hell");
+        b.consume(2);
+        assert_eq!(b.read_from(&mut src, 4).unwrap(), 4);
+        assert_eq!(b.data(), b"llo wo");
+        let own = b.split_off_remaining();
+        assert_eq!(own.data(), b"llo wo");
+        assert!(b.is_empty());
+        assert!(b.capacity() >= 4);
+    }
+}

@@ -1,0 +1,788 @@
+//! One HTTP connection: buffers, the request/response cycle, timeouts.
+
+use std::borrow::Cow;
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use super::buf::ReadBuf;
+use super::{Handler, Shared};
+use crate::files::{self, Condition, FileBody, FileError, Preconditions, RangeDecision};
+use crate::headers::Headers;
+use crate::method::Method;
+use crate::proto::http::{parse_request_head, BodyDecoder, RequestHead, Version};
+use crate::request::{ConnId, Request, RouteParams};
+use crate::response::{Body, Response};
+use crate::router::{allow_header_value, RouteMatch, Router};
+use crate::status::StatusCode;
+use crate::url::{decode_path, split_target, QueryParams};
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Pipelined requests are not parsed while this much output waits: a client
+/// that sends but never reads cannot make the server buffer without bound.
+const HIGH_WATER: usize = 256 * 1024;
+/// A streamed body (file, chunked iterator) is pulled while less than this waits.
+const LOW_WATER: usize = 64 * 1024;
+/// File bytes read per step of a streamed file.
+const FILE_CHUNK: usize = 64 * 1024;
+/// Bodies up to this size are copied after the head and sent in one write;
+/// larger ones are sent from where they are with a vectored write.
+const INLINE_BODY: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading a request body.
+    Body,
+    /// The last response is being written; then the write side is shut.
+    Closing,
+    /// Write side shut; draining input until EOF or the linger deadline.
+    Lingering(Instant),
+}
+
+/// A response body still being sent after its head.
+enum OutBody {
+    Bytes(Cow<'static, [u8]>, usize),
+    File(FileBody),
+    Stream {
+        iter: Box<dyn Iterator<Item = Vec<u8>>>,
+        chunked: bool,
+    },
+}
+
+pub(crate) struct Conn {
+    pub stream: TcpStream,
+    peer: SocketAddr,
+    id: ConnId,
+    rbuf: ReadBuf,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    out: Option<OutBody>,
+    phase: Phase,
+    pub readable: bool,
+    pub writable: bool,
+    peer_eof: bool,
+    pub deadline: Option<Instant>,
+    req: Request,
+    decoder: Option<BodyDecoder>,
+    /// When the first byte of the current request arrived.
+    request_start: Option<Instant>,
+    /// Bytes of the current request (head and body) as received.
+    request_size: usize,
+    /// Last time bytes moved in either direction.
+    last_io: Instant,
+}
+
+impl Conn {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: u32,
+        generation: u32,
+        now: Instant,
+    ) -> Conn {
+        let id = ConnId { slot, generation };
+        Conn {
+            stream,
+            peer,
+            id,
+            rbuf: ReadBuf::default(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            out: None,
+            phase: Phase::Head,
+            readable: false,
+            writable: false,
+            peer_eof: false,
+            deadline: None,
+            req: Request {
+                head: RequestHead::default(),
+                path: String::new(),
+                query: QueryParams::default(),
+                params: RouteParams::default(),
+                body: Vec::new(),
+                peer,
+                conn: id,
+            },
+            decoder: None,
+            request_start: None,
+            request_size: 0,
+            last_io: now,
+        }
+    }
+
+    /// Idle: between requests with nothing buffered either way.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Head
+            && self.rbuf.is_empty()
+            && !self.has_output()
+            && self.request_start.is_none()
+    }
+
+    fn pending_len(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    fn has_output(&self) -> bool {
+        self.wpos < self.wbuf.len() || matches!(self.out, Some(OutBody::Bytes(..)))
+    }
+
+    /// Does all the work the connection can do now. Returns false when it
+    /// must be closed.
+    pub fn drive<S>(
+        &mut self,
+        routes: &mut Router<Handler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        // Borrow the shared read buffer when this connection holds no partial
+        // input: idle connections then own no buffer at all.
+        let lent = self.rbuf.capacity() == 0;
+        if lent {
+            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+        }
+        let keep = self.run(routes, shared, state, now);
+        if lent {
+            let rest = if self.rbuf.is_empty() {
+                ReadBuf::default()
+            } else {
+                self.rbuf.split_off_remaining()
+            };
+            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+            self.rbuf = rest;
+        } else if self.rbuf.is_empty() {
+            self.rbuf = ReadBuf::default();
+        }
+        if self.wpos == self.wbuf.len() && self.wbuf.capacity() > 4 * INLINE_BODY {
+            self.wbuf = Vec::new();
+            self.wpos = 0;
+        }
+        if keep {
+            self.update_deadline(shared);
+        }
+        keep
+    }
+
+    fn run<S>(
+        &mut self,
+        routes: &mut Router<Handler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        loop {
+            let mut progress = false;
+            if self.writable && self.has_output() {
+                match self.flush() {
+                    Ok(p) => {
+                        if p {
+                            self.last_io = now;
+                        }
+                        progress |= p;
+                    }
+                    Err(e) => {
+                        log::debug!("{}: write failed: {e}", self.peer);
+                        return false;
+                    }
+                }
+            }
+            if self.out.is_some() && self.pending_len() < LOW_WATER {
+                match self.fill_body() {
+                    Ok(p) => progress |= p,
+                    Err(e) => {
+                        log::warn!("{}: response body failed mid-stream: {e}", self.peer);
+                        return false;
+                    }
+                }
+            }
+            if self.phase == Phase::Closing && !self.has_output() && self.out.is_none() {
+                if self.peer_eof {
+                    return false;
+                }
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.phase = Phase::Lingering(now + shared.config.linger_timeout);
+                self.rbuf.clear();
+                progress = true;
+            }
+            if matches!(self.phase, Phase::Head | Phase::Body) {
+                progress |= self.process_input(routes, shared, state, now);
+            }
+            if self.readable && !self.peer_eof && self.wants_read() {
+                match self.rbuf.read_from(&mut self.stream, READ_CHUNK) {
+                    Ok(0) => {
+                        self.peer_eof = true;
+                        progress = true;
+                    }
+                    Ok(_) => {
+                        self.last_io = now;
+                        if matches!(self.phase, Phase::Lingering(_)) {
+                            self.rbuf.clear();
+                        }
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) => {
+                        log::debug!("{}: read failed: {e}", self.peer);
+                        return false;
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if self.peer_eof {
+            match self.phase {
+                Phase::Lingering(_) => return false,
+                Phase::Head | Phase::Body
+                    if self.out.is_none() && self.pending_len() < HIGH_WATER =>
+                {
+                    // Everything complete has been answered; what is left can
+                    // never become a request.
+                    if !self.has_output() {
+                        return false;
+                    }
+                    self.phase = Phase::Closing;
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    fn wants_read(&self) -> bool {
+        match self.phase {
+            Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
+            Phase::Closing => false,
+            Phase::Lingering(_) => true,
+        }
+    }
+
+    /// Parses and answers as many buffered requests as the output bound allows.
+    fn process_input<S>(
+        &mut self,
+        routes: &mut Router<Handler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        let mut progress = false;
+        while self.out.is_none() && self.pending_len() < HIGH_WATER && !self.rbuf.is_empty() {
+            match self.phase {
+                Phase::Head => {
+                    self.request_start.get_or_insert(now);
+                    match parse_request_head(
+                        self.rbuf.data(),
+                        &shared.config.limits,
+                        &mut self.req.head,
+                    ) {
+                        Ok(None) => break,
+                        Err(e) => {
+                            self.rbuf.clear();
+                            self.respond_error(e.status, e.reason, shared, now);
+                            return true;
+                        }
+                        Ok(Some(n)) => {
+                            progress = true;
+                            self.rbuf.consume(n);
+                            self.request_size = n;
+                            self.req.body.clear();
+                            match BodyDecoder::new(self.req.head.framing) {
+                                None => self.dispatch(routes, shared, state, now),
+                                Some(d) => {
+                                    if self.req.head.expect_continue && self.rbuf.is_empty() {
+                                        self.wbuf
+                                            .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                                    }
+                                    self.decoder = Some(d);
+                                    self.phase = Phase::Body;
+                                }
+                            }
+                        }
+                    }
+                }
+                Phase::Body => {
+                    let Some(decoder) = self.decoder.as_mut() else {
+                        self.phase = Phase::Head;
+                        continue;
+                    };
+                    match decoder.decode(
+                        self.rbuf.data(),
+                        &mut self.req.body,
+                        &shared.config.limits,
+                    ) {
+                        Err(e) => {
+                            self.rbuf.clear();
+                            self.respond_error(e.status, e.reason, shared, now);
+                            return true;
+                        }
+                        Ok((n, done)) => {
+                            progress |= n > 0;
+                            self.rbuf.consume(n);
+                            self.request_size += n;
+                            if done {
+                                self.decoder = None;
+                                self.dispatch(routes, shared, state, now);
+                            } else if n == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Phase::Closing | Phase::Lingering(_) => break,
+            }
+        }
+        // A body that completes with no bytes left (Content-Length reached at
+        // the end of the buffer) is handled by the loop above; a head whose
+        // body is all in flight waits here.
+        if self.phase == Phase::Body {
+            if let Some(BodyDecoder::Length(0)) = self.decoder {
+                self.decoder = None;
+                self.dispatch(routes, shared, state, now);
+                progress = true;
+            }
+        }
+        progress
+    }
+
+    /// Routes a complete request and queues its response.
+    fn dispatch<S>(
+        &mut self,
+        routes: &mut Router<Handler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) {
+        let method = self.req.method();
+        let response = if self.req.head.target == "*" {
+            // `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7).
+            let mut r = Response::new(StatusCode::OK);
+            r.set_header("Allow", &allow_header_value(u16::MAX));
+            r
+        } else {
+            self.route(routes, shared, state, method)
+        };
+        self.write_response(response, shared, now);
+    }
+
+    fn route<S>(
+        &mut self,
+        routes: &mut Router<Handler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        method: Method,
+    ) -> Response {
+        let (raw_path, query) = split_target(&self.req.head.target);
+        let decoded = match decode_path(raw_path) {
+            Ok(d) => d,
+            Err(e) => {
+                return Response::error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid request path: {e}"),
+                )
+            }
+        };
+        self.req.path = decoded.path();
+        self.req.query = QueryParams::parse(query.unwrap_or(""));
+        match routes.find_mut(method, decoded.segments(), decoded.trailing_slash()) {
+            RouteMatch::Found {
+                handler, params, ..
+            } => {
+                self.req.params.set_from(&params);
+                shared.activity.handled += 1;
+                let req = &self.req;
+                match catch_unwind(AssertUnwindSafe(|| handler(req, state))) {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => e.into(),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        log::error!("handler for {} {} panicked: {what}", method, raw_path);
+                        Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                    }
+                }
+            }
+            RouteMatch::MethodNotAllowed { allow } => {
+                let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                r.set_header("Allow", &allow_header_value(allow));
+                r
+            }
+            RouteMatch::NotFound => match (&shared.static_root, method) {
+                (Some(root), Method::GET | Method::HEAD) => match root
+                    .resolve(&files::segments_of(&decoded))
+                {
+                    Ok(f) => Response::from_file(f.file, f.len, Some(f.modified), &f.mime),
+                    Err(FileError::Redirect(location)) => {
+                        Response::redirect_with_status(&location, StatusCode::MOVED_PERMANENTLY)
+                    }
+                    Err(FileError::Forbidden) => {
+                        Response::error(StatusCode::FORBIDDEN, "Forbidden")
+                    }
+                    Err(FileError::NotFound) => Response::error(StatusCode::NOT_FOUND, "Not Found"),
+                    Err(FileError::Io(e)) => {
+                        log::error!("static file {raw_path}: {e}");
+                        Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                    }
+                },
+                _ => Response::error(StatusCode::NOT_FOUND, "Not Found"),
+            },
+        }
+    }
+
+    fn respond_error(
+        &mut self,
+        status: StatusCode,
+        reason: &str,
+        shared: &mut Shared,
+        now: Instant,
+    ) {
+        self.decoder = None;
+        self.req.head.keep_alive = false;
+        let r = Response::error(status, reason);
+        self.write_response(r, shared, now);
+    }
+
+    /// Serialises the head into the write buffer and queues the body.
+    fn write_response(&mut self, response: Response, shared: &mut Shared, now: Instant) {
+        let Response {
+            mut status,
+            mut headers,
+            body,
+        } = response;
+        let head = &self.req.head;
+        let is_head = head.method == Some(Method::HEAD);
+        let mut keep_alive =
+            head.keep_alive && !shared.stopping && !headers.has_token("Connection", "close");
+
+        let mut body = body;
+        if let Body::File(src) = &mut body {
+            if let Some(r) =
+                file_validators(&mut status, &mut headers, src, &head.headers, head.method)
+            {
+                body = r;
+            }
+        }
+
+        let w = &mut self.wbuf;
+        let _ = write!(
+            w,
+            "HTTP/1.1 {} {}\r\nDate: {}\r\n",
+            status.as_u16(),
+            status.reason(),
+            shared.date()
+        );
+        for (name, value) in shared.default_headers.iter() {
+            if !headers.contains(name) {
+                write_field(w, name, value);
+            }
+        }
+        for (name, value) in headers.iter() {
+            if !(name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding")
+                || name.eq_ignore_ascii_case("connection"))
+            {
+                write_field(w, name, value);
+            }
+        }
+        let no_body = status.forbids_body();
+        let mut body_len: Option<u64> = None;
+        match &body {
+            _ if no_body => {}
+            Body::Empty => body_len = Some(0),
+            Body::Bytes(b) => body_len = Some(b.len() as u64),
+            Body::File(f) => body_len = Some(f.len),
+            Body::Stream(_) => {
+                if head.version == Version::Http11 {
+                    w.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                } else {
+                    // HTTP/1.0 has no chunked coding: the body ends at close.
+                    keep_alive = is_head && keep_alive;
+                }
+            }
+        }
+        if let Some(n) = body_len {
+            let _ = write!(w, "Content-Length: {n}\r\n");
+        }
+        if !keep_alive {
+            w.extend_from_slice(b"Connection: close\r\n");
+        } else if head.version == Version::Http10 {
+            w.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        w.extend_from_slice(b"\r\n");
+        let head_bytes = self.wbuf.len() - self.wpos;
+
+        if !is_head && !no_body {
+            match body {
+                Body::Empty => {}
+                Body::Bytes(b) if b.len() <= INLINE_BODY => self.wbuf.extend_from_slice(&b),
+                Body::Bytes(b) => self.out = Some(OutBody::Bytes(b, 0)),
+                Body::File(f) => match FileBody::new(f.file, f.start, f.len) {
+                    Ok(b) => self.out = Some(OutBody::File(b)),
+                    Err(e) => {
+                        // The head promised a length; the body cannot follow.
+                        log::error!("{}: cannot seek file: {e}", self.peer);
+                        keep_alive = false;
+                    }
+                },
+                Body::Stream(iter) => {
+                    self.out = Some(OutBody::Stream {
+                        iter,
+                        chunked: self.req.head.version == Version::Http11,
+                    })
+                }
+            }
+        }
+
+        let elapsed = self
+            .request_start
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        let target = &self.req.head.target;
+        let path = target.split('?').next().unwrap_or("");
+        log::info!(
+            target: "pollserve::access",
+            "{} -- \"{} {}\" {} -- \"{} {}\" {} -- {}ms",
+            self.peer.ip(),
+            self.req.head.method.map(|m| m.as_str()).unwrap_or("-"),
+            path,
+            self.request_size,
+            status.as_u16(),
+            status.reason(),
+            head_bytes as u64 + if is_head { 0 } else { body_len.unwrap_or(0) },
+            elapsed.as_millis()
+        );
+        shared.activity.responses += 1;
+        self.request_start = None;
+        self.request_size = 0;
+        self.phase = if keep_alive {
+            Phase::Head
+        } else {
+            Phase::Closing
+        };
+    }
+
+    /// Writes queued output; returns whether any byte was written.
+    fn flush(&mut self) -> io::Result<bool> {
+        let mut progress = false;
+        loop {
+            let pending = &self.wbuf[self.wpos..];
+            let result = match &self.out {
+                Some(OutBody::Bytes(data, pos)) => {
+                    let rest = &data[*pos..];
+                    if pending.is_empty() {
+                        self.stream.write(rest)
+                    } else {
+                        self.stream
+                            .write_vectored(&[IoSlice::new(pending), IoSlice::new(rest)])
+                    }
+                }
+                _ if pending.is_empty() => break,
+                _ => self.stream.write(pending),
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    progress = true;
+                    let from_buf = n.min(self.wbuf.len() - self.wpos);
+                    self.wpos += from_buf;
+                    n -= from_buf;
+                    if let Some(OutBody::Bytes(data, pos)) = &mut self.out {
+                        *pos += n;
+                        if *pos == data.len() {
+                            self.out = None;
+                        }
+                    }
+                    if self.wpos == self.wbuf.len() {
+                        self.wbuf.clear();
+                        self.wpos = 0;
+                        if self.out.is_none() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Moves more of a streamed body into the write buffer.
+    fn fill_body(&mut self) -> io::Result<bool> {
+        let mut progress = false;
+        match &mut self.out {
+            None | Some(OutBody::Bytes(..)) => {}
+            Some(OutBody::File(body)) => {
+                if !body.is_done() {
+                    body.fill(&mut self.wbuf, FILE_CHUNK)?;
+                    progress = true;
+                }
+                if body.is_done() {
+                    self.out = None;
+                    progress = true;
+                }
+            }
+            Some(OutBody::Stream { iter, chunked }) => {
+                let chunked = *chunked;
+                while self.wbuf.len() - self.wpos < LOW_WATER {
+                    let next = catch_unwind(AssertUnwindSafe(|| iter.next()));
+                    progress = true;
+                    match next {
+                        Ok(Some(chunk)) => {
+                            if chunk.is_empty() {
+                                continue;
+                            }
+                            if chunked {
+                                let _ = write!(self.wbuf, "{:x}\r\n", chunk.len());
+                            }
+                            self.wbuf.extend_from_slice(&chunk);
+                            if chunked {
+                                self.wbuf.extend_from_slice(b"\r\n");
+                            }
+                        }
+                        Ok(None) => {
+                            if chunked {
+                                self.wbuf.extend_from_slice(b"0\r\n\r\n");
+                            }
+                            self.out = None;
+                            break;
+                        }
+                        Err(_) => {
+                            return Err(io::Error::other("chunk iterator panicked"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    fn update_deadline(&mut self, shared: &mut Shared) {
+        let c = &shared.config;
+        let deadline = if self.has_output() || self.out.is_some() {
+            self.last_io + c.send_timeout
+        } else {
+            match self.phase {
+                Phase::Head => match self.request_start {
+                    Some(t) => t + c.header_timeout,
+                    None => self.last_io + c.keep_alive_timeout,
+                },
+                Phase::Body => self.last_io + c.body_timeout,
+                Phase::Closing => self.last_io + c.send_timeout,
+                Phase::Lingering(until) => until,
+            }
+        };
+        if self.deadline != Some(deadline) {
+            self.deadline = Some(deadline);
+            shared.schedule(deadline);
+        }
+    }
+
+    /// The deadline passed. Returns whether to keep the connection (never, for
+    /// now; a request caught half-way gets a best-effort `408` first).
+    pub fn on_timeout(&mut self, shared: &mut Shared, now: Instant) -> bool {
+        let partial = matches!(self.phase, Phase::Head | Phase::Body)
+            && (self.request_start.is_some() || self.phase == Phase::Body);
+        if partial && !self.has_output() && self.out.is_none() {
+            self.respond_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request not received in time",
+                shared,
+                now,
+            );
+            self.writable = true;
+            let _ = self.flush();
+        }
+        log::debug!("{}: connection timed out", self.peer);
+        false
+    }
+
+    #[allow(dead_code)]
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+}
+
+fn write_field(w: &mut Vec<u8>, name: &str, value: &str) {
+    w.extend_from_slice(name.as_bytes());
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value.as_bytes());
+    w.extend_from_slice(b"\r\n");
+}
+
+/// Adds `ETag`/`Last-Modified`/`Accept-Ranges` to a file response and applies
+/// the request's conditional and range headers; returns a replacement body when
+/// the answer is 304, 412 or 416.
+fn file_validators(
+    status: &mut StatusCode,
+    headers: &mut Headers,
+    src: &mut crate::response::FileSource,
+    req: &Headers,
+    method: Option<Method>,
+) -> Option<Body> {
+    let mtime = src.modified?;
+    let etag = files::etag(src.len, mtime);
+    headers.set("ETag", &etag);
+    headers.set("Last-Modified", &files::http_date(mtime));
+    if *status != StatusCode::OK {
+        return None;
+    }
+    headers.set("Accept-Ranges", "bytes");
+    let conditions = Preconditions {
+        if_match: req.get("If-Match"),
+        if_none_match: req.get("If-None-Match"),
+        if_modified_since: req.get("If-Modified-Since"),
+        if_unmodified_since: req.get("If-Unmodified-Since"),
+    };
+    let get_or_head = matches!(method, Some(Method::GET | Method::HEAD));
+    match files::evaluate_preconditions(get_or_head, &conditions, &etag, mtime) {
+        Condition::Proceed => {}
+        Condition::NotModified => {
+            *status = StatusCode::NOT_MODIFIED;
+            return Some(Body::Empty);
+        }
+        Condition::PreconditionFailed => {
+            *status = StatusCode::PRECONDITION_FAILED;
+            headers.remove("Content-Type");
+            return Some(Body::Empty);
+        }
+    }
+    if !get_or_head {
+        return None;
+    }
+    let decision = files::parse_range(req.get("Range"), req.get("If-Range"), &etag, mtime, src.len);
+    if let Some(range) = decision.content_range(src.len) {
+        headers.set("Content-Range", &range);
+    }
+    match decision {
+        RangeDecision::Full => None,
+        RangeDecision::Partial {
+            start,
+            end_inclusive,
+        } => {
+            *status = StatusCode::PARTIAL_CONTENT;
+            src.start = start;
+            src.len = end_inclusive - start + 1;
+            None
+        }
+        RangeDecision::Unsatisfiable => {
+            *status = StatusCode::RANGE_NOT_SATISFIABLE;
+            headers.remove("Content-Type");
+            Some(Body::Empty)
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! The driver: a `mio` poll loop owning the listener and every connection.
+
+mod buf;
+mod conn;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::error::{Error, HttpError};
+use crate::files::StaticRoot;
+use crate::headers::Headers;
+use crate::proto::http::HttpLimits;
+use crate::request::Request;
+use crate::response::Response;
+use crate::router::{IntoMethodMask, Router};
+
+use conn::Conn;
+
+const LISTENER: Token = Token(usize::MAX - 1);
+
+/// A request handler: borrows the request and the application state, returns a
+/// response or an [`HttpError`]. Handlers run on the poll thread, one at a time.
+pub type Handler<S> = Box<dyn FnMut(&Request, &mut S) -> Result<Response, HttpError>>;
+
+/// Limits and timeouts of a [`Server`]. Every value has a documented default
+/// chosen for a desktop or server program; set only what you need:
+///
+/// ```
+/// use pollserve::ServerConfig;
+/// use std::time::Duration;
+/// let config = ServerConfig::default()
+///     .max_body_size(16 << 20)
+///     .keep_alive_timeout(Duration::from_secs(5));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) limits: HttpLimits,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+    pub(crate) linger_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) backlog: i32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: HttpLimits::default(),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            linger_timeout: Duration::from_secs(2),
+            max_connections: 16_384,
+            backlog: 1024,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty => $($field:ident).+) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$($field).+ = value;
+            self
+        }
+    };
+}
+
+impl ServerConfig {
+    setter!(
+        /// Longest request line; `414` beyond it. Default 8 KiB.
+        max_request_line: usize => limits.max_request_line);
+    setter!(
+        /// Largest request head; `431` beyond it. Default 32 KiB.
+        max_head_size: usize => limits.max_head_size);
+    setter!(
+        /// Most header fields per request; `431` beyond it. Default 100.
+        max_headers: usize => limits.max_headers);
+    setter!(
+        /// Largest request body; `413` beyond it. Default 1 MiB.
+        max_body_size: u64 => limits.max_body_size);
+    setter!(
+        /// Time allowed for a whole request head to arrive, counted from its
+        /// first byte and not extended by trickling bytes (slowloris defence);
+        /// `408` and close when it passes. Default 30 s.
+        header_timeout: Duration => header_timeout);
+    setter!(
+        /// Longest pause while reading a request body; `408` and close. Default 60 s.
+        body_timeout: Duration => body_timeout);
+    setter!(
+        /// How long an idle keep-alive connection stays open. Default 60 s.
+        keep_alive_timeout: Duration => keep_alive_timeout);
+    setter!(
+        /// Longest time a client may leave our response unread before the
+        /// connection is dropped. Default 60 s.
+        send_timeout: Duration => send_timeout);
+    setter!(
+        /// After a response that closes the connection, how long to keep
+        /// draining the client's unread input so the response is not destroyed
+        /// by a TCP reset. Default 2 s.
+        linger_timeout: Duration => linger_timeout);
+    setter!(
+        /// Most open connections; further clients wait in the listen backlog.
+        /// Default 16384.
+        max_connections: usize => max_connections);
+    setter!(
+        /// Listen backlog passed to `listen(2)`. Default 1024.
+        backlog: i32 => backlog);
+
+    /// The HTTP size limits.
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
+    }
+}
+
+/// What one call of [`Server::poll`] did, so the program can react (the seed
+/// library's `REQUEST_HANDLED_RESPONSE_SENT` and friends, counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Connections accepted.
+    pub accepted: usize,
+    /// Requests answered (by a handler, a static file or an error response).
+    pub responses: usize,
+    /// Of those, requests a route handler answered.
+    pub handled: usize,
+    /// Connections closed for any reason.
+    pub closed: usize,
+    /// Of those, connections closed because a timeout passed.
+    pub timed_out: usize,
+}
+
+impl Activity {
+    /// Whether nothing happened.
+    pub fn is_idle(&self) -> bool {
+        *self == Activity::default()
+    }
+}
+
+/// Cached `Date` header value, formatted once per second.
+struct DateCache {
+    secs: u64,
+    text: String,
+}
+
+impl DateCache {
+    fn update(&mut self, now: SystemTime) {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.secs || self.text.is_empty() {
+            self.secs = secs;
+            self.text = httpdate::fmt_http_date(now);
+        }
+    }
+}
+
+/// Everything a connection needs from the server while it is driven, apart
+/// from the routes (borrowed separately so handlers can be `FnMut`).
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub static_root: Option<StaticRoot>,
+    pub default_headers: Headers,
+    date: DateCache,
+    /// Read buffer lent to whichever connection is being driven; a connection
+    /// keeps a buffer of its own only while it holds a partial request.
+    pub scratch: buf::ReadBuf,
+    pub activity: Activity,
+    /// No sweep of connection deadlines is needed before this instant.
+    pub next_sweep: Option<Instant>,
+    pub stopping: bool,
+}
+
+impl Shared {
+    pub fn date(&self) -> &str {
+        &self.date.text
+    }
+
+    pub fn schedule(&mut self, at: Instant) {
+        // Deadlines closer together than this share one sweep, so a sweep over
+        // all connections happens at most every SWEEP_GRAIN however many
+        // connections have deadlines.
+        const SWEEP_GRAIN: Duration = Duration::from_millis(50);
+        let at = at + SWEEP_GRAIN;
+        if self.next_sweep.is_none_or(|n| at < n) {
+            self.next_sweep = Some(at);
+        }
+    }
+}
+
+/// An HTTP/1.1 server driven by the program's own loop.
+///
+/// `S` is the application state passed to every handler by
+/// [`poll`](Server::poll), so handlers can change it without locks or
+/// `Rc<RefCell<…>>`. See the [crate documentation](crate) for a walk-through.
+pub struct Server<S = ()> {
+    routes: Router<Handler<S>>,
+    shared: Shared,
+    poll: Poll,
+    events: Events,
+    listener: Option<(TcpListener, SocketAddr)>,
+    conns: Slab<Conn>,
+    generation: u32,
+    /// Accepting paused (connection limit or out of file descriptors).
+    accept_paused: bool,
+}
+
+impl<S> Server<S> {
+    /// A server with the default [`ServerConfig`].
+    pub fn new() -> Server<S> {
+        Server::with_config(ServerConfig::default())
+    }
+
+    /// A server with the given configuration.
+    ///
+    /// # Panics
+    /// Only if the operating system refuses to create an epoll/kqueue instance,
+    /// which happens when the process is out of file descriptors.
+    pub fn with_config(config: ServerConfig) -> Server<S> {
+        Server::try_with_config(config).expect("cannot create the poll instance")
+    }
+
+    /// Like [`with_config`](Self::with_config), returning the OS error instead of panicking.
+    pub fn try_with_config(config: ServerConfig) -> Result<Server<S>, Error> {
+        Ok(Server {
+            routes: Router::new(),
+            shared: Shared {
+                config,
+                static_root: None,
+                default_headers: Headers::new(),
+                date: DateCache {
+                    secs: 0,
+                    text: String::new(),
+                },
+                scratch: buf::ReadBuf::default(),
+                activity: Activity::default(),
+                next_sweep: None,
+                stopping: false,
+            },
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            listener: None,
+            conns: Slab::new(),
+            generation: 0,
+            accept_paused: false,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// Registers `handler` for `pattern` and the given method(s).
+    ///
+    /// Patterns use the seed library's syntax: `/item/<id>` captures a segment,
+    /// `...` matches exactly one segment and `....` one or more. The first
+    /// registered route that matches wins. A `GET` route also answers `HEAD`.
+    ///
+    /// ```
+    /// use pollserve::{Method, Response, Server};
+    /// let mut server = Server::<u32>::new();
+    /// server.route("/count", Method::POST, |_req, hits: &mut u32| {
+    ///     *hits += 1;
+    ///     Ok(Response::text(hits.to_string()))
+    /// })?;
+    /// server.route("/item/<id>", [Method::GET, Method::PUT], |req, _| {
+    ///     Ok(Response::text(req.param("id").unwrap_or_default()))
+    /// })?;
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    pub fn route<F>(
+        &mut self,
+        pattern: &str,
+        methods: impl IntoMethodMask,
+        handler: F,
+    ) -> Result<&mut Self, Error>
+    where
+        F: FnMut(&Request, &mut S) -> Result<Response, HttpError> + 'static,
+    {
+        self.add_route(Route::new(pattern, methods, handler))
+    }
+
+    /// Registers a [`Route`] built beforehand (the seed's `as_route`).
+    pub fn add_route(&mut self, route: Route<S>) -> Result<&mut Self, Error> {
+        self.routes.add(
+            &route.pattern,
+            route.methods,
+            route.append_slash,
+            route.handler,
+        )?;
+        Ok(self)
+    }
+
+    /// Registers several routes at once (the seed's `add_routes`); stops at the
+    /// first invalid pattern.
+    pub fn add_routes(
+        &mut self,
+        routes: impl IntoIterator<Item = Route<S>>,
+    ) -> Result<&mut Self, Error> {
+        for r in routes {
+            self.add_route(r)?;
+        }
+        Ok(self)
+    }
+
+    /// Serves files under `root` for `GET`/`HEAD` requests no route matched.
+    ///
+    /// Paths are resolved safely: `..`, encoded separators, backslashes, NUL and
+    /// symlinks leaving the root are refused with 403/404, and dotfiles are not
+    /// served. `/` and `dir/` serve `index.html`.
+    pub fn serve_files(&mut self, root: impl AsRef<Path>) -> Result<&mut Self, Error> {
+        let root = root.as_ref();
+        let static_root = StaticRoot::new(root).map_err(|source| Error::StaticRoot {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        self.shared.static_root = Some(static_root);
+        Ok(self)
+    }
+
+    /// The static-file root, to change its MIME table or dotfile policy.
+    pub fn static_root_mut(&mut self) -> Option<&mut StaticRoot> {
+        self.shared.static_root.as_mut()
+    }
+
+    /// Adds a header sent with every response unless the handler sets the same
+    /// field itself (the handler's value wins).
+    pub fn default_header(&mut self, name: &str, value: &str) -> &mut Self {
+        if crate::headers::is_valid_name(name) && crate::headers::is_valid_value(value) {
+            self.shared.default_headers.set(name, value);
+        } else {
+            log::error!("refusing invalid default header {name:?}: {value:?}");
+        }
+        self
+    }
+
+    /// Starts listening on `host:port` (port 0 picks a free port; see
+    /// [`local_addr`](Self::local_addr)). The socket gets `SO_REUSEADDR`, so a
+    /// restart does not wait for old connections in `TIME_WAIT`.
+    pub fn start(&mut self, host: &str, port: u16) -> Result<SocketAddr, Error> {
+        if let Some((_, addr)) = &self.listener {
+            return Err(Error::AlreadyStarted(*addr));
+        }
+        let invalid = |reason: String| Error::InvalidAddress {
+            addr: format!("{host}:{port}"),
+            reason,
+        };
+        let host_trim = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = (host_trim, port)
+            .to_socket_addrs()
+            .map_err(|e| invalid(e.to_string()))?
+            .next()
+            .ok_or_else(|| invalid("no address found".into()))?;
+        let std_listener = bind(addr, self.shared.config.backlog)
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local = std_listener.local_addr()?;
+        let mut listener = TcpListener::from_std(std_listener);
+        self.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        self.listener = Some((listener, local));
+        self.shared.stopping = false;
+        self.accept_paused = false;
+        log::info!("pollserve listening on http://{}", display_addr(local));
+        Ok(local)
+    }
+
+    /// The address the server listens on, once started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().map(|(_, a)| *a)
+    }
+
+    /// Whether the server is listening.
+    pub fn is_listening(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    /// Number of open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Stops listening. Idle connections are closed now; requests in flight are
+    /// answered (with `Connection: close`) by later calls of [`poll`](Self::poll).
+    /// [`start`](Self::start) may be called again afterwards.
+    pub fn stop(&mut self) {
+        if let Some((mut l, addr)) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+            log::info!(
+                "pollserve stopped listening on http://{}",
+                display_addr(addr)
+            );
+        }
+        self.shared.stopping = true;
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle())
+            .map(|(k, _)| k)
+            .collect();
+        for key in idle {
+            self.close_conn(key);
+        }
+    }
+
+    /// Waits up to `timeout` for network activity, then accepts, reads, parses,
+    /// routes, runs handlers and writes for every connection that is ready, and
+    /// returns what happened. `Duration::ZERO` never blocks.
+    pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
+        let start = Instant::now();
+        let mut wait = timeout;
+        if let Some(at) = self.shared.next_sweep {
+            wait = wait.min(at.saturating_duration_since(start));
+        }
+        if let Err(e) = self.poll.poll(&mut self.events, Some(wait)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        let now = Instant::now();
+        self.shared.date.update(SystemTime::now());
+        self.shared.activity = Activity::default();
+
+        let mut accept = false;
+        for i in 0..self.events.iter().count() {
+            // Index-based so `self` can be borrowed mutably per event.
+            let Some(ev) = self.events.iter().nth(i) else {
+                break;
+            };
+            let token = ev.token();
+            if token == LISTENER {
+                accept = true;
+                continue;
+            }
+            let (readable, writable) = (
+                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+            );
+            self.drive(token.0, readable, writable, state, now);
+        }
+        if accept || (self.accept_paused && self.conns.len() < self.shared.config.max_connections) {
+            self.accept_all(state, now);
+        }
+        if self.shared.next_sweep.is_some_and(|at| now >= at) {
+            self.sweep(now);
+        }
+        Ok(self.shared.activity)
+    }
+
+    /// Polls forever (the seed's `serve_forever`), returning only on a poll-loop
+    /// error.
+    pub fn serve_forever(&mut self, state: &mut S) -> Result<(), Error> {
+        loop {
+            self.poll(state, Duration::from_secs(3600))?;
+        }
+    }
+
+    fn drive(&mut self, key: usize, readable: bool, writable: bool, state: &mut S, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.readable |= readable;
+        conn.writable |= writable;
+        let keep = conn.drive(&mut self.routes, &mut self.shared, state, now);
+        if !keep {
+            self.close_conn(key);
+        }
+    }
+
+    fn accept_all(&mut self, state: &mut S, now: Instant) {
+        self.accept_paused = false;
+        loop {
+            if self.conns.len() >= self.shared.config.max_connections {
+                self.accept_paused = true;
+                return;
+            }
+            let Some((listener, _)) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("cannot register connection from {peer}: {e}");
+                        continue;
+                    }
+                    self.generation = self.generation.wrapping_add(1);
+                    entry.insert(Conn::new(stream, peer, key as u32, self.generation, now));
+                    self.shared.activity.accepted += 1;
+                    self.shared
+                        .schedule(now + self.shared.config.header_timeout);
+                    // Data that arrived with the connection is read on the next
+                    // readiness event, which epoll reports right after registration.
+                    let _ = state;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS: leave the client in the backlog and
+                    // retry at the next sweep instead of spinning.
+                    log::warn!("accept failed: {e}; pausing accepts briefly");
+                    self.accept_paused = true;
+                    self.shared
+                        .schedule(Instant::now() + Duration::from_millis(100));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.shared.next_sweep = None;
+        let mut expired = Vec::new();
+        for (key, conn) in self.conns.iter_mut() {
+            match conn.deadline {
+                Some(d) if d <= now => expired.push(key),
+                Some(d) if self.shared.next_sweep.is_none_or(|n| d < n) => {
+                    self.shared.next_sweep = Some(d);
+                }
+                _ => {}
+            }
+        }
+        for key in expired {
+            let keep = match self.conns.get_mut(key) {
+                Some(conn) => conn.on_timeout(&mut self.shared, now),
+                None => continue,
+            };
+            self.shared.activity.timed_out += 1;
+            if !keep {
+                self.close_conn(key);
+            } else if let Some(d) = self.conns[key].deadline {
+                self.shared.schedule(d);
+            }
+        }
+        if self.accept_paused {
+            self.shared.schedule(now + Duration::from_millis(100));
+        }
+    }
+
+    fn close_conn(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.shared.activity.closed += 1;
+        }
+    }
+}
+
+impl<S> Default for Server<S> {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn display_addr(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        SocketAddr::V4(a) => a.to_string(),
+    }
+}
+
+/// A route built before registration (the seed's `Route` / `as_route`), for
+/// [`Server::add_routes`].
+pub struct Route<S> {
+    pattern: String,
+    methods: u16,
+    append_slash: bool,
+    handler: Handler<S>,
+}
+
+impl<S> Route<S> {
+    /// A route for `pattern` and `methods` served by `handler`.
+    pub fn new<F>(pattern: &str, methods: impl IntoMethodMask, handler: F) -> Route<S>
+    where
+        F: FnMut(&Request, &mut S) -> Result<Response, HttpError> + 'static,
+    {
+        Route {
+            pattern: pattern.to_owned(),
+            methods: methods.into_method_mask(),
+            append_slash: false,
+            handler: Box::new(handler),
+        }
+    }
+
+    /// Also match the path with a trailing slash (`/about` and `/about/`).
+    pub fn append_slash(mut self, yes: bool) -> Route<S> {
+        self.append_slash = yes;
+        self
+    }
+}
