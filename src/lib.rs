@@ -14,6 +14,7 @@ pub mod router;
 pub mod server;
 pub mod status;
 pub mod url;
+pub mod ws;
 
 pub use error::{Error, HttpError};
 pub use headers::Headers;

@@ -39,6 +39,8 @@ pub(crate) enum Body {
     File(FileSource),
     /// Sent with chunked transfer coding, one chunk per item.
     Stream(Box<dyn Iterator<Item = Vec<u8>>>),
+    /// A `101` that switches the connection to WebSocket.
+    Upgrade(Box<crate::ws::WsOptions>),
 }
 
 /// An open file to stream, with what the server needs for `ETag`,
@@ -230,7 +232,7 @@ impl Response {
         match &self.body {
             Body::Empty => Some(&[]),
             Body::Bytes(b) => Some(b),
-            Body::File(_) | Body::Stream(_) => None,
+            Body::File(_) | Body::Stream(_) | Body::Upgrade(_) => None,
         }
     }
 
@@ -269,6 +271,7 @@ impl fmt::Debug for Response {
             Body::Bytes(b) => format!("{} bytes", b.len()),
             Body::File(f) => format!("file of {} bytes", f.len),
             Body::Stream(_) => "chunked stream".to_owned(),
+            Body::Upgrade(_) => "WebSocket upgrade".to_owned(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)

@@ -5,3 +5,4 @@
 //! This is the layer the fuzz targets and the byte-level tests exercise.
 
 pub mod http;
+pub mod ws;

@@ -17,6 +17,10 @@ impl ReadBuf {
         &self.buf[self.start..self.end]
     }
 
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+
     pub fn len(&self) -> usize {
         self.end - self.start
     }

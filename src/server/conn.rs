@@ -14,11 +14,13 @@ use crate::files::{self, Condition, FileBody, FileError, Preconditions, RangeDec
 use crate::headers::Headers;
 use crate::method::Method;
 use crate::proto::http::{parse_request_head, BodyDecoder, RequestHead, Version};
+use crate::proto::ws::Event;
 use crate::request::{ConnId, Request, RouteParams};
 use crate::response::{Body, Response};
 use crate::router::{allow_header_value, RouteMatch, Router};
 use crate::status::StatusCode;
 use crate::url::{decode_path, split_target, QueryParams};
+use crate::ws::{CloseStatus, WsConn, WsError, WsEvent};
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -43,6 +45,8 @@ enum Phase {
     Closing,
     /// Write side shut; draining input until EOF or the linger deadline.
     Lingering(Instant),
+    /// Upgraded to WebSocket; see `ws`.
+    Ws,
 }
 
 /// A response body still being sent after its head.
@@ -76,6 +80,10 @@ pub(crate) struct Conn {
     request_size: usize,
     /// Last time bytes moved in either direction.
     last_io: Instant,
+    /// WebSocket state once upgraded.
+    pub ws: Option<Box<WsConn>>,
+    /// The socket is gone but received messages wait for the program.
+    pub dead: bool,
 }
 
 impl Conn {
@@ -113,6 +121,8 @@ impl Conn {
             request_start: None,
             request_size: 0,
             last_io: now,
+            ws: None,
+            dead: false,
         }
     }
 
@@ -213,6 +223,9 @@ impl Conn {
             if matches!(self.phase, Phase::Head | Phase::Body) {
                 progress |= self.process_input(routes, shared, state, now);
             }
+            if self.phase == Phase::Ws {
+                progress |= self.process_ws(now);
+            }
             if self.readable && !self.peer_eof && self.wants_read() {
                 match self.rbuf.read_from(&mut self.stream, READ_CHUNK) {
                     Ok(0) => {
@@ -241,6 +254,12 @@ impl Conn {
         if self.peer_eof {
             match self.phase {
                 Phase::Lingering(_) => return false,
+                Phase::Ws => {
+                    if let Some(ws) = self.ws.as_mut() {
+                        ws.set_status(CloseStatus::Abnormal);
+                    }
+                    return false;
+                }
                 Phase::Head | Phase::Body
                     if self.out.is_none() && self.pending_len() < HIGH_WATER =>
                 {
@@ -262,7 +281,85 @@ impl Conn {
             Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
             Phase::Closing => false,
             Phase::Lingering(_) => true,
+            Phase::Ws => self.ws.as_ref().is_some_and(|ws| {
+                ws.inbox_bytes < ws.max_receive_buffer && self.pending_len() < ws.max_send_buffer
+            }),
         }
+    }
+
+    /// Feeds buffered bytes to the WebSocket session while the program keeps
+    /// up; queues messages for `receive` and records how the session ends.
+    fn process_ws(&mut self, now: Instant) -> bool {
+        let Some(ws) = self.ws.as_mut() else {
+            return false;
+        };
+        let mut progress = false;
+        while !self.rbuf.is_empty()
+            && ws.inbox_bytes < ws.max_receive_buffer
+            && self.wbuf.len() - self.wpos < ws.max_send_buffer
+        {
+            let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
+            if feed.consumed == 0 && feed.event.is_none() {
+                break;
+            }
+            self.rbuf.consume(feed.consumed);
+            progress = true;
+            match feed.event {
+                Some(Event::Message(m)) => ws.push(WsEvent::Message(m)),
+                Some(Event::Pong(p)) => ws.push(WsEvent::Pong(p)),
+                Some(Event::Close { code, reason }) => {
+                    ws.set_status(CloseStatus::Peer { code, reason })
+                }
+                Some(Event::Error(e)) => ws.set_status(CloseStatus::Failed(e)),
+                None => {}
+            }
+        }
+        if ws.session.wants_shutdown() {
+            // Flush the close frame, then shut the write side and drain.
+            self.phase = Phase::Closing;
+            progress = true;
+        }
+        progress
+    }
+
+    /// Whether the WebSocket has stopped reading because the program has not
+    /// taken its messages (it resumes when `receive` makes room).
+    pub fn ws_paused(&self) -> bool {
+        self.ws
+            .as_ref()
+            .is_some_and(|ws| ws.inbox_bytes >= ws.max_receive_buffer)
+    }
+
+    /// Runs `send` against the session and pushes the result to the socket.
+    pub fn ws_send(
+        &mut self,
+        send: impl FnOnce(
+            &mut crate::proto::ws::WsSession,
+            &mut Vec<u8>,
+        ) -> Result<(), crate::proto::ws::SendError>,
+    ) -> Result<(), WsError> {
+        if self.dead {
+            return Err(WsError::Closed);
+        }
+        let pending = self.pending_len();
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(WsError::NotWebSocket);
+        };
+        if pending > ws.max_send_buffer {
+            ws.set_status(CloseStatus::Abnormal);
+            return Err(WsError::Backpressure);
+        }
+        send(&mut ws.session, &mut self.wbuf)?;
+        if ws.session.wants_shutdown() && self.phase == Phase::Ws {
+            self.phase = Phase::Closing;
+        }
+        if self.writable && self.flush().is_err() {
+            if let Some(ws) = self.ws.as_mut() {
+                ws.set_status(CloseStatus::Abnormal);
+            }
+            return Err(WsError::Io);
+        }
+        Ok(())
     }
 
     /// Parses and answers as many buffered requests as the output bound allows.
@@ -336,7 +433,7 @@ impl Conn {
                         }
                     }
                 }
-                Phase::Closing | Phase::Lingering(_) => break,
+                Phase::Closing | Phase::Lingering(_) | Phase::Ws => break,
             }
         }
         // A body that completes with no bytes left (Content-Length reached at
@@ -498,7 +595,7 @@ impl Conn {
         let mut body_len: Option<u64> = None;
         match &body {
             _ if no_body => {}
-            Body::Empty => body_len = Some(0),
+            Body::Empty | Body::Upgrade(_) => body_len = Some(0),
             Body::Bytes(b) => body_len = Some(b.len() as u64),
             Body::File(f) => body_len = Some(f.len),
             Body::Stream(_) => {
@@ -513,7 +610,10 @@ impl Conn {
         if let Some(n) = body_len {
             let _ = write!(w, "Content-Length: {n}\r\n");
         }
-        if !keep_alive {
+        let upgrade = matches!(body, Body::Upgrade(_)) && status == StatusCode::SWITCHING_PROTOCOLS;
+        if upgrade {
+            w.extend_from_slice(b"Connection: Upgrade\r\n");
+        } else if !keep_alive {
             w.extend_from_slice(b"Connection: close\r\n");
         } else if head.version == Version::Http10 {
             w.extend_from_slice(b"Connection: keep-alive\r\n");
@@ -521,9 +621,12 @@ impl Conn {
         w.extend_from_slice(b"\r\n");
         let head_bytes = self.wbuf.len() - self.wpos;
 
+        if let (true, Body::Upgrade(options)) = (upgrade, &body) {
+            self.ws = Some(Box::new(WsConn::new((**options).clone())));
+        }
         if !is_head && !no_body {
             match body {
-                Body::Empty => {}
+                Body::Empty | Body::Upgrade(_) => {}
                 Body::Bytes(b) if b.len() <= INLINE_BODY => self.wbuf.extend_from_slice(&b),
                 Body::Bytes(b) => self.out = Some(OutBody::Bytes(b, 0)),
                 Body::File(f) => match FileBody::new(f.file, f.start, f.len) {
@@ -564,7 +667,12 @@ impl Conn {
         shared.activity.responses += 1;
         self.request_start = None;
         self.request_size = 0;
-        self.phase = if keep_alive {
+        self.phase = if self.ws.is_some() {
+            // The HTTP request buffers are not needed any more.
+            self.req.body = Vec::new();
+            self.req.head = RequestHead::default();
+            Phase::Ws
+        } else if keep_alive {
             Phase::Head
         } else {
             Phase::Closing
@@ -671,7 +779,7 @@ impl Conn {
         Ok(progress)
     }
 
-    fn update_deadline(&mut self, shared: &mut Shared) {
+    pub fn update_deadline(&mut self, shared: &mut Shared) {
         let c = &shared.config;
         let deadline = if self.has_output() || self.out.is_some() {
             self.last_io + c.send_timeout
@@ -684,17 +792,41 @@ impl Conn {
                 Phase::Body => self.last_io + c.body_timeout,
                 Phase::Closing => self.last_io + c.send_timeout,
                 Phase::Lingering(until) => until,
+                Phase::Ws => match self.ws.as_ref().and_then(|ws| ws.session.next_deadline()) {
+                    Some(d) => d,
+                    None => {
+                        self.deadline = None;
+                        return;
+                    }
+                },
             }
         };
-        if self.deadline != Some(deadline) {
-            self.deadline = Some(deadline);
-            shared.schedule(deadline);
-        }
+        self.deadline = Some(deadline);
+        shared.schedule(deadline);
     }
 
     /// The deadline passed. Returns whether to keep the connection (never, for
     /// now; a request caught half-way gets a best-effort `408` first).
     pub fn on_timeout(&mut self, shared: &mut Shared, now: Instant) -> bool {
+        if self.phase == Phase::Ws
+            && !(self.has_output() && self.last_io + shared.config.send_timeout <= now)
+        {
+            let Some(ws) = self.ws.as_mut() else {
+                return false;
+            };
+            if let Some(Event::Error(e)) = ws.session.on_timeout(now, &mut self.wbuf) {
+                ws.set_status(CloseStatus::Failed(e));
+            }
+            if ws.session.wants_shutdown() {
+                ws.set_status(CloseStatus::Abnormal);
+                return false;
+            }
+            self.writable = true;
+            return self.flush().is_ok();
+        }
+        if let Some(ws) = self.ws.as_mut() {
+            ws.set_status(CloseStatus::Abnormal);
+        }
         let partial = matches!(self.phase, Phase::Head | Phase::Body)
             && (self.request_start.is_some() || self.phase == Phase::Body);
         if partial && !self.has_output() && self.out.is_none() {
@@ -711,9 +843,12 @@ impl Conn {
         false
     }
 
-    #[allow(dead_code)]
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 

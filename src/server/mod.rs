@@ -19,10 +19,13 @@ use crate::proto::http::HttpLimits;
 use crate::request::Request;
 use crate::response::Response;
 use crate::router::{IntoMethodMask, Router};
+use crate::ws::{CloseCode, CloseStatus, Message, WsError, WsEvent, WsId};
+use std::sync::{Arc, Mutex};
 
 use conn::Conn;
 
 const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
 
 /// A request handler: borrows the request and the application state, returns a
 /// response or an [`HttpError`]. Handlers run on the poll thread, one at a time.
@@ -213,6 +216,22 @@ pub struct Server<S = ()> {
     generation: u32,
     /// Accepting paused (connection limit or out of file descriptors).
     accept_paused: bool,
+    /// Connections to drive at the next poll without waiting for an event
+    /// (a WebSocket whose program made room by receiving).
+    resume: Vec<usize>,
+    /// Commands from other threads, created with the first `ws_sender()`.
+    remote: Option<Arc<Remote>>,
+}
+
+/// The cross-thread mailbox: commands plus the waker that interrupts `poll`.
+struct Remote {
+    queue: Mutex<Vec<RemoteCommand>>,
+    waker: mio::Waker,
+}
+
+enum RemoteCommand {
+    Send(Vec<WsId>, Message),
+    Close(WsId, CloseCode, String),
 }
 
 impl<S> Server<S> {
@@ -253,6 +272,8 @@ impl<S> Server<S> {
             conns: Slab::new(),
             generation: 0,
             accept_paused: false,
+            resume: Vec::new(),
+            remote: None,
         })
     }
 
@@ -420,6 +441,9 @@ impl<S> Server<S> {
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
         let mut wait = timeout;
+        if !self.resume.is_empty() {
+            wait = Duration::ZERO;
+        }
         if let Some(at) = self.shared.next_sweep {
             wait = wait.min(at.saturating_duration_since(start));
         }
@@ -443,11 +467,18 @@ impl<S> Server<S> {
                 accept = true;
                 continue;
             }
+            if token == WAKER {
+                self.run_remote_commands();
+                continue;
+            }
             let (readable, writable) = (
                 ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                 ev.is_writable() || ev.is_write_closed() || ev.is_error(),
             );
             self.drive(token.0, readable, writable, state, now);
+        }
+        for key in std::mem::take(&mut self.resume) {
+            self.drive(key, false, false, state, now);
         }
         if accept || (self.accept_paused && self.conns.len() < self.shared.config.max_connections) {
             self.accept_all(state, now);
@@ -540,14 +571,18 @@ impl<S> Server<S> {
         }
         for key in expired {
             let keep = match self.conns.get_mut(key) {
+                Some(conn) if conn.dead => {
+                    self.conns.remove(key);
+                    continue;
+                }
                 Some(conn) => conn.on_timeout(&mut self.shared, now),
                 None => continue,
             };
-            self.shared.activity.timed_out += 1;
-            if !keep {
+            if keep {
+                self.conns[key].update_deadline(&mut self.shared);
+            } else {
+                self.shared.activity.timed_out += 1;
                 self.close_conn(key);
-            } else if let Some(d) = self.conns[key].deadline {
-                self.shared.schedule(d);
             }
         }
         if self.accept_paused {
@@ -556,9 +591,96 @@ impl<S> Server<S> {
     }
 
     fn close_conn(&mut self, key: usize) {
-        if let Some(mut conn) = self.conns.try_remove(key) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !conn.dead {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             self.shared.activity.closed += 1;
+            if let Some(ws) = conn.ws.as_mut() {
+                ws.set_status(CloseStatus::Abnormal);
+                if !ws.inbox.is_empty() {
+                    // Keep the slot (and its messages) until the program has
+                    // received them, or for a keep-alive timeout at most.
+                    conn.dead = true;
+                    conn.deadline = Some(Instant::now() + self.shared.config.keep_alive_timeout);
+                    self.shared
+                        .schedule(conn.deadline.unwrap_or_else(Instant::now));
+                    return;
+                }
+            }
+        }
+        self.conns.remove(key);
+    }
+
+    fn conn_for(&mut self, id: crate::request::ConnId) -> Option<&mut Conn> {
+        let conn = self.conns.get_mut(id.slot as usize)?;
+        (conn.id() == id).then_some(conn)
+    }
+
+    /// The WebSocket `id`, to receive from or send to. Works for any id, even
+    /// one whose connection has closed (then it reports closed).
+    pub fn ws(&mut self, id: WsId) -> WsHandle<'_, S> {
+        WsHandle { server: self, id }
+    }
+
+    /// Sends a text message to every WebSocket in `ids`; returns how many
+    /// accepted it. Failures (closed connections) are skipped, as the seed's
+    /// `fail_silently`.
+    pub fn broadcast_text<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a WsId>,
+        text: &str,
+    ) -> usize {
+        ids.into_iter()
+            .filter(|&&id| self.ws(id).send_text(text).is_ok())
+            .count()
+    }
+
+    /// Sends a binary message to every WebSocket in `ids`; returns how many
+    /// accepted it.
+    pub fn broadcast_binary<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a WsId>,
+        data: &[u8],
+    ) -> usize {
+        ids.into_iter()
+            .filter(|&&id| self.ws(id).send_binary(data).is_ok())
+            .count()
+    }
+
+    /// A handle other threads can use to send to this server's WebSockets;
+    /// each call wakes the poll loop, which performs the send.
+    pub fn ws_sender(&mut self) -> Result<WsSender, Error> {
+        if self.remote.is_none() {
+            let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
+            self.remote = Some(Arc::new(Remote {
+                queue: Mutex::new(Vec::new()),
+                waker,
+            }));
+        }
+        Ok(WsSender {
+            remote: self.remote.clone().expect("created above"),
+        })
+    }
+
+    fn run_remote_commands(&mut self) {
+        let Some(remote) = self.remote.clone() else {
+            return;
+        };
+        let commands = std::mem::take(&mut *remote.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        for command in commands {
+            match command {
+                RemoteCommand::Send(ids, message) => {
+                    for id in ids {
+                        let _ = self.ws(id).send(&message);
+                    }
+                }
+                RemoteCommand::Close(id, code, reason) => {
+                    let _ = self.ws(id).close(code, &reason);
+                }
+            }
         }
     }
 }
@@ -616,5 +738,186 @@ impl<S> Route<S> {
     pub fn append_slash(mut self, yes: bool) -> Route<S> {
         self.append_slash = yes;
         self
+    }
+}
+
+/// Access to one WebSocket, from [`Server::ws`]. Cheap to create: make one per
+/// operation (`server.ws(id).send_text("hi")`).
+pub struct WsHandle<'a, S> {
+    server: &'a mut Server<S>,
+    id: WsId,
+}
+
+impl<S> WsHandle<'_, S> {
+    fn conn(&mut self) -> Option<&mut Conn> {
+        self.server.conn_for(self.id.0)
+    }
+
+    /// The next complete message, if one has arrived; never blocks and never
+    /// returns part of a fragmented message. Pongs are skipped (see
+    /// [`receive_event`](Self::receive_event)).
+    pub fn receive(&mut self) -> Option<Message> {
+        loop {
+            match self.receive_event()? {
+                WsEvent::Message(m) => return Some(m),
+                WsEvent::Pong(_) => continue,
+            }
+        }
+    }
+
+    /// The next message or pong, if any.
+    pub fn receive_event(&mut self) -> Option<WsEvent> {
+        let key = self.id.0.slot as usize;
+        let conn = self.conn()?;
+        let was_paused = conn.ws_paused();
+        let event = conn.ws.as_mut()?.pop();
+        let (dead, drained) = (
+            conn.dead,
+            conn.ws.as_ref().is_none_or(|ws| ws.inbox.is_empty()),
+        );
+        if dead && drained {
+            self.server.conns.remove(key);
+        } else if was_paused && !self.conn().is_some_and(|c| c.ws_paused()) {
+            self.server.resume.push(key);
+        }
+        event
+    }
+
+    fn send_with(
+        &mut self,
+        send: impl FnOnce(
+            &mut crate::proto::ws::WsSession,
+            &mut Vec<u8>,
+        ) -> Result<(), crate::proto::ws::SendError>,
+    ) -> Result<(), WsError> {
+        let key = self.id.0.slot as usize;
+        let conn = self.conn().ok_or(WsError::Closed)?;
+        let result = conn.ws_send(send);
+        if matches!(result, Err(WsError::Backpressure | WsError::Io)) {
+            self.server.close_conn(key);
+        } else if let Some(conn) = self.server.conns.get_mut(key) {
+            conn.update_deadline(&mut self.server.shared);
+        }
+        result
+    }
+
+    /// Sends a text message (split into frames of
+    /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)).
+    pub fn send_text(&mut self, text: &str) -> Result<(), WsError> {
+        self.send_with(|s, out| s.send_text(text, out))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WsError> {
+        self.send_with(|s, out| s.send_binary(data, out))
+    }
+
+    /// Sends a message of either kind.
+    pub fn send(&mut self, message: &Message) -> Result<(), WsError> {
+        self.send_with(|s, out| s.send(message, out))
+    }
+
+    /// Sends a text message, ignoring failure (the seed's `fail_silently=True`):
+    /// returns whether it was sent.
+    pub fn send_text_quiet(&mut self, text: &str) -> bool {
+        self.send_text(text).is_ok()
+    }
+
+    /// Sends a binary message, ignoring failure; returns whether it was sent.
+    pub fn send_binary_quiet(&mut self, data: &[u8]) -> bool {
+        self.send_binary(data).is_ok()
+    }
+
+    /// Sends a ping (payload at most 125 bytes); the pong arrives as
+    /// [`WsEvent::Pong`].
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        self.send_with(|s, out| s.send_ping(payload, out))
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (truncated to 123
+    /// bytes on a character boundary). Nothing more can be sent; messages that
+    /// arrived before the peer's close can still be received.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
+        let now = Instant::now();
+        let result = self.send_with(|s, out| s.close(code, reason, now, out));
+        if result.is_ok() {
+            if let Some(ws) = self.conn().and_then(|c| c.ws.as_mut()) {
+                ws.set_status(CloseStatus::Local);
+            }
+        }
+        result
+    }
+
+    /// Whether the WebSocket is closing or closed (or the id is stale): no
+    /// more messages can be sent. Messages already received may still be
+    /// waiting for [`receive`](Self::receive).
+    pub fn is_closed(&mut self) -> bool {
+        match self.conn() {
+            None => true,
+            Some(c) => c.dead || c.ws.as_ref().is_none_or(|ws| !ws.session.is_open()),
+        }
+    }
+
+    /// How the WebSocket ended, once it has; `None` while open (or once the
+    /// connection slot has been reused).
+    pub fn close_status(&mut self) -> Option<CloseStatus> {
+        self.conn()?.ws.as_ref()?.status.clone()
+    }
+
+    /// The peer's address, while the connection exists.
+    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
+        self.conn().map(|c| c.peer())
+    }
+}
+
+/// A `Send + Clone` handle for sending to WebSockets from other threads, from
+/// [`Server::ws_sender`]. Each call queues the message and wakes the poll loop,
+/// which sends it; errors (closed sockets) are dropped as with `*_quiet`.
+#[derive(Clone)]
+pub struct WsSender {
+    remote: Arc<Remote>,
+}
+
+impl WsSender {
+    fn push(&self, command: RemoteCommand) -> Result<(), Error> {
+        self.remote
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(command);
+        self.remote.waker.wake()?;
+        Ok(())
+    }
+
+    /// Queues a text message for `id`.
+    pub fn send_text(&self, id: WsId, text: &str) -> Result<(), Error> {
+        self.push(RemoteCommand::Send(
+            vec![id],
+            Message::Text(text.to_owned()),
+        ))
+    }
+
+    /// Queues a binary message for `id`.
+    pub fn send_binary(&self, id: WsId, data: &[u8]) -> Result<(), Error> {
+        self.push(RemoteCommand::Send(
+            vec![id],
+            Message::Binary(data.to_vec()),
+        ))
+    }
+
+    /// Queues one message for every id in `ids`.
+    pub fn broadcast(&self, ids: &[WsId], message: Message) -> Result<(), Error> {
+        self.push(RemoteCommand::Send(ids.to_vec(), message))
+    }
+
+    /// Queues a close of `id`.
+    pub fn close(&self, id: WsId, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.push(RemoteCommand::Close(id, code, reason.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for WsSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WsSender")
     }
 }

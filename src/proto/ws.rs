@@ -1,0 +1,2381 @@
+//! Sans-IO WebSocket protocol core (RFC 6455).
+//!
+//! This module owns no socket, spawns no thread and never reads the clock:
+//! the driver hands it bytes, a write buffer and the current [`Instant`], and
+//! it hands back how many bytes it consumed plus at most one [`Event`].
+//!
+//! # Driving a [`WsSession`]
+//!
+//! * **Reading.** Call [`WsSession::feed`] with the unconsumed part of the
+//!   connection's read buffer. Drop the `consumed` bytes, handle the event if
+//!   there is one, and call again until a call returns `consumed == 0` with
+//!   no event. `feed` only returns early (leaving input unconsumed) when it
+//!   has an event; a call without an event has consumed all of its input.
+//!   Partial headers and partial payloads are buffered inside the session,
+//!   so the driver never needs to keep more than one read's worth of bytes.
+//!   `feed` unmasks payload bytes in place, which is why it takes `&mut [u8]`.
+//! * **Writing.** Everything the protocol wants to send (pongs, close
+//!   replies, close frames on protocol errors, your own messages) is appended
+//!   to the `out` buffer passed in. After every call that may have written,
+//!   flush `out` to the socket when it is writable.
+//! * **Timers.** After every call, re-arm the connection's timer with
+//!   [`WsSession::next_deadline`]; when it fires call
+//!   [`WsSession::on_timeout`] (`feed` also checks the deadlines itself).
+//! * **Shutting down.** When [`WsSession::wants_shutdown`] returns true the
+//!   WebSocket is finished: flush `out`, then `shutdown(Write)` the TCP
+//!   stream, read and discard until EOF (or a short linger timeout) and close
+//!   it. Closing a socket with unread input makes the kernel send RST, which
+//!   can destroy the close frame before the peer reads it. RFC 6455 wants the
+//!   server to close TCP first; a client may wait for the server's EOF.
+//!
+//! Pings are answered automatically and never surfaced. After a close frame
+//! was sent (by [`WsSession::close`] or because we failed the connection),
+//! nothing more can be sent and incoming data frames are discarded until the
+//! peer's close arrives or [`WsConfig::close_timeout`] passes.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha1::{Digest, Sha1};
+
+/// The GUID appended to `Sec-WebSocket-Key` before hashing (RFC 6455 §1.3).
+pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Largest payload of a control frame (RFC 6455 §5.5).
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// Largest close reason in bytes: a control payload minus the 2-byte code.
+pub const MAX_CLOSE_REASON: usize = MAX_CONTROL_PAYLOAD - 2;
+
+/// Longest possible frame header: 2 bytes, 8 bytes of length, 4 of mask key.
+pub const MAX_HEADER_LEN: usize = 14;
+
+// ---------------------------------------------------------------------------
+// Basic types
+// ---------------------------------------------------------------------------
+
+/// A close status code that may legally appear on the wire.
+///
+/// Allowed: 1000-1003, 1007-1014 and 3000-4999. 1004, 1005, 1006, 1015 and
+/// everything else below 3000 or above 4999 cannot be constructed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(u16);
+
+impl CloseCode {
+    /// 1000: normal closure.
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    /// 1001: the endpoint is going away (server shutdown, page navigation).
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: protocol error.
+    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1003: a data type the endpoint cannot accept.
+    pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
+    /// 1007: payload inconsistent with the message type (bad UTF-8 text).
+    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
+    /// 1008: policy violation (too many fragments, fragment timeout, ...).
+    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
+    /// 1009: message too big to process.
+    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
+    /// 1010: (client) the server did not negotiate a required extension.
+    pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
+    /// 1011: (server) unexpected internal condition.
+    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012: service restart (IANA registered).
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+    /// 1013: try again later (IANA registered).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 1014: bad gateway (IANA registered).
+    pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
+
+    /// Returns the code if it may be sent on the wire, `None` otherwise.
+    pub const fn new(code: u16) -> Option<CloseCode> {
+        if Self::is_allowed(code) {
+            Some(CloseCode(code))
+        } else {
+            None
+        }
+    }
+
+    /// Whether `code` may appear in a close frame.
+    pub const fn is_allowed(code: u16) -> bool {
+        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+
+    /// The numeric value.
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl TryFrom<u16> for CloseCode {
+    type Error = InvalidCloseCode;
+
+    fn try_from(code: u16) -> Result<Self, Self::Error> {
+        CloseCode::new(code).ok_or(InvalidCloseCode(code))
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(code: CloseCode) -> u16 {
+        code.0
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Error of `CloseCode::try_from`: the code is not allowed on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("close code {0} is not allowed on the wire")]
+pub struct InvalidCloseCode(pub u16);
+
+/// A frame opcode defined by RFC 6455 (reserved opcodes are not representable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Opcode {
+    /// 0x0: continuation of a fragmented message.
+    Continuation = 0x0,
+    /// 0x1: first frame of a text message.
+    Text = 0x1,
+    /// 0x2: first frame of a binary message.
+    Binary = 0x2,
+    /// 0x8: close.
+    Close = 0x8,
+    /// 0x9: ping.
+    Ping = 0x9,
+    /// 0xA: pong.
+    Pong = 0xA,
+}
+
+impl Opcode {
+    /// Parses the low 4 bits of a frame's first byte; reserved values give `None`.
+    pub const fn from_u8(value: u8) -> Option<Opcode> {
+        match value {
+            0x0 => Some(Opcode::Continuation),
+            0x1 => Some(Opcode::Text),
+            0x2 => Some(Opcode::Binary),
+            0x8 => Some(Opcode::Close),
+            0x9 => Some(Opcode::Ping),
+            0xA => Some(Opcode::Pong),
+            _ => None,
+        }
+    }
+
+    /// The 4-bit wire value.
+    pub const fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Whether this is a control opcode (close, ping, pong).
+    pub const fn is_control(self) -> bool {
+        (self as u8) & 0x8 != 0
+    }
+}
+
+/// A complete WebSocket message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A text message (always valid UTF-8).
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl Message {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+}
+
+/// Which end of the connection a session plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Server: expects masked frames, sends unmasked ones.
+    Server,
+    /// Client: expects unmasked frames, masks what it sends.
+    Client,
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------
+
+/// Limits and timeouts of one session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsConfig {
+    /// Largest incoming message (sum of its fragments' payloads), in bytes.
+    /// Exceeding it fails the connection with 1009. Default 16 MiB.
+    pub max_message_size: usize,
+    /// Most frames one incoming message may consist of (the first frame
+    /// counts). Exceeding it fails the connection with 1008. Default 131072.
+    pub max_fragments: usize,
+    /// Longest the peer may go without delivering anything (a frame header
+    /// or payload bytes) of an unfinished *fragmented* message; control
+    /// frames in between do not count. Exceeding it fails the connection with
+    /// 1008. `None` disables the check. Default 30 s.
+    pub fragment_timeout: Option<Duration>,
+    /// Largest payload of a frame we *send*: longer messages are split into
+    /// continuation frames. Default 1 MiB; 0 is treated as 1.
+    pub max_frame_size: usize,
+    /// How long to wait for the peer's close reply after we sent a close
+    /// frame; then [`WsSession::wants_shutdown`] becomes true. Default 5 s.
+    pub close_timeout: Duration,
+}
+
+impl Default for WsConfig {
+    /// Desktop/server defaults: 16 MiB messages, 131072 fragments, 30 s
+    /// fragment timeout, 1 MiB outgoing frames, 5 s close timeout.
+    fn default() -> Self {
+        WsConfig {
+            max_message_size: 16 * 1024 * 1024,
+            max_fragments: 131_072,
+            fragment_timeout: Some(Duration::from_secs(30)),
+            max_frame_size: 1024 * 1024,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WsConfig {
+    /// The limits of the CircuitPython seed library: 4096-byte messages, 16
+    /// fragments, 5 s fragment timeout; outgoing frames of at most 4096
+    /// bytes and a 5 s close timeout.
+    pub fn embedded() -> Self {
+        WsConfig {
+            max_message_size: 4096,
+            max_fragments: 16,
+            fragment_timeout: Some(Duration::from_secs(5)),
+            max_frame_size: 4096,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Events and errors
+// ---------------------------------------------------------------------------
+
+/// Something the driver or application must know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A complete (possibly reassembled) message.
+    Message(Message),
+    /// A pong arrived with this payload (may be ignored).
+    Pong(Vec<u8>),
+    /// The peer's close frame arrived. If we had not sent a close yet, the
+    /// reply (echoing `code`) has already been written to `out`. The session
+    /// is now closed: see [`WsSession::wants_shutdown`].
+    Close {
+        /// The peer's status code, `None` if its close frame had no payload.
+        code: Option<CloseCode>,
+        /// The peer's reason (valid UTF-8, at most 123 bytes).
+        reason: String,
+    },
+    /// We failed the connection. A close frame with
+    /// [`ProtocolError::close_code`] has already been written to `out`
+    /// (unless we had sent a close before).
+    Error(ProtocolError),
+}
+
+/// Why we failed the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// Server role: the client sent an unmasked frame.
+    #[error("client frame is not masked")]
+    UnmaskedFrame,
+    /// Client role: the server sent a masked frame.
+    #[error("server frame is masked")]
+    MaskedFrame,
+    /// RSV bits set that no negotiated extension allows (bits shifted to 0-7).
+    #[error("reserved bits {0:#05b} set")]
+    ReservedBits(u8),
+    /// A reserved opcode (3-7, 0xB-0xF).
+    #[error("reserved opcode {0:#x}")]
+    ReservedOpcode(u8),
+    /// A continuation frame while no fragmented message was open.
+    #[error("continuation frame without a message in progress")]
+    UnexpectedContinuation,
+    /// A new text/binary frame while a fragmented message was open.
+    #[error("new data frame while a fragmented message is in progress")]
+    ExpectedContinuation,
+    /// A control frame with more than 125 bytes of payload.
+    #[error("control frame payload longer than 125 bytes")]
+    ControlTooLong,
+    /// A control frame without FIN.
+    #[error("fragmented control frame")]
+    FragmentedControl,
+    /// A 64-bit payload length with the most significant bit set.
+    #[error("payload length has the most significant bit set")]
+    InvalidLength,
+    /// A text message that is not valid UTF-8.
+    #[error("text message is not valid UTF-8")]
+    InvalidUtf8,
+    /// A close frame with a 1-byte payload.
+    #[error("close frame payload of 1 byte")]
+    InvalidClosePayload,
+    /// A close frame with a code not allowed on the wire.
+    #[error("close code {0} is not allowed on the wire")]
+    InvalidCloseCode(u16),
+    /// A close frame whose reason is not valid UTF-8.
+    #[error("close reason is not valid UTF-8")]
+    InvalidCloseReason,
+    /// The message exceeded [`WsConfig::max_message_size`].
+    #[error("message too big")]
+    MessageTooBig,
+    /// The message exceeded [`WsConfig::max_fragments`].
+    #[error("too many fragments")]
+    TooManyFragments,
+    /// A fragmented message stalled longer than [`WsConfig::fragment_timeout`].
+    #[error("fragmented message timed out")]
+    FragmentTimeout,
+}
+
+impl ProtocolError {
+    /// The close code sent to the peer for this error.
+    pub const fn close_code(self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::TooManyFragments | ProtocolError::FragmentTimeout => {
+                CloseCode::POLICY_VIOLATION
+            }
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// Why a send was refused. Nothing is written to `out` on error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// A close frame was already sent (or the session is closed).
+    #[error("connection is closing or closed")]
+    Closed,
+    /// A ping/pong payload longer than 125 bytes.
+    #[error("control frame payload of {0} bytes exceeds 125")]
+    ControlTooLong(usize),
+}
+
+/// Result of one [`WsSession::feed`] call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Feed {
+    /// How many input bytes were used; drop them from the read buffer.
+    pub consumed: usize,
+    /// At most one event; when `None`, all input was consumed.
+    pub event: Option<Event>,
+}
+
+/// Coarse session state, see [`WsSession::state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Messages may flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's (nothing can be sent).
+    Closing,
+    /// The WebSocket is finished; the driver should shut the TCP stream.
+    Closed,
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key`: base64 of the
+/// SHA-1 of the key (as given, already trimmed) followed by [`WS_GUID`].
+pub fn accept_key(client_key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(client_key.as_bytes());
+    sha.update(WS_GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+/// Whether a `Sec-WebSocket-Key` value (already trimmed) is padded base64
+/// decoding to exactly 16 bytes, as RFC 6455 §4.1 requires.
+pub fn is_valid_client_key(key: &str) -> bool {
+    if key.len() != 24 {
+        return false;
+    }
+    let mut buf = [0u8; 18];
+    matches!(
+        base64::engine::general_purpose::STANDARD.decode_slice(key, &mut buf),
+        Ok(16)
+    )
+}
+
+/// XORs `buf` with the 4-byte `mask`, where `buf[0]` is byte number `offset`
+/// of the payload (so masking can resume mid-payload). Works a `u64` at a
+/// time in safe code; the operation is its own inverse.
+pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    let mut m = mask;
+    m.rotate_left(offset % 4);
+    let word = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    }
+    // The remainder starts at a multiple of 8, so the rotated mask lines up.
+    for (b, k) in chunks.into_remainder().iter_mut().zip(m.iter().cycle()) {
+        *b ^= k;
+    }
+}
+
+/// Appends a frame header with the shortest length encoding. RSV bits are
+/// zero. `payload_len` must be below 2^63 (any real buffer is).
+pub fn write_frame_header(
+    out: &mut Vec<u8>,
+    fin: bool,
+    opcode: Opcode,
+    mask: Option<[u8; 4]>,
+    payload_len: u64,
+) {
+    let b0 = if fin { 0x80 } else { 0 } | opcode.as_u8();
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    out.push(b0);
+    if payload_len <= MAX_CONTROL_PAYLOAD as u64 {
+        out.push(mask_bit | payload_len as u8);
+    } else if let Ok(len) = u16::try_from(payload_len) {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&payload_len.to_be_bytes());
+    }
+    if let Some(m) = mask {
+        out.extend_from_slice(&m);
+    }
+}
+
+/// Header then payload, masked in `out` if `mask` is given (one copy).
+fn write_frame(
+    out: &mut Vec<u8>,
+    fin: bool,
+    opcode: Opcode,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    write_frame_header(out, fin, opcode, mask, payload.len() as u64);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let (Some(m), Some(written)) = (mask, out.get_mut(start..)) {
+        apply_mask(written, m, 0);
+    }
+}
+
+/// The longest prefix of `reason` that fits [`MAX_CLOSE_REASON`] bytes and
+/// ends on a char boundary.
+fn truncate_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.get(..end).unwrap_or_default()
+}
+
+fn write_close_frame(
+    out: &mut Vec<u8>,
+    code: Option<CloseCode>,
+    reason: &str,
+    mask: Option<[u8; 4]>,
+) {
+    let mut buf = [0u8; MAX_CONTROL_PAYLOAD];
+    let mut len = 0;
+    if let Some(code) = code {
+        let reason = truncate_reason(reason).as_bytes();
+        buf[..2].copy_from_slice(&code.get().to_be_bytes());
+        len = 2 + reason.len();
+        if let Some(dst) = buf.get_mut(2..len) {
+            dst.copy_from_slice(reason);
+        }
+    }
+    write_frame(
+        out,
+        true,
+        Opcode::Close,
+        buf.get(..len).unwrap_or_default(),
+        mask,
+    );
+}
+
+fn parse_close_payload(payload: &[u8]) -> Result<(Option<CloseCode>, String), ProtocolError> {
+    match payload {
+        [] => Ok((None, String::new())),
+        [_] => Err(ProtocolError::InvalidClosePayload),
+        [hi, lo, reason @ ..] => {
+            let raw = u16::from_be_bytes([*hi, *lo]);
+            let code = CloseCode::new(raw).ok_or(ProtocolError::InvalidCloseCode(raw))?;
+            let reason =
+                std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidCloseReason)?;
+            Ok((Some(code), reason.to_owned()))
+        }
+    }
+}
+
+/// Header length implied by the second header byte.
+fn header_len(b1: u8) -> usize {
+    let ext = match b1 & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
+    2 + ext + mask
+}
+
+/// Turns a message buffer already validated as UTF-8 into a `String`.
+fn into_validated_string(bytes: Vec<u8>) -> String {
+    debug_assert!(std::str::from_utf8(&bytes).is_ok());
+    // SAFETY: every byte of `bytes` went through `WsSession::check_utf8`,
+    // and `complete_message` verified that the validated prefix covers the
+    // whole buffer (no incomplete trailing sequence) before calling us.
+    unsafe { String::from_utf8_unchecked(bytes) }
+}
+
+// ---------------------------------------------------------------------------
+// Session
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    CloseSent { deadline: Option<Instant> },
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MsgKind {
+    Text,
+    Binary,
+}
+
+/// The frame whose payload is being received.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    fin: bool,
+    opcode: Opcode,
+    mask: Option<[u8; 4]>,
+    remaining: u64,
+    /// Payload position modulo 4, for resuming the mask.
+    phase: usize,
+}
+
+/// One endpoint's complete WebSocket protocol state. See the module docs
+/// for how to drive it.
+pub struct WsSession {
+    role: Role,
+    config: WsConfig,
+    state: State,
+    /// RSV bits (as in the first header byte, mask 0x70) that negotiated
+    /// extensions allow. Always 0 for now; permessage-deflate would set 0x40
+    /// and inflate frames that carry it.
+    rsv_allowed: u8,
+    // Frame decoding.
+    hdr: [u8; MAX_HEADER_LEN],
+    hdr_len: usize,
+    frame: Option<Frame>,
+    ctrl: [u8; MAX_CONTROL_PAYLOAD],
+    ctrl_len: usize,
+    // Message assembly.
+    msg: Vec<u8>,
+    msg_kind: Option<MsgKind>,
+    msg_frames: usize,
+    /// Length of the prefix of `msg` known to be valid UTF-8; the at most 3
+    /// bytes after it are an incomplete code point awaiting more input.
+    utf8_ok: usize,
+    frag_deadline: Option<Instant>,
+    /// xorshift64 state for client mask keys. Not cryptographic: the client
+    /// role exists for tests and benchmark load generators.
+    rng: u64,
+}
+
+impl fmt::Debug for WsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WsSession")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("message_len", &self.msg.len())
+            .field("message_frames", &self.msg_frames)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsSession {
+    /// A new open session (call after the HTTP upgrade handshake).
+    pub fn new(role: Role, config: WsConfig) -> Self {
+        let seed = RandomState::new().hash_one(0x5EED_u64) | 1;
+        WsSession {
+            role,
+            config,
+            state: State::Open,
+            rsv_allowed: 0,
+            hdr: [0; MAX_HEADER_LEN],
+            hdr_len: 0,
+            frame: None,
+            ctrl: [0; MAX_CONTROL_PAYLOAD],
+            ctrl_len: 0,
+            msg: Vec::new(),
+            msg_kind: None,
+            msg_frames: 0,
+            utf8_ok: 0,
+            frag_deadline: None,
+            rng: seed,
+        }
+    }
+
+    /// This session's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// This session's configuration.
+    pub fn config(&self) -> &WsConfig {
+        &self.config
+    }
+
+    /// Coarse state: open, closing (our close sent) or closed.
+    pub fn state(&self) -> SessionState {
+        match self.state {
+            State::Open => SessionState::Open,
+            State::CloseSent { .. } => SessionState::Closing,
+            State::Closed => SessionState::Closed,
+        }
+    }
+
+    /// Whether messages can still be sent.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// True once the WebSocket is finished (both closes exchanged, the peer's
+    /// close answered, a fatal protocol error, or the close timeout passed):
+    /// flush `out` and shut the TCP stream down.
+    pub fn wants_shutdown(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// The earliest instant at which [`WsSession::on_timeout`] has work to
+    /// do (fragment timeout or close timeout), if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Open => self.frag_deadline,
+            State::CloseSent { deadline } => deadline,
+            State::Closed => None,
+        }
+    }
+
+    /// Handles expired deadlines. A fragment timeout fails the connection
+    /// (close 1008 written to `out`, returns [`Event::Error`]); a close
+    /// timeout just makes [`WsSession::wants_shutdown`] true.
+    pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Event> {
+        match self.state {
+            State::Open => {
+                if self.frag_deadline.is_some_and(|d| now >= d) {
+                    Some(self.fail(ProtocolError::FragmentTimeout, true, now, out))
+                } else {
+                    None
+                }
+            }
+            State::CloseSent { deadline: Some(d) } if now >= d => {
+                self.state = State::Closed;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Processes received bytes; see the module docs for the calling loop.
+    /// Payload bytes are unmasked in place in `input`. Any split of the byte
+    /// stream is accepted; partial headers and payloads are consumed and
+    /// buffered internally. Returns early only to deliver an event.
+    pub fn feed(&mut self, input: &mut [u8], now: Instant, out: &mut Vec<u8>) -> Feed {
+        if let Some(event) = self.on_timeout(now, out) {
+            return Feed {
+                consumed: 0,
+                event: Some(event),
+            };
+        }
+        let mut pos = 0;
+        while pos < input.len() {
+            if self.state == State::Closed {
+                // Nothing may follow the peer's close; after a fatal error the
+                // stream is not trusted. Discard.
+                return Feed {
+                    consumed: input.len(),
+                    event: None,
+                };
+            }
+            let Some(rest) = input.get_mut(pos..) else {
+                break;
+            };
+            let (used, event) = if self.frame.is_some() {
+                self.read_payload(rest, now, out)
+            } else {
+                self.read_header(rest, now, out)
+            };
+            pos += used;
+            if event.is_some() {
+                return Feed {
+                    consumed: pos,
+                    event,
+                };
+            }
+            if used == 0 {
+                break;
+            }
+        }
+        Feed {
+            consumed: pos,
+            event: None,
+        }
+    }
+
+    // --- receiving -------------------------------------------------------
+
+    fn fill_header(&mut self, input: &[u8], upto: usize) -> usize {
+        let take = upto.saturating_sub(self.hdr_len).min(input.len());
+        match (
+            self.hdr.get_mut(self.hdr_len..self.hdr_len + take),
+            input.get(..take),
+        ) {
+            (Some(dst), Some(src)) => {
+                dst.copy_from_slice(src);
+                self.hdr_len += take;
+                take
+            }
+            _ => 0,
+        }
+    }
+
+    fn read_header(
+        &mut self,
+        input: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> (usize, Option<Event>) {
+        let mut used = 0;
+        if self.hdr_len < 2 {
+            used = self.fill_header(input, 2);
+            if self.hdr_len < 2 {
+                return (used, None);
+            }
+            // Validate as soon as the first two bytes are known (fail fast).
+            if let Err(err) = self.check_first_bytes() {
+                self.hdr_len = 0;
+                return (used, Some(self.fail(err, false, now, out)));
+            }
+        }
+        let total = header_len(self.hdr[1]);
+        used += self.fill_header(input.get(used..).unwrap_or_default(), total);
+        if self.hdr_len < total {
+            return (used, None);
+        }
+        self.hdr_len = 0;
+        (used, self.begin_frame(now, out))
+    }
+
+    fn check_first_bytes(&self) -> Result<(), ProtocolError> {
+        let (b0, b1) = (self.hdr[0], self.hdr[1]);
+        let rsv = b0 & 0x70;
+        if rsv & !self.rsv_allowed != 0 {
+            return Err(ProtocolError::ReservedBits(rsv >> 4));
+        }
+        let opcode = Opcode::from_u8(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
+        let masked = b1 & 0x80 != 0;
+        match (self.role, masked) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if opcode.is_control() {
+            if b0 & 0x80 == 0 {
+                return Err(ProtocolError::FragmentedControl);
+            }
+            if usize::from(b1 & 0x7F) > MAX_CONTROL_PAYLOAD {
+                return Err(ProtocolError::ControlTooLong);
+            }
+        } else if self.state == State::Open {
+            match (opcode, self.msg_kind.is_some()) {
+                (Opcode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+                (Opcode::Text | Opcode::Binary, true) => {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The full header is in `self.hdr`: set up payload reception.
+    fn begin_frame(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Event> {
+        let h = self.hdr;
+        let fin = h[0] & 0x80 != 0;
+        let Some(opcode) = Opcode::from_u8(h[0] & 0x0F) else {
+            return Some(self.fail(ProtocolError::ReservedOpcode(h[0] & 0x0F), false, now, out));
+        };
+        let (len, mask_at) = match h[1] & 0x7F {
+            126 => (u64::from(u16::from_be_bytes([h[2], h[3]])), 4),
+            127 => (
+                u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+                10,
+            ),
+            n => (u64::from(n), 2),
+        };
+        if len >> 63 != 0 {
+            return Some(self.fail(ProtocolError::InvalidLength, false, now, out));
+        }
+        let mask = if h[1] & 0x80 != 0 {
+            let mut key = [0u8; 4];
+            if let Some(src) = h.get(mask_at..mask_at + 4) {
+                key.copy_from_slice(src);
+            }
+            Some(key)
+        } else {
+            None
+        };
+        let frame = Frame {
+            fin,
+            opcode,
+            mask,
+            remaining: len,
+            phase: 0,
+        };
+        let mut event = None;
+        if opcode.is_control() {
+            self.ctrl_len = 0;
+        } else if self.state == State::Open {
+            if let Err(err) = self.start_data_frame(fin, opcode, len, now) {
+                // Framing is intact: skip this frame's payload, await the
+                // peer's close.
+                event = Some(self.fail(err, true, now, out));
+            }
+        }
+        if len == 0 {
+            if event.is_none() {
+                event = self.finish_frame(frame, now, out);
+            }
+        } else {
+            self.frame = Some(frame);
+        }
+        event
+    }
+
+    /// Bookkeeping and limits for a data frame header (state is Open).
+    fn start_data_frame(
+        &mut self,
+        fin: bool,
+        opcode: Opcode,
+        len: u64,
+        now: Instant,
+    ) -> Result<(), ProtocolError> {
+        match opcode {
+            Opcode::Text | Opcode::Binary => {
+                self.msg.clear();
+                self.utf8_ok = 0;
+                self.msg_frames = 1;
+                self.msg_kind = Some(if opcode == Opcode::Text {
+                    MsgKind::Text
+                } else {
+                    MsgKind::Binary
+                });
+            }
+            _ => {
+                if self.frag_deadline.is_some_and(|d| now >= d) {
+                    return Err(ProtocolError::FragmentTimeout);
+                }
+                self.msg_frames = self.msg_frames.saturating_add(1);
+                if self.msg_frames > self.config.max_fragments {
+                    return Err(ProtocolError::TooManyFragments);
+                }
+            }
+        }
+        if (self.msg.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        if !fin || opcode == Opcode::Continuation {
+            self.frag_deadline = self.fragment_deadline(now);
+        }
+        Ok(())
+    }
+
+    fn fragment_deadline(&self, now: Instant) -> Option<Instant> {
+        self.config
+            .fragment_timeout
+            .and_then(|t| now.checked_add(t))
+    }
+
+    fn read_payload(
+        &mut self,
+        input: &mut [u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> (usize, Option<Event>) {
+        let Some(mut frame) = self.frame else {
+            return (0, None);
+        };
+        let n = usize::try_from(frame.remaining).map_or(input.len(), |r| r.min(input.len()));
+        let Some(chunk) = input.get_mut(..n) else {
+            return (0, None);
+        };
+        let phase = frame.phase;
+        frame.remaining -= n as u64;
+        frame.phase = (phase + n) % 4;
+        self.frame = (frame.remaining > 0).then_some(frame);
+
+        if frame.opcode.is_control() {
+            if let Some(m) = frame.mask {
+                apply_mask(chunk, m, phase);
+            }
+            if let Some(dst) = self.ctrl.get_mut(self.ctrl_len..self.ctrl_len + n) {
+                dst.copy_from_slice(chunk);
+                self.ctrl_len += n;
+            }
+        } else if self.state == State::Open {
+            if let Some(m) = frame.mask {
+                apply_mask(chunk, m, phase);
+            }
+            self.msg.extend_from_slice(chunk);
+            if self.msg_kind == Some(MsgKind::Text) {
+                if let Err(err) = self.check_utf8() {
+                    return (n, Some(self.fail(err, true, now, out)));
+                }
+            }
+            if self.frag_deadline.is_some() {
+                self.frag_deadline = self.fragment_deadline(now);
+            }
+        } // else: data after our close frame is discarded.
+
+        if frame.remaining > 0 {
+            (n, None)
+        } else {
+            (n, self.finish_frame(frame, now, out))
+        }
+    }
+
+    /// Validates the newly appended part of a text message. An incomplete
+    /// code point at the end (at most 3 bytes) stays pending.
+    fn check_utf8(&mut self) -> Result<(), ProtocolError> {
+        let tail = self.msg.get(self.utf8_ok..).unwrap_or_default();
+        match simdutf8::compat::from_utf8(tail) {
+            Ok(_) => {
+                self.utf8_ok = self.msg.len();
+                Ok(())
+            }
+            Err(e) if e.error_len().is_none() => {
+                self.utf8_ok += e.valid_up_to();
+                Ok(())
+            }
+            Err(_) => Err(ProtocolError::InvalidUtf8),
+        }
+    }
+
+    fn finish_frame(&mut self, frame: Frame, now: Instant, out: &mut Vec<u8>) -> Option<Event> {
+        let len = std::mem::take(&mut self.ctrl_len);
+        match frame.opcode {
+            Opcode::Ping => {
+                if self.state == State::Open {
+                    let mask = self.next_mask();
+                    write_frame(
+                        out,
+                        true,
+                        Opcode::Pong,
+                        self.ctrl.get(..len).unwrap_or_default(),
+                        mask,
+                    );
+                }
+                None
+            }
+            Opcode::Pong => Some(Event::Pong(
+                self.ctrl.get(..len).unwrap_or_default().to_vec(),
+            )),
+            Opcode::Close => self.on_close_frame(len, now, out),
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => {
+                if frame.fin && self.state == State::Open {
+                    self.complete_message(now, out)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn complete_message(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Event> {
+        let kind = self.msg_kind.take();
+        self.frag_deadline = None;
+        self.msg_frames = 0;
+        let validated = std::mem::take(&mut self.utf8_ok);
+        let data = std::mem::take(&mut self.msg);
+        match kind? {
+            MsgKind::Binary => Some(Event::Message(Message::Binary(data))),
+            MsgKind::Text => {
+                if validated != data.len() {
+                    // Ends inside a code point.
+                    return Some(self.fail(ProtocolError::InvalidUtf8, true, now, out));
+                }
+                Some(Event::Message(Message::Text(into_validated_string(data))))
+            }
+        }
+    }
+
+    fn on_close_frame(&mut self, len: usize, now: Instant, out: &mut Vec<u8>) -> Option<Event> {
+        let parsed = parse_close_payload(self.ctrl.get(..len).unwrap_or_default());
+        match self.state {
+            State::Open => match parsed {
+                Ok((code, reason)) => {
+                    let mask = self.next_mask();
+                    write_close_frame(out, code, "", mask);
+                    self.reset_message();
+                    self.state = State::Closed;
+                    Some(Event::Close { code, reason })
+                }
+                // The peer is done sending: no need to wait for anything.
+                Err(err) => Some(self.fail(err, false, now, out)),
+            },
+            State::CloseSent { .. } => {
+                self.state = State::Closed;
+                Some(match parsed {
+                    Ok((code, reason)) => Event::Close { code, reason },
+                    Err(err) => Event::Error(err),
+                })
+            }
+            State::Closed => None,
+        }
+    }
+
+    fn reset_message(&mut self) {
+        self.msg.clear();
+        self.msg_kind = None;
+        self.msg_frames = 0;
+        self.utf8_ok = 0;
+        self.frag_deadline = None;
+    }
+
+    /// Fails the connection: writes a close frame with the error's code (if
+    /// we have not sent one yet) and moves to `CloseSent` (framing intact:
+    /// keep parsing so the peer's close can be read) or `Closed`.
+    fn fail(
+        &mut self,
+        err: ProtocolError,
+        framing_intact: bool,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Event {
+        self.reset_message();
+        match self.state {
+            State::Open => {
+                let mask = self.next_mask();
+                write_close_frame(out, Some(err.close_code()), "", mask);
+                self.state = if framing_intact {
+                    State::CloseSent {
+                        deadline: now.checked_add(self.config.close_timeout),
+                    }
+                } else {
+                    State::Closed
+                };
+            }
+            State::CloseSent { .. } => {
+                if !framing_intact {
+                    self.state = State::Closed;
+                }
+            }
+            State::Closed => {}
+        }
+        Event::Error(err)
+    }
+
+    // --- sending ---------------------------------------------------------
+
+    /// A fresh mask key in the client role, `None` in the server role.
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Server => None,
+            Role::Client => {
+                // xorshift64: fine for tests and load generation, not for
+                // browser-grade unpredictability.
+                let mut x = self.rng;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.rng = x;
+                Some((x as u32).to_ne_bytes())
+            }
+        }
+    }
+
+    fn send_data(
+        &mut self,
+        opcode: Opcode,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        let max = self.config.max_frame_size.max(1);
+        if data.is_empty() {
+            let mask = self.next_mask();
+            write_frame(out, true, opcode, &[], mask);
+            return Ok(());
+        }
+        out.reserve(
+            data.len()
+                .saturating_add(data.len().div_ceil(max).saturating_mul(MAX_HEADER_LEN)),
+        );
+        let mut chunks = data.chunks(max).peekable();
+        let mut op = opcode;
+        while let Some(chunk) = chunks.next() {
+            let mask = self.next_mask();
+            write_frame(out, chunks.peek().is_none(), op, chunk, mask);
+            op = Opcode::Continuation;
+        }
+        Ok(())
+    }
+
+    /// Writes a text message to `out`, split into frames of at most
+    /// [`WsConfig::max_frame_size`] bytes.
+    pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.send_data(Opcode::Text, text.as_bytes(), out)
+    }
+
+    /// Writes a binary message to `out`, split like [`WsSession::send_text`].
+    pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.send_data(Opcode::Binary, data, out)
+    }
+
+    /// Writes a message of either kind to `out`.
+    pub fn send(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<(), SendError> {
+        match message {
+            Message::Text(s) => self.send_text(s, out),
+            Message::Binary(b) => self.send_binary(b, out),
+        }
+    }
+
+    fn send_control(
+        &mut self,
+        opcode: Opcode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        let mask = self.next_mask();
+        write_frame(out, true, opcode, payload, mask);
+        Ok(())
+    }
+
+    /// Writes a ping (payload at most 125 bytes) to `out`.
+    pub fn send_ping(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.send_control(Opcode::Ping, payload, out)
+    }
+
+    /// Writes an unsolicited pong (payload at most 125 bytes) to `out`.
+    pub fn send_pong(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.send_control(Opcode::Pong, payload, out)
+    }
+
+    /// Starts the closing handshake: writes a close frame with `code` and
+    /// `reason` (truncated to 123 bytes on a char boundary) to `out`. From
+    /// now on nothing can be sent and incoming data frames are discarded;
+    /// the session closes when the peer's close arrives or at
+    /// `now + close_timeout`.
+    pub fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        let mask = self.next_mask();
+        write_close_frame(out, Some(code), reason, mask);
+        self.reset_message();
+        self.state = State::CloseSent {
+            deadline: now.checked_add(self.config.close_timeout),
+        };
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+
+    /// Deterministic xorshift PRNG for tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+        fn text(&mut self, n_chars: usize) -> String {
+            const CHARS: [char; 7] = ['a', 'z', ' ', 'é', '€', '𝄞', 'ß'];
+            (0..n_chars)
+                .map(|_| CHARS[self.below(CHARS.len())])
+                .collect()
+        }
+    }
+
+    /// A frame with raw first byte `b0` (FIN/RSV/opcode), optional mask.
+    fn raw(b0: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        write_frame(&mut v, true, Opcode::Text, payload, mask);
+        v[0] = b0;
+        v
+    }
+
+    /// A masked (client → server) frame.
+    fn cf(b0: u8, payload: &[u8]) -> Vec<u8> {
+        raw(b0, Some(MASK), payload)
+    }
+
+    fn server() -> WsSession {
+        WsSession::new(Role::Server, WsConfig::default())
+    }
+
+    /// Drives `feed` like a driver would, returning all events.
+    fn drive(s: &mut WsSession, input: &[u8], now: Instant, out: &mut Vec<u8>) -> Vec<Event> {
+        let mut buf = input.to_vec();
+        let mut pos = 0;
+        let mut events = Vec::new();
+        for _ in 0..1_000_000 {
+            let f = s.feed(&mut buf[pos..], now, out);
+            assert!(f.consumed <= buf.len() - pos);
+            pos += f.consumed;
+            match f.event {
+                Some(e) => events.push(e),
+                None => {
+                    assert_eq!(pos, buf.len(), "no event but input left");
+                    if f.consumed == 0 {
+                        return events;
+                    }
+                }
+            }
+        }
+        panic!("feed loop did not terminate");
+    }
+
+    /// Feeds `input` in the given piece sizes, emulating a driver's read
+    /// buffer that keeps unconsumed bytes.
+    fn drive_split(
+        s: &mut WsSession,
+        input: &[u8],
+        cuts: &[usize],
+        now: Instant,
+    ) -> (Vec<Event>, Vec<u8>) {
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let mut rbuf: Vec<u8> = Vec::new();
+        let mut start = 0;
+        let mut pieces: Vec<&[u8]> = Vec::new();
+        for &c in cuts {
+            pieces.push(&input[start..c]);
+            start = c;
+        }
+        pieces.push(&input[start..]);
+        for piece in pieces {
+            rbuf.extend_from_slice(piece);
+            loop {
+                let f = s.feed(&mut rbuf, now, &mut out);
+                rbuf.drain(..f.consumed);
+                let done = f.consumed == 0 && f.event.is_none();
+                events.extend(f.event);
+                if done {
+                    break;
+                }
+            }
+        }
+        (events, out)
+    }
+
+    /// Decodes everything in `bytes` with a fresh session of `role`.
+    fn decode_as(role: Role, bytes: &[u8]) -> Vec<Event> {
+        let mut s = WsSession::new(role, WsConfig::default());
+        let mut out = Vec::new();
+        drive(&mut s, bytes, Instant::now(), &mut out)
+    }
+
+    /// Code of the single unmasked close frame at the start of `out`.
+    fn close_code_of(out: &[u8]) -> Option<u16> {
+        assert_eq!(out[0], 0x88, "not a close frame: {out:?}");
+        let len = usize::from(out[1] & 0x7F);
+        assert!(len != 1);
+        (len >= 2).then(|| u16::from_be_bytes([out[2], out[3]]))
+    }
+
+    fn expect_error(stream: &[u8], err: ProtocolError, code: u16) {
+        let mut s = server();
+        let mut out = Vec::new();
+        let ev = drive(&mut s, stream, Instant::now(), &mut out);
+        assert_eq!(ev.last(), Some(&Event::Error(err)), "events: {ev:?}");
+        assert_eq!(close_code_of(&out), Some(code));
+        assert_eq!(err.close_code().get(), code);
+        assert!(!s.is_open());
+    }
+
+    // --- helpers -----------------------------------------------------------
+
+    #[test]
+    fn accept_key_rfc_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn client_key_validation() {
+        assert!(is_valid_client_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!is_valid_client_key(""));
+        assert!(!is_valid_client_key("dGhlIHNhbXBsZSBub25jZQ")); // unpadded
+        assert!(!is_valid_client_key("dGhlIHNhbXBsZSBub25jZQ==="));
+        assert!(!is_valid_client_key("dGhlIHNhbXBsZSBub25j!Q=="));
+        assert!(!is_valid_client_key("aGVsbG8gd29ybGQgaGVsbG8=")); // 17 bytes
+        assert!(!is_valid_client_key("AAAAAAAAAAAAAAAAAAAAAAAA")); // 18 bytes
+        assert!(is_valid_client_key("AAAAAAAAAAAAAAAAAAAAAA=="));
+    }
+
+    #[test]
+    fn mask_matches_reference() {
+        let masks = [MASK, [0, 0, 0, 0], [0xFF, 1, 0x80, 0x7F]];
+        for mask in masks {
+            for offset in (0..9).chain([1_000_003, usize::MAX]) {
+                for len in 0..70 {
+                    let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+                    let mut fast = data.clone();
+                    apply_mask(&mut fast, mask, offset);
+                    let reference: Vec<u8> = data
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| b ^ mask[(offset % 4 + i) % 4])
+                        .collect();
+                    assert_eq!(fast, reference, "offset {offset} len {len}");
+                    apply_mask(&mut fast, mask, offset);
+                    assert_eq!(fast, data);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn mask_resumes_mid_payload() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut whole = data.clone();
+        apply_mask(&mut whole, MASK, 0);
+        for split in 0..100 {
+            let mut parts = data.clone();
+            let (a, b) = parts.split_at_mut(split);
+            apply_mask(a, MASK, 0);
+            apply_mask(b, MASK, split);
+            assert_eq!(parts, whole);
+        }
+    }
+
+    #[test]
+    fn header_length_encodings() {
+        let cases: [(u64, &[u8]); 5] = [
+            (0, &[0x82, 0x00]),
+            (125, &[0x82, 125]),
+            (126, &[0x82, 126, 0, 126]),
+            (65535, &[0x82, 126, 0xFF, 0xFF]),
+            (65536, &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ];
+        for (len, expect) in cases {
+            let mut v = Vec::new();
+            write_frame_header(&mut v, true, Opcode::Binary, None, len);
+            assert_eq!(v, expect);
+        }
+        let mut v = Vec::new();
+        write_frame_header(&mut v, false, Opcode::Text, Some([1, 2, 3, 4]), 5);
+        assert_eq!(v, [0x01, 0x85, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn close_code_validity() {
+        for c in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
+            4000, 4999,
+        ] {
+            assert_eq!(CloseCode::new(c).map(CloseCode::get), Some(c));
+            assert_eq!(CloseCode::try_from(c).map(u16::from), Ok(c));
+        }
+        for c in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(CloseCode::new(c), None);
+            assert_eq!(CloseCode::try_from(c), Err(InvalidCloseCode(c)));
+        }
+        assert_eq!(CloseCode::INVALID_PAYLOAD.get(), 1007);
+        assert_eq!(CloseCode::MANDATORY_EXTENSION.get(), 1010);
+        assert_eq!(CloseCode::INTERNAL_ERROR.to_string(), "1011");
+    }
+
+    #[test]
+    fn opcode_parsing() {
+        for v in 0..16u8 {
+            match Opcode::from_u8(v) {
+                Some(op) => {
+                    assert_eq!(op.as_u8(), v);
+                    assert_eq!(op.is_control(), v >= 8);
+                }
+                None => assert!(matches!(v, 3..=7 | 0xB..=0xF)),
+            }
+        }
+    }
+
+    #[test]
+    fn configs() {
+        let d = WsConfig::default();
+        assert_eq!(d.max_message_size, 16 << 20);
+        assert_eq!(d.max_fragments, 131_072);
+        assert_eq!(d.fragment_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(d.close_timeout, Duration::from_secs(5));
+        let e = WsConfig::embedded();
+        assert_eq!((e.max_message_size, e.max_fragments), (4096, 16));
+        assert_eq!(e.fragment_timeout, Some(Duration::from_secs(5)));
+    }
+
+    // --- decoding ----------------------------------------------------------
+
+    #[test]
+    fn simple_messages() {
+        let mut stream = cf(0x81, "héllo".as_bytes());
+        stream.extend(cf(0x82, &[0, 1, 2, 255]));
+        stream.extend(cf(0x81, b""));
+        stream.extend(cf(0x82, b""));
+        let ev = decode_as(Role::Server, &stream);
+        assert_eq!(
+            ev,
+            [
+                Event::Message(Message::Text("héllo".into())),
+                Event::Message(Message::Binary(vec![0, 1, 2, 255])),
+                Event::Message(Message::Text(String::new())),
+                Event::Message(Message::Binary(Vec::new())),
+            ]
+        );
+    }
+
+    #[test]
+    fn rfc_example_frames() {
+        // RFC 6455 §5.7: unmasked "Hello" to a client, masked to a server.
+        let ev = decode_as(Role::Client, &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(ev, [Event::Message(Message::Text("Hello".into()))]);
+        let masked = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let ev = decode_as(Role::Server, &masked);
+        assert_eq!(ev, [Event::Message(Message::Text("Hello".into()))]);
+        // Fragmented unmasked text.
+        let ev = decode_as(
+            Role::Client,
+            &[0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f],
+        );
+        assert_eq!(ev, [Event::Message(Message::Text("Hello".into()))]);
+    }
+
+    #[test]
+    fn non_minimal_lengths_are_accepted() {
+        let payload = b"abcde";
+        let mut masked = payload.to_vec();
+        apply_mask(&mut masked, MASK, 0);
+        let mut s16 = vec![0x82, 0x80 | 126, 0, 5];
+        s16.extend_from_slice(&MASK);
+        s16.extend_from_slice(&masked);
+        let mut s64 = vec![0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 5];
+        s64.extend_from_slice(&MASK);
+        s64.extend_from_slice(&masked);
+        for s in [s16, s64] {
+            assert_eq!(
+                decode_as(Role::Server, &s),
+                [Event::Message(Message::Binary(payload.to_vec()))]
+            );
+        }
+    }
+
+    #[test]
+    fn ping_answered_not_surfaced() {
+        let mut s = server();
+        let mut out = Vec::new();
+        let ev = drive(
+            &mut s,
+            &cf(0x89, b"are you there"),
+            Instant::now(),
+            &mut out,
+        );
+        assert!(ev.is_empty());
+        let mut expect = Vec::new();
+        write_frame(&mut expect, true, Opcode::Pong, b"are you there", None);
+        assert_eq!(out, expect);
+        // Empty ping.
+        out.clear();
+        assert!(drive(&mut s, &cf(0x89, b""), Instant::now(), &mut out).is_empty());
+        assert_eq!(out, [0x8A, 0x00]);
+    }
+
+    #[test]
+    fn pong_surfaced() {
+        let ev = decode_as(Role::Server, &cf(0x8A, b"xyz"));
+        assert_eq!(ev, [Event::Pong(b"xyz".to_vec())]);
+    }
+
+    #[test]
+    fn fragmented_with_ping_in_middle() {
+        let mut stream = cf(0x01, b"Hel");
+        stream.extend(cf(0x89, b"p1"));
+        stream.extend(cf(0x00, b"lo, "));
+        stream.extend(cf(0x8A, b"q"));
+        stream.extend(cf(0x89, b"p2"));
+        stream.extend(cf(0x80, b"world"));
+        let mut s = server();
+        let mut out = Vec::new();
+        let ev = drive(&mut s, &stream, Instant::now(), &mut out);
+        assert_eq!(
+            ev,
+            [
+                Event::Pong(b"q".to_vec()),
+                Event::Message(Message::Text("Hello, world".into())),
+            ]
+        );
+        assert_eq!(
+            decode_as(Role::Client, &out),
+            [Event::Pong(b"p1".to_vec()), Event::Pong(b"p2".to_vec())]
+        );
+    }
+
+    #[test]
+    fn message_only_when_complete_across_feeds() {
+        let mut s = server();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        assert!(drive(&mut s, &cf(0x02, &[1, 2]), now, &mut out).is_empty());
+        assert!(drive(&mut s, &cf(0x00, &[3]), now, &mut out).is_empty());
+        let ev = drive(&mut s, &cf(0x80, &[4]), now, &mut out);
+        assert_eq!(ev, [Event::Message(Message::Binary(vec![1, 2, 3, 4]))]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn large_frame_is_streamed() {
+        let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let stream = cf(0x82, &payload);
+        let mut s = server();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        let mut buf = stream.clone();
+        let mut events = Vec::new();
+        for chunk in buf.chunks_mut(4096) {
+            let f = s.feed(chunk, now, &mut out);
+            // Every byte is consumed right away: nothing piles up.
+            assert_eq!(f.consumed, chunk.len());
+            events.extend(f.event);
+        }
+        assert_eq!(events, [Event::Message(Message::Binary(payload))]);
+    }
+
+    #[test]
+    fn utf8_split_across_fragments() {
+        // "€" = E2 82 AC split 1|2 and 2|1; "𝄞" = F0 9D 84 9E split 1|1|1|1.
+        let euro = "€".as_bytes();
+        let clef = "𝄞".as_bytes();
+        let mut stream = cf(0x01, &[b'a', euro[0]]);
+        stream.extend(cf(0x80, &[euro[1], euro[2], b'b']));
+        stream.extend(cf(0x01, &euro[..2]));
+        stream.extend(cf(0x80, &euro[2..]));
+        stream.extend(cf(0x01, &clef[..1]));
+        stream.extend(cf(0x00, &clef[1..2]));
+        stream.extend(cf(0x89, b"ping"));
+        stream.extend(cf(0x00, &clef[2..3]));
+        stream.extend(cf(0x80, &clef[3..]));
+        assert_eq!(
+            decode_as(Role::Server, &stream),
+            [
+                Event::Message(Message::Text("a€b".into())),
+                Event::Message(Message::Text("€".into())),
+                Event::Message(Message::Text("𝄞".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn utf8_invalid_split_across_fragments() {
+        // Lead byte of "€" followed by a non-continuation byte in the next frame.
+        let mut stream = cf(0x01, &[b'a', 0xE2, 0x82]);
+        stream.extend(cf(0x80, b"z"));
+        expect_error(&stream, ProtocolError::InvalidUtf8, 1007);
+        // Message ends inside a code point.
+        let mut stream = cf(0x01, b"ok");
+        stream.extend(cf(0x80, &[0xF0, 0x9D]));
+        expect_error(&stream, ProtocolError::InvalidUtf8, 1007);
+        // Single unfragmented frame ending inside a code point.
+        expect_error(&cf(0x81, &[b'x', 0xC3]), ProtocolError::InvalidUtf8, 1007);
+        // Surrogates and overlongs.
+        expect_error(
+            &cf(0x81, &[0xED, 0xA0, 0x80]),
+            ProtocolError::InvalidUtf8,
+            1007,
+        );
+        expect_error(&cf(0x81, &[0xC0, 0xAF]), ProtocolError::InvalidUtf8, 1007);
+        expect_error(
+            &cf(0x81, &[0xF4, 0x90, 0x80, 0x80]),
+            ProtocolError::InvalidUtf8,
+            1007,
+        );
+    }
+
+    #[test]
+    fn utf8_fails_fast_inside_frame() {
+        let mut payload = vec![b'a'; 1_000_000];
+        payload[10] = 0xFF;
+        let stream = cf(0x81, &payload);
+        let mut s = server();
+        let mut out = Vec::new();
+        let mut part = stream[..14 + 100].to_vec(); // header (2+8+4) + 100 bytes
+        let f = s.feed(&mut part, Instant::now(), &mut out);
+        assert_eq!(f.event, Some(Event::Error(ProtocolError::InvalidUtf8)));
+        assert_eq!(close_code_of(&out), Some(1007));
+        // Incomplete sequence at a chunk end is not an error yet.
+        let mut s = server();
+        out.clear();
+        let mut payload = "x€".as_bytes().to_vec();
+        payload.extend(vec![b'y'; 1000]);
+        let stream = cf(0x81, &payload);
+        let mut part = stream[..4 + 4 + 3].to_vec(); // header + "x" + E2 82
+        let f = s.feed(&mut part, Instant::now(), &mut out);
+        assert_eq!((f.consumed, f.event), (part.len(), None));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn error_after_payload_fail_waits_for_peer_close() {
+        let mut payload = vec![b'a'; 300];
+        payload[5] = 0xFF;
+        let mut stream = cf(0x81, &payload);
+        stream.extend(cf(0x82, b"ignored"));
+        stream.extend(cf(0x88, &1002u16.to_be_bytes()));
+        let mut s = server();
+        let mut out = Vec::new();
+        let ev = drive(&mut s, &stream, Instant::now(), &mut out);
+        assert_eq!(
+            ev,
+            [
+                Event::Error(ProtocolError::InvalidUtf8),
+                Event::Close {
+                    code: Some(CloseCode::PROTOCOL_ERROR),
+                    reason: String::new()
+                },
+            ]
+        );
+        assert!(s.wants_shutdown());
+        assert_eq!(out, [0x88, 2, 0x03, 0xEF]); // exactly one close (1007)
+    }
+
+    // --- protocol errors -----------------------------------------------------
+
+    #[test]
+    fn server_rejects_unmasked() {
+        expect_error(&raw(0x81, None, b"hi"), ProtocolError::UnmaskedFrame, 1002);
+    }
+
+    #[test]
+    fn client_rejects_masked() {
+        let mut s = WsSession::new(Role::Client, WsConfig::default());
+        let mut out = Vec::new();
+        let ev = drive(&mut s, &cf(0x81, b"hi"), Instant::now(), &mut out);
+        assert_eq!(ev, [Event::Error(ProtocolError::MaskedFrame)]);
+        // The client's close is masked; decode it as a server would.
+        assert_eq!(
+            decode_as(Role::Server, &out),
+            [Event::Close {
+                code: Some(CloseCode::PROTOCOL_ERROR),
+                reason: String::new()
+            }]
+        );
+        assert!(s.wants_shutdown());
+    }
+
+    #[test]
+    fn rsv_bits_rejected() {
+        for (bit, shifted) in [(0x40, 4), (0x20, 2), (0x10, 1), (0x70, 7)] {
+            expect_error(
+                &cf(0x81 | bit, b"x"),
+                ProtocolError::ReservedBits(shifted),
+                1002,
+            );
+            expect_error(
+                &cf(0x89 | bit, b""),
+                ProtocolError::ReservedBits(shifted),
+                1002,
+            );
+        }
+    }
+
+    #[test]
+    fn reserved_opcodes_rejected() {
+        for op in (3..=7).chain(0xB..=0xF) {
+            expect_error(&cf(0x80 | op, b""), ProtocolError::ReservedOpcode(op), 1002);
+            expect_error(
+                &cf(0x80 | op, b"abc"),
+                ProtocolError::ReservedOpcode(op),
+                1002,
+            );
+        }
+    }
+
+    #[test]
+    fn continuation_errors() {
+        expect_error(&cf(0x80, b"x"), ProtocolError::UnexpectedContinuation, 1002);
+        expect_error(&cf(0x00, b"x"), ProtocolError::UnexpectedContinuation, 1002);
+        let mut s = cf(0x01, b"a");
+        s.extend(cf(0x81, b"b"));
+        expect_error(&s, ProtocolError::ExpectedContinuation, 1002);
+        let mut s = cf(0x02, b"a");
+        s.extend(cf(0x02, b"b"));
+        expect_error(&s, ProtocolError::ExpectedContinuation, 1002);
+    }
+
+    #[test]
+    fn control_frame_errors() {
+        // 126-byte ping (detected from the first two bytes).
+        expect_error(&cf(0x89, &[0; 126]), ProtocolError::ControlTooLong, 1002);
+        expect_error(&cf(0x88, &[0; 200]), ProtocolError::ControlTooLong, 1002);
+        // Non-FIN ping/close/pong.
+        expect_error(&cf(0x09, b"x"), ProtocolError::FragmentedControl, 1002);
+        expect_error(&cf(0x08, b""), ProtocolError::FragmentedControl, 1002);
+        expect_error(&cf(0x0A, b""), ProtocolError::FragmentedControl, 1002);
+        // 125 is fine.
+        let mut s = server();
+        let mut out = Vec::new();
+        assert!(drive(&mut s, &cf(0x89, &[7; 125]), Instant::now(), &mut out).is_empty());
+        assert_eq!(out.len(), 2 + 125);
+    }
+
+    #[test]
+    fn length_top_bit_rejected() {
+        let mut stream = vec![0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1];
+        stream.extend_from_slice(&MASK);
+        expect_error(&stream, ProtocolError::InvalidLength, 1002);
+    }
+
+    #[test]
+    fn invalid_close_payloads() {
+        expect_error(&cf(0x88, &[3]), ProtocolError::InvalidClosePayload, 1002);
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            expect_error(
+                &cf(0x88, &code.to_be_bytes()),
+                ProtocolError::InvalidCloseCode(code),
+                1002,
+            );
+        }
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(&[b'o', b'k', 0xFF]);
+        expect_error(&cf(0x88, &p), ProtocolError::InvalidCloseReason, 1002);
+        // After an invalid close the session is closed immediately.
+        let mut s = server();
+        let mut out = Vec::new();
+        drive(&mut s, &cf(0x88, &[3]), Instant::now(), &mut out);
+        assert!(s.wants_shutdown());
+    }
+
+    // --- limits ----------------------------------------------------------------
+
+    #[test]
+    fn message_too_big() {
+        let cfg = WsConfig::embedded();
+        let mut s = WsSession::new(Role::Server, cfg.clone());
+        let mut out = Vec::new();
+        let ok = vec![b'a'; 4096];
+        let ev = drive(&mut s, &cf(0x81, &ok), Instant::now(), &mut out);
+        assert_eq!(ev.len(), 1);
+        // One frame too big: detected from the header, before the payload.
+        let mut s = WsSession::new(Role::Server, cfg.clone());
+        let big = cf(0x82, &[0; 4097]);
+        let f = s.feed(&mut big[..8].to_vec(), Instant::now(), &mut out);
+        assert_eq!(f.event, Some(Event::Error(ProtocolError::MessageTooBig)));
+        assert_eq!(close_code_of(&out), Some(1009));
+        // Too big across fragments.
+        let mut stream = cf(0x02, &[0; 3000]);
+        stream.extend(cf(0x80, &[0; 1097]));
+        let mut s = WsSession::new(Role::Server, cfg);
+        out.clear();
+        let ev = drive(&mut s, &stream, Instant::now(), &mut out);
+        assert_eq!(ev, [Event::Error(ProtocolError::MessageTooBig)]);
+        assert_eq!(close_code_of(&out), Some(1009));
+    }
+
+    #[test]
+    fn too_many_fragments() {
+        let cfg = WsConfig::embedded();
+        let build = |n: usize| {
+            let mut stream = cf(0x01, b"a");
+            for _ in 0..n - 2 {
+                stream.extend(cf(0x00, b"b"));
+            }
+            stream.extend(cf(0x80, b"c"));
+            stream
+        };
+        let mut s = WsSession::new(Role::Server, cfg.clone());
+        let mut out = Vec::new();
+        let ev = drive(&mut s, &build(16), Instant::now(), &mut out);
+        assert_eq!(
+            ev,
+            [Event::Message(Message::Text(format!(
+                "a{}c",
+                "b".repeat(14)
+            )))]
+        );
+        let mut s = WsSession::new(Role::Server, cfg);
+        let ev = drive(&mut s, &build(17), Instant::now(), &mut out);
+        assert_eq!(ev, [Event::Error(ProtocolError::TooManyFragments)]);
+        assert_eq!(close_code_of(&out), Some(1008));
+    }
+
+    #[test]
+    fn fragment_timeout_via_on_timeout() {
+        let t0 = Instant::now();
+        let mut s = server();
+        let mut out = Vec::new();
+        assert_eq!(s.next_deadline(), None);
+        drive(&mut s, &cf(0x01, b"part"), t0, &mut out);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(30)));
+        // A continuation refreshes the deadline; a ping does not.
+        let t1 = t0 + Duration::from_secs(20);
+        drive(&mut s, &cf(0x00, b"more"), t1, &mut out);
+        drive(
+            &mut s,
+            &cf(0x89, b""),
+            t1 + Duration::from_secs(5),
+            &mut out,
+        );
+        let d = t1 + Duration::from_secs(30);
+        assert_eq!(s.next_deadline(), Some(d));
+        out.clear();
+        assert_eq!(s.on_timeout(d - Duration::from_millis(1), &mut out), None);
+        assert!(out.is_empty());
+        assert_eq!(
+            s.on_timeout(d, &mut out),
+            Some(Event::Error(ProtocolError::FragmentTimeout))
+        );
+        assert_eq!(close_code_of(&out), Some(1008));
+        // Now waiting for the peer's close, with the close timeout armed.
+        assert_eq!(s.state(), SessionState::Closing);
+        assert_eq!(s.next_deadline(), Some(d + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn fragment_timeout_via_feed_and_embedded() {
+        let t0 = Instant::now();
+        let mut s = WsSession::new(Role::Server, WsConfig::embedded());
+        let mut out = Vec::new();
+        drive(&mut s, &cf(0x01, b"part"), t0, &mut out);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        let ev = drive(
+            &mut s,
+            &cf(0x80, b"late"),
+            t0 + Duration::from_secs(6),
+            &mut out,
+        );
+        assert_eq!(ev, [Event::Error(ProtocolError::FragmentTimeout)]);
+        assert_eq!(close_code_of(&out), Some(1008));
+        // Unfragmented messages never arm the timer.
+        let mut s = server();
+        drive(&mut s, &cf(0x81, b"whole"), t0, &mut out);
+        assert_eq!(s.next_deadline(), None);
+        // Completing the message disarms it.
+        let mut s = server();
+        drive(&mut s, &cf(0x01, b"a"), t0, &mut out);
+        drive(&mut s, &cf(0x80, b"b"), t0, &mut out);
+        assert_eq!(s.next_deadline(), None);
+        // Disabled timeout.
+        let cfg = WsConfig {
+            fragment_timeout: None,
+            ..WsConfig::default()
+        };
+        let mut s = WsSession::new(Role::Server, cfg);
+        drive(&mut s, &cf(0x01, b"a"), t0, &mut out);
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    // --- close handshake ---------------------------------------------------------
+
+    #[test]
+    fn peer_initiated_close_is_echoed() {
+        for code in [1000u16, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999] {
+            let mut p = code.to_be_bytes().to_vec();
+            p.extend_from_slice("bye ☺".as_bytes());
+            let mut s = server();
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &cf(0x88, &p), Instant::now(), &mut out);
+            assert_eq!(
+                ev,
+                [Event::Close {
+                    code: CloseCode::new(code),
+                    reason: "bye ☺".into()
+                }]
+            );
+            assert_eq!(out, [0x88, 2, (code >> 8) as u8, code as u8]);
+            assert!(s.wants_shutdown());
+            assert_eq!(s.send_text("x", &mut out), Err(SendError::Closed));
+        }
+        // Empty close → empty close reply.
+        let mut s = server();
+        let mut out = Vec::new();
+        let ev = drive(&mut s, &cf(0x88, b""), Instant::now(), &mut out);
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: None,
+                reason: String::new()
+            }]
+        );
+        assert_eq!(out, [0x88, 0]);
+        // Anything after the close is discarded.
+        let ev = drive(&mut s, &cf(0x81, b"late"), Instant::now(), &mut out);
+        assert!(ev.is_empty());
+        assert_eq!(out, [0x88, 0]);
+    }
+
+    #[test]
+    fn close_interrupts_fragmented_message() {
+        let mut stream = cf(0x01, b"half");
+        stream.extend(cf(0x88, &1001u16.to_be_bytes()));
+        let ev = decode_as(Role::Server, &stream);
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: Some(CloseCode::GOING_AWAY),
+                reason: String::new()
+            }]
+        );
+    }
+
+    #[test]
+    fn locally_initiated_close() {
+        let t0 = Instant::now();
+        let mut s = server();
+        let mut out = Vec::new();
+        s.close(CloseCode::GOING_AWAY, "restart", t0, &mut out)
+            .unwrap();
+        let mut expect = vec![0x88, 9, 0x03, 0xE9];
+        expect.extend_from_slice(b"restart");
+        assert_eq!(out, expect);
+        assert_eq!(s.state(), SessionState::Closing);
+        assert!(!s.wants_shutdown());
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        // Nothing more can be sent.
+        out.clear();
+        assert_eq!(s.send_text("x", &mut out), Err(SendError::Closed));
+        assert_eq!(s.send_binary(b"x", &mut out), Err(SendError::Closed));
+        assert_eq!(s.send_ping(b"x", &mut out), Err(SendError::Closed));
+        assert_eq!(s.send_pong(b"x", &mut out), Err(SendError::Closed));
+        assert_eq!(
+            s.close(CloseCode::NORMAL, "", t0, &mut out),
+            Err(SendError::Closed)
+        );
+        // Data frames (even fragmented or invalid UTF-8) are ignored; pings not answered.
+        let mut stream = cf(0x81, b"ignored");
+        stream.extend(cf(0x01, &[0xFF]));
+        stream.extend(cf(0x89, b"p"));
+        stream.extend(cf(0x80, b"x"));
+        stream.extend(cf(0x88, &1000u16.to_be_bytes()));
+        let ev = drive(&mut s, &stream, t0, &mut out);
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: Some(CloseCode::NORMAL),
+                reason: String::new()
+            }]
+        );
+        assert!(out.is_empty());
+        assert!(s.wants_shutdown());
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn close_timeout() {
+        let t0 = Instant::now();
+        let mut s = server();
+        let mut out = Vec::new();
+        s.close(CloseCode::NORMAL, "", t0, &mut out).unwrap();
+        assert_eq!(s.on_timeout(t0 + Duration::from_secs(4), &mut out), None);
+        assert!(!s.wants_shutdown());
+        assert_eq!(s.on_timeout(t0 + Duration::from_secs(5), &mut out), None);
+        assert!(s.wants_shutdown());
+        assert_eq!(s.next_deadline(), None);
+        // feed also notices an expired close timeout.
+        let mut s = server();
+        s.close(CloseCode::NORMAL, "", t0, &mut out).unwrap();
+        let f = s.feed(&mut cf(0x81, b"x"), t0 + Duration::from_secs(6), &mut out);
+        assert_eq!(f.event, None);
+        assert!(s.wants_shutdown());
+    }
+
+    #[test]
+    fn close_handshake_between_two_sessions() {
+        let t0 = Instant::now();
+        let mut client = WsSession::new(Role::Client, WsConfig::default());
+        let mut server = server();
+        let (mut c_out, mut s_out) = (Vec::new(), Vec::new());
+        client
+            .close(CloseCode::NORMAL, "done", t0, &mut c_out)
+            .unwrap();
+        let ev = drive(&mut server, &c_out, t0, &mut s_out);
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: Some(CloseCode::NORMAL),
+                reason: "done".into()
+            }]
+        );
+        assert!(server.wants_shutdown());
+        c_out.clear();
+        let ev = drive(&mut client, &s_out, t0, &mut c_out);
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: Some(CloseCode::NORMAL),
+                reason: String::new()
+            }]
+        );
+        assert!(client.wants_shutdown());
+        assert!(c_out.is_empty());
+    }
+
+    #[test]
+    fn close_reason_truncation() {
+        let mut out = Vec::new();
+        let mut s = server();
+        let reason = "é".repeat(70); // 140 bytes; 123 would split a char
+        s.close(CloseCode::NORMAL, &reason, Instant::now(), &mut out)
+            .unwrap();
+        assert_eq!(usize::from(out[1]), 2 + 122);
+        let ev = decode_as(Role::Client, &out);
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: Some(CloseCode::NORMAL),
+                reason: "é".repeat(61)
+            }]
+        );
+        let mut out = Vec::new();
+        let mut s = server();
+        s.close(
+            CloseCode::NORMAL,
+            &"a".repeat(300),
+            Instant::now(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(usize::from(out[1]), 125);
+        assert_eq!(truncate_reason("𝄞𝄞"), "𝄞𝄞");
+        let r = format!("{}𝄞", "a".repeat(121));
+        assert_eq!(truncate_reason(&r), "a".repeat(121));
+    }
+
+    // --- sending ------------------------------------------------------------------
+
+    #[test]
+    fn control_payload_limit_on_send() {
+        let mut s = server();
+        let mut out = Vec::new();
+        assert_eq!(
+            s.send_ping(&[0; 126], &mut out),
+            Err(SendError::ControlTooLong(126))
+        );
+        assert_eq!(
+            s.send_pong(&[0; 200], &mut out),
+            Err(SendError::ControlTooLong(200))
+        );
+        assert!(out.is_empty());
+        s.send_ping(&[1; 125], &mut out).unwrap();
+        s.send_pong(b"", &mut out).unwrap();
+        let ev = decode_as(Role::Client, &out);
+        assert_eq!(ev, [Event::Pong(Vec::new())]);
+    }
+
+    #[test]
+    fn server_frames_split_by_max_frame_size() {
+        let cfg = WsConfig {
+            max_frame_size: 10,
+            ..WsConfig::default()
+        };
+        let mut s = WsSession::new(Role::Server, cfg);
+        let mut out = Vec::new();
+        s.send_binary(&[9; 25], &mut out).unwrap();
+        // 3 frames: 10 + 10 + 5, opcodes BIN, CONT, CONT+FIN.
+        assert_eq!(out.len(), 3 * 2 + 25);
+        assert_eq!(out[0], 0x02);
+        assert_eq!(out[12], 0x00);
+        assert_eq!(out[24], 0x80);
+        assert_eq!(
+            decode_as(Role::Client, &out),
+            [Event::Message(Message::Binary(vec![9; 25]))]
+        );
+        out.clear();
+        s.send_text("", &mut out).unwrap();
+        assert_eq!(out, [0x81, 0]);
+    }
+
+    #[test]
+    fn client_encode_server_decode_round_trip() {
+        let mut rng = Rng(42);
+        for max_frame in [1, 3, 7, 64, 1000, 1 << 20] {
+            let cfg = WsConfig {
+                max_frame_size: max_frame,
+                ..WsConfig::default()
+            };
+            let mut client = WsSession::new(Role::Client, cfg);
+            let mut wire = Vec::new();
+            let mut expect = Vec::new();
+            for i in 0..20 {
+                let m = if i % 2 == 0 {
+                    Message::Text({
+                        let n = rng.below(300);
+                        rng.text(n)
+                    })
+                } else {
+                    Message::Binary({
+                        let n = rng.below(3000);
+                        rng.bytes(n)
+                    })
+                };
+                client.send(&m, &mut wire).unwrap();
+                expect.push(Event::Message(m));
+            }
+            client.send_ping(b"hello", &mut wire).unwrap();
+            let mut server = server();
+            let mut s_out = Vec::new();
+            assert_eq!(
+                drive(&mut server, &wire, Instant::now(), &mut s_out),
+                expect
+            );
+            // The pong goes back to the client, which surfaces it.
+            let mut c_out = Vec::new();
+            let ev = drive(&mut client, &s_out, Instant::now(), &mut c_out);
+            assert_eq!(ev, [Event::Pong(b"hello".to_vec())]);
+        }
+    }
+
+    #[test]
+    fn client_frames_are_masked() {
+        let mut c = WsSession::new(Role::Client, WsConfig::default());
+        let mut out = Vec::new();
+        c.send_text("Hello", &mut out).unwrap();
+        assert_eq!(out[0], 0x81);
+        assert_eq!(out[1], 0x85);
+        let mut payload = out[6..].to_vec();
+        let key = [out[2], out[3], out[4], out[5]];
+        apply_mask(&mut payload, key, 0);
+        assert_eq!(payload, b"Hello");
+    }
+
+    // --- stream splitting -----------------------------------------------------------
+
+    /// A random mixed stream of masked frames and the events it must produce.
+    fn random_stream(rng: &mut Rng, n_msgs: usize) -> (Vec<u8>, Vec<Event>) {
+        let mut stream = Vec::new();
+        let mut events = Vec::new();
+        for _ in 0..n_msgs {
+            let text = rng.below(2) == 0;
+            let payload = if text {
+                {
+                    let n = rng.below(200);
+                    rng.text(n)
+                }
+                .into_bytes()
+            } else {
+                {
+                    let n = rng.below(2000);
+                    rng.bytes(n)
+                }
+            };
+            let n_frames = 1 + rng.below(5);
+            let mut cuts: Vec<usize> = (0..n_frames - 1)
+                .map(|_| rng.below(payload.len() + 1))
+                .collect();
+            cuts.sort_unstable();
+            cuts.push(payload.len());
+            let mut start = 0;
+            for (i, &end) in cuts.iter().enumerate() {
+                let op = match (i, text) {
+                    (0, true) => Opcode::Text,
+                    (0, false) => Opcode::Binary,
+                    _ => Opcode::Continuation,
+                };
+                let mask = (rng.next() as u32).to_ne_bytes();
+                // A control frame before each data frame: between messages
+                // or between fragments. Its pong event precedes the message.
+                match rng.below(6) {
+                    0 => {
+                        let p = {
+                            let n = rng.below(126);
+                            rng.bytes(n)
+                        };
+                        write_frame(&mut stream, true, Opcode::Ping, &p, Some(mask));
+                    }
+                    1 => {
+                        let p = {
+                            let n = rng.below(20);
+                            rng.bytes(n)
+                        };
+                        write_frame(&mut stream, true, Opcode::Pong, &p, Some(mask));
+                        events.push(Event::Pong(p));
+                    }
+                    _ => {}
+                }
+                write_frame(
+                    &mut stream,
+                    i + 1 == cuts.len(),
+                    op,
+                    &payload[start..end],
+                    Some(mask),
+                );
+                start = end;
+            }
+            events.push(Event::Message(if text {
+                Message::Text(String::from_utf8(payload).unwrap())
+            } else {
+                Message::Binary(payload)
+            }));
+        }
+        stream.extend(cf(0x88, &1000u16.to_be_bytes()));
+        events.push(Event::Close {
+            code: Some(CloseCode::NORMAL),
+            reason: String::new(),
+        });
+        (stream, events)
+    }
+
+    #[test]
+    fn one_byte_at_a_time_equals_whole() {
+        let mut rng = Rng(7);
+        let (stream, expect) = random_stream(&mut rng, 30);
+        let now = Instant::now();
+        let mut whole = server();
+        let mut whole_out = Vec::new();
+        let ev = drive(&mut whole, &stream, now, &mut whole_out);
+        assert_eq!(ev, expect);
+        let mut bytewise = server();
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        for &b in &stream {
+            let mut one = [b];
+            let f = bytewise.feed(&mut one, now, &mut out);
+            assert_eq!(f.consumed, 1);
+            events.extend(f.event);
+        }
+        assert_eq!(events, expect);
+        assert_eq!(out, whole_out);
+        assert!(bytewise.wants_shutdown());
+    }
+
+    #[test]
+    fn random_splits_of_random_streams() {
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let now = Instant::now();
+        for _ in 0..60 {
+            let (stream, expect) = {
+                let n = 1 + rng.below(15);
+                random_stream(&mut rng, n)
+            };
+            let mut reference = server();
+            let mut ref_out = Vec::new();
+            assert_eq!(drive(&mut reference, &stream, now, &mut ref_out), expect);
+            for _ in 0..5 {
+                let n_cuts = rng.below(stream.len() / 2 + 1);
+                let mut cuts: Vec<usize> =
+                    (0..n_cuts).map(|_| rng.below(stream.len() + 1)).collect();
+                cuts.sort_unstable();
+                let mut s = server();
+                let (events, out) = drive_split(&mut s, &stream, &cuts, now);
+                assert_eq!(events, expect);
+                assert_eq!(out, ref_out);
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_and_terminates() {
+        let mut rng = Rng(99);
+        let now = Instant::now();
+        for round in 0..400 {
+            // Mutated valid streams reach deeper states than pure noise.
+            let (mut stream, _) = random_stream(&mut rng, 3);
+            if round % 4 == 0 {
+                stream = {
+                    let n = rng.below(500);
+                    rng.bytes(n)
+                };
+            } else {
+                for _ in 0..1 + rng.below(4) {
+                    let i = rng.below(stream.len());
+                    stream[i] = rng.next() as u8;
+                }
+            }
+            for role in [Role::Server, Role::Client] {
+                let cfg = if round % 2 == 0 {
+                    WsConfig::embedded()
+                } else {
+                    WsConfig::default()
+                };
+                let mut s = WsSession::new(role, cfg);
+                let cuts: Vec<usize> = {
+                    let mut c: Vec<usize> = (0..rng.below(20))
+                        .map(|_| rng.below(stream.len() + 1))
+                        .collect();
+                    c.sort_unstable();
+                    c
+                };
+                let (events, _) = drive_split(&mut s, &stream, &cuts, now);
+                // At most one error/close ends things; nothing follows Closed.
+                let ends = events
+                    .iter()
+                    .position(|e| matches!(e, Event::Close { .. }))
+                    .unwrap_or(events.len());
+                assert!(ends + 1 >= events.len());
+                let _ = s.on_timeout(now + Duration::from_secs(3600), &mut Vec::new());
+                assert!(!s.is_open() || s.next_deadline().is_none());
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! WebSocket connections as the program sees them: accept an upgrade in a
+//! route handler, keep the [`WsId`], then [`receive`](WsHandle::receive) and
+//! send through [`Server::ws`](crate::Server::ws) between polls.
+//!
+//! ```no_run
+//! use pollserve::{Method, Server, ws::{Message, WsId}};
+//! use std::time::Duration;
+//!
+//! #[derive(Default)]
+//! struct App { sockets: Vec<WsId> }
+//!
+//! let mut server = Server::<App>::new();
+//! server.route("/ws", Method::GET, |req, app: &mut App| {
+//!     let (response, ws) = req.accept_websocket()?;   // 101, or 400/426
+//!     app.sockets.push(ws);
+//!     Ok(response)
+//! })?;
+//! server.start("127.0.0.1", 5000)?;
+//! let mut app = App::default();
+//! loop {
+//!     server.poll(&mut app, Duration::from_millis(100))?;
+//!     for &id in &app.sockets {
+//!         while let Some(msg) = server.ws(id).receive() {
+//!             if let Message::Text(text) = msg {
+//!                 server.ws(id).send_text_quiet(&text.to_uppercase());
+//!             }
+//!         }
+//!     }
+//!     app.sockets.retain(|&id| !server.ws(id).is_closed());
+//! }
+//! # Ok::<(), pollserve::Error>(())
+//! ```
+
+use std::collections::VecDeque;
+
+use crate::error::HttpError;
+use crate::proto::ws::{
+    accept_key, is_valid_client_key, ProtocolError, Role, SendError, WsSession,
+};
+use crate::request::{ConnId, Request};
+use crate::response::{Body, Response};
+use crate::status::StatusCode;
+
+pub use crate::proto::ws::{CloseCode, Message, WsConfig};
+
+/// Identifies one accepted WebSocket. Small and `Copy`: keep it in your
+/// application state and act on the connection through
+/// [`Server::ws`](crate::Server::ws). An id whose connection has closed stays
+/// harmless: sends fail with [`WsError::Closed`] and `is_closed()` is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WsId(pub(crate) ConnId);
+
+/// Something that arrived on a WebSocket, for programs that want more than
+/// messages (see [`WsHandle::receive_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEvent {
+    /// A complete message (fragments already reassembled).
+    Message(Message),
+    /// A pong, in answer to [`WsHandle::send_ping`] or unsolicited.
+    Pong(Vec<u8>),
+}
+
+/// Why a WebSocket operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WsError {
+    /// The WebSocket is closing or closed (either side sent a close, or the
+    /// connection is gone).
+    #[error("WebSocket is closed")]
+    Closed,
+    /// The id does not name a WebSocket (it names a plain HTTP connection).
+    #[error("connection is not a WebSocket")]
+    NotWebSocket,
+    /// A ping payload over 125 bytes.
+    #[error("control frame payload of {0} bytes exceeds 125")]
+    ControlTooLong(usize),
+    /// The peer left more than [`WsOptions::max_send_buffer`] bytes unread;
+    /// the connection has been closed.
+    #[error("peer is not reading; connection closed")]
+    Backpressure,
+    /// The connection failed while writing.
+    #[error("connection failed while sending")]
+    Io,
+}
+
+impl From<SendError> for WsError {
+    fn from(e: SendError) -> WsError {
+        match e {
+            SendError::Closed => WsError::Closed,
+            SendError::ControlTooLong(n) => WsError::ControlTooLong(n),
+        }
+    }
+}
+
+/// How a WebSocket ended, once it has: see [`WsHandle::close_status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseStatus {
+    /// The peer sent a close frame with this code (`None`: no code) and reason.
+    Peer {
+        /// The peer's code.
+        code: Option<CloseCode>,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// We closed the connection because the peer broke the protocol or a limit;
+    /// the peer was sent [`ProtocolError::close_code`].
+    Failed(ProtocolError),
+    /// We sent a close frame (the program called [`WsHandle::close`]).
+    Local,
+    /// The TCP connection ended without a close frame (code 1006 in RFC terms),
+    /// or was dropped for not reading.
+    Abnormal,
+}
+
+/// Per-endpoint WebSocket settings: protocol limits plus buffering bounds.
+#[derive(Debug, Clone)]
+pub struct WsOptions {
+    /// Protocol limits (message size, fragments, fragment timeout, frame size
+    /// for sending, close timeout); see [`WsConfig`].
+    pub protocol: WsConfig,
+    /// Most unsent bytes queued for a peer that does not read. A send finding
+    /// more than this queued closes the connection ([`WsError::Backpressure`]).
+    /// Default 8 MiB.
+    pub max_send_buffer: usize,
+    /// Most bytes of received messages held until the program calls
+    /// [`WsHandle::receive`]; beyond it the server stops reading the socket
+    /// (TCP flow control slows the peer), so a program that falls behind never
+    /// makes memory grow without bound. Default 4 MiB.
+    pub max_receive_buffer: usize,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            protocol: WsConfig::default(),
+            max_send_buffer: 8 << 20,
+            max_receive_buffer: 4 << 20,
+        }
+    }
+}
+
+impl WsOptions {
+    /// The seed library's limits (4096-byte messages, 16 fragments, 5 s between
+    /// fragments) with buffers to match, for small devices.
+    pub fn embedded() -> WsOptions {
+        WsOptions {
+            protocol: WsConfig::embedded(),
+            max_send_buffer: 64 << 10,
+            max_receive_buffer: 16 << 10,
+        }
+    }
+}
+
+type OriginCheck<'a> = Box<dyn Fn(Option<&str>) -> bool + 'a>;
+
+/// Builder for accepting a WebSocket upgrade: subprotocols, origin check,
+/// limits. Start it with [`Request::websocket`].
+pub struct WsAccept<'r> {
+    req: &'r Request,
+    protocols: &'r [&'r str],
+    origin: Option<OriginCheck<'r>>,
+    options: WsOptions,
+}
+
+impl<'r> WsAccept<'r> {
+    /// Subprotocols this endpoint speaks, in order of preference; the first
+    /// one the client also offers is selected and sent back.
+    pub fn protocols(mut self, protocols: &'r [&'r str]) -> Self {
+        self.protocols = protocols;
+        self
+    }
+
+    /// Refuses the upgrade with 403 unless `check(Origin header)` is true
+    /// (browsers always send `Origin`; other clients may not).
+    pub fn check_origin(mut self, check: impl Fn(Option<&str>) -> bool + 'r) -> Self {
+        self.origin = Some(Box::new(check));
+        self
+    }
+
+    /// Limits and buffer bounds for this connection.
+    pub fn options(mut self, options: WsOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Validates the handshake (RFC 6455 §4.2.1) and returns the `101`
+    /// response to return from the handler, plus the id to keep.
+    ///
+    /// Errors: `400` for a request that is not a valid upgrade (wrong method or
+    /// version, missing `Upgrade: websocket` or `Connection: upgrade`, bad
+    /// key), `426` with `Sec-WebSocket-Version: 13` for another protocol
+    /// version, `403` when the origin check fails.
+    pub fn accept(self) -> Result<(Response, WsId), HttpError> {
+        let req = self.req;
+        let h = req.headers();
+        if req.method() != crate::Method::GET {
+            return Err(HttpError::bad_request("WebSocket upgrade must use GET"));
+        }
+        if req.version() != crate::Version::Http11 {
+            return Err(HttpError::bad_request("WebSocket upgrade needs HTTP/1.1"));
+        }
+        if !h.has_token("Upgrade", "websocket") {
+            return Err(HttpError::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "expected Upgrade: websocket",
+            ));
+        }
+        if !h.has_token("Connection", "upgrade") {
+            return Err(HttpError::bad_request("expected Connection: upgrade"));
+        }
+        match h.get("Sec-WebSocket-Version").map(str::trim) {
+            Some("13") => {}
+            _ => {
+                return Err(HttpError::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    "unsupported WebSocket version; use 13",
+                ))
+            }
+        }
+        let key = match h.get("Sec-WebSocket-Key").map(str::trim) {
+            Some(k) if h.get_all("Sec-WebSocket-Key").count() == 1 && is_valid_client_key(k) => k,
+            _ => {
+                return Err(HttpError::bad_request(
+                    "missing or invalid Sec-WebSocket-Key",
+                ))
+            }
+        };
+        if let Some(check) = &self.origin {
+            if !check(h.get("Origin")) {
+                return Err(HttpError::forbidden());
+            }
+        }
+        let mut response = Response::new(StatusCode::SWITCHING_PROTOCOLS)
+            .with_header("Upgrade", "websocket")
+            .with_header("Sec-WebSocket-Accept", &accept_key(key));
+        let offered: Vec<&str> = h
+            .get_all("Sec-WebSocket-Protocol")
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        if let Some(p) = self.protocols.iter().find(|p| offered.contains(p)) {
+            response.set_header("Sec-WebSocket-Protocol", p);
+        }
+        response.body = Body::Upgrade(Box::new(self.options));
+        Ok((response, WsId(req.conn)))
+    }
+}
+
+impl Request {
+    /// Starts accepting a WebSocket upgrade with options; see [`WsAccept`].
+    pub fn websocket(&self) -> WsAccept<'_> {
+        WsAccept {
+            req: self,
+            protocols: &[],
+            origin: None,
+            options: WsOptions::default(),
+        }
+    }
+
+    /// Accepts a WebSocket upgrade with default options: returns the `101`
+    /// response for the handler to return and the id to keep.
+    pub fn accept_websocket(&self) -> Result<(Response, WsId), HttpError> {
+        self.websocket().accept()
+    }
+
+    /// Whether this request asks for a WebSocket upgrade.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.headers().has_token("Upgrade", "websocket")
+    }
+}
+
+/// The WebSocket state a connection carries after the upgrade.
+pub(crate) struct WsConn {
+    pub session: WsSession,
+    pub inbox: VecDeque<WsEvent>,
+    pub inbox_bytes: usize,
+    pub status: Option<CloseStatus>,
+    pub max_send_buffer: usize,
+    pub max_receive_buffer: usize,
+}
+
+impl WsConn {
+    pub fn new(options: WsOptions) -> WsConn {
+        WsConn {
+            session: WsSession::new(Role::Server, options.protocol),
+            inbox: VecDeque::new(),
+            inbox_bytes: 0,
+            status: None,
+            max_send_buffer: options.max_send_buffer,
+            max_receive_buffer: options.max_receive_buffer,
+        }
+    }
+
+    pub fn push(&mut self, event: WsEvent) {
+        self.inbox_bytes += event_len(&event);
+        self.inbox.push_back(event);
+    }
+
+    pub fn pop(&mut self) -> Option<WsEvent> {
+        let e = self.inbox.pop_front()?;
+        self.inbox_bytes -= event_len(&e);
+        Some(e)
+    }
+
+    /// Records how the WebSocket ended, keeping the first cause.
+    pub fn set_status(&mut self, status: CloseStatus) {
+        if self.status.is_none() {
+            self.status = Some(status);
+        }
+    }
+}
+
+fn event_len(e: &WsEvent) -> usize {
+    match e {
+        WsEvent::Message(m) => m.len(),
+        WsEvent::Pong(p) => p.len(),
+    }
+}
+
+pub use crate::server::{WsHandle, WsSender};
