@@ -53,13 +53,15 @@ pub enum Error {
 ///
 /// `?` on a `std::io::Error` inside a handler gives 404 for `NotFound`, 403 for
 /// `PermissionDenied` and 500 otherwise (the I/O detail is logged, not sent).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct HttpError {
     /// The response status.
     pub status: StatusCode,
     /// The response body (plain text); keep it free of secrets.
     pub message: String,
+    /// Extra header fields for the error response (`Allow`, `WWW-Authenticate`…).
+    pub headers: crate::headers::Headers,
 }
 
 impl HttpError {
@@ -68,7 +70,16 @@ impl HttpError {
         HttpError {
             status,
             message: message.into(),
+            headers: crate::headers::Headers::new(),
         }
+    }
+
+    /// Adds a header field to the error response.
+    pub fn with_header(mut self, name: &str, value: &str) -> HttpError {
+        if crate::headers::is_valid_name(name) && crate::headers::is_valid_value(value) {
+            self.headers.add(name, value);
+        }
+        self
     }
 
     /// `400 Bad Request` with a message.

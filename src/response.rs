@@ -260,7 +260,11 @@ fn check_field(name: &str, value: &str) -> bool {
 
 impl From<HttpError> for Response {
     fn from(e: HttpError) -> Response {
-        Response::error(e.status, &e.message)
+        let mut r = Response::error(e.status, &e.message);
+        for (name, value) in e.headers.iter() {
+            r.headers.add(name, value);
+        }
+        r
     }
 }
 

@@ -200,10 +200,7 @@ impl<'r> WsAccept<'r> {
             return Err(HttpError::bad_request("WebSocket upgrade needs HTTP/1.1"));
         }
         if !h.has_token("Upgrade", "websocket") {
-            return Err(HttpError::new(
-                StatusCode::UPGRADE_REQUIRED,
-                "expected Upgrade: websocket",
-            ));
+            return Err(HttpError::bad_request("expected Upgrade: websocket"));
         }
         if !h.has_token("Connection", "upgrade") {
             return Err(HttpError::bad_request("expected Connection: upgrade"));
@@ -214,7 +211,8 @@ impl<'r> WsAccept<'r> {
                 return Err(HttpError::new(
                     StatusCode::UPGRADE_REQUIRED,
                     "unsupported WebSocket version; use 13",
-                ))
+                )
+                .with_header("Sec-WebSocket-Version", "13"))
             }
         }
         let key = match h.get("Sec-WebSocket-Key").map(str::trim) {

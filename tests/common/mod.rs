@@ -18,6 +18,18 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    pub fn from_parts(
+        addr: SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: JoinHandle<()>,
+    ) -> TestServer {
+        TestServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,0 +1,497 @@
+//! WebSocket behaviour over raw loopback sockets: handshake, every close code,
+//! fragments, control frames between fragments, limits, backpressure, threads.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use pollserve::ws::{CloseCode, CloseStatus, Message, WsConfig, WsId, WsOptions};
+use pollserve::{Method, ServerConfig};
+
+#[derive(Default)]
+struct App {
+    sockets: Vec<WsId>,
+}
+
+/// An echo server like the seed's example; `/small` uses the seed's limits.
+fn echo_server() -> TestServer {
+    serve_echo(ServerConfig::default())
+}
+
+fn serve_echo(config: ServerConfig) -> TestServer {
+    serve_loop(config, |server, app| {
+        for &id in &app.sockets {
+            while let Some(m) = server.ws(id).receive() {
+                if m.as_bytes() == b"close-me" {
+                    let _ = server.ws(id).close(CloseCode::new(4001).unwrap(), "bye é");
+                    continue;
+                }
+                let _ = server.ws(id).send(&m);
+            }
+        }
+        app.sockets.retain(|&id| !server.ws(id).is_closed());
+    })
+}
+
+/// A server thread running `work` after every poll, with WebSocket routes.
+fn serve_loop(
+    config: ServerConfig,
+    work: impl FnMut(&mut pollserve::Server<App>, &mut App) + Send + 'static,
+) -> TestServer {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let stop2 = stop.clone();
+    let mut work = work;
+    let thread = std::thread::spawn(move || {
+        let mut server = pollserve::Server::<App>::with_config(config);
+        server
+            .route("/ws", Method::GET, |req, app: &mut App| {
+                let (resp, id) = req.websocket().protocols(&["chat", "superchat"]).accept()?;
+                app.sockets.push(id);
+                Ok(resp)
+            })
+            .unwrap();
+        server
+            .route("/small", Method::GET, |req, app: &mut App| {
+                let mut options = WsOptions::embedded();
+                options.protocol.fragment_timeout = Some(Duration::from_millis(300));
+                let (resp, id) = req.websocket().options(options).accept()?;
+                app.sockets.push(id);
+                Ok(resp)
+            })
+            .unwrap();
+        server
+            .route("/origin", Method::GET, |req, app: &mut App| {
+                let (resp, id) = req
+                    .websocket()
+                    .check_origin(|o| o == Some("http://good.example"))
+                    .accept()?;
+                app.sockets.push(id);
+                Ok(resp)
+            })
+            .unwrap();
+        let addr = server.start("127.0.0.1", 0).unwrap();
+        tx.send(addr).unwrap();
+        let mut app = App::default();
+        while !stop2.load(Ordering::SeqCst) {
+            server.poll(&mut app, Duration::from_millis(10)).unwrap();
+            work(&mut server, &mut app);
+        }
+    });
+    let addr = rx.recv().unwrap();
+    common::TestServer::from_parts(addr, stop, thread)
+}
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn handshake(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
+    let mut s = connect(addr);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed during handshake");
+        head.push(b[0]);
+    }
+    (s, String::from_utf8(head).unwrap())
+}
+
+fn open(addr: SocketAddr, path: &str) -> TcpStream {
+    let (s, head) = handshake(addr, path, "");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    s
+}
+
+/// A masked client frame.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len < 65536 {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Reads one unmasked server frame: (fin, opcode, payload).
+fn read_frame(s: &mut TcpStream) -> (bool, u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).expect("frame header");
+    assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).unwrap();
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).unwrap();
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut p = vec![0; len];
+    s.read_exact(&mut p).unwrap();
+    (h[0] & 0x80 != 0, h[0] & 0x0f, p)
+}
+
+/// Reads frames until a close arrives; returns its code, then expects EOF.
+fn expect_close(s: &mut TcpStream) -> u16 {
+    loop {
+        let (_, op, p) = read_frame(s);
+        if op == 8 {
+            let code = if p.len() >= 2 {
+                u16::from_be_bytes([p[0], p[1]])
+            } else {
+                1005
+            };
+            s.write_all(&frame(true, 8, &p[..p.len().min(2)])).ok();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+            return code;
+        }
+    }
+}
+
+#[test]
+fn handshake_accepts_and_refuses() {
+    let srv = echo_server();
+    let (_s, head) = handshake(
+        srv.addr,
+        "/ws",
+        "Sec-WebSocket-Protocol: other, superchat\r\n",
+    );
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: superchat\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Connection: Upgrade\r\n"));
+
+    let bad = |raw: &str| request(srv.addr, raw);
+    let base = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+    let r = bad(&format!(
+        "{base}Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    ));
+    assert_eq!(
+        (r.status, r.header("sec-websocket-version")),
+        (426, Some("13"))
+    );
+    let r = bad(&format!(
+        "{base}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=\r\n\r\n"
+    ));
+    assert_eq!(r.status, 400);
+    let r = bad(&format!("{base}Sec-WebSocket-Version: 13\r\n\r\n"));
+    assert_eq!(r.status, 400);
+    let r = bad(&format!(
+        "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    ));
+    assert_eq!(r.status, 400);
+    let r = bad("GET /ws HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 400);
+    // Origin hook.
+    let (_, head) = handshake(srv.addr, "/origin", "Origin: http://evil.example\r\n");
+    assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+    let (_, head) = handshake(srv.addr, "/origin", "Origin: http://good.example\r\n");
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+}
+
+#[test]
+fn echo_fragments_with_ping_between_and_split_code_point() {
+    let srv = echo_server();
+    let mut s = open(srv.addr, "/ws");
+    s.write_all(&frame(true, 1, b"hello")).unwrap();
+    assert_eq!(read_frame(&mut s), (true, 1, b"hello".to_vec()));
+    // "é" is C3 A9: split it across two continuation frames, with a ping between.
+    let mut raw = frame(false, 1, b"caf\xC3");
+    raw.extend(frame(true, 9, b"are you there"));
+    raw.extend(frame(false, 0, b"\xA9 "));
+    raw.extend(frame(true, 0, b"au lait"));
+    s.write_all(&raw).unwrap();
+    assert_eq!(
+        read_frame(&mut s),
+        (true, 10, b"are you there".to_vec()),
+        "pong first"
+    );
+    assert_eq!(
+        read_frame(&mut s),
+        (true, 1, "café au lait".as_bytes().to_vec())
+    );
+    // Binary, 70 KiB (64-bit length), delivered one byte per write.
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let raw = frame(true, 2, &data);
+    for chunk in raw.chunks(1).take(64) {
+        s.write_all(chunk).unwrap();
+    }
+    s.write_all(&raw[64..]).unwrap();
+    assert_eq!(read_frame(&mut s), (true, 2, data));
+    // Server-initiated close with a reason.
+    s.write_all(&frame(true, 1, b"close-me")).unwrap();
+    let (_, op, p) = read_frame(&mut s);
+    assert_eq!(op, 8);
+    assert_eq!(&p[..2], &4001u16.to_be_bytes());
+    assert_eq!(&p[2..], "bye é".as_bytes());
+}
+
+#[test]
+fn one_byte_per_write_everything() {
+    let srv = echo_server();
+    let mut s = open(srv.addr, "/ws");
+    let mut raw = frame(false, 1, b"one ");
+    raw.extend(frame(true, 9, b""));
+    raw.extend(frame(true, 0, b"byte"));
+    for b in &raw {
+        s.write_all(&[*b]).unwrap();
+        s.flush().unwrap();
+    }
+    assert_eq!(read_frame(&mut s).1, 10);
+    assert_eq!(read_frame(&mut s), (true, 1, b"one byte".to_vec()));
+    s.write_all(&frame(true, 8, &1000u16.to_be_bytes()))
+        .unwrap();
+    let (_, op, p) = read_frame(&mut s);
+    assert_eq!((op, p), (8, 1000u16.to_be_bytes().to_vec()), "close echoed");
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "server closes the socket"
+    );
+}
+
+#[test]
+fn protocol_errors_close_with_the_right_code() {
+    let srv = echo_server();
+    let unmasked = {
+        let mut f = vec![0x81, 2];
+        f.extend_from_slice(b"hi");
+        f
+    };
+    let mut huge_len = vec![0x82, 0x80 | 127];
+    huge_len.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    huge_len.extend_from_slice(&[0, 0, 0, 0]);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked", unmasked, 1002),
+        (
+            "rsv1",
+            {
+                let mut f = frame(true, 1, b"x");
+                f[0] |= 0x40;
+                f
+            },
+            1002,
+        ),
+        ("reserved opcode 3", frame(true, 3, b""), 1002),
+        ("reserved opcode 0xB", frame(true, 0xB, b""), 1002),
+        ("cont without start", frame(true, 0, b"x"), 1002),
+        (
+            "new data in fragmented",
+            [frame(false, 1, b"a"), frame(true, 1, b"b")].concat(),
+            1002,
+        ),
+        ("ping too long", frame(true, 9, &[0; 126]), 1002),
+        ("fragmented ping", frame(false, 9, b""), 1002),
+        ("64-bit length top bit", huge_len, 1002),
+        ("bad utf-8", frame(true, 1, b"\xff"), 1007),
+        (
+            "bad utf-8 across fragments",
+            [frame(false, 1, b"\xC3"), frame(true, 0, b"(")].concat(),
+            1007,
+        ),
+        ("close length 1", frame(true, 8, b"\x03"), 1002),
+        (
+            "close code 1005",
+            frame(true, 8, &1005u16.to_be_bytes()),
+            1002,
+        ),
+        (
+            "close code 999",
+            frame(true, 8, &999u16.to_be_bytes()),
+            1002,
+        ),
+        (
+            "close code 2999",
+            frame(true, 8, &2999u16.to_be_bytes()),
+            1002,
+        ),
+        ("close bad reason", frame(true, 8, b"\x03\xe8\xff"), 1002),
+    ];
+    for (name, raw, code) in cases {
+        let mut s = open(srv.addr, "/ws");
+        s.write_all(&raw).unwrap();
+        assert_eq!(expect_close(&mut s), code, "{name}");
+    }
+}
+
+#[test]
+fn fail_fast_inside_a_large_text_frame() {
+    let srv = echo_server();
+    let mut s = open(srv.addr, "/ws");
+    // Announce 1 MiB of text, send only a bad prefix: the close must come
+    // before the rest of the frame is sent.
+    let mut payload = vec![b'a'; 1 << 20];
+    payload[10] = 0xff;
+    let raw = frame(true, 1, &payload);
+    s.write_all(&raw[..4096]).unwrap();
+    let (_, op, p) = read_frame(&mut s);
+    assert_eq!((op, &p[..2]), (8, &1007u16.to_be_bytes()[..]));
+}
+
+#[test]
+fn seed_limits_size_fragments_and_timeout() {
+    let srv = echo_server();
+    // 4096 bytes pass, 4097 are refused with 1009.
+    let mut s = open(srv.addr, "/small");
+    s.write_all(&frame(true, 2, &[1; 4096])).unwrap();
+    assert_eq!(read_frame(&mut s).2.len(), 4096);
+    s.write_all(&frame(true, 2, &[1; 4097])).unwrap();
+    assert_eq!(expect_close(&mut s), 1009);
+    // 16 fragments pass, 17 are refused with 1008.
+    let mut s = open(srv.addr, "/small");
+    let msg = |n: usize| {
+        let mut raw = frame(false, 1, b"a");
+        for _ in 0..n - 2 {
+            raw.extend(frame(false, 0, b"b"));
+        }
+        raw.extend(frame(true, 0, b"c"));
+        raw
+    };
+    s.write_all(&msg(16)).unwrap();
+    assert_eq!(read_frame(&mut s).2.len(), 16);
+    s.write_all(&msg(17)).unwrap();
+    assert_eq!(expect_close(&mut s), 1008);
+    // A fragmented message that stalls is closed with 1008.
+    let mut s = open(srv.addr, "/small");
+    s.write_all(&frame(false, 1, b"start")).unwrap();
+    assert_eq!(expect_close(&mut s), 1008);
+}
+
+#[test]
+fn slow_reader_is_disconnected_and_others_continue() {
+    let srv = serve_loop(ServerConfig::default(), |server, app| {
+        // Push 64 KiB to every socket on every poll; nobody reads one of them.
+        for &id in &app.sockets {
+            while server.ws(id).receive().is_some() {}
+            let _ = server.ws(id).send_binary(&[7u8; 65536]);
+        }
+        app.sockets.retain(|&id| !server.ws(id).is_closed());
+    });
+    let stalled = open(srv.addr, "/small"); // 64 KiB send bound
+    let mut fine = open(srv.addr, "/ws");
+    let mut got = 0usize;
+    while got < 4 << 20 {
+        got += read_frame(&mut fine).2.len();
+    }
+    // The stalled client's socket is closed by the server: reading what is
+    // buffered ends in EOF or reset rather than blocking forever.
+    let mut stalled = stalled;
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match stalled.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("stalled reader was not disconnected: {e}"),
+        }
+    }
+}
+
+#[test]
+fn many_websockets_broadcast_and_cross_thread_sender() {
+    let (tx, rx) = mpsc::channel();
+    let srv = serve_loop(ServerConfig::default(), move |server, app| {
+        if app.sockets.len() == 50 {
+            let sender = server.ws_sender().unwrap();
+            let ids = app.sockets.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                sender
+                    .broadcast(&ids, Message::Text("from a thread".into()))
+                    .unwrap();
+                tx.send(()).unwrap();
+            });
+            server.broadcast_text(&app.sockets, "broadcast");
+            app.sockets.push(app.sockets[0]); // only once
+        }
+    });
+    let mut clients: Vec<TcpStream> = (0..50).map(|_| open(srv.addr, "/ws")).collect();
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    for c in clients.iter_mut() {
+        let mut got = vec![read_frame(c).2, read_frame(c).2];
+        got.sort();
+        assert_eq!(got, vec![b"broadcast".to_vec(), b"from a thread".to_vec()]);
+    }
+}
+
+#[test]
+fn messages_received_before_the_peer_left_are_not_lost() {
+    let (tx, rx) = mpsc::channel();
+    let srv = serve_loop(ServerConfig::default(), move |server, app| {
+        // Receive only once the client is gone.
+        for &id in &app.sockets {
+            if server.ws(id).close_status().is_some() {
+                let mut got = Vec::new();
+                while let Some(m) = server.ws(id).receive() {
+                    got.push(m);
+                }
+                tx.send((got, server.ws(id).close_status())).unwrap();
+            }
+        }
+        app.sockets
+            .retain(|&id| server.ws(id).close_status().is_none());
+    });
+    let mut s = open(srv.addr, "/ws");
+    s.write_all(
+        &[
+            frame(true, 1, b"one"),
+            frame(true, 2, b"two"),
+            frame(true, 8, &1000u16.to_be_bytes()),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let (got, status) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Message::Text("one".into()),
+            Message::Binary(b"two".to_vec())
+        ]
+    );
+    assert_eq!(
+        status,
+        Some(CloseStatus::Peer {
+            code: Some(CloseCode::NORMAL),
+            reason: String::new()
+        })
+    );
+    let _ = WsConfig::default();
+}
