@@ -153,6 +153,16 @@ fn expect_100_continue() {
     // A body too large is refused before the client sends it.
     c.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\nExpect: 100-continue\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut c, false).status, 413);
+    // An HTTP/1.0 client cannot take an interim response: the expectation is
+    // ignored (RFC 9110 §10.1.1) and the first thing sent is the final answer.
+    let mut c = connect(srv.addr);
+    c.write_all(b"POST /echo HTTP/1.0\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(b"data").unwrap();
+    let out = String::from_utf8(read_to_close(&mut c)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\ndata"), "{out}");
 }
 
 fn status_and_closed(srv: &TestServer, raw: &[u8]) -> u16 {

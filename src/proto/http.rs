@@ -283,7 +283,9 @@ pub fn parse_request_head(
             return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
         }
     }
-    if head.framing == BodyFraming::None {
+    // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request
+    // MUST be ignored (a 1.0 client cannot take an interim response).
+    if head.framing == BodyFraming::None || head.version == Version::Http10 {
         head.expect_continue = false;
     }
     head.keep_alive = match head.version {
@@ -628,6 +630,22 @@ mod tests {
         assert!(!h("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
         assert!(h(
             "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn expect_continue_rules() {
+        let e = |raw: &str| parse(raw).unwrap().unwrap().1.expect_continue;
+        assert!(e(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        ));
+        // No body to wait for.
+        assert!(!e(
+            "GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n"
+        ));
+        // HTTP/1.0: ignored (RFC 9110 §10.1.1).
+        assert!(!e(
+            "POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
         ));
     }
 

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,6 +13,9 @@ use pollserve::{Server, ServerConfig};
 /// A server polled on its own thread until dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Connections accepted so far (the sum of `Activity::accepted`, updated
+    /// after each `poll` returns).
+    pub accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -53,6 +56,8 @@ pub fn serve_with<S: Send + 'static>(
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let stop2 = stop.clone();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let accepted2 = accepted.clone();
     let thread = std::thread::spawn(move || {
         let mut state = state;
         let mut server = Server::with_config(config);
@@ -60,9 +65,10 @@ pub fn serve_with<S: Send + 'static>(
         let addr = server.start("127.0.0.1", 0).expect("start");
         tx.send(addr).unwrap();
         while !stop2.load(Ordering::SeqCst) {
-            server
+            let activity = server
                 .poll(&mut state, Duration::from_millis(20))
                 .expect("poll");
+            accepted2.fetch_add(activity.accepted, Ordering::SeqCst);
         }
     });
     let addr = rx
@@ -70,6 +76,7 @@ pub fn serve_with<S: Send + 'static>(
         .expect("server started");
     TestServer {
         addr,
+        accepted,
         stop,
         thread: Some(thread),
     }
