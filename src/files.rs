@@ -113,6 +113,7 @@ pub enum HiddenFiles {
 #[derive(Debug, Clone)]
 pub struct StaticRoot {
     root: PathBuf,
+    listing: bool,
     hidden: HiddenFiles,
     index: Option<String>,
     mime: MimeTypes,
@@ -132,6 +133,7 @@ impl StaticRoot {
         }
         Ok(StaticRoot {
             root,
+            listing: false,
             hidden: HiddenFiles::Deny,
             index: Some("index.html".to_owned()),
             mime: MimeTypes::new(),
@@ -195,6 +197,17 @@ impl StaticRoot {
     ///   (301, like nginx and Apache);
     /// - refusals as documented on [`FileError`] and [`HiddenFiles`].
     pub fn resolve<S: AsRef<str>>(&self, segments: &[S]) -> Result<ResolvedFile, FileError> {
+        match self.resolve_entry(segments)? {
+            Resolved::File(f) => Ok(f),
+            Resolved::Directory(_) => Err(FileError::NotFound),
+        }
+    }
+
+    /// Like [`resolve`](Self::resolve), but a directory asked for with a
+    /// trailing `/` that has no index file is returned as
+    /// [`Resolved::Directory`] (its canonical path, checked to be inside the
+    /// root) so the caller can list it.
+    pub fn resolve_entry<S: AsRef<str>>(&self, segments: &[S]) -> Result<Resolved, FileError> {
         let (names, trailing_slash) = match segments.split_last() {
             None => (segments, true),
             Some((last, rest)) if last.as_ref().is_empty() => (rest, true),
@@ -232,12 +245,16 @@ impl StaticRoot {
                 loc.push('/');
                 return Err(FileError::Redirect(loc));
             }
-            let index = self.index.as_deref().ok_or(FileError::NotFound)?;
-            let (canonical, meta) = self.canonical_inside(&canonical.join(index))?;
-            if !meta.is_file() {
-                return Err(FileError::NotFound);
-            }
-            return self.open(canonical);
+            let Some(index) = self.index.as_deref() else {
+                return Ok(Resolved::Directory(canonical));
+            };
+            return match self.canonical_inside(&canonical.join(index)) {
+                Ok((index_path, meta)) if meta.is_file() => {
+                    self.open(index_path).map(Resolved::File)
+                }
+                Ok(_) | Err(FileError::NotFound) => Ok(Resolved::Directory(canonical)),
+                Err(e) => Err(e),
+            };
         }
         if trailing_slash {
             return Err(FileError::NotFound);
@@ -245,7 +262,96 @@ impl StaticRoot {
         if !meta.is_file() {
             return Err(FileError::Forbidden);
         }
-        self.open(canonical)
+        self.open(canonical).map(Resolved::File)
+    }
+
+    /// Whether directories without an index file are listed (see
+    /// [`with_listing`](Self::with_listing)).
+    pub fn listing(&self) -> bool {
+        self.listing
+    }
+
+    /// Lists directories that have no index file (off by default). Hidden
+    /// entries follow the [`HiddenFiles`] policy.
+    pub fn with_listing(mut self, on: bool) -> Self {
+        self.listing = on;
+        self
+    }
+
+    /// An HTML page listing `dir` (from [`Resolved::Directory`]) for the URL
+    /// path `url_path`, sorted by `sort` (`name`, `size` or `date`; a leading
+    /// `-` reverses). Names are escaped and links percent-encoded.
+    pub fn directory_listing(&self, dir: &Path, url_path: &str, sort: &str) -> io::Result<String> {
+        struct Entry {
+            name: String,
+            is_dir: bool,
+            len: u64,
+            modified: SystemTime,
+        }
+        let mut entries = Vec::new();
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if self.hidden == HiddenFiles::Deny && name.starts_with('.') {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            entries.push(Entry {
+                name,
+                is_dir: meta.is_dir(),
+                len: meta.len(),
+                modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            });
+        }
+        let (key, reverse) = match sort.strip_prefix('-') {
+            Some(k) => (k, true),
+            None => (sort, false),
+        };
+        entries.sort_by(|a, b| {
+            let o = match key {
+                "size" => a.len.cmp(&b.len),
+                "date" => a.modified.cmp(&b.modified),
+                _ => b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)),
+            };
+            if reverse {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+        let esc = |s: &str| crate::escape::html_escape(s).into_owned();
+        let title = esc(url_path);
+        let mut html = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title>\n\
+             <style>body{{font-family:system-ui,sans-serif;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}\
+             td.n{{text-align:right}}</style></head>\n<body><h1>Index of {title}</h1>\n<table>\n\
+             <tr><th><a href=\"?sort={n}\">Name</a></th><th><a href=\"?sort={s}\">Size</a></th>\
+             <th><a href=\"?sort={d}\">Modified</a></th></tr>\n",
+            n = if sort == "name" { "-name" } else { "name" },
+            s = if sort == "size" { "-size" } else { "size" },
+            d = if sort == "date" { "-date" } else { "date" },
+        );
+        if url_path != "/" {
+            html.push_str("<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
+        }
+        for e in &entries {
+            let slash = if e.is_dir { "/" } else { "" };
+            let href: String = utf8_percent_encode(&e.name, SEGMENT_ENCODE).collect();
+            let size = if e.is_dir {
+                String::from("-")
+            } else {
+                e.len.to_string()
+            };
+            html.push_str(&format!(
+                "<tr><td><a href=\"{href}{slash}\">{}{slash}</a></td><td class=\"n\">{size}</td><td>{}</td></tr>\n",
+                esc(&e.name),
+                http_date(e.modified)
+            ));
+        }
+        html.push_str("</table></body></html>\n");
+        Ok(html)
     }
 
     /// Canonicalizes `path` and checks it is inside the root and, under
@@ -388,6 +494,15 @@ pub fn segments_of(decoded: &crate::url::DecodedPath) -> Vec<&str> {
         segs.push("");
     }
     segs
+}
+
+/// What [`StaticRoot::resolve_entry`] found.
+#[derive(Debug)]
+pub enum Resolved {
+    /// A regular file (possibly a directory's index file), opened.
+    File(ResolvedFile),
+    /// A directory without an index file, by canonical path.
+    Directory(PathBuf),
 }
 
 /// A file found by [`StaticRoot::resolve`], opened for reading.

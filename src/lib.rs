@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod escape;
 pub mod files;
 pub mod headers;
 pub mod method;
@@ -17,6 +18,7 @@ pub mod url;
 pub mod ws;
 
 pub use error::{Error, HttpError};
+pub use escape::html_escape;
 pub use headers::Headers;
 pub use method::Method;
 pub use proto::http::Version;

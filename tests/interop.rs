@@ -4,7 +4,7 @@
 //! Python is the interpreter named by the environment variable
 //! `POLLSERVE_TEST_PYTHON`: a venv with `requests`, `httpx` and `websockets`,
 //! made by `scripts/setup-python.sh`. The project's test script
-//! (`scripts/test.sh`) always creates the venv and sets the variable, so there
+//! (`./test.sh`) always creates the venv and sets the variable, so there
 //! these tests always run. Under a bare `cargo test` without it, each Python
 //! test prints `SKIPPED: …` to stderr and returns; likewise the curl tests
 //! when no `curl` is on the PATH. A variable that is set but names a broken
@@ -178,7 +178,7 @@ fn python(test: &str) -> Option<PathBuf> {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
             skipped(&format!(
-                "{test}: POLLSERVE_TEST_PYTHON is not set (run scripts/test.sh, or \
+                "{test}: POLLSERVE_TEST_PYTHON is not set (run ./test.sh, or \
                  set it to the python of a venv made by scripts/setup-python.sh)"
             ));
             None

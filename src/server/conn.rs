@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 
 use super::buf::ReadBuf;
 use super::{Handler, Shared};
-use crate::files::{self, Condition, FileBody, FileError, Preconditions, RangeDecision};
+use crate::files::{self, Condition, FileBody, FileError, Preconditions, RangeDecision, Resolved};
 use crate::headers::Headers;
 use crate::method::Method;
 use crate::proto::http::{parse_request_head, BodyDecoder, RequestHead, Version};
@@ -515,22 +515,9 @@ impl Conn {
                 r
             }
             RouteMatch::NotFound => match (&shared.static_root, method) {
-                (Some(root), Method::GET | Method::HEAD) => match root
-                    .resolve(&files::segments_of(&decoded))
-                {
-                    Ok(f) => Response::from_file(f.file, f.len, Some(f.modified), &f.mime),
-                    Err(FileError::Redirect(location)) => {
-                        Response::redirect_with_status(&location, StatusCode::MOVED_PERMANENTLY)
-                    }
-                    Err(FileError::Forbidden) => {
-                        Response::error(StatusCode::FORBIDDEN, "Forbidden")
-                    }
-                    Err(FileError::NotFound) => Response::error(StatusCode::NOT_FOUND, "Not Found"),
-                    Err(FileError::Io(e)) => {
-                        log::error!("static file {raw_path}: {e}");
-                        Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                    }
-                },
+                (Some(root), Method::GET | Method::HEAD) => {
+                    serve_static(root, &files::segments_of(&decoded), &self.req)
+                }
                 _ => Response::error(StatusCode::NOT_FOUND, "Not Found"),
             },
         }
@@ -849,6 +836,34 @@ impl Conn {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+}
+
+/// Answers a GET/HEAD that no route matched from the static-file root.
+fn serve_static(root: &files::StaticRoot, segments: &[&str], req: &Request) -> Response {
+    match root.resolve_entry(segments) {
+        Ok(Resolved::File(f)) => Response::from_file(f.file, f.len, Some(f.modified), &f.mime),
+        Ok(Resolved::Directory(dir)) if root.listing() => {
+            let sort = req.query().get("sort").unwrap_or("name");
+            match root.directory_listing(&dir, req.path(), sort) {
+                Ok(page) => Response::html(page),
+                Err(e) => {
+                    log::error!("listing {}: {e}", dir.display());
+                    Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                }
+            }
+        }
+        Ok(Resolved::Directory(_)) | Err(FileError::NotFound) => {
+            Response::error(StatusCode::NOT_FOUND, "Not Found")
+        }
+        Err(FileError::Redirect(location)) => {
+            Response::redirect_with_status(&location, StatusCode::MOVED_PERMANENTLY)
+        }
+        Err(FileError::Forbidden) => Response::error(StatusCode::FORBIDDEN, "Forbidden"),
+        Err(FileError::Io(e)) => {
+            log::error!("static file {}: {e}", req.path());
+            Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
     }
 }
 

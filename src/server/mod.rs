@@ -350,6 +350,13 @@ impl<S> Server<S> {
         Ok(self)
     }
 
+    /// Serves files from a [`StaticRoot`] configured beforehand (listing,
+    /// dotfile policy, index file, MIME table).
+    pub fn set_static_root(&mut self, root: StaticRoot) -> &mut Self {
+        self.shared.static_root = Some(root);
+        self
+    }
+
     /// The static-file root, to change its MIME table or dotfile policy.
     pub fn static_root_mut(&mut self) -> Option<&mut StaticRoot> {
         self.shared.static_root.as_mut()

@@ -29,6 +29,7 @@ impl TestServer {
         TestServer {
             addr,
             stop,
+            accepted: Arc::new(AtomicUsize::new(0)),
             thread: Some(thread),
         }
     }

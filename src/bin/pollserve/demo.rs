@@ -1,0 +1,161 @@
+//! `pollserve demo`: the showcase dashboard and the endpoint external tests
+//! (Autobahn, benchmarks, the browser test) point at.
+
+use std::time::{Duration, Instant};
+
+use pollserve::ws::{Message, WsId, WsOptions};
+use pollserve::{Error, HttpError, Method, Request, Response, Server};
+
+const PAGE: &str = include_str!("demo.html");
+
+/// Flags of `pollserve demo`.
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 5000)]
+    port: u16,
+    /// Largest message accepted on /ws/echo, in bytes (Autobahn sends 16 MiB).
+    #[arg(long, default_value_t = 16 << 20)]
+    ws_max_message: usize,
+    /// Most fragments per message on /ws/echo.
+    #[arg(long, default_value_t = 1 << 20)]
+    ws_max_fragments: usize,
+    /// Longest pause between fragments of a message on /ws/echo, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    ws_fragment_timeout: f64,
+    /// No access log.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+struct Demo {
+    echo_options: WsOptions,
+    echo: Vec<WsId>,
+    chat: Vec<WsId>,
+    color: String,
+    started: Instant,
+    messages: u64,
+    /// A colour change waiting to be pushed to every page.
+    color_changed: bool,
+}
+
+pub fn run(args: DemoArgs) -> Result<(), Error> {
+    crate::init_log(args.quiet);
+    let mut echo_options = WsOptions::default();
+    echo_options.protocol.max_message_size = args.ws_max_message;
+    echo_options.protocol.max_fragments = args.ws_max_fragments;
+    echo_options.protocol.fragment_timeout =
+        (args.ws_fragment_timeout > 0.0).then(|| Duration::from_secs_f64(args.ws_fragment_timeout));
+    // Echo replies must fit whatever the endpoint accepts.
+    echo_options.max_send_buffer = echo_options.max_send_buffer.max(2 * args.ws_max_message);
+    echo_options.max_receive_buffer = echo_options.max_receive_buffer.max(args.ws_max_message);
+
+    let mut server = Server::<Demo>::new();
+    server.route("/", Method::GET, |_, _| {
+        Ok(Response::from_static(
+            "text/html; charset=utf-8",
+            PAGE.as_bytes(),
+        ))
+    })?;
+    server.route("/ws/echo", Method::GET, |req, app: &mut Demo| {
+        let (response, id) = req.websocket().options(app.echo_options.clone()).accept()?;
+        app.echo.push(id);
+        Ok(response)
+    })?;
+    server.route("/ws/chat", Method::GET, |req, app: &mut Demo| {
+        let (response, id) = req.accept_websocket()?;
+        app.chat.push(id);
+        Ok(response)
+    })?;
+    server.route("/api/status", Method::GET, |_, app: &mut Demo| status(app))?;
+    server.route(
+        "/api/color",
+        [Method::GET, Method::POST],
+        |req, app: &mut Demo| {
+            if req.method() == Method::POST {
+                app.color = parse_color(req)?;
+                app.color_changed = true;
+            }
+            Response::json(&serde_json::json!({ "color": app.color }))
+        },
+    )?;
+
+    let addr = server.start(&args.host, args.port)?;
+    println!("pollserve demo on http://{addr}/  (WebSocket echo: ws://{addr}/ws/echo)");
+    let mut app = Demo {
+        echo_options,
+        echo: Vec::new(),
+        chat: Vec::new(),
+        color: "#3366ff".into(),
+        started: Instant::now(),
+        messages: 0,
+        color_changed: false,
+    };
+    loop {
+        server.poll(&mut app, Duration::from_millis(250))?;
+        for &id in &app.echo {
+            while let Some(message) = server.ws(id).receive() {
+                app.messages += 1;
+                let _ = server.ws(id).send(&message);
+            }
+        }
+        let mut said = Vec::new();
+        for &id in &app.chat {
+            while let Some(message) = server.ws(id).receive() {
+                if let Message::Text(text) = message {
+                    app.messages += 1;
+                    said.push(text);
+                }
+            }
+        }
+        for text in said {
+            let line = serde_json::json!({ "type": "chat", "text": text }).to_string();
+            server.broadcast_text(&app.chat, &line);
+        }
+        if app.color_changed {
+            app.color_changed = false;
+            let line = serde_json::json!({ "type": "color", "color": app.color }).to_string();
+            server.broadcast_text(&app.chat, &line);
+        }
+        app.echo.retain(|&id| !server.ws(id).is_closed());
+        app.chat.retain(|&id| !server.ws(id).is_closed());
+    }
+}
+
+fn status(app: &Demo) -> Result<Response, HttpError> {
+    Response::json(&serde_json::json!({
+        "uptime_s": app.started.elapsed().as_secs(),
+        "websockets": { "echo": app.echo.len(), "chat": app.chat.len() },
+        "messages": app.messages,
+        "color": app.color,
+    }))
+}
+
+/// `{"color": "#rrggbb"}` or `{"r": .., "g": .., "b": ..}`.
+fn parse_color(req: &Request) -> Result<String, HttpError> {
+    let body: serde_json::Value = req.json()?;
+    if let Some(c) = body.get("color").and_then(|c| c.as_str()) {
+        let hex = c.strip_prefix('#').unwrap_or(c);
+        if hex.len() == 6 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(format!("#{}", hex.to_ascii_lowercase()));
+        }
+        return Err(HttpError::bad_request("color must be #rrggbb"));
+    }
+    let channel = |k: &str| body.get(k).and_then(|v| v.as_u64()).filter(|&v| v <= 255);
+    match (channel("r"), channel("g"), channel("b")) {
+        (Some(r), Some(g), Some(b)) => Ok(format!("#{r:02x}{g:02x}{b:02x}")),
+        _ => Err(HttpError::bad_request(
+            "expected {\"color\": \"#rrggbb\"} or {\"r\", \"g\", \"b\"}",
+        )),
+    }
+}
+
+/// Guards every route and static file of `server` with HTTP Basic `user:pass`.
+pub fn require_basic_auth<S>(_server: &mut Server<S>, _user_pass: &str) -> Result<(), Error> {
+    Err(Error::Io(std::io::Error::other(
+        "--auth is not available yet",
+    )))
+}

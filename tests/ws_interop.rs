@@ -1,0 +1,158 @@
+//! WebSocket interop with independent clients: Python `websockets` and Node `ws`.
+//!
+//! The clients come from the project's test script (`./test.sh`), which sets
+//! `POLLSERVE_TEST_PYTHON` (a venv with `websockets`) and installs
+//! `tests/node/node_modules`. Without them these tests print `SKIPPED` and pass,
+//! so a bare `cargo test` works on any machine; `./test.sh` always runs them.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use pollserve::ws::WsId;
+use pollserve::{Method, ServerConfig};
+
+fn echo_server() -> common::TestServer {
+    common::serve_with(ServerConfig::default(), Vec::<WsId>::new(), |s| {
+        s.route("/ws", Method::GET, |req, ids: &mut Vec<WsId>| {
+            let (resp, id) = req.accept_websocket()?;
+            ids.push(id);
+            Ok(resp)
+        })
+        .unwrap();
+    })
+}
+
+/// The echo runs inside the server thread's handler loop via a custom poll
+/// loop, so this server echoes from `serve_echo_loop`.
+fn serve_echo_loop() -> common::TestServer {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut server = pollserve::Server::<Vec<WsId>>::new();
+        server
+            .route("/ws", Method::GET, |req, ids: &mut Vec<WsId>| {
+                let (resp, id) = req.accept_websocket()?;
+                ids.push(id);
+                Ok(resp)
+            })
+            .unwrap();
+        tx.send(server.start("127.0.0.1", 0).unwrap()).unwrap();
+        let mut ids = Vec::new();
+        while !stop2.load(Ordering::SeqCst) {
+            server.poll(&mut ids, Duration::from_millis(10)).unwrap();
+            for &id in &ids {
+                while let Some(m) = server.ws(id).receive() {
+                    server.ws(id).send(&m).unwrap();
+                }
+            }
+            ids.retain(|&id| !server.ws(id).is_closed());
+        }
+    });
+    common::TestServer::from_parts(rx.recv().unwrap(), stop, thread)
+}
+
+fn skip(test: &str, why: &str) {
+    // Written straight to stderr: the harness hides output of passing tests.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+}
+
+fn run(mut cmd: Command) -> (bool, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("client did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const PY_CLIENT: &str = r#"
+import asyncio, sys, websockets
+async def main(url):
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send("héllo"); assert await ws.recv() == "héllo"
+        await ws.send(b"\x00\xffbin"); assert await ws.recv() == b"\x00\xffbin"
+        big = bytes(i * 7 % 251 for i in range(2_000_000))
+        await ws.send(big); assert await ws.recv() == big
+        # A fragmented message: websockets sends an iterable as fragments.
+        await ws.send(["frag", "ment", "ed é"]); assert await ws.recv() == "fragmented é"
+        waiter = await ws.ping(b"py"); await asyncio.wait_for(waiter, 5)
+        for i in range(200):
+            await ws.send(f"m{i}")
+        for i in range(200):
+            assert await ws.recv() == f"m{i}"
+    assert ws.close_code == 1000, ws.close_code
+    print("python websockets interop: ok")
+asyncio.run(main(sys.argv[1]))
+"#;
+
+#[test]
+fn python_websockets_client() {
+    let Ok(python) = std::env::var("POLLSERVE_TEST_PYTHON") else {
+        return skip(
+            "python_websockets_client",
+            "POLLSERVE_TEST_PYTHON is not set (run ./test.sh)",
+        );
+    };
+    let srv = serve_echo_loop();
+    let mut cmd = Command::new(python);
+    cmd.arg("-c")
+        .arg(PY_CLIENT)
+        .arg(format!("ws://{}/ws", srv.addr));
+    let (ok, out) = run(cmd);
+    assert!(ok, "{out}");
+    assert!(out.contains("python websockets interop: ok"), "{out}");
+}
+
+#[test]
+fn node_ws_client() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    if !dir.join("node_modules/ws").exists()
+        || Command::new("node").arg("--version").output().is_err()
+    {
+        return skip(
+            "node_ws_client",
+            "node or tests/node/node_modules missing (run ./test.sh)",
+        );
+    }
+    let srv = serve_echo_loop();
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("ws_client.mjs"))
+        .arg(format!("ws://{}/ws", srv.addr));
+    let (ok, out) = run(cmd);
+    assert!(ok, "{out}");
+    assert!(out.contains("node ws interop: ok"), "{out}");
+}
+
+#[test]
+fn handshake_rejected_without_upgrade_route_state() {
+    // The plain state-only server refuses a non-upgrade GET on a WS route.
+    let srv = echo_server();
+    let r = common::get(srv.addr, "/ws");
+    assert_eq!(r.status, 400);
+}
