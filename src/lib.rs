@@ -1,5 +1,140 @@
-//! pollserve: an HTTP/1.1 + WebSocket + Server-Sent-Events server that runs inside
-//! your program's own main loop.
+//! pollserve: an HTTP/1.1 + WebSocket server that runs inside your program's
+//! own main loop.
+//!
+//! Adafruit's CircuitPython `adafruit_httpserver` lets a program on a small board
+//! call `server.poll()` between reading sensors. pollserve keeps that model —
+//! your loop, your timing, objects you keep — and serves any number of
+//! connections at once on one thread, with keep-alive, strict RFC 9112 and
+//! RFC 6455 behaviour and no async runtime.
+//!
+//! # The server and the poll loop
+//!
+//! A [`Server<S>`](Server) owns the listening socket and every connection. `S`
+//! is your application state: [`Server::poll`] takes `&mut S` and lends it to
+//! each handler, so handlers change it without locks or `Rc<RefCell<…>>`.
+//! `poll` waits at most `timeout` for network activity, then accepts, reads,
+//! parses, routes, runs handlers and writes for **every** ready connection, and
+//! returns an [`Activity`] count of what happened. A connection that sends
+//! nothing never holds anybody else up.
+//!
+//! ```no_run
+//! use pollserve::{Method, Response, Server};
+//! use std::time::Duration;
+//!
+//! struct Sensors { temperature: f32 }
+//!
+//! let mut server = Server::<Sensors>::new();
+//! server.route("/temperature", Method::GET, |_req, s: &mut Sensors| {
+//!     Ok(Response::text(format!("{:.1} °C", s.temperature)))
+//! })?;
+//! server.start("0.0.0.0", 5000)?;
+//! let mut sensors = Sensors { temperature: 21.5 };
+//! loop {
+//!     let activity = server.poll(&mut sensors, Duration::from_millis(50))?;
+//!     if activity.handled > 0 { /* blink an LED */ }
+//!     sensors.temperature += 0.01; // your own work between polls
+//! }
+//! # Ok::<(), pollserve::Error>(())
+//! ```
+//!
+//! [`Server::serve_forever`] polls forever; [`Server::stop`] stops listening,
+//! lets requests in flight finish, and [`Server::start`] may be called again.
+//!
+//! # Routes
+//!
+//! Patterns use the seed library's syntax: `<name>` captures one segment,
+//! `...` matches exactly one segment, `....` one or more. The first registered
+//! match wins; a path matched with the wrong method gets `405` with `Allow`.
+//! Patterns are checked when registered.
+//!
+//! ```
+//! use pollserve::{Method, Response, Route, Server};
+//! let mut server = Server::<()>::new();
+//! server.route("/users/<id>/posts/<post>", Method::GET, |req, _| {
+//!     Ok(Response::text(format!("{} / {}", req.param("id").unwrap(), req.param("post").unwrap())))
+//! })?;
+//! server.add_routes([
+//!     Route::new("/about", Method::GET, |_, _| Ok(Response::text("about"))).append_slash(true),
+//!     Route::new("/files/....", [Method::GET, Method::HEAD], |req, _| Ok(Response::text(req.path()))),
+//! ])?;
+//! assert!(server.route("no-slash", Method::GET, |_, _| Ok(Response::text(""))).is_err());
+//! # Ok::<(), pollserve::Error>(())
+//! ```
+//!
+//! # Requests
+//!
+//! A handler runs once the whole request (head and body, de-chunked) has
+//! arrived. [`Request`] gives the method, the decoded path, query parameters
+//! (multi-valued, `+` as space), route parameters, case-insensitive headers with
+//! the seed's [`get_directive`](Headers::get_directive) /
+//! [`get_parameter`](Headers::get_parameter), the body as bytes, text or JSON,
+//! and the client address. Client input reflected into HTML must go through
+//! [`html_escape`].
+//!
+//! ```
+//! use pollserve::{HttpError, Request, Response};
+//! #[derive(serde::Deserialize)]
+//! struct Colour { r: u8, g: u8, b: u8 }
+//! fn set_colour(req: &Request) -> Result<Response, HttpError> {
+//!     let c: Colour = req.json()?;                 // 400 with the parse error if invalid
+//!     let name = req.query().get("name").unwrap_or("pixel");
+//!     Ok(Response::text(format!("{name} = #{:02x}{:02x}{:02x}", c.r, c.g, c.b)))
+//! }
+//! ```
+//!
+//! # Responses
+//!
+//! [`Response`] builds text, HTML, bytes, JSON, redirects
+//! ([`Response::redirect`] picks 301/302/307/308 like the seed), chunked
+//! streams from any iterator, and files streamed from disk with ETag, 304 and
+//! `Range` handled by the server. A handler returning `Err(HttpError)` sends
+//! that status; a handler that panics sends `500` and the server keeps serving.
+//! [`Server::default_header`] adds headers to every response (the handler's
+//! own win). `HEAD` never gets a body.
+//!
+//! ```
+//! use pollserve::{Response, StatusCode};
+//! let page = Response::html("<h1>hi</h1>").with_header("Cache-Control", "no-store");
+//! let moved = Response::redirect("/new", true, false);       // 301
+//! let stream = Response::chunked("text/plain", (1..=3).map(|i| format!("line {i}\n")));
+//! let teapot = Response::text("short and stout").with_status(StatusCode::IM_A_TEAPOT);
+//! # let _ = (page, moved, stream, teapot);
+//! ```
+//!
+//! # Static files
+//!
+//! [`Server::serve_files`] serves a directory for `GET`/`HEAD` requests no route
+//! matched; `/` and `dir/` serve `index.html`. Paths are resolved safely: `..`,
+//! encoded separators, backslashes, NUL and symlinks leaving the root are
+//! refused, dotfiles are hidden. See [`files::StaticRoot`] for listings and
+//! policies.
+//!
+//! # WebSockets
+//!
+//! A route handler accepts an upgrade with [`Request::accept_websocket`] (or
+//! [`Request::websocket`] for subprotocols, an origin check and limits) and
+//! keeps the returned [`ws::WsId`]. Between polls, [`Server::ws`] gives a handle
+//! to [`receive`](ws::WsHandle::receive) complete messages — a fragmented
+//! message is held until its last frame, pings are answered automatically and
+//! never returned as data — and to send, ping and close. Limits default to
+//! desktop values; [`ws::WsOptions::embedded`] gives the seed's (4096 bytes,
+//! 16 fragments, 5 s). [`Server::ws_sender`] hands out a `Send` handle for
+//! other threads, and [`Server::broadcast_text`] sends to a set of sockets.
+//! The module [`ws`] has a complete echo example.
+//!
+//! # Limits
+//!
+//! Every limit is explicit and configurable through [`ServerConfig`]: request
+//! line (8 KiB, `414`), head size (32 KiB, `431`), header count (100, `431`),
+//! body size (1 MiB, `413`), header/body/keep-alive/send timeouts, and the
+//! connection count. Bad input gets a precise status and, when the framing is
+//! in doubt, the connection is closed.
+//!
+//! # Layers
+//!
+//! [`proto`] holds the sans-IO protocol state machines (no sockets, no clock
+//! reads), usable and testable on their own; the application API sits on top;
+//! only [`server`] touches sockets (`mio`).
 #![warn(missing_docs)]
 
 pub mod error;

@@ -384,3 +384,24 @@ fn state_is_passed_to_handlers() {
         assert_eq!(r.text(), i.to_string());
     }
 }
+
+#[test]
+fn ipv6_loopback() {
+    use pollserve::Server;
+    let mut server = Server::<()>::new();
+    server.route("/", Method::GET, |req, _| Ok(Response::text(req.client_addr().ip().to_string()))).unwrap();
+    let addr = match server.start("[::1]", 0) {
+        Ok(a) => a,
+        Err(e) => {
+            // Some sandboxes have no IPv6 loopback; say so rather than pass silently.
+            let _ = writeln!(std::io::stderr(), "SKIPPED: ipv6_loopback: {e}");
+            return;
+        }
+    };
+    assert!(addr.is_ipv6());
+    let client = std::thread::spawn(move || get(addr, "/").text());
+    while !client.is_finished() {
+        server.poll(&mut (), Duration::from_millis(5)).unwrap();
+    }
+    assert_eq!(client.join().unwrap(), "::1");
+}
