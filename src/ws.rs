@@ -275,6 +275,9 @@ pub(crate) struct WsConn {
     pub status: Option<CloseStatus>,
     pub max_send_buffer: usize,
     pub max_receive_buffer: usize,
+    /// Feeding stopped before a frame that will fail the connection, so the
+    /// program can first receive (and answer) the messages queued before it.
+    pub deferred: bool,
 }
 
 impl WsConn {
@@ -286,7 +289,13 @@ impl WsConn {
             status: None,
             max_send_buffer: options.max_send_buffer,
             max_receive_buffer: options.max_receive_buffer,
+            deferred: false,
         }
+    }
+
+    /// Whether input processing waits for the program to receive.
+    pub fn paused(&self) -> bool {
+        self.inbox_bytes >= self.max_receive_buffer || (self.deferred && !self.inbox.is_empty())
     }
 
     pub fn push(&mut self, event: WsEvent) {

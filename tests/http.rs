@@ -389,7 +389,11 @@ fn state_is_passed_to_handlers() {
 fn ipv6_loopback() {
     use pollserve::Server;
     let mut server = Server::<()>::new();
-    server.route("/", Method::GET, |req, _| Ok(Response::text(req.client_addr().ip().to_string()))).unwrap();
+    server
+        .route("/", Method::GET, |req, _| {
+            Ok(Response::text(req.client_addr().ip().to_string()))
+        })
+        .unwrap();
     let addr = match server.start("[::1]", 0) {
         Ok(a) => a,
         Err(e) => {

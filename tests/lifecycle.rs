@@ -17,7 +17,10 @@ impl log::Log for Capture {
         true
     }
     fn log(&self, r: &log::Record<'_>) {
-        LINES.lock().unwrap().push(format!("{}|{}", r.target(), r.args()));
+        LINES
+            .lock()
+            .unwrap()
+            .push(format!("{}|{}", r.target(), r.args()));
     }
     fn flush(&self) {}
 }
@@ -29,10 +32,13 @@ fn access_log_stop_with_request_in_flight_and_restart() {
 
     let mut server = Server::<()>::new();
     server
-        .route("/echo", Method::POST, |req, _| Ok(Response::bytes("text/plain", req.body().to_vec())))
+        .route("/echo", Method::POST, |req, _| {
+            Ok(Response::bytes("text/plain", req.body().to_vec()))
+        })
         .unwrap();
     let addr = server.start("127.0.0.1", 0).unwrap();
-    let mut poll = |server: &mut Server<()>| server.poll(&mut (), Duration::from_millis(5)).unwrap();
+    let mut poll =
+        |server: &mut Server<()>| server.poll(&mut (), Duration::from_millis(5)).unwrap();
 
     // A request whose body is still arriving when the server stops.
     let mut client = common::connect(addr);
@@ -53,14 +59,23 @@ fn access_log_stop_with_request_in_flight_and_restart() {
     let reader = std::thread::spawn(move || {
         client.write_all(b"world").unwrap();
         let r = common::read_response(&mut client, false);
-        (r.status, r.text(), r.header("connection").map(str::to_owned), common::read_to_close(&mut client))
+        (
+            r.status,
+            r.text(),
+            r.header("connection").map(str::to_owned),
+            common::read_to_close(&mut client),
+        )
     });
     while !reader.is_finished() {
         poll(&mut server);
     }
     let (status, body, connection, rest) = reader.join().unwrap();
     assert_eq!((status, body.as_str()), (200, "helloworld"));
-    assert_eq!(connection.as_deref(), Some("close"), "a stopping server closes after the response");
+    assert_eq!(
+        connection.as_deref(),
+        Some("close"),
+        "a stopping server closes after the response"
+    );
     assert!(rest.is_empty());
 
     let addr2 = server.start("127.0.0.1", addr.port()).unwrap();
@@ -68,19 +83,34 @@ fn access_log_stop_with_request_in_flight_and_restart() {
     server.stop();
 
     let lines = LINES.lock().unwrap().clone();
-    let access: Vec<&String> = lines.iter().filter(|l| l.starts_with("pollserve::access|")).collect();
+    let access: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("pollserve::access|"))
+        .collect();
     assert_eq!(access.len(), 1, "{lines:#?}");
     // The seed's format: {ip} -- "{method} {path}" {request size} -- "{status}" {response size} -- {ms}ms
     let line = access[0].split_once('|').unwrap().1;
     let parts: Vec<&str> = line.split(" -- ").collect();
     assert_eq!(parts.len(), 4, "{line}");
     assert_eq!(parts[0], "127.0.0.1");
-    assert_eq!(parts[1], "\"POST /echo\" 71", "the query string is not logged: {line}");
+    assert_eq!(
+        parts[1], "\"POST /echo\" 71",
+        "the query string is not logged: {line}"
+    );
     let (status, size) = parts[2].rsplit_once(' ').unwrap();
     assert_eq!(status, "\"200 OK\"");
     assert!(size.parse::<usize>().unwrap() > 10, "{line}");
-    assert!(parts[3].ends_with("ms") && parts[3].trim_end_matches("ms").parse::<u64>().is_ok(), "{line}");
+    assert!(
+        parts[3].ends_with("ms") && parts[3].trim_end_matches("ms").parse::<u64>().is_ok(),
+        "{line}"
+    );
     let port = addr.port().to_string();
     assert_eq!(lines.iter().filter(|l| l.contains("pollserve listening on http://127.0.0.1:") && l.ends_with(&port)).count(), 2);
-    assert_eq!(lines.iter().filter(|l| l.contains("stopped listening")).count(), 2);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("stopped listening"))
+            .count(),
+        2
+    );
 }

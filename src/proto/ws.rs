@@ -779,7 +779,7 @@ impl WsSession {
                 return (used, None);
             }
             // Validate as soon as the first two bytes are known (fail fast).
-            if let Err(err) = self.check_first_bytes() {
+            if let Err(err) = self.check_first_bytes(self.hdr[0], self.hdr[1]) {
                 self.hdr_len = 0;
                 return (used, Some(self.fail(err, false, now, out)));
             }
@@ -793,8 +793,25 @@ impl WsSession {
         (used, self.begin_frame(now, out))
     }
 
-    fn check_first_bytes(&self) -> Result<(), ProtocolError> {
-        let (b0, b1) = (self.hdr[0], self.hdr[1]);
+    /// Whether the frame starting at `input` would fail the connection on
+    /// its first two header bytes (reserved bits or opcode, masking, control
+    /// frame rules, continuation order). Only answers at a frame boundary of
+    /// an open session with two bytes available; otherwise `false`.
+    ///
+    /// Lets a driver hand the program the messages that arrived before a bad
+    /// frame — so it can answer them — before the close goes out.
+    pub fn next_frame_fails(&self, input: &[u8]) -> bool {
+        match input {
+            [b0, b1, ..]
+                if self.frame.is_none() && self.hdr_len == 0 && self.state == State::Open =>
+            {
+                self.check_first_bytes(*b0, *b1).is_err()
+            }
+            _ => false,
+        }
+    }
+
+    fn check_first_bytes(&self, b0: u8, b1: u8) -> Result<(), ProtocolError> {
         let rsv = b0 & 0x70;
         if rsv & !self.rsv_allowed != 0 {
             return Err(ProtocolError::ReservedBits(rsv >> 4));

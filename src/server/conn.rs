@@ -281,9 +281,10 @@ impl Conn {
             Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
             Phase::Closing => false,
             Phase::Lingering(_) => true,
-            Phase::Ws => self.ws.as_ref().is_some_and(|ws| {
-                ws.inbox_bytes < ws.max_receive_buffer && self.pending_len() < ws.max_send_buffer
-            }),
+            Phase::Ws => self
+                .ws
+                .as_ref()
+                .is_some_and(|ws| !ws.paused() && self.pending_len() < ws.max_send_buffer),
         }
     }
 
@@ -294,10 +295,17 @@ impl Conn {
             return false;
         };
         let mut progress = false;
+        ws.deferred = false;
         while !self.rbuf.is_empty()
-            && ws.inbox_bytes < ws.max_receive_buffer
+            && !ws.paused()
             && self.wbuf.len() - self.wpos < ws.max_send_buffer
         {
+            if !ws.inbox.is_empty() && ws.session.next_frame_fails(self.rbuf.data()) {
+                // Deliver what came before the bad frame first (Autobahn
+                // 3.x/4.x/5.15 expect those echoes ahead of the close).
+                ws.deferred = true;
+                break;
+            }
             let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
             if feed.consumed == 0 && feed.event.is_none() {
                 break;
@@ -325,9 +333,7 @@ impl Conn {
     /// Whether the WebSocket has stopped reading because the program has not
     /// taken its messages (it resumes when `receive` makes room).
     pub fn ws_paused(&self) -> bool {
-        self.ws
-            .as_ref()
-            .is_some_and(|ws| ws.inbox_bytes >= ws.max_receive_buffer)
+        self.ws.as_ref().is_some_and(|ws| ws.paused())
     }
 
     /// Runs `send` against the session and pushes the result to the socket.
