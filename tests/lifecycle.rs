@@ -37,8 +37,7 @@ fn access_log_stop_with_request_in_flight_and_restart() {
         })
         .unwrap();
     let addr = server.start("127.0.0.1", 0).unwrap();
-    let mut poll =
-        |server: &mut Server<()>| server.poll(&mut (), Duration::from_millis(5)).unwrap();
+    let poll = |server: &mut Server<()>| server.poll(&mut (), Duration::from_millis(5)).unwrap();
 
     // A request whose body is still arriving when the server stops.
     let mut client = common::connect(addr);
