@@ -42,6 +42,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A configuration value was refused.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// An I/O error of the poll loop itself (not of a single connection, whose
     /// errors only close that connection).
     #[error("poll loop I/O error: {0}")]

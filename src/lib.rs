@@ -118,7 +118,7 @@
 //! message is held until its last frame, pings are answered automatically and
 //! never returned as data — and to send, ping and close. Limits default to
 //! desktop values; [`ws::WsOptions::embedded`] gives the seed's (4096 bytes,
-//! 16 fragments, 5 s). [`Server::ws_sender`] hands out a `Send` handle for
+//! 16 fragments, 5 s). [`Server::sender`] hands out a `Send` handle for
 //! other threads, and [`Server::broadcast_text`] sends to a set of sockets.
 //! The module [`ws`] has a complete echo example.
 //!
@@ -137,9 +137,13 @@
 //! only [`server`] touches sockets (`mio`).
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod cookies;
+pub mod cors;
 pub mod error;
 pub mod escape;
 pub mod files;
+pub mod form;
 pub mod headers;
 pub mod method;
 pub mod mime;
@@ -148,17 +152,22 @@ pub mod request;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod sse;
 pub mod status;
 pub mod url;
 pub mod ws;
 
+pub use auth::{Authentication, Credentials};
+pub use cookies::{Cookies, SameSite, SetCookie};
+pub use cors::Cors;
 pub use error::{Error, HttpError};
 pub use escape::html_escape;
+pub use form::{FormData, FormError, FormLimits, UploadedFile};
 pub use headers::Headers;
 pub use method::Method;
 pub use proto::http::Version;
 pub use request::{ConnId, Request, RouteParams};
 pub use response::Response;
 pub use router::RouteError;
-pub use server::{Activity, Handler, Route, Server, ServerConfig};
+pub use server::{Activity, Handler, Route, Sender, Server, ServerConfig};
 pub use status::StatusCode;

@@ -103,6 +103,30 @@ impl Request {
             .map_err(|e| HttpError::bad_request(format!("invalid JSON body: {e}")))
     }
 
+    /// The body parsed as a form: `application/x-www-form-urlencoded`,
+    /// `multipart/form-data` (with files) or `text/plain`, under the default
+    /// [`FormLimits`](crate::FormLimits). Errors are 400, 413 or 415.
+    ///
+    /// Field values come from the client: escape them with
+    /// [`html_escape`](crate::html_escape) before reflecting them into HTML.
+    pub fn form(&self) -> Result<crate::FormData, HttpError> {
+        self.form_with_limits(&crate::FormLimits::default())
+    }
+
+    /// [`form`](Self::form) with explicit limits.
+    pub fn form_with_limits(
+        &self,
+        limits: &crate::FormLimits,
+    ) -> Result<crate::FormData, HttpError> {
+        crate::FormData::from_headers(&self.body, &self.head.headers, limits)
+            .map_err(HttpError::from)
+    }
+
+    /// The cookies sent with the request (every `Cookie` header).
+    pub fn cookies(&self) -> crate::Cookies {
+        crate::Cookies::from_headers(&self.head.headers)
+    }
+
     /// The client's address.
     pub fn client_addr(&self) -> SocketAddr {
         self.peer

@@ -41,6 +41,8 @@ pub(crate) enum Body {
     Stream(Box<dyn Iterator<Item = Vec<u8>>>),
     /// A `101` that switches the connection to WebSocket.
     Upgrade(Box<crate::ws::WsOptions>),
+    /// An event stream the program writes to later (close-delimited).
+    Sse(Box<crate::sse::SseOptions>),
 }
 
 /// An open file to stream, with what the server needs for `ETag`,
@@ -232,7 +234,7 @@ impl Response {
         match &self.body {
             Body::Empty => Some(&[]),
             Body::Bytes(b) => Some(b),
-            Body::File(_) | Body::Stream(_) | Body::Upgrade(_) => None,
+            Body::File(_) | Body::Stream(_) | Body::Upgrade(_) | Body::Sse(_) => None,
         }
     }
 
@@ -276,6 +278,7 @@ impl fmt::Debug for Response {
             Body::File(f) => format!("file of {} bytes", f.len),
             Body::Stream(_) => "chunked stream".to_owned(),
             Body::Upgrade(_) => "WebSocket upgrade".to_owned(),
+            Body::Sse(_) => "event stream".to_owned(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)

@@ -324,4 +324,4 @@ fn event_len(e: &WsEvent) -> usize {
     }
 }
 
-pub use crate::server::{WsHandle, WsSender};
+pub use crate::server::WsHandle;

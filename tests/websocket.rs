@@ -429,7 +429,7 @@ fn many_websockets_broadcast_and_cross_thread_sender() {
     let (tx, rx) = mpsc::channel();
     let srv = serve_loop(ServerConfig::default(), move |server, app| {
         if app.sockets.len() == 50 {
-            let sender = server.ws_sender().unwrap();
+            let sender = server.sender().unwrap();
             let ids = app.sockets.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {

@@ -5,4 +5,5 @@
 //! This is the layer the fuzz targets and the byte-level tests exercise.
 
 pub mod http;
+pub mod sse;
 pub mod ws;

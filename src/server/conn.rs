@@ -18,6 +18,7 @@ use crate::proto::ws::Event;
 use crate::request::{ConnId, Request, RouteParams};
 use crate::response::{Body, Response};
 use crate::router::{allow_header_value, RouteMatch, Router};
+use crate::sse::{SseConn, SseSendError};
 use crate::status::StatusCode;
 use crate::url::{decode_path, split_target, QueryParams};
 use crate::ws::{CloseStatus, WsConn, WsError, WsEvent};
@@ -47,6 +48,8 @@ enum Phase {
     Lingering(Instant),
     /// Upgraded to WebSocket; see `ws`.
     Ws,
+    /// An event stream the program writes to; see `sse`.
+    Sse,
 }
 
 /// A response body still being sent after its head.
@@ -82,6 +85,8 @@ pub(crate) struct Conn {
     last_io: Instant,
     /// WebSocket state once upgraded.
     pub ws: Option<Box<WsConn>>,
+    /// Event-stream state once the response head is out.
+    pub sse: Option<Box<SseConn>>,
     /// The socket is gone but received messages wait for the program.
     pub dead: bool,
 }
@@ -122,6 +127,7 @@ impl Conn {
             request_size: 0,
             last_io: now,
             ws: None,
+            sse: None,
             dead: false,
         }
     }
@@ -234,7 +240,8 @@ impl Conn {
                     }
                     Ok(_) => {
                         self.last_io = now;
-                        if matches!(self.phase, Phase::Lingering(_)) {
+                        if matches!(self.phase, Phase::Lingering(_) | Phase::Sse) {
+                            // Nothing is expected from the client; discard.
                             self.rbuf.clear();
                         }
                         progress = true;
@@ -260,6 +267,7 @@ impl Conn {
                     }
                     return false;
                 }
+                Phase::Sse => return false,
                 Phase::Head | Phase::Body
                     if self.out.is_none() && self.pending_len() < HIGH_WATER =>
                 {
@@ -280,7 +288,7 @@ impl Conn {
         match self.phase {
             Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
             Phase::Closing => false,
-            Phase::Lingering(_) => true,
+            Phase::Lingering(_) | Phase::Sse => true,
             Phase::Ws => self
                 .ws
                 .as_ref()
@@ -334,6 +342,46 @@ impl Conn {
     /// taken its messages (it resumes when `receive` makes room).
     pub fn ws_paused(&self) -> bool {
         self.ws.as_ref().is_some_and(|ws| ws.paused())
+    }
+
+    /// Appends what `write` produces to an event stream and pushes it out.
+    pub fn sse_send(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::sse::SseError>,
+    ) -> Result<(), SseSendError> {
+        if self.dead || self.phase != Phase::Sse {
+            return Err(match self.sse {
+                Some(_) => SseSendError::Closed,
+                None => SseSendError::NotEventStream,
+            });
+        }
+        let Some(sse) = self.sse.as_ref() else {
+            return Err(SseSendError::NotEventStream);
+        };
+        if self.pending_len() > sse.options.max_send_buffer {
+            return Err(SseSendError::Backpressure);
+        }
+        write(&mut self.wbuf)?;
+        if self.writable && self.flush().is_err() {
+            return Err(SseSendError::Io);
+        }
+        Ok(())
+    }
+
+    /// Ends an event stream: queued events are flushed, then the connection closes.
+    pub fn sse_close(&mut self) {
+        if self.phase == Phase::Sse {
+            self.phase = Phase::Closing;
+            if self.writable && self.flush().is_ok() && !self.has_output() {
+                let _ = self.stream.shutdown(Shutdown::Write);
+                self.phase = Phase::Lingering(Instant::now() + std::time::Duration::from_secs(2));
+            }
+        }
+    }
+
+    /// Whether the connection is an event stream that can still be written.
+    pub fn sse_open(&self) -> bool {
+        !self.dead && self.phase == Phase::Sse
     }
 
     /// Runs `send` against the session and pushes the result to the socket.
@@ -439,7 +487,7 @@ impl Conn {
                         }
                     }
                 }
-                Phase::Closing | Phase::Lingering(_) | Phase::Ws => break,
+                Phase::Closing | Phase::Lingering(_) | Phase::Ws | Phase::Sse => break,
             }
         }
         // A body that completes with no bytes left (Content-Length reached at
@@ -464,7 +512,19 @@ impl Conn {
         now: Instant,
     ) {
         let method = self.req.method();
-        let response = if self.req.head.target == "*" {
+        let preflight = shared
+            .cors
+            .as_ref()
+            .and_then(|c| c.preflight(&self.req.head.headers, method));
+        let mut response = if let Some(r) = preflight {
+            r
+        } else if let Some(auth) = shared
+            .auth
+            .as_ref()
+            .filter(|a| !a.check(&self.req.head.headers))
+        {
+            auth.unauthorized()
+        } else if self.req.head.target == "*" {
             // `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7).
             let mut r = Response::new(StatusCode::OK);
             r.set_header("Allow", &allow_header_value(u16::MAX));
@@ -472,6 +532,9 @@ impl Conn {
         } else {
             self.route(routes, shared, state, method)
         };
+        if let Some(cors) = &shared.cors {
+            cors.apply(&self.req.head.headers, &mut response);
+        }
         self.write_response(response, shared, now);
     }
 
@@ -591,6 +654,8 @@ impl Conn {
             Body::Empty | Body::Upgrade(_) => body_len = Some(0),
             Body::Bytes(b) => body_len = Some(b.len() as u64),
             Body::File(f) => body_len = Some(f.len),
+            // The stream lasts until either side closes: close-delimited.
+            Body::Sse(_) => keep_alive = false,
             Body::Stream(_) => {
                 if head.version == Version::Http11 {
                     w.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
@@ -617,9 +682,14 @@ impl Conn {
         if let (true, Body::Upgrade(options)) = (upgrade, &body) {
             self.ws = Some(Box::new(WsConn::new((**options).clone())));
         }
+        if let (false, false, Body::Sse(options)) = (is_head, no_body, &body) {
+            self.sse = Some(Box::new(SseConn {
+                options: (**options).clone(),
+            }));
+        }
         if !is_head && !no_body {
             match body {
-                Body::Empty | Body::Upgrade(_) => {}
+                Body::Empty | Body::Upgrade(_) | Body::Sse(_) => {}
                 Body::Bytes(b) if b.len() <= INLINE_BODY => self.wbuf.extend_from_slice(&b),
                 Body::Bytes(b) => self.out = Some(OutBody::Bytes(b, 0)),
                 Body::File(f) => match FileBody::new(f.file, f.start, f.len) {
@@ -660,7 +730,11 @@ impl Conn {
         shared.activity.responses += 1;
         self.request_start = None;
         self.request_size = 0;
-        self.phase = if self.ws.is_some() {
+        self.phase = if self.sse.is_some() {
+            self.req.body = Vec::new();
+            self.req.head = RequestHead::default();
+            Phase::Sse
+        } else if self.ws.is_some() {
             // The HTTP request buffers are not needed any more.
             self.req.body = Vec::new();
             self.req.head = RequestHead::default();
@@ -785,6 +859,13 @@ impl Conn {
                 Phase::Body => self.last_io + c.body_timeout,
                 Phase::Closing => self.last_io + c.send_timeout,
                 Phase::Lingering(until) => until,
+                Phase::Sse => match self.sse.as_ref().and_then(|s| s.options.heartbeat) {
+                    Some(h) => self.last_io + h,
+                    None => {
+                        self.deadline = None;
+                        return;
+                    }
+                },
                 Phase::Ws => match self.ws.as_ref().and_then(|ws| ws.session.next_deadline()) {
                     Some(d) => d,
                     None => {
@@ -801,6 +882,12 @@ impl Conn {
     /// The deadline passed. Returns whether to keep the connection (never, for
     /// now; a request caught half-way gets a best-effort `408` first).
     pub fn on_timeout(&mut self, shared: &mut Shared, now: Instant) -> bool {
+        if self.phase == Phase::Sse && !self.has_output() {
+            crate::proto::sse::encode_comment("", &mut self.wbuf);
+            self.last_io = now;
+            self.writable = true;
+            return self.flush().is_ok();
+        }
         if self.phase == Phase::Ws
             && !(self.has_output() && self.last_io + shared.config.send_timeout <= now)
         {

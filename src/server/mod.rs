@@ -19,6 +19,7 @@ use crate::proto::http::HttpLimits;
 use crate::request::Request;
 use crate::response::Response;
 use crate::router::{IntoMethodMask, Router};
+use crate::sse::{SseEvent, SseId, SseSendError};
 use crate::ws::{CloseCode, CloseStatus, Message, WsError, WsEvent, WsId};
 use std::sync::{Arc, Mutex};
 
@@ -172,6 +173,10 @@ impl DateCache {
 /// from the routes (borrowed separately so handlers can be `FnMut`).
 pub(crate) struct Shared {
     pub config: ServerConfig,
+    /// Server-wide authentication, checked before routes and static files.
+    pub auth: Option<crate::auth::Authentication>,
+    /// Server-wide CORS: preflights answered, headers added to responses.
+    pub cors: Option<crate::cors::Cors>,
     pub static_root: Option<StaticRoot>,
     pub default_headers: Headers,
     date: DateCache,
@@ -219,7 +224,7 @@ pub struct Server<S = ()> {
     /// Connections to drive at the next poll without waiting for an event
     /// (a WebSocket whose program made room by receiving).
     resume: Vec<usize>,
-    /// Commands from other threads, created with the first `ws_sender()`.
+    /// Commands from other threads, created with the first `sender()`.
     remote: Option<Arc<Remote>>,
 }
 
@@ -232,6 +237,15 @@ struct Remote {
 enum RemoteCommand {
     Send(Vec<WsId>, Message),
     Close(WsId, CloseCode, String),
+    Event(Vec<SseId>, OwnedEvent),
+    EndStream(SseId),
+}
+
+/// An SSE event owned for crossing threads.
+struct OwnedEvent {
+    data: String,
+    event: Option<String>,
+    id: Option<String>,
 }
 
 impl<S> Server<S> {
@@ -255,6 +269,8 @@ impl<S> Server<S> {
             routes: Router::new(),
             shared: Shared {
                 config,
+                auth: None,
+                cors: None,
                 static_root: None,
                 default_headers: Headers::new(),
                 date: DateCache {
@@ -360,6 +376,25 @@ impl<S> Server<S> {
     /// The static-file root, to change its MIME table or dotfile policy.
     pub fn static_root_mut(&mut self) -> Option<&mut StaticRoot> {
         self.shared.static_root.as_mut()
+    }
+
+    /// Requires these credentials for every request — routes and static files
+    /// alike (the seed's server-wide `require_authentication`). Others get
+    /// `401` with a `WWW-Authenticate` challenge. For one route only, call
+    /// [`Authentication::require`](crate::auth::Authentication::require) in
+    /// its handler instead.
+    pub fn require_authentication(&mut self, auth: crate::auth::Authentication) -> &mut Self {
+        self.shared.auth = Some(auth);
+        self
+    }
+
+    /// Answers CORS preflight (`OPTIONS`) requests for the configured origins
+    /// and adds CORS headers to every response; see [`Cors`](crate::cors::Cors).
+    /// Preflights are answered before authentication, as browsers send them
+    /// without credentials.
+    pub fn cors(&mut self, cors: crate::cors::Cors) -> &mut Self {
+        self.shared.cors = Some(cors);
+        self
     }
 
     /// Adds a header sent with every response unless the handler sets the same
@@ -632,6 +667,23 @@ impl<S> Server<S> {
         WsHandle { server: self, id }
     }
 
+    /// The event stream `id`, to send events on. Works for any id, even one
+    /// whose stream has ended (then it reports closed).
+    pub fn sse(&mut self, id: SseId) -> SseHandle<'_, S> {
+        SseHandle { server: self, id }
+    }
+
+    /// Sends `event` to every stream in `ids`; returns how many accepted it.
+    pub fn broadcast_event<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a SseId>,
+        event: &SseEvent<'_>,
+    ) -> usize {
+        ids.into_iter()
+            .filter(|&&id| self.sse(id).send(event).is_ok())
+            .count()
+    }
+
     /// Sends a text message to every WebSocket in `ids`; returns how many
     /// accepted it. Failures (closed connections) are skipped, as the seed's
     /// `fail_silently`.
@@ -657,9 +709,9 @@ impl<S> Server<S> {
             .count()
     }
 
-    /// A handle other threads can use to send to this server's WebSockets;
-    /// each call wakes the poll loop, which performs the send.
-    pub fn ws_sender(&mut self) -> Result<WsSender, Error> {
+    /// A handle other threads can use to send to this server's WebSockets and
+    /// event streams; each call wakes the poll loop, which performs the send.
+    pub fn sender(&mut self) -> Result<Sender, Error> {
         if self.remote.is_none() {
             let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
             self.remote = Some(Arc::new(Remote {
@@ -667,7 +719,7 @@ impl<S> Server<S> {
                 waker,
             }));
         }
-        Ok(WsSender {
+        Ok(Sender {
             remote: self.remote.clone().expect("created above"),
         })
     }
@@ -687,6 +739,17 @@ impl<S> Server<S> {
                 RemoteCommand::Close(id, code, reason) => {
                     let _ = self.ws(id).close(code, &reason);
                 }
+                RemoteCommand::Event(ids, e) => {
+                    let mut event = SseEvent::new(&e.data);
+                    if let Some(t) = &e.event {
+                        event = event.event(t);
+                    }
+                    if let Some(i) = &e.id {
+                        event = event.id(i);
+                    }
+                    self.broadcast_event(&ids, &event);
+                }
+                RemoteCommand::EndStream(id) => self.sse(id).close(),
             }
         }
     }
@@ -877,15 +940,16 @@ impl<S> WsHandle<'_, S> {
     }
 }
 
-/// A `Send + Clone` handle for sending to WebSockets from other threads, from
-/// [`Server::ws_sender`]. Each call queues the message and wakes the poll loop,
-/// which sends it; errors (closed sockets) are dropped as with `*_quiet`.
+/// A `Send + Clone` handle for sending to WebSockets and event streams from
+/// other threads, from [`Server::sender`]. Each call queues the message and
+/// wakes the poll loop, which sends it; errors (closed sockets) are dropped as
+/// with the `*_quiet` sends.
 #[derive(Clone)]
-pub struct WsSender {
+pub struct Sender {
     remote: Arc<Remote>,
 }
 
-impl WsSender {
+impl Sender {
     fn push(&self, command: RemoteCommand) -> Result<(), Error> {
         self.remote
             .queue
@@ -921,10 +985,99 @@ impl WsSender {
     pub fn close(&self, id: WsId, code: CloseCode, reason: &str) -> Result<(), Error> {
         self.push(RemoteCommand::Close(id, code, reason.to_owned()))
     }
+
+    /// Queues an event (data, optional type and id) for every stream in `ids`.
+    /// An event that cannot be encoded (line break in the type or id) is dropped.
+    pub fn send_event(
+        &self,
+        ids: &[SseId],
+        data: &str,
+        event: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<(), Error> {
+        self.push(RemoteCommand::Event(
+            ids.to_vec(),
+            OwnedEvent {
+                data: data.to_owned(),
+                event: event.map(str::to_owned),
+                id: id.map(str::to_owned),
+            },
+        ))
+    }
+
+    /// Queues the end of the event stream `id`.
+    pub fn end_stream(&self, id: SseId) -> Result<(), Error> {
+        self.push(RemoteCommand::EndStream(id))
+    }
 }
 
-impl std::fmt::Debug for WsSender {
+impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WsSender")
+        f.write_str("Sender")
+    }
+}
+
+/// Access to one event stream, from [`Server::sse`].
+pub struct SseHandle<'a, S> {
+    server: &'a mut Server<S>,
+    id: SseId,
+}
+
+impl<S> SseHandle<'_, S> {
+    fn send_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::sse::SseError>,
+    ) -> Result<(), SseSendError> {
+        let key = self.id.0.slot as usize;
+        let conn = self
+            .server
+            .conn_for(self.id.0)
+            .ok_or(SseSendError::Closed)?;
+        let result = conn.sse_send(write);
+        if matches!(result, Err(SseSendError::Backpressure | SseSendError::Io)) {
+            self.server.close_conn(key);
+        } else if let Some(conn) = self.server.conns.get_mut(key) {
+            conn.update_deadline(&mut self.server.shared);
+        }
+        result
+    }
+
+    /// Sends one event.
+    pub fn send(&mut self, event: &SseEvent<'_>) -> Result<(), SseSendError> {
+        self.send_with(|out| event.encode(out))
+    }
+
+    /// Sends an event with only data (the seed's `send_event(data)`).
+    pub fn send_data(&mut self, data: &str) -> Result<(), SseSendError> {
+        self.send(&SseEvent::new(data))
+    }
+
+    /// Sends an event, ignoring failure; returns whether it was sent.
+    pub fn send_quiet(&mut self, event: &SseEvent<'_>) -> bool {
+        self.send(event).is_ok()
+    }
+
+    /// Sends a comment line (ignored by clients; keeps proxies awake).
+    pub fn comment(&mut self, text: &str) -> Result<(), SseSendError> {
+        self.send_with(|out| {
+            crate::proto::sse::encode_comment(text, out);
+            Ok(())
+        })
+    }
+
+    /// Ends the stream: what was sent is flushed, then the connection closes.
+    /// A browser's `EventSource` reconnects unless told otherwise by the page.
+    pub fn close(&mut self) {
+        if let Some(conn) = self.server.conn_for(self.id.0) {
+            conn.sse_close();
+        }
+    }
+
+    /// Whether the stream has ended (closed by either side) or the id is stale.
+    pub fn is_closed(&mut self) -> bool {
+        !self
+            .server
+            .conn_for(self.id.0)
+            .is_some_and(|c| c.sse_open())
     }
 }

@@ -154,8 +154,12 @@ fn parse_color(req: &Request) -> Result<String, HttpError> {
 }
 
 /// Guards every route and static file of `server` with HTTP Basic `user:pass`.
-pub fn require_basic_auth<S>(_server: &mut Server<S>, _user_pass: &str) -> Result<(), Error> {
-    Err(Error::Io(std::io::Error::other(
-        "--auth is not available yet",
-    )))
+pub fn require_basic_auth<S>(server: &mut Server<S>, user_pass: &str) -> Result<(), Error> {
+    let Some((user, pass)) = user_pass.split_once(':') else {
+        return Err(Error::InvalidArgument(format!(
+            "--auth expects USER:PASS, got {user_pass:?}"
+        )));
+    };
+    server.require_authentication(pollserve::Authentication::new("pollserve").basic(user, pass));
+    Ok(())
 }

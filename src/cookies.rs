@@ -1,0 +1,769 @@
+//! Cookies: reading the `Cookie` request header ([`Cookies`]) and building
+//! `Set-Cookie` response headers ([`SetCookie`]), per RFC 6265.
+//!
+//! ```
+//! use std::time::Duration;
+//! use pollserve::cookies::{Cookies, SameSite, SetCookie};
+//! use pollserve::{Headers, Response};
+//!
+//! let headers: Headers = [("Cookie", "session=abc123; theme=dark")].into_iter().collect();
+//! let cookies = Cookies::from_headers(&headers);
+//! assert_eq!(cookies.get("theme"), Some("dark"));
+//!
+//! let cookie = SetCookie::new("session", "xyz789").unwrap()
+//!     .path("/").unwrap()
+//!     .max_age(Duration::from_secs(3600))
+//!     .http_only()
+//!     .secure()
+//!     .same_site(SameSite::Lax);
+//! assert_eq!(
+//!     cookie.to_header_value(),
+//!     "session=xyz789; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax"
+//! );
+//! let response = Response::text("ok").add_header("Set-Cookie", &cookie.to_header_value());
+//! assert_eq!(response.headers().get_all("set-cookie").count(), 1);
+//! ```
+//!
+//! Cookie values are client input like any other: escape them before putting
+//! them in HTML. `Debug` output of both types shows cookie names only, never
+//! values, since those are often session secrets.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::error::HttpError;
+use crate::headers::Headers;
+
+/// Why a [`SetCookie`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CookieError {
+    /// The name is empty or not an RFC 6265 token.
+    #[error("invalid cookie name")]
+    InvalidName,
+    /// The value holds a character outside RFC 6265's `cookie-octet` set
+    /// (space, `"`, `,`, `;`, `\`, control or non-ASCII characters).
+    #[error("invalid cookie value")]
+    InvalidValue,
+    /// The path is empty, does not start with `/`, or holds `;` or a
+    /// control character.
+    #[error("invalid cookie Path attribute")]
+    InvalidPath,
+    /// The domain is not a host name (letters, digits, `-` and `.`).
+    #[error("invalid cookie Domain attribute")]
+    InvalidDomain,
+    /// A cookie named `__Host-…` may not have a `Domain` attribute.
+    #[error("__Host- cookies cannot have a Domain attribute")]
+    HostPrefixWithDomain,
+}
+
+impl From<CookieError> for HttpError {
+    /// A cookie the server itself tried to build is a server bug: 500.
+    fn from(e: CookieError) -> HttpError {
+        HttpError::internal(e.to_string())
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// RFC 6265 §4.1.1 `cookie-octet`.
+fn is_cookie_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+/// `cookie-value = *cookie-octet / ( DQUOTE *cookie-octet DQUOTE )`.
+fn is_cookie_value(v: &str) -> bool {
+    let inner = match v.strip_prefix('"') {
+        Some(rest) => match rest.strip_suffix('"') {
+            Some(inner) => inner,
+            None => return false,
+        },
+        None => v,
+    };
+    inner.bytes().all(is_cookie_octet)
+}
+
+// ---------------------------------------------------------------------------
+// Request cookies
+// ---------------------------------------------------------------------------
+
+/// The cookies a request sent, in order, from every `Cookie` header.
+///
+/// Parsing is forgiving, as RFC 6265 §5.4 asks of servers: pairs are split
+/// on `;`, spaces and tabs around names and values are dropped, a value in
+/// double quotes is unquoted, and a pair that is malformed (no `=`, a name
+/// that is not a token, a value with characters outside `cookie-octet` other
+/// than non-ASCII UTF-8) is skipped without affecting the others. Non-ASCII
+/// values are accepted because browsers send what scripts set. A name may
+/// appear more than once (cookies set for different paths or domains);
+/// [`get`](Self::get) returns the first, which browsers send for the most
+/// specific path.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Cookies {
+    pairs: Vec<(String, String)>,
+}
+
+impl Cookies {
+    /// Parses one `Cookie` header value.
+    pub fn parse(header_value: &str) -> Cookies {
+        let mut c = Cookies::default();
+        c.add_header(header_value);
+        c
+    }
+
+    /// Parses every `Cookie` header in `headers` (HTTP/2 proxies may split
+    /// them; HTTP/1.1 clients should send one).
+    pub fn from_headers(headers: &Headers) -> Cookies {
+        let mut c = Cookies::default();
+        for value in headers.get_all("Cookie") {
+            c.add_header(value);
+        }
+        c
+    }
+
+    fn add_header(&mut self, value: &str) {
+        for pair in value.split(';') {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let name = name.trim_matches([' ', '\t']);
+            let value = value.trim_matches([' ', '\t']);
+            if !is_token(name) {
+                continue;
+            }
+            let value = match value.strip_prefix('"') {
+                Some(rest) => match rest.strip_suffix('"') {
+                    Some(inner) => inner,
+                    None => continue,
+                },
+                None => value,
+            };
+            if !value.bytes().all(|b| is_cookie_octet(b) || b >= 0x80) {
+                continue;
+            }
+            self.pairs.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// The value of the first cookie called `name` (case-sensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first cookie called `name`, percent-decoded (the counterpart of
+    /// [`SetCookie::new_encoded`]). `None` if absent or not UTF-8 once decoded.
+    pub fn get_decoded(&self, name: &str) -> Option<Cow<'_, str>> {
+        percent_decode_str(self.get(name)?).decode_utf8().ok()
+    }
+
+    /// Every value of cookies called `name`, in the order sent.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a cookie called `name` was sent.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every `(name, value)` pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of cookies kept.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether no cookie was kept.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+impl fmt::Debug for Cookies {
+    /// Names only: values are often secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cookies")
+            .field(
+                "names",
+                &self.pairs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Set-Cookie
+// ---------------------------------------------------------------------------
+
+/// The `SameSite` attribute (RFC 6265bis).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SameSite {
+    /// Sent only with same-site requests.
+    Strict,
+    /// Also sent on top-level navigations from other sites (browsers' default).
+    Lax,
+    /// Sent with cross-site requests too. Browsers ignore `SameSite=None`
+    /// without `Secure`, so choosing it makes the cookie `Secure`.
+    None,
+}
+
+impl SameSite {
+    fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// Characters [`SetCookie::new_encoded`] percent-encodes: everything that
+/// is not a `cookie-octet`, plus `%` itself.
+const COOKIE_VALUE_ENCODE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
+
+/// The HTTP date of the Unix epoch, used to expire cookies.
+const EPOCH_DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
+
+/// The latest instant `httpdate` can format (the end of year 9999).
+const MAX_HTTP_DATE_SECS: u64 = 253_402_300_799;
+
+/// A `Set-Cookie` header value, built and checked piece by piece.
+///
+/// Names are checked to be RFC 6265 tokens, values `cookie-octet`s (optionally
+/// in double quotes), paths and domains free of `;` and control characters,
+/// so nothing given to the builder can add attributes or header lines.
+///
+/// Enforced rules: `SameSite=None` always comes with `Secure`; a name
+/// starting with `__Secure-` gets `Secure`, and one starting with `__Host-`
+/// gets `Secure` and `Path=/` and refuses a `Domain` (RFC 6265bis cookie
+/// prefixes, which browsers reject otherwise).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SetCookie {
+    name: String,
+    value: String,
+    path: Option<String>,
+    domain: Option<String>,
+    max_age: Option<u64>,
+    expires: Option<String>,
+    secure: bool,
+    http_only: bool,
+    same_site: Option<SameSite>,
+}
+
+impl SetCookie {
+    /// A cookie `name=value` with no attributes (a session cookie for the
+    /// current path). `value` must already consist of `cookie-octet`s or be a
+    /// quoted string of them; use [`new_encoded`](Self::new_encoded) for
+    /// arbitrary text.
+    pub fn new(name: &str, value: &str) -> Result<SetCookie, CookieError> {
+        if !is_token(name) {
+            return Err(CookieError::InvalidName);
+        }
+        if !is_cookie_value(value) {
+            return Err(CookieError::InvalidValue);
+        }
+        let mut c = SetCookie {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            path: None,
+            domain: None,
+            max_age: None,
+            expires: None,
+            secure: false,
+            http_only: false,
+            same_site: None,
+        };
+        if has_prefix(name, "__Host-") {
+            c.path = Some("/".to_owned());
+        }
+        Ok(c)
+    }
+
+    /// A cookie whose value is any text, percent-encoded where needed (read
+    /// it back with [`Cookies::get_decoded`]).
+    pub fn new_encoded(name: &str, value: &str) -> Result<SetCookie, CookieError> {
+        let encoded: String = utf8_percent_encode(value, COOKIE_VALUE_ENCODE).collect();
+        SetCookie::new(name, &encoded)
+    }
+
+    /// A cookie that deletes `name` from the browser: an empty value,
+    /// `Max-Age=0` and an `Expires` in 1970.
+    ///
+    /// The browser only deletes a cookie whose name, `Path` and `Domain` all
+    /// match, so set the same [`path`](Self::path) and
+    /// [`domain`](Self::domain) that created it.
+    pub fn removal(name: &str) -> Result<SetCookie, CookieError> {
+        let mut c = SetCookie::new(name, "")?;
+        c.max_age = Some(0);
+        c.expires = Some(EPOCH_DATE.to_owned());
+        Ok(c)
+    }
+
+    /// Sets `Path`; it must start with `/` and hold no `;` or control
+    /// character. Ignored for `__Host-` cookies, which must use `/`.
+    pub fn path(mut self, path: &str) -> Result<SetCookie, CookieError> {
+        if !path.starts_with('/') || path.chars().any(|c| c == ';' || c.is_control()) {
+            return Err(CookieError::InvalidPath);
+        }
+        if !has_prefix(&self.name, "__Host-") {
+            self.path = Some(path.to_owned());
+        }
+        Ok(self)
+    }
+
+    /// Sets `Domain` (the cookie is then sent to subdomains too). A leading
+    /// dot is dropped; the rest must be labels of ASCII letters, digits and
+    /// `-` separated by single dots.
+    pub fn domain(mut self, domain: &str) -> Result<SetCookie, CookieError> {
+        if has_prefix(&self.name, "__Host-") {
+            return Err(CookieError::HostPrefixWithDomain);
+        }
+        let d = domain.strip_prefix('.').unwrap_or(domain);
+        let valid = !d.is_empty()
+            && d.len() <= 253
+            && d.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid {
+            return Err(CookieError::InvalidDomain);
+        }
+        self.domain = Some(d.to_owned());
+        Ok(self)
+    }
+
+    /// Sets `Max-Age` in whole seconds (fractions are dropped); zero deletes
+    /// the cookie at once.
+    pub fn max_age(mut self, age: Duration) -> SetCookie {
+        self.max_age = Some(age.as_secs());
+        self
+    }
+
+    /// Sets `Expires`. Browsers prefer `Max-Age` when both are present.
+    /// Instants before 1970 are sent as the epoch and those after year 9999 as
+    /// the end of 9999, the range HTTP dates can express.
+    pub fn expires(mut self, when: SystemTime) -> SetCookie {
+        let secs = when
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            .min(MAX_HTTP_DATE_SECS);
+        let clamped = UNIX_EPOCH + Duration::from_secs(secs);
+        self.expires = Some(httpdate::fmt_http_date(clamped));
+        self
+    }
+
+    /// Adds `Secure`: the cookie is sent over HTTPS only.
+    pub fn secure(mut self) -> SetCookie {
+        self.secure = true;
+        self
+    }
+
+    /// Adds `HttpOnly`: scripts cannot read the cookie.
+    pub fn http_only(mut self) -> SetCookie {
+        self.http_only = true;
+        self
+    }
+
+    /// Sets `SameSite`. [`SameSite::None`] also sets [`secure`](Self::secure).
+    pub fn same_site(mut self, same_site: SameSite) -> SetCookie {
+        self.same_site = Some(same_site);
+        if same_site == SameSite::None {
+            self.secure = true;
+        }
+        self
+    }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cookie's value, as it will be sent.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The `Set-Cookie` header value, attributes in a fixed order:
+    /// `name=value; Path; Domain; Max-Age; Expires; Secure; HttpOnly; SameSite`.
+    pub fn to_header_value(&self) -> String {
+        let mut out = String::with_capacity(self.name.len() + self.value.len() + 64);
+        out.push_str(&self.name);
+        out.push('=');
+        out.push_str(&self.value);
+        if let Some(p) = &self.path {
+            out.push_str("; Path=");
+            out.push_str(p);
+        }
+        if let Some(d) = &self.domain {
+            out.push_str("; Domain=");
+            out.push_str(d);
+        }
+        if let Some(age) = self.max_age {
+            out.push_str("; Max-Age=");
+            out.push_str(&age.to_string());
+        }
+        if let Some(e) = &self.expires {
+            out.push_str("; Expires=");
+            out.push_str(e);
+        }
+        let prefixed = has_prefix(&self.name, "__Secure-") || has_prefix(&self.name, "__Host-");
+        if self.secure || prefixed || self.same_site == Some(SameSite::None) {
+            out.push_str("; Secure");
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        if let Some(s) = self.same_site {
+            out.push_str("; SameSite=");
+            out.push_str(s.as_str());
+        }
+        out
+    }
+}
+
+/// RFC 6265bis matches cookie prefixes case-insensitively.
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+}
+
+impl fmt::Display for SetCookie {
+    /// Same as [`to_header_value`](SetCookie::to_header_value).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_header_value())
+    }
+}
+
+impl fmt::Debug for SetCookie {
+    /// Everything but the value, which is often a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetCookie")
+            .field("name", &self.name)
+            .field("value", &format_args!("<{} bytes>", self.value.len()))
+            .field("path", &self.path)
+            .field("domain", &self.domain)
+            .field("max_age", &self.max_age)
+            .field("expires", &self.expires)
+            .field("secure", &self.secure)
+            .field("http_only", &self.http_only)
+            .field("same_site", &self.same_site)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::Response;
+
+    fn pairs(c: &Cookies) -> Vec<(&str, &str)> {
+        c.iter().collect()
+    }
+
+    #[test]
+    fn parses_simple_header() {
+        let c = Cookies::parse("a=1; b=2");
+        assert_eq!(pairs(&c), [("a", "1"), ("b", "2")]);
+        assert_eq!(c.get("b"), Some("2"));
+        assert_eq!(c.get("B"), None);
+        assert_eq!(c.len(), 2);
+        assert!(c.contains("a"));
+    }
+
+    #[test]
+    fn spaces_quotes_and_empty_values() {
+        let c = Cookies::parse("  a = 1 ;b=\"quoted\";\tc=;d=\"\" ; e=x=y");
+        assert_eq!(
+            pairs(&c),
+            [
+                ("a", "1"),
+                ("b", "quoted"),
+                ("c", ""),
+                ("d", ""),
+                ("e", "x=y")
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_pairs_are_skipped() {
+        let c = Cookies::parse(
+            "good=1; noequals; =novalue; bad name=2; q=\"open; sp=a b; co=a,b; bs=a\\b; ok2=3; dq=a\"b",
+        );
+        assert_eq!(pairs(&c), [("good", "1"), ("ok2", "3")]);
+        assert!(Cookies::parse("").is_empty());
+        assert!(Cookies::parse(";;; ;").is_empty());
+    }
+
+    #[test]
+    fn non_ascii_values_are_kept() {
+        let c = Cookies::parse("name=Jürgen; e=😀");
+        assert_eq!(c.get("name"), Some("Jürgen"));
+        assert_eq!(c.get("e"), Some("😀"));
+    }
+
+    #[test]
+    fn several_headers_and_duplicates() {
+        let h: Headers = [("Cookie", "a=1; b=2"), ("Host", "x"), ("cookie", "a=3")]
+            .into_iter()
+            .collect();
+        let c = Cookies::from_headers(&h);
+        assert_eq!(c.get("a"), Some("1"));
+        assert_eq!(c.get_all("a").collect::<Vec<_>>(), ["1", "3"]);
+        assert_eq!(c.len(), 3);
+        assert!(Cookies::from_headers(&Headers::new()).is_empty());
+    }
+
+    #[test]
+    fn debug_hides_values() {
+        let c = Cookies::parse("session=topsecret");
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("session"));
+        assert!(!dbg.contains("topsecret"));
+        let s = SetCookie::new("session", "topsecret").unwrap();
+        let dbg = format!("{s:?}");
+        assert!(dbg.contains("session") && !dbg.contains("topsecret"));
+    }
+
+    #[test]
+    fn builder_full() {
+        let when = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let c = SetCookie::new("id", "a3fWa")
+            .unwrap()
+            .path("/docs")
+            .unwrap()
+            .domain(".Example.com")
+            .unwrap()
+            .max_age(Duration::from_millis(2500))
+            .expires(when)
+            .http_only()
+            .secure()
+            .same_site(SameSite::Strict);
+        assert_eq!(
+            c.to_header_value(),
+            "id=a3fWa; Path=/docs; Domain=Example.com; Max-Age=2; \
+             Expires=Sun, 06 Nov 1994 08:49:37 GMT; Secure; HttpOnly; SameSite=Strict"
+        );
+        assert_eq!(c.to_string(), c.to_header_value());
+        assert_eq!(c.name(), "id");
+        assert_eq!(c.value(), "a3fWa");
+    }
+
+    #[test]
+    fn minimal_and_quoted_values() {
+        assert_eq!(SetCookie::new("a", "").unwrap().to_header_value(), "a=");
+        assert_eq!(
+            SetCookie::new("a", "\"q v\"").err(),
+            Some(CookieError::InvalidValue)
+        );
+        assert_eq!(
+            SetCookie::new("a", "\"qv\"").unwrap().to_header_value(),
+            "a=\"qv\""
+        );
+    }
+
+    #[test]
+    fn same_site_none_requires_secure() {
+        let c = SetCookie::new("a", "b").unwrap().same_site(SameSite::None);
+        assert_eq!(c.to_header_value(), "a=b; Secure; SameSite=None");
+        let c = SetCookie::new("a", "b").unwrap().same_site(SameSite::Lax);
+        assert_eq!(c.to_header_value(), "a=b; SameSite=Lax");
+    }
+
+    #[test]
+    fn cookie_prefixes() {
+        let c = SetCookie::new("__Secure-id", "1").unwrap();
+        assert_eq!(c.to_header_value(), "__Secure-id=1; Secure");
+        let c = SetCookie::new("__Host-id", "1")
+            .unwrap()
+            .path("/x")
+            .unwrap();
+        assert_eq!(c.to_header_value(), "__Host-id=1; Path=/; Secure");
+        assert_eq!(
+            SetCookie::new("__host-id", "1")
+                .unwrap()
+                .domain("a.com")
+                .err(),
+            Some(CookieError::HostPrefixWithDomain)
+        );
+    }
+
+    #[test]
+    fn removal_cookie() {
+        let c = SetCookie::removal("session").unwrap().path("/").unwrap();
+        assert_eq!(
+            c.to_header_value(),
+            "session=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+        assert_eq!(
+            SetCookie::removal("bad name").err(),
+            Some(CookieError::InvalidName)
+        );
+    }
+
+    #[test]
+    fn injection_attempts_are_refused() {
+        for name in [
+            "",
+            "a b",
+            "a;b",
+            "a=b",
+            "a\r\nSet-Cookie: x",
+            "a,b",
+            "ä",
+            "a\"",
+            "a(b)",
+        ] {
+            assert_eq!(
+                SetCookie::new(name, "v").err(),
+                Some(CookieError::InvalidName),
+                "{name:?}"
+            );
+        }
+        for value in [
+            "a;b",
+            "a b",
+            "a,b",
+            "a\\b",
+            "a\"b",
+            "\"",
+            "a\r\nX: y",
+            "é",
+            "\"a",
+            "a\u{7f}",
+        ] {
+            assert_eq!(
+                SetCookie::new("n", value).err(),
+                Some(CookieError::InvalidValue),
+                "{value:?}"
+            );
+        }
+        let base = || SetCookie::new("n", "v").unwrap();
+        for path in ["", "rel", "/a;Domain=evil", "/a\r\nX: y", "/a\u{0}"] {
+            assert_eq!(
+                base().path(path).err(),
+                Some(CookieError::InvalidPath),
+                "{path:?}"
+            );
+        }
+        for domain in [
+            "",
+            ".",
+            "a..b",
+            "a b",
+            "evil.com;Secure",
+            "a_b.com",
+            "a.com\r\n",
+            "é.com",
+        ] {
+            assert_eq!(
+                base().domain(domain).err(),
+                Some(CookieError::InvalidDomain),
+                "{domain:?}"
+            );
+        }
+        assert_eq!(
+            base().domain(&format!("{}.com", "a".repeat(64))).err(),
+            Some(CookieError::InvalidDomain)
+        );
+    }
+
+    #[test]
+    fn encoded_values_round_trip() {
+        let text = "Hello, World; 100% \"sure\" \\ é";
+        let c = SetCookie::new_encoded("msg", text).unwrap();
+        assert!(c.value().bytes().all(is_cookie_octet));
+        let header = format!("msg={}", c.value());
+        let parsed = Cookies::parse(&header);
+        assert_eq!(parsed.get_decoded("msg").as_deref(), Some(text));
+        assert_eq!(parsed.get_decoded("none"), None);
+        assert_eq!(Cookies::parse("x=%ff").get_decoded("x"), None);
+    }
+
+    #[test]
+    fn expires_out_of_range_is_clamped_not_panicking() {
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        let c = SetCookie::new("a", "b").unwrap().expires(before);
+        assert!(c
+            .to_header_value()
+            .ends_with("Expires=Thu, 01 Jan 1970 00:00:00 GMT"));
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        let c = SetCookie::new("a", "b").unwrap().expires(far);
+        assert!(c
+            .to_header_value()
+            .ends_with("Expires=Fri, 31 Dec 9999 23:59:59 GMT"));
+    }
+
+    #[test]
+    fn max_age_large() {
+        let c = SetCookie::new("a", "b").unwrap().max_age(Duration::MAX);
+        assert_eq!(c.to_header_value(), format!("a=b; Max-Age={}", u64::MAX));
+    }
+
+    #[test]
+    fn set_cookie_header_is_accepted_by_response() {
+        let c = SetCookie::new("a", "1").unwrap().http_only();
+        let d = SetCookie::removal("b").unwrap();
+        let r = Response::text("x")
+            .add_header("Set-Cookie", &c.to_header_value())
+            .add_header("Set-Cookie", &d.to_header_value());
+        let all: Vec<_> = r.headers().get_all("set-cookie").collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], "a=1; HttpOnly");
+    }
+
+    #[test]
+    fn error_maps_to_500() {
+        let e: HttpError = CookieError::InvalidValue.into();
+        assert_eq!(e.status.as_u16(), 500);
+    }
+
+    #[test]
+    fn random_headers_never_panic_and_round_trip_valid_ones() {
+        let alphabet: &[u8] = b"ab=; \"\t,\\\xc3\xa9";
+        let mut seed = 1u64;
+        for _ in 0..3000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let len = (seed >> 40) as usize % 24;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i % 48)) as usize + i) % alphabet.len()])
+                .collect();
+            let s = String::from_utf8_lossy(&bytes);
+            for (n, v) in Cookies::parse(&s).iter() {
+                assert!(is_token(n));
+                assert!(!v.contains([';', '"', ' ', ',', '\\']));
+            }
+            if let Ok(c) = SetCookie::new("n", &s) {
+                assert!(!c.to_header_value().contains([';', '\r', '\n']));
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Server-Sent Events streams the program keeps, like the seed's `SSEResponse`:
+//! accept in a handler, keep the [`SseId`], push events between polls through
+//! [`Server::sse`](crate::Server::sse).
+//!
+//! ```no_run
+//! use pollserve::{Method, Server, sse::{SseEvent, SseId}};
+//! use std::time::Duration;
+//!
+//! let mut server = Server::<Vec<SseId>>::new();
+//! server.route("/events", Method::GET, |req, streams: &mut Vec<SseId>| {
+//!     let resumed_after = req.last_event_id();      // a reconnecting client
+//!     let (response, id) = req.accept_sse()?;
+//!     streams.push(id);
+//!     let _ = resumed_after;
+//!     Ok(response)
+//! })?;
+//! server.start("127.0.0.1", 5000)?;
+//! let mut streams = Vec::new();
+//! let mut n = 0u64;
+//! loop {
+//!     server.poll(&mut streams, Duration::from_secs(1))?;
+//!     n += 1;
+//!     let id = n.to_string();
+//!     server.broadcast_event(&streams, &SseEvent::new(&format!("tick {n}")).id(&id));
+//!     streams.retain(|&s| !server.sse(s).is_closed());
+//! }
+//! # Ok::<(), pollserve::Error>(())
+//! ```
+
+use std::time::Duration;
+
+use crate::error::HttpError;
+use crate::request::{ConnId, Request};
+use crate::response::{Body, Response};
+use crate::status::StatusCode;
+
+pub use crate::proto::sse::{SseError, SseEvent};
+
+/// Identifies one accepted event stream; small and `Copy`, like
+/// [`WsId`](crate::ws::WsId).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SseId(pub(crate) ConnId);
+
+/// Settings of one event stream.
+#[derive(Debug, Clone)]
+pub struct SseOptions {
+    /// A comment line is sent after this long without an event, so proxies
+    /// and browsers do not drop an idle stream. Default 15 s; `None` disables.
+    pub heartbeat: Option<Duration>,
+    /// Most unsent bytes queued for a client that does not read; a send
+    /// finding more closes the stream ([`SseSendError::Backpressure`]).
+    /// Default 1 MiB.
+    pub max_send_buffer: usize,
+}
+
+impl Default for SseOptions {
+    fn default() -> Self {
+        SseOptions {
+            heartbeat: Some(Duration::from_secs(15)),
+            max_send_buffer: 1 << 20,
+        }
+    }
+}
+
+/// Why sending on an event stream failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SseSendError {
+    /// The stream was closed (by the program or the client), or the id is stale.
+    #[error("event stream is closed")]
+    Closed,
+    /// The id names a connection that is not an event stream.
+    #[error("connection is not an event stream")]
+    NotEventStream,
+    /// The event cannot be encoded (line break in a field…).
+    #[error(transparent)]
+    Encode(#[from] SseError),
+    /// The client left more than [`SseOptions::max_send_buffer`] bytes unread;
+    /// the stream has been closed.
+    #[error("client is not reading; stream closed")]
+    Backpressure,
+    /// The connection failed while writing.
+    #[error("connection failed while sending")]
+    Io,
+}
+
+impl Request {
+    /// Answers with an event stream (`200`, `text/event-stream`) and returns
+    /// the id to keep. Send events with [`Server::sse`](crate::Server::sse).
+    pub fn accept_sse(&self) -> Result<(Response, SseId), HttpError> {
+        self.accept_sse_with(SseOptions::default())
+    }
+
+    /// [`accept_sse`](Self::accept_sse) with explicit options.
+    pub fn accept_sse_with(&self, options: SseOptions) -> Result<(Response, SseId), HttpError> {
+        let mut response = Response::new(StatusCode::OK)
+            .with_header("Content-Type", "text/event-stream")
+            .with_header("Cache-Control", "no-cache")
+            // Asks buffering reverse proxies (nginx) to pass events through at once.
+            .with_header("X-Accel-Buffering", "no");
+        response.body = Body::Sse(Box::new(options));
+        Ok((response, SseId(self.conn)))
+    }
+
+    /// The `Last-Event-ID` a reconnecting `EventSource` sends: the id of the
+    /// last event it received, so the stream can resume after it.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.header("Last-Event-ID")
+    }
+}
+
+/// The state of a connection that became an event stream.
+pub(crate) struct SseConn {
+    pub options: SseOptions,
+}
+
+pub use crate::server::SseHandle;
