@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every pollserve test on a fresh machine, installing what the tests need:
-# Debian packages (curl, Node.js), a Python venv with requests/httpx/websockets,
-# the Node `ws` client, and Autobahn|Testsuite's wstest (Python 2.7).
+# Debian packages (curl, Node.js, Chromium), a Python venv with
+# requests/httpx/websockets, the Node `ws` client and playwright-core, and
+# Autobahn|Testsuite's wstest (Python 2.7).
 #
 #   ./test.sh            everything (what CI runs)
 #
@@ -15,6 +16,7 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium chromium-driver)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -33,20 +35,35 @@ step "interop clients (Python venv, Node ws)"
 POLLSERVE_TEST_PYTHON=$(scripts/setup-python.sh | tail -n 1)
 export POLLSERVE_TEST_PYTHON
 (cd tests/node && npm ci --silent --no-audit --no-fund)
+(cd tests/browser && npm ci --silent --no-audit --no-fund)
 
 step "cargo test (unit, loopback integration, interop, doctests)"
 cargo test --workspace
 
-step "Autobahn|Testsuite against pollserve demo /ws/echo"
 cargo build --release --quiet --bin pollserve
+demo_pid=
+start_demo() { # PORT
+  ./target/release/pollserve demo --port "$1" --quiet &
+  demo_pid=$!
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$1/api/status" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "pollserve demo did not start on port $1" >&2
+  return 1
+}
+trap '[ -z "$demo_pid" ] || kill "$demo_pid" 2>/dev/null || true' EXIT
+
+step "browser end-to-end: headless Chromium on pollserve demo"
+start_demo 9002
+mkdir -p target/artifacts
+(cd tests/browser && node demo.mjs "http://127.0.0.1:9002/" "$PWD/../../target/artifacts/demo.png")
+kill "$demo_pid" 2>/dev/null || true
+echo "screenshot kept at target/artifacts/demo.png"
+
+step "Autobahn|Testsuite against pollserve demo /ws/echo"
 port=9001
-./target/release/pollserve demo --port "$port" --quiet &
-demo_pid=$!
-trap 'kill "$demo_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  curl -fsS "http://127.0.0.1:$port/api/status" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_demo "$port"
 set +e
 bash conformance/autobahn.sh "ws://127.0.0.1:$port/ws/echo"
 rc=$?

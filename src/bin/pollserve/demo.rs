@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use pollserve::sse::{SseEvent, SseId};
 use pollserve::ws::{Message, WsId, WsOptions};
-use pollserve::{Error, HttpError, Method, Request, Response, Server};
+use pollserve::{Error, HttpError, Method, Request, Response, Server, ServerConfig};
 
 const PAGE: &str = include_str!("demo.html");
 
@@ -35,6 +36,10 @@ struct Demo {
     echo_options: WsOptions,
     echo: Vec<WsId>,
     chat: Vec<WsId>,
+    events: Vec<SseId>,
+    /// Name and size of every uploaded file, newest last (at most 20 kept).
+    uploads: Vec<(String, usize)>,
+    requests: u64,
     color: String,
     started: Instant,
     messages: u64,
@@ -53,7 +58,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     echo_options.max_send_buffer = echo_options.max_send_buffer.max(2 * args.ws_max_message);
     echo_options.max_receive_buffer = echo_options.max_receive_buffer.max(args.ws_max_message);
 
-    let mut server = Server::<Demo>::new();
+    let mut server = Server::<Demo>::with_config(ServerConfig::default().max_body_size(32 << 20));
     server.route("/", Method::GET, |_, _| {
         Ok(Response::from_static(
             "text/html; charset=utf-8",
@@ -70,7 +75,26 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         app.chat.push(id);
         Ok(response)
     })?;
-    server.route("/api/status", Method::GET, |_, app: &mut Demo| status(app))?;
+    server.route("/api/status", Method::GET, |_, app: &mut Demo| {
+        Response::json(&status(app))
+    })?;
+    server.route("/events", Method::GET, |req, app: &mut Demo| {
+        let (response, id) = req.accept_sse()?;
+        app.events.push(id);
+        Ok(response)
+    })?;
+    server.route("/upload", Method::POST, |req, app: &mut Demo| {
+        let form = req.form()?;
+        let mut saved = Vec::new();
+        for file in form.all_files() {
+            let name = file.safe_filename().unwrap_or("upload").to_owned();
+            saved.push(serde_json::json!({ "name": name, "size": file.data.len() }));
+            app.uploads.push((name, file.data.len()));
+        }
+        let excess = app.uploads.len().saturating_sub(20);
+        app.uploads.drain(..excess);
+        Response::json(&serde_json::json!({ "saved": saved }))
+    })?;
     server.route(
         "/api/color",
         [Method::GET, Method::POST],
@@ -90,12 +114,25 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         echo: Vec::new(),
         chat: Vec::new(),
         color: "#3366ff".into(),
+        events: Vec::new(),
+        uploads: Vec::new(),
+        requests: 0,
         started: Instant::now(),
         messages: 0,
         color_changed: false,
     };
+    let mut next_tick = Instant::now();
+    let mut tick: u64 = 0;
     loop {
-        server.poll(&mut app, Duration::from_millis(250))?;
+        let activity = server.poll(&mut app, Duration::from_millis(250))?;
+        app.requests += activity.responses as u64;
+        if Instant::now() >= next_tick {
+            next_tick += Duration::from_secs(1);
+            tick += 1;
+            let data = status(&app).to_string();
+            let id = tick.to_string();
+            server.broadcast_event(&app.events, &SseEvent::new(&data).event("stats").id(&id));
+        }
         for &id in &app.echo {
             while let Some(message) = server.ws(id).receive() {
                 app.messages += 1;
@@ -119,19 +156,24 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
             app.color_changed = false;
             let line = serde_json::json!({ "type": "color", "color": app.color }).to_string();
             server.broadcast_text(&app.chat, &line);
+            server.broadcast_event(&app.events, &SseEvent::new(&app.color).event("color"));
         }
         app.echo.retain(|&id| !server.ws(id).is_closed());
         app.chat.retain(|&id| !server.ws(id).is_closed());
+        app.events.retain(|&id| !server.sse(id).is_closed());
     }
 }
 
-fn status(app: &Demo) -> Result<Response, HttpError> {
-    Response::json(&serde_json::json!({
+fn status(app: &Demo) -> serde_json::Value {
+    serde_json::json!({
         "uptime_s": app.started.elapsed().as_secs(),
+        "requests": app.requests,
         "websockets": { "echo": app.echo.len(), "chat": app.chat.len() },
+        "event_streams": app.events.len(),
         "messages": app.messages,
         "color": app.color,
-    }))
+        "uploads": app.uploads.iter().map(|(n, s)| serde_json::json!({ "name": n, "size": s })).collect::<Vec<_>>(),
+    })
 }
 
 /// `{"color": "#rrggbb"}` or `{"r": .., "g": .., "b": ..}`.
