@@ -409,3 +409,27 @@ fn ipv6_loopback() {
     }
     assert_eq!(client.join().unwrap(), "::1");
 }
+
+#[test]
+fn reuse_port_lets_several_loops_share_a_port() {
+    use pollserve::Server;
+    let config = ServerConfig::default().reuse_port(true);
+    let mut a = Server::<()>::with_config(config.clone());
+    let addr = a.start("127.0.0.1", 0).unwrap();
+    let mut b = Server::<()>::with_config(config);
+    assert_eq!(b.start("127.0.0.1", addr.port()).unwrap(), addr);
+    a.route("/", Method::GET, |_, _| Ok(Response::text("a")))
+        .unwrap();
+    b.route("/", Method::GET, |_, _| Ok(Response::text("b")))
+        .unwrap();
+    // Every request is answered by one of the two loops.
+    let client =
+        std::thread::spawn(move || (0..20).map(|_| get(addr, "/").text()).collect::<Vec<_>>());
+    while !client.is_finished() {
+        a.poll(&mut (), Duration::from_millis(2)).unwrap();
+        b.poll(&mut (), Duration::from_millis(2)).unwrap();
+    }
+    let answers = client.join().unwrap();
+    assert_eq!(answers.len(), 20);
+    assert!(answers.iter().all(|t| t == "a" || t == "b"), "{answers:?}");
+}

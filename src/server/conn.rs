@@ -369,12 +369,12 @@ impl Conn {
     }
 
     /// Ends an event stream: queued events are flushed, then the connection closes.
-    pub fn sse_close(&mut self) {
+    pub fn sse_close(&mut self, linger: std::time::Duration) {
         if self.phase == Phase::Sse {
             self.phase = Phase::Closing;
             if self.writable && self.flush().is_ok() && !self.has_output() {
                 let _ = self.stream.shutdown(Shutdown::Write);
-                self.phase = Phase::Lingering(Instant::now() + std::time::Duration::from_secs(2));
+                self.phase = Phase::Lingering(Instant::now() + linger);
             }
         }
     }

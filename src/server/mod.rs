@@ -53,6 +53,7 @@ pub struct ServerConfig {
     pub(crate) linger_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) backlog: i32,
+    pub(crate) reuse_port: bool,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +67,7 @@ impl Default for ServerConfig {
             linger_timeout: Duration::from_secs(2),
             max_connections: 16_384,
             backlog: 1024,
+            reuse_port: false,
         }
     }
 }
@@ -120,6 +122,11 @@ impl ServerConfig {
     setter!(
         /// Listen backlog passed to `listen(2)`. Default 1024.
         backlog: i32 => backlog);
+    setter!(
+        /// Sets `SO_REUSEPORT` (Unix) so several servers — one poll loop per
+        /// core, each on its own thread — can listen on the same port; the
+        /// kernel spreads new connections across them. Default off.
+        reuse_port: bool => reuse_port);
 
     /// The HTTP size limits.
     pub fn limits(&self) -> &HttpLimits {
@@ -425,8 +432,8 @@ impl<S> Server<S> {
             .map_err(|e| invalid(e.to_string()))?
             .next()
             .ok_or_else(|| invalid("no address found".into()))?;
-        let std_listener = bind(addr, self.shared.config.backlog)
-            .map_err(|source| Error::Bind { addr, source })?;
+        let std_listener =
+            bind(addr, &self.shared.config).map_err(|source| Error::Bind { addr, source })?;
         let local = std_listener.local_addr()?;
         let mut listener = TcpListener::from_std(std_listener);
         self.poll
@@ -761,15 +768,19 @@ impl<S> Default for Server<S> {
     }
 }
 
-fn bind(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+fn bind(addr: SocketAddr, config: &ServerConfig) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if config.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    socket.listen(config.backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -1068,9 +1079,13 @@ impl<S> SseHandle<'_, S> {
     /// Ends the stream: what was sent is flushed, then the connection closes.
     /// A browser's `EventSource` reconnects unless told otherwise by the page.
     pub fn close(&mut self) {
-        if let Some(conn) = self.server.conn_for(self.id.0) {
-            conn.sse_close();
+        if self.server.conn_for(self.id.0).is_none() {
+            return;
         }
+        let Server { conns, shared, .. } = &mut *self.server;
+        let conn = &mut conns[self.id.0.slot as usize];
+        conn.sse_close(shared.config.linger_timeout);
+        conn.update_deadline(shared);
     }
 
     /// Whether the stream has ended (closed by either side) or the id is stale.
