@@ -28,6 +28,7 @@
 //! them in HTML. `Debug` output of both types shows cookie names only, never
 //! values, since those are often session secrets.
 
+use crate::pairs::Pairs;
 use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,7 +110,15 @@ fn is_cookie_value(v: &str) -> bool {
 /// specific path.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Cookies {
-    pairs: Vec<(String, String)>,
+    pairs: Pairs,
+}
+
+/// The lookups (`get`, `get_all`, `contains`, `iter`, `len`, `is_empty`).
+impl std::ops::Deref for Cookies {
+    type Target = Pairs;
+    fn deref(&self) -> &Pairs {
+        &self.pairs
+    }
 }
 
 impl Cookies {
@@ -150,50 +159,14 @@ impl Cookies {
             if !value.bytes().all(|b| is_cookie_octet(b) || b >= 0x80) {
                 continue;
             }
-            self.pairs.push((name.to_owned(), value.to_owned()));
+            self.pairs.push(name, value);
         }
-    }
-
-    /// The value of the first cookie called `name` (case-sensitive).
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
     }
 
     /// The first cookie called `name`, percent-decoded (the counterpart of
     /// [`SetCookie::new_encoded`]). `None` if absent or not UTF-8 once decoded.
     pub fn get_decoded(&self, name: &str) -> Option<Cow<'_, str>> {
         percent_decode_str(self.get(name)?).decode_utf8().ok()
-    }
-
-    /// Every value of cookies called `name`, in the order sent.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether a cookie called `name` was sent.
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    /// Every `(name, value)` pair, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// Number of cookies kept.
-    pub fn len(&self) -> usize {
-        self.pairs.len()
-    }
-
-    /// Whether no cookie was kept.
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
     }
 }
 

@@ -36,6 +36,7 @@
 //! [`HttpError`] so a handler can use `?`. Nothing here panics, whatever the
 //! input.
 
+use crate::pairs::Pairs;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -951,7 +952,7 @@ impl fmt::Debug for UploadedFile {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FormData {
-    fields: Vec<(String, String)>,
+    fields: Pairs,
     files: Vec<UploadedFile>,
 }
 
@@ -1011,18 +1012,12 @@ impl FormData {
 
     /// The first value of the text field `name` (case-sensitive).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.fields.get(name)
     }
 
     /// Every value of the text field `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.fields
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.fields.get_all(name)
     }
 
     /// Whether there is a text field or a file called `name`.
@@ -1031,8 +1026,8 @@ impl FormData {
     }
 
     /// Every text field as `(name, value)`, in order.
-    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    pub fn fields(&self) -> &Pairs {
+        &self.fields
     }
 
     /// The first file uploaded under the field `name`.
@@ -1096,7 +1091,7 @@ fn parse_urlencoded(body: &[u8], limits: &FormLimits) -> Result<FormData, FormEr
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = decode_form_component(name).map_err(decode_error)?;
         let value = decode_form_component(value).map_err(decode_error)?;
-        form.fields.push((name.into_owned(), value.into_owned()));
+        form.fields.push(name, value);
     }
     Ok(form)
 }
@@ -1112,8 +1107,7 @@ fn parse_text_plain(body: &[u8], limits: &FormLimits) -> Result<FormData, FormEr
         let (ns, ne, ve) = c;
         check_parts(form.fields.len() + 1, limits)?;
         check_field(ve - ns, limits)?;
-        form.fields
-            .push((text[ns..ne].to_owned(), text[ne + 1..ve].to_owned()));
+        form.fields.push(&text[ns..ne], &text[ne + 1..ve]);
         Ok(())
     };
     let mut start = 0;
@@ -1200,7 +1194,7 @@ impl FormData {
             }),
             None => {
                 let value = String::from_utf8(data).map_err(|_| FormError::InvalidUtf8)?;
-                self.fields.push((h.name, value));
+                self.fields.push(h.name, value);
             }
         }
         Ok(())
@@ -1544,7 +1538,7 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         // RFC 7578 default content type.
         assert_eq!(f.file("up").unwrap().content_type, "text/plain");
-        assert_eq!(f.fields().count(), 2);
+        assert_eq!(f.fields().len(), 2);
         assert_eq!(f.take_files().len(), 2);
         assert!(f.file("up").is_none());
     }

@@ -144,38 +144,4 @@ impl Request {
 }
 
 /// The parameters a route pattern captured (`<id>` in `/item/<id>`), by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteParams {
-    pairs: Vec<(String, String)>,
-}
-
-impl RouteParams {
-    /// The value captured for `name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// `(name, value)` pairs in pattern order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// Number of parameters.
-    pub fn len(&self) -> usize {
-        self.pairs.len()
-    }
-
-    /// Whether the route captured nothing.
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
-
-    pub(crate) fn set_from(&mut self, params: &crate::router::Params<'_, '_>) {
-        self.pairs.clear();
-        self.pairs
-            .extend(params.iter().map(|(n, v)| (n.to_owned(), v.to_owned())));
-    }
-}
+pub type RouteParams = crate::pairs::Pairs;

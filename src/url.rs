@@ -15,6 +15,7 @@
 //! * [`QueryParams`] is an ordered, multi-valued list of decoded pairs, for
 //!   query strings and urlencoded request bodies alike.
 
+use crate::pairs::Pairs;
 use std::borrow::Cow;
 
 /// Error returned when percent-decoding fails.
@@ -275,8 +276,16 @@ pub fn decode_path(raw_path: &str) -> Result<DecodedPath, DecodeError> {
 /// Names are case-sensitive; order and duplicates are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueryParams {
-    pairs: Vec<(String, String)>,
+    pairs: Pairs,
     malformed: usize,
+}
+
+/// The lookups (`get`, `get_all`, `contains`, `iter`, `len`, `is_empty`).
+impl std::ops::Deref for QueryParams {
+    type Target = Pairs;
+    fn deref(&self) -> &Pairs {
+        &self.pairs
+    }
 }
 
 impl QueryParams {
@@ -300,47 +309,11 @@ impl QueryParams {
                 None => (pair, &pair[pair.len()..]),
             };
             match (decode_form_bytes(name), decode_form_bytes(value)) {
-                (Ok(n), Ok(v)) => out.pairs.push((n, v)),
+                (Ok(n), Ok(v)) => out.pairs.push(n, v),
                 _ => out.malformed += 1,
             }
         }
         out
-    }
-
-    /// The first value for `name`, if any.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every value for `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Whether at least one pair has this name.
-    pub fn contains(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(n, _)| n == name)
-    }
-
-    /// All pairs, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))
-    }
-
-    /// Number of (kept) pairs.
-    pub fn len(&self) -> usize {
-        self.pairs.len()
-    }
-
-    /// Whether no pair was kept.
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
     }
 
     /// Number of pairs that were dropped because they failed to decode.
@@ -351,15 +324,9 @@ impl QueryParams {
 
 impl<'a> IntoIterator for &'a QueryParams {
     type Item = (&'a str, &'a str);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a str, &'a str),
-    >;
+    type IntoIter = <&'a Pairs as IntoIterator>::IntoIter;
     fn into_iter(self) -> Self::IntoIter {
-        fn as_strs(p: &(String, String)) -> (&str, &str) {
-            (p.0.as_str(), p.1.as_str())
-        }
-        self.pairs.iter().map(as_strs)
+        (&self.pairs).into_iter()
     }
 }
 

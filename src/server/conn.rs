@@ -561,7 +561,10 @@ impl Conn {
             RouteMatch::Found {
                 handler, params, ..
             } => {
-                self.req.params.set_from(&params);
+                self.req.params.clear();
+                for (name, value) in params.iter() {
+                    self.req.params.push(name, value);
+                }
                 shared.activity.handled += 1;
                 let req = &self.req;
                 match catch_unwind(AssertUnwindSafe(|| handler(req, state))) {
