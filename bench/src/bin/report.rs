@@ -207,10 +207,10 @@ fn main() {
             v["median"]["point_estimate"].as_f64()
         };
         let micro: &[(&str, &str, f64)] = &[
-            ("mask/apply_mask/16384", "apply_mask, 16 KiB", 16384.0),
-            ("mask/memcpy/16384", "plain copy, 16 KiB", 16384.0),
-            ("mask/apply_mask/1048576", "apply_mask, 1 MiB", 1048576.0),
-            ("mask/memcpy/1048576", "plain copy, 1 MiB", 1048576.0),
+            ("mask/apply_mask_16384", "apply_mask, 16 KiB", 16384.0),
+            ("mask/memcpy_16384", "plain copy, 16 KiB", 16384.0),
+            ("mask/apply_mask_1048576", "apply_mask, 1 MiB", 1048576.0),
+            ("mask/memcpy_1048576", "plain copy, 1 MiB", 1048576.0),
             ("ws_feed/binary_20B_x1000", "WsSession::feed, 1000 × 20 B binary frames", 26000.0),
             ("ws_feed/binary_16KiB", "WsSession::feed, one 16 KiB binary frame", 16392.0),
             ("ws_feed/text_64KiB", "WsSession::feed, one 64 KiB text frame (UTF-8 checked)", 65550.0),
@@ -238,7 +238,7 @@ fn main() {
             out.push_str("| (no criterion results found) | | |\n");
         }
         for size in ["16384", "1048576"] {
-            let got = match (est(&format!("mask/apply_mask/{size}")), est(&format!("mask/memcpy/{size}"))) {
+            let got = match (est(&format!("mask/apply_mask_{size}")), est(&format!("mask/memcpy_{size}"))) {
                 (Some(m), Some(c)) => Some(c / m),
                 _ => None,
             };
