@@ -25,7 +25,9 @@ fn benchmark_smoke_mode() {
         .arg(&script)
         .arg("--smoke")
         .env("BENCH_BIN_DIR", bin_dir)
-        // The criterion benches run in `cargo test` through `test = true`.
+        // A nested `cargo bench` would wait for the outer cargo. `cargo test`
+        // only builds benches/micro.rs (criterion runs nothing without
+        // `--bench`/`--test`); `bench/run.sh --smoke` alone runs it with `--test`.
         .env("BENCH_SKIP_MICRO", "1")
         .status()
         .expect("run bench/run.sh");
