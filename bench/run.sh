@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# pollserve benchmark matrix: pollserve against fastwebsockets, tokio-tungstenite,
+# hyper, tiny_http and nginx, side by side on 127.0.0.1.
+#
+#   bench/run.sh           full matrix (~10 min): writes bench/results.md and bench/chart.svg
+#   bench/run.sh --smoke   every benchmark for ~1 s, echo bytes verified; writes
+#                          only under target/bench-smoke/ (non-zero exit on any failure)
+#
+# Every figure in results.md is a ratio of runs made side by side: within each
+# round every server is measured once (order reversed every other round) and
+# the median over rounds of the per-round ratio is reported.
+#
+# Needs: wrk, nginx, curl (apt-get install -y wrk nginx curl).
+# Env: BENCH_PORT_BASE (default 19100): first port tried; ports in use are skipped.
+#      BENCH_BIN_DIR: use the binaries there instead of building (cargo test does this).
+#      BENCH_SKIP_MICRO: leave out the criterion micro-benchmarks.
+set -euo pipefail
+
+SMOKE=0
+case "${1:-}" in
+  --smoke) SMOKE=1 ;;
+  "") ;;
+  *) echo "usage: bench/run.sh [--smoke]" >&2; exit 2 ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
+
+for tool in wrk nginx curl cmp; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y wrk nginx curl)"
+done
+
+if [ "$SMOKE" = 1 ]; then
+  SECS=1; WARMUP=0.2; ROUNDS=1; IDLE_CONNS=1000
+  OUT_DIR="$ROOT/target/bench-smoke"
+else
+  SECS=3; WARMUP=0.5; ROUNDS=3; IDLE_CONNS=10000
+  OUT_DIR="$ROOT/bench"
+fi
+mkdir -p "$OUT_DIR"
+
+BUILD_CMD="cargo build --release -p pollserve-bench"
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  # bench/tests/smoke.rs passes the binaries cargo test built (a nested cargo
+  # build would wait for the outer cargo's lock on the target directory).
+  BIN=$BENCH_BIN_DIR
+  BUILD_CMD="(prebuilt binaries from $BIN)"
+  log "using $BUILD_CMD"
+else
+  log "$BUILD_CMD"
+  $BUILD_CMD
+  BIN="$ROOT/target/release"
+fi
+
+WORK=$(mktemp -d /tmp/pollserve-bench.XXXXXX)
+chmod 755 "$WORK"   # nginx workers run as nobody and must read the static files
+RAW="$WORK/raw.tsv"
+COMMANDS="$WORK/commands.txt"
+: > "$RAW"; : > "$COMMANDS"
+
+PIDS=()
+cleanup() {
+  local status=$?
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  if [ "$status" -ne 0 ]; then
+    log "logs kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Open-file limit for 10,000 idle connections (server and load generator each).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 100)) ]; then
+  die "open-file limit $(ulimit -n) is below $((IDLE_CONNS + 100)); raise the hard limit"
+fi
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+NEXT_PORT=${BENCH_PORT_BASE:-19100}
+# Sets PORT to a port nothing listens on.
+pick_port() {
+  while port_busy "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+  PORT=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
+}
+
+declare -A PORT_OF PID_OF
+# start NAME CMD... (CMD may use the literal word @PORT@)
+start() {
+  local name=$1; shift
+  pick_port
+  local args=() a
+  for a in "$@"; do args+=("${a//@PORT@/$PORT}"); done
+  "${args[@]}" >"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  PORT_OF[$name]=$PORT
+  PID_OF[$name]=$pid
+  echo "$name: ${args[*]}" >> "$COMMANDS"
+  local i
+  for i in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited at start"; }
+    port_busy "$PORT" && return 0
+    sleep 0.1
+  done
+  die "$name did not listen on $PORT"
+}
+
+# stop NAME: ends a server started by `start`.
+stop() {
+  local pid=${PID_OF[$1]}
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+alive() {
+  kill -0 "${PID_OF[$1]}" 2>/dev/null || { cat "$WORK/$1.log" >&2; die "server $1 died"; }
+}
+
+# Subjects of a round in alternating order: forward on odd rounds, reversed on even.
+order() {
+  local round=$1; shift
+  if [ $((round % 2)) = 1 ]; then printf '%s\n' "$@"; else printf '%s\n' "$@" | tac; fi
+}
+
+kv() { # kv KEY LINE -> value of KEY=value in LINE, or -
+  local v
+  v=$(printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1)
+  printf '%s' "${v:--}"
+}
+
+# ---------------------------------------------------------------- WebSocket
+ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
+  local case=$1 conns=$2 size=$3; shift 3
+  local round s line
+  for round in $(seq "$ROUNDS"); do
+    for s in $(order "$round" "$@"); do
+      local cmd=("$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "$SECS" --warmup "$WARMUP" --pid "${PID_OF[$s]}")
+      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
+      line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
+      alive "$s"
+      log "$case $s r$round: $line"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$s" "$round" \
+        "$(kv msgs_per_s "$line")" "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv cpu_us_per_msg "$line")" >> "$RAW"
+    done
+  done
+}
+
+WS_SERVERS=(pollserve fws_st fws_mt tungstenite_st tungstenite_mt)
+start pollserve "$BIN/pollserve_echo" @PORT@
+start fws_st "$BIN/fws_echo" @PORT@ st
+start fws_mt "$BIN/fws_echo" @PORT@ mt
+start tungstenite_st "$BIN/tungstenite_echo" @PORT@ st
+start tungstenite_mt "$BIN/tungstenite_echo" @PORT@ mt
+
+ws_case ws_1x20 1 20 "${WS_SERVERS[@]}"
+ws_case ws_100x20 100 20 "${WS_SERVERS[@]}"
+ws_case ws_200x16k 200 16384 "${WS_SERVERS[@]}"
+ws_case ws_500x16k 500 16384 "${WS_SERVERS[@]}"
+for s in "${WS_SERVERS[@]}"; do stop "$s"; done
+
+# Idle memory: fresh servers, so earlier load does not pre-grow their heaps.
+for round in $(seq "$ROUNDS"); do
+  for s in $(order "$round" pollserve tungstenite_st); do
+    case $s in
+      pollserve) start idle_pollserve "$BIN/pollserve_echo" @PORT@ ;;
+      tungstenite_st) start idle_tungstenite_st "$BIN/tungstenite_echo" @PORT@ st ;;
+    esac
+    name=idle_$s
+    sleep 0.3
+    cmd=("$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$IDLE_CONNS" --pid "${PID_OF[$name]}")
+    [ "$round" = 1 ] && echo "ws_idle/$s: ${cmd[*]}" >> "$COMMANDS"
+    line=$("${cmd[@]}") || { alive "$name"; die "idle: loadgen against $s failed"; }
+    alive "$name"
+    log "ws_idle $s r$round: $line"
+    printf 'ws_idle\t%s\t%s\t%s\t%s\t-\t-\n' "$s" "$round" "$(kv bytes_per_conn "$line")" "$(kv conns "$line")" >> "$RAW"
+    stop "$name"
+  done
+done
+
+# --------------------------------------------------------------------- HTTP
+STATIC="$WORK/static"
+mkdir -p "$STATIC" "$WORK/nginx-tmp"
+head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$STATIC/small.txt"
+head -c 1048576 /dev/urandom > "$STATIC/big.bin"
+chmod -R a+rX "$STATIC"
+
+cat > "$WORK/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  types { text/plain txt; application/octet-stream bin; }
+  client_body_temp_path $WORK/nginx-tmp/body;
+  proxy_temp_path $WORK/nginx-tmp/proxy;
+  fastcgi_temp_path $WORK/nginx-tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx-tmp/uwsgi;
+  scgi_temp_path $WORK/nginx-tmp/scgi;
+  server {
+    listen 127.0.0.1:@PORT@;
+    root $STATIC;
+  }
+}
+EOF
+
+start pollserve_http "$BIN/pollserve_http" @PORT@ "$STATIC"
+start hyper_st "$BIN/hyper_hello" @PORT@ st
+start hyper_mt "$BIN/hyper_hello" @PORT@ mt
+start tiny_http "$BIN/tiny_hello" @PORT@
+pick_port
+sed -i "s/@PORT@/$PORT/" "$WORK/nginx.conf"
+NEXT_PORT=$PORT  # let `start` take the same port
+start nginx nginx -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/nginx-error.log"
+
+# Correctness first: every server's answer, byte for byte.
+for s in pollserve_http hyper_st hyper_mt tiny_http; do
+  body=$(curl -sS --max-time 5 "http://127.0.0.1:${PORT_OF[$s]}/") || die "curl $s failed"
+  [ "$body" = "Hello, world!" ] || die "$s answered '$body'"
+done
+for s in pollserve_http nginx; do
+  for f in small.txt big.bin; do
+    curl -sS --max-time 5 -o "$WORK/got" "http://127.0.0.1:${PORT_OF[$s]}/$f" || die "curl $s/$f failed"
+    cmp -s "$WORK/got" "$STATIC/$f" || die "$s served a wrong $f"
+  done
+done
+log "HTTP answers verified"
+
+http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
+  local case=$1 path=$2 header=$3; shift 3
+  local round s out rps p50 p99
+  for round in $(seq "$ROUNDS"); do
+    for s in $(order "$round" "$@"); do
+      local cmd=(wrk -t1 -c64 -d"${SECS}s" --latency)
+      [ -n "$header" ] && cmd+=(-H "$header")
+      cmd+=("http://127.0.0.1:${PORT_OF[$s]}$path")
+      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
+      out=$("${cmd[@]}" 2>&1) || { printf '%s\n' "$out" >&2; die "$case: wrk against $s failed"; }
+      alive "$s"
+      if grep -q 'Non-2xx' <<<"$out"; then printf '%s\n' "$out" >&2; die "$case: $s sent error responses"; fi
+      grep -q 'Socket errors' <<<"$out" && log "$case $s r$round: $(grep 'Socket errors' <<<"$out")"
+      rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+      [ -n "$rps" ] || { printf '%s\n' "$out" >&2; die "$case: no Requests/sec from wrk"; }
+      p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+      p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+      log "$case $s r$round: $rps req/s p50 $p50 p99 $p99"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t-\n' "$case" "${s/pollserve_http/pollserve}" "$round" "$rps" "$(to_us "$p50")" "$(to_us "$p99")" >> "$RAW"
+    done
+  done
+}
+
+to_us() { # wrk latency (e.g. 512.00us, 1.23ms, 2.00s) -> microseconds
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); print v + 0 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); print v * 1000 }
+    else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000000 }
+    else print "-" }'
+}
+
+http_case http_hello_ka / "" pollserve_http hyper_st hyper_mt tiny_http
+http_case http_hello_close / "Connection: close" pollserve_http hyper_st hyper_mt tiny_http
+http_case static_small /small.txt "" pollserve_http nginx
+http_case static_1m /big.bin "" pollserve_http nginx
+for s in pollserve_http hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
+
+# --------------------------------------------------------- micro-benchmarks
+CRIT_DIR="$ROOT/target/criterion"
+if [ "$SMOKE" = 1 ]; then
+  MICRO_CMD="cargo bench -p pollserve-bench --bench micro -- --test"
+else
+  MICRO_CMD="cargo bench -p pollserve-bench --bench micro -- --warm-up-time 0.5 --measurement-time 1.5"
+fi
+if [ -n "${BENCH_SKIP_MICRO:-}" ]; then
+  log "BENCH_SKIP_MICRO set: micro-benchmarks not run here"
+else
+  echo "micro: $MICRO_CMD" >> "$COMMANDS"
+  log "$MICRO_CMD"
+  $MICRO_CMD > "$WORK/micro.log" 2>&1 || { cat "$WORK/micro.log" >&2; die "micro-benchmarks failed"; }
+fi
+
+# ------------------------------------------------------------------- report
+CHART="$OUT_DIR/chart.svg"
+{
+  echo "# pollserve benchmark results"
+  echo
+  if [ "$SMOKE" = 1 ]; then echo "**Smoke run** (1 s per benchmark, one round): numbers are not meaningful."; echo; fi
+  echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
+  echo "- Toolchain: $(rustc --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(nginx -v 2>&1 | sed 's/.*: //')"
+  echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- Method: ${ROUNDS} round(s) of ${SECS} s per server and case (after ${WARMUP} s warm-up for WebSocket), servers in alternating order, all on 127.0.0.1 of a shared, noisy machine. Load generator and server share the 2 cores."
+  echo
+  echo "![ratio chart](chart.svg)"
+  echo
+  "$BIN/report" "$RAW" "$CHART" "$CRIT_DIR"
+  echo "## Exact commands"
+  echo
+  echo "Run with \`bench/run.sh$([ "$SMOKE" = 1 ] && echo ' --smoke')\`, which executed:"
+  echo
+  echo '```'
+  echo "$BUILD_CMD"
+  cat "$COMMANDS"
+  echo '```'
+  echo
+  echo "nginx configuration written by the script:"
+  echo
+  echo '```nginx'
+  sed "s#$WORK#\$WORK#g" "$WORK/nginx.conf"
+  echo '```'
+  echo
+  echo "## Raw measurements"
+  echo
+  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection), p50 µs (connections for ws_idle), p99 µs, server CPU µs per message:"
+  echo
+  echo '```'
+  cat "$RAW"
+  echo '```'
+} > "$OUT_DIR/results.md.tmp"
+mv "$OUT_DIR/results.md.tmp" "$OUT_DIR/results.md"
+log "wrote $OUT_DIR/results.md and $CHART"

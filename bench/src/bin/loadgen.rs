@@ -1,0 +1,548 @@
+//! WebSocket load generator: one thread, one mio poll loop, independent of the
+//! server under test (frames are encoded and decoded here, not by pollserve).
+//!
+//! ```text
+//! loadgen echo --addr 127.0.0.1:PORT [--path /ws] --conns N --size S --secs D
+//!              [--warmup W] [--pid SERVER_PID]
+//! loadgen idle --addr 127.0.0.1:PORT [--path /ws] --conns N --pid SERVER_PID
+//! ```
+//!
+//! `echo`: N connections each send a masked binary message of S bytes, wait
+//! for the echo, verify it byte for byte and repeat. After the warm-up it
+//! measures for D seconds and prints one line of `key=value` pairs: messages
+//! per second, p50/p99 round trip in microseconds and, with `--pid`, the
+//! server's CPU time (utime+stime from /proc/PID/stat) per message.
+//!
+//! `idle`: reads the server's VmRSS, opens N WebSockets (each does one 20-byte
+//! echo so the connection is fully set up), waits a second, reads VmRSS again
+//! and prints the difference per connection.
+//!
+//! Any mismatched byte, unexpected frame, failed handshake or lost
+//! connection makes the exit status non-zero.
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::process::exit;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+/// Connection attempts allowed to be in flight (connecting or handshaking).
+const MAX_PENDING: usize = 256;
+const PATTERN_LEN: usize = 1 << 20;
+
+struct Args {
+    mode: String,
+    addr: SocketAddr,
+    path: String,
+    conns: usize,
+    size: usize,
+    secs: f64,
+    warmup: f64,
+    pid: Option<u32>,
+}
+
+fn parse_args() -> Args {
+    let mut it = std::env::args().skip(1);
+    let mode = it.next().unwrap_or_default();
+    if mode != "echo" && mode != "idle" {
+        eprintln!("usage: loadgen echo|idle --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]");
+        exit(2);
+    }
+    let mut a = Args {
+        mode,
+        addr: "127.0.0.1:9000".parse().expect("addr"),
+        path: "/ws".into(),
+        conns: 1,
+        size: 20,
+        secs: 3.0,
+        warmup: 0.5,
+        pid: None,
+    };
+    while let Some(flag) = it.next() {
+        let v = it.next().unwrap_or_else(|| {
+            eprintln!("missing value for {flag}");
+            exit(2)
+        });
+        let bad = |_| -> ! {
+            eprintln!("bad value for {flag}: {v}");
+            exit(2)
+        };
+        match flag.as_str() {
+            "--addr" => a.addr = v.parse().unwrap_or_else(|e: std::net::AddrParseError| bad(e.to_string())),
+            "--path" => a.path = v.clone(),
+            "--conns" => a.conns = v.parse().unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string())),
+            "--size" => a.size = v.parse().unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string())),
+            "--secs" => a.secs = v.parse().unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string())),
+            "--warmup" => a.warmup = v.parse().unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string())),
+            "--pid" => a.pid = Some(v.parse().unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string()))),
+            _ => {
+                eprintln!("unknown flag {flag}");
+                exit(2)
+            }
+        }
+    }
+    if a.size > PATTERN_LEN / 2 {
+        eprintln!("--size at most {}", PATTERN_LEN / 2);
+        exit(2);
+    }
+    a
+}
+
+fn fail(msg: impl AsRef<str>) -> ! {
+    eprintln!("loadgen: FAIL: {}", msg.as_ref());
+    exit(1)
+}
+
+/// Server CPU seconds (user + system, all threads) from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| fail(format!("server {pid} gone: {e}")));
+    // Fields after the parenthesised command name; utime, stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0);
+    // SAFETY-free: sysconf is not in std; Linux's USER_HZ is 100 on every
+    // architecture the benchmark runs on.
+    ticks / 100.0
+}
+
+/// Resident set size in bytes from /proc/PID/status.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| fail(format!("server {pid} gone: {e}")));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or_else(|| fail("no VmRSS"))
+}
+
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+enum Phase {
+    Connecting,
+    Handshake,
+    Open,
+}
+
+struct Conn {
+    stream: TcpStream,
+    phase: Phase,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// Offset in the pattern of the message in flight.
+    msg_off: usize,
+    /// Payload bytes of the echo received so far.
+    got: usize,
+    sent_at: Instant,
+    in_flight: bool,
+    seq: usize,
+    writable: bool,
+}
+
+struct Gen {
+    args: Args,
+    poll: Poll,
+    conns: Vec<Conn>,
+    pattern: Vec<u8>,
+    rng: u64,
+    measuring: bool,
+    /// Stop sending new messages (idle mode after the first echo).
+    one_shot: bool,
+    latencies: Vec<u32>,
+    completed: u64,
+    open: usize,
+    echoed_once: usize,
+    pending: usize,
+}
+
+impl Gen {
+    fn next_rand(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn connect(&mut self) {
+        let i = self.conns.len();
+        let mut stream = TcpStream::connect(self.args.addr)
+            .unwrap_or_else(|e| fail(format!("connect {}: {e}", self.args.addr)));
+        self.poll
+            .registry()
+            .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
+            .unwrap_or_else(|e| fail(format!("register: {e}")));
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            self.args.path, self.args.addr
+        );
+        self.conns.push(Conn {
+            stream,
+            phase: Phase::Connecting,
+            wbuf: req.into_bytes(),
+            wpos: 0,
+            rbuf: Vec::new(),
+            rstart: 0,
+            rend: 0,
+            msg_off: 0,
+            got: 0,
+            sent_at: Instant::now(),
+            in_flight: false,
+            seq: i,
+            writable: false,
+        });
+        self.pending += 1;
+    }
+
+    /// Queues the next masked binary message on connection `i`.
+    fn send_message(&mut self, i: usize) {
+        let size = self.args.size;
+        let mask = (self.next_rand() as u32).to_ne_bytes();
+        let c = &mut self.conns[i];
+        c.seq = c.seq.wrapping_add(1);
+        c.msg_off = (c.seq.wrapping_mul(4093)) % (PATTERN_LEN - size);
+        c.got = 0;
+        c.in_flight = true;
+        c.sent_at = Instant::now();
+        if c.wpos == c.wbuf.len() {
+            c.wbuf.clear();
+            c.wpos = 0;
+        }
+        c.wbuf.push(0x82);
+        if size < 126 {
+            c.wbuf.push(0x80 | size as u8);
+        } else if size <= 0xFFFF {
+            c.wbuf.push(0x80 | 126);
+            c.wbuf.extend_from_slice(&(size as u16).to_be_bytes());
+        } else {
+            c.wbuf.push(0x80 | 127);
+            c.wbuf.extend_from_slice(&(size as u64).to_be_bytes());
+        }
+        c.wbuf.extend_from_slice(&mask);
+        let start = c.wbuf.len();
+        c.wbuf.extend_from_slice(&self.pattern[c.msg_off..c.msg_off + size]);
+        // Mask eight bytes at a time (the payload starts at mask phase 0).
+        let word = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
+        let mut chunks = c.wbuf[start..].chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            let v = u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) ^ word;
+            chunk.copy_from_slice(&v.to_ne_bytes());
+        }
+        for (j, b) in chunks.into_remainder().iter_mut().enumerate() {
+            *b ^= mask[j & 3];
+        }
+        flush(c, i);
+    }
+
+    /// Handles readiness on connection `i`.
+    fn drive(&mut self, i: usize, readable: bool, writable: bool) {
+        if writable {
+            self.conns[i].writable = true;
+            if self.conns[i].phase == Phase::Connecting {
+                let c = &mut self.conns[i];
+                if let Ok(Some(e)) | Err(e) = c.stream.take_error().map(|o| o) {
+                    fail(format!("connection {i}: {e}"));
+                }
+                match c.stream.peer_addr() {
+                    Ok(_) => {
+                        let _ = c.stream.set_nodelay(true);
+                        c.phase = Phase::Handshake;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                    Err(e) => fail(format!("connection {i}: {e}")),
+                }
+            }
+            flush(&mut self.conns[i], i);
+        }
+        if !readable || self.conns[i].phase == Phase::Connecting {
+            return;
+        }
+        loop {
+            let c = &mut self.conns[i];
+            if c.rend == c.rbuf.len() {
+                // Full: move the unconsumed bytes to the front, or grow.
+                if c.rstart > 0 {
+                    c.rbuf.copy_within(c.rstart..c.rend, 0);
+                    c.rend -= c.rstart;
+                    c.rstart = 0;
+                } else {
+                    let len = (c.rbuf.len() * 2).max(4096);
+                    c.rbuf.resize(len, 0);
+                }
+            }
+            let n = match c.stream.read(&mut c.rbuf[c.rend..]) {
+                Ok(0) => fail(format!("connection {i}: server closed the connection")),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => fail(format!("connection {i}: read: {e}")),
+            };
+            c.rend += n;
+            self.process(i);
+        }
+    }
+
+    /// Consumes complete handshake responses and frames from connection `i`'s buffer.
+    fn process(&mut self, i: usize) {
+        if self.conns[i].phase == Phase::Handshake {
+            let c = &mut self.conns[i];
+            let data = &c.rbuf[c.rstart..c.rend];
+            let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            if !data.starts_with(b"HTTP/1.1 101") {
+                fail(format!(
+                    "connection {i}: handshake refused: {:?}",
+                    String::from_utf8_lossy(&data[..end])
+                ));
+            }
+            c.rstart += end + 4;
+            c.phase = Phase::Open;
+            self.pending -= 1;
+            self.open += 1;
+            self.send_message(i);
+        }
+        loop {
+            let c = &mut self.conns[i];
+            let data = &c.rbuf[c.rstart..c.rend];
+            if data.len() < 2 {
+                break;
+            }
+            let (b0, b1) = (data[0], data[1]);
+            if b1 & 0x80 != 0 {
+                fail(format!("connection {i}: server frame is masked"));
+            }
+            let (hlen, plen) = match b1 & 0x7F {
+                126 if data.len() >= 4 => (4, u16::from_be_bytes([data[2], data[3]]) as usize),
+                127 if data.len() >= 10 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&data[2..10]);
+                    (10, u64::from_be_bytes(b) as usize)
+                }
+                126 | 127 => break,
+                n => (2, n as usize),
+            };
+            if data.len() < hlen + plen {
+                break;
+            }
+            let opcode = b0 & 0x0F;
+            let fin = b0 & 0x80 != 0;
+            let payload = &data[hlen..hlen + plen];
+            match opcode {
+                0x2 | 0x0 => {
+                    if !c.in_flight || (opcode == 0x2) != (c.got == 0) {
+                        fail(format!("connection {i}: unexpected data frame (opcode {opcode})"));
+                    }
+                    let want = &self.pattern[c.msg_off + c.got..];
+                    if payload.len() > self.args.size - c.got || payload != &want[..payload.len()] {
+                        fail(format!(
+                            "connection {i}: echo mismatch at message byte {} ({} payload bytes, {} expected in total)",
+                            c.got,
+                            payload.len(),
+                            self.args.size
+                        ));
+                    }
+                    c.got += plen;
+                    if fin {
+                        if c.got != self.args.size {
+                            fail(format!("connection {i}: echo of {} bytes, sent {}", c.got, self.args.size));
+                        }
+                        c.in_flight = false;
+                    }
+                }
+                0x9 | 0xA => {} // ping/pong: not expected from an echo server; ignore.
+                0x8 => fail(format!("connection {i}: server sent close {:?}", payload)),
+                _ => fail(format!("connection {i}: unexpected opcode {opcode:#x}")),
+            }
+            c.rstart += hlen + plen;
+            if c.rstart == c.rend {
+                c.rstart = 0;
+                c.rend = 0;
+            }
+            if !self.conns[i].in_flight {
+                self.on_echo(i);
+            }
+        }
+    }
+
+    fn on_echo(&mut self, i: usize) {
+        let rtt = self.conns[i].sent_at.elapsed();
+        if self.conns[i].seq == i + 1 {
+            self.echoed_once += 1;
+        }
+        if self.measuring {
+            self.completed += 1;
+            self.latencies.push(rtt.as_nanos().min(u32::MAX as u128) as u32);
+        }
+        if !self.one_shot {
+            self.send_message(i);
+        }
+    }
+}
+
+fn flush(c: &mut Conn, i: usize) {
+    if c.phase == Phase::Connecting || !c.writable {
+        return;
+    }
+    while c.wpos < c.wbuf.len() {
+        match c.stream.write(&c.wbuf[c.wpos..]) {
+            Ok(0) => fail(format!("connection {i}: write returned 0")),
+            Ok(n) => c.wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                c.writable = false;
+                return;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => fail(format!("connection {i}: write: {e}")),
+        }
+    }
+    c.wbuf.clear();
+    c.wpos = 0;
+}
+
+fn main() {
+    let args = parse_args();
+    let mut pattern = vec![0u8; PATTERN_LEN];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in pattern.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    let idle = args.mode == "idle";
+    if idle {
+        let want = args.conns as u64 + 64;
+        let _ = rlimit_raise(want);
+    }
+    let rss_before = match (idle, args.pid) {
+        (true, Some(pid)) => rss_bytes(pid),
+        (true, None) => fail("idle mode needs --pid"),
+        _ => 0,
+    };
+    let mut g = Gen {
+        poll: Poll::new().expect("poll"),
+        conns: Vec::with_capacity(args.conns),
+        pattern,
+        rng: 0x2545_F491_4F6C_DD1D,
+        measuring: false,
+        one_shot: idle,
+        latencies: Vec::new(),
+        completed: 0,
+        open: 0,
+        echoed_once: 0,
+        pending: 0,
+        args,
+    };
+    let mut events = Events::with_capacity(1024);
+    let setup_deadline = Instant::now() + Duration::from_secs(60);
+    // Open every connection, at most MAX_PENDING handshakes at a time.
+    while g.echoed_once < g.args.conns {
+        while g.conns.len() < g.args.conns && g.pending < MAX_PENDING {
+            g.connect();
+        }
+        if Instant::now() > setup_deadline {
+            fail(format!(
+                "setup timed out: {} of {} connections open, {} echoed once",
+                g.open, g.args.conns, g.echoed_once
+            ));
+        }
+        poll_once(&mut g, &mut events, Duration::from_millis(50));
+    }
+    if idle {
+        std::thread::sleep(Duration::from_secs(1));
+        let pid = g.args.pid.unwrap_or(0);
+        let rss_after = rss_bytes(pid);
+        let per = (rss_after as f64 - rss_before as f64) / g.args.conns as f64;
+        println!(
+            "conns={} rss_before={} rss_after={} bytes_per_conn={:.0}",
+            g.args.conns, rss_before, rss_after, per
+        );
+        return;
+    }
+    let warm_end = Instant::now() + Duration::from_secs_f64(g.args.warmup);
+    while Instant::now() < warm_end {
+        poll_once(&mut g, &mut events, Duration::from_millis(10));
+    }
+    let cpu0 = g.args.pid.map(cpu_seconds);
+    g.measuring = true;
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs_f64(g.args.secs);
+    while Instant::now() < end {
+        poll_once(&mut g, &mut events, Duration::from_millis(10));
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu1 = g.args.pid.map(cpu_seconds);
+    g.measuring = false;
+    if g.completed == 0 {
+        fail("no message completed in the measurement window");
+    }
+    let mut lat = std::mem::take(&mut g.latencies);
+    lat.sort_unstable();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    let rate = g.completed as f64 / elapsed;
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => format!(
+            " server_cpu_s={:.3} cpu_us_per_msg={:.3}",
+            b - a,
+            (b - a) * 1e6 / g.completed as f64
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "msgs={} secs={:.3} msgs_per_s={:.1} p50_us={:.1} p99_us={:.1}{} verified=ok",
+        g.completed,
+        elapsed,
+        rate,
+        pct(0.50),
+        pct(0.99),
+        cpu
+    );
+}
+
+fn poll_once(g: &mut Gen, events: &mut Events, timeout: Duration) {
+    if let Err(e) = g.poll.poll(events, Some(timeout)) {
+        if e.kind() != io::ErrorKind::Interrupted {
+            fail(format!("poll: {e}"));
+        }
+    }
+    let ready: VecDeque<(usize, bool, bool)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.token().0,
+                e.is_readable() || e.is_read_closed() || e.is_error(),
+                e.is_writable() || e.is_error(),
+            )
+        })
+        .collect();
+    for (i, r, w) in ready {
+        g.drive(i, r, w);
+    }
+}
+
+/// Raises this process's open-file soft limit towards `want` (up to the hard limit).
+fn rlimit_raise(want: u64) -> io::Result<()> {
+    // Read the limits from /proc/self/limits; raising needs setrlimit, which
+    // the shell's `ulimit -n` in bench/run.sh does for us. Just check here.
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    if let Some(line) = limits.lines().find(|l| l.starts_with("Max open files")) {
+        let soft: u64 = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX);
+        if soft < want {
+            fail(format!(
+                "open-file limit {soft} is below the {want} needed: run `ulimit -n {want}` first"
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! Turns the raw measurements of `bench/run.sh` into the markdown tables of
+//! `bench/results.md` (printed on stdout) and a bar chart (SVG).
+//!
+//! `report RAW.tsv CHART.svg [CRITERION_DIR]`
+//!
+//! RAW.tsv lines: `case subject round rate p50_us p99_us cpu_us_per_msg`
+//! (tab separated, `-` for a missing value). Every ratio is computed per
+//! round, from runs made side by side (A, B, A, B…), and the median over the
+//! rounds is reported.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use plotters::prelude::*;
+
+const US: &str = "pollserve";
+
+struct Row {
+    case: String,
+    subject: String,
+    round: u32,
+    rate: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    cpu: Option<f64>,
+}
+
+fn num(s: &str) -> Option<f64> {
+    s.parse().ok()
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Description, unit and goals (peer, minimum or maximum ratio) of each case.
+struct CaseInfo {
+    id: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    /// (peer, goal on the throughput ratio pollserve ÷ peer, at least)
+    goals: &'static [(&'static str, f64)],
+    /// Peer for the "server CPU per message ≤ goal ×" goal.
+    cpu_goal: Option<(&'static str, f64)>,
+}
+
+const CASES: &[CaseInfo] = &[
+    CaseInfo { id: "ws_1x20", title: "WS echo 1 conn × 20 B (latency)", unit: "msg/s", goals: &[], cpu_goal: None },
+    CaseInfo { id: "ws_100x20", title: "WS echo 100 conns × 20 B", unit: "msg/s", goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)], cpu_goal: Some(("fws_st", 1.0)) },
+    CaseInfo { id: "ws_200x16k", title: "WS echo 200 conns × 16 KiB", unit: "msg/s", goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)], cpu_goal: Some(("fws_st", 1.0)) },
+    CaseInfo { id: "ws_500x16k", title: "WS echo 500 conns × 16 KiB", unit: "msg/s", goals: &[], cpu_goal: None },
+    CaseInfo { id: "http_hello_ka", title: "HTTP hello, keep-alive, wrk 64 conns", unit: "req/s", goals: &[("hyper_st", 1.0), ("tiny_http", 2.0)], cpu_goal: None },
+    CaseInfo { id: "http_hello_close", title: "HTTP hello, Connection: close, wrk 64 conns", unit: "req/s", goals: &[], cpu_goal: None },
+    CaseInfo { id: "static_small", title: "Static 1 KiB file, keep-alive, wrk 64 conns", unit: "req/s", goals: &[("nginx", 1.2)], cpu_goal: None },
+    CaseInfo { id: "static_1m", title: "Static 1 MiB file, keep-alive, wrk 64 conns", unit: "req/s", goals: &[("nginx", 1.0)], cpu_goal: None },
+];
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: report RAW.tsv CHART.svg [CRITERION_DIR]");
+        std::process::exit(2);
+    }
+    let raw = std::fs::read_to_string(&args[1]).expect("read raw results");
+    let rows: Vec<Row> = raw
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Row {
+                case: f[0].into(),
+                subject: f[1].into(),
+                round: f[2].parse().unwrap_or(0),
+                rate: num(f[3]),
+                p50: f.get(4).and_then(|s| num(s)),
+                p99: f.get(5).and_then(|s| num(s)),
+                cpu: f.get(6).and_then(|s| num(s)),
+            }
+        })
+        .collect();
+    let mut out = String::new();
+    let mut bars: Vec<(String, f64)> = Vec::new();
+    let mut goals_md = String::new();
+    // by case -> subject -> round -> row
+    let mut by: BTreeMap<&str, BTreeMap<&str, BTreeMap<u32, &Row>>> = BTreeMap::new();
+    for r in &rows {
+        by.entry(&r.case).or_default().entry(&r.subject).or_default().insert(r.round, r);
+    }
+    // Ratio of pollserve's value to the peer's, per round, median.
+    let ratio = |case: &str, peer: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        let c = by.get(case)?;
+        let (a, b) = (c.get(US)?, c.get(peer)?);
+        median(
+            a.iter()
+                .filter_map(|(round, ra)| Some(get(ra)? / get(b.get(round)?)?))
+                .filter(|x| x.is_finite())
+                .collect(),
+        )
+    };
+    let med = |case: &str, subj: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        median(by.get(case)?.get(subj)?.values().filter_map(|r| get(r)).collect())
+    };
+
+    out.push_str("## Throughput, latency and CPU\n\n");
+    out.push_str("Ratios are pollserve ÷ peer, computed per round from side-by-side runs, median over rounds. \
+                  Throughput ratio > 1: pollserve is faster. Latency and CPU-per-message ratios < 1: pollserve is better. \
+                  Absolute numbers are medians, for orientation only (noisy shared 2-core machine).\n\n");
+    for info in CASES {
+        let Some(subjects) = by.get(info.id) else { continue };
+        let _ = writeln!(out, "### {}\n", info.title);
+        let _ = writeln!(
+            out,
+            "| server | {} (median) | p50 µs | p99 µs | server CPU µs/msg | throughput ratio | p50 ratio | CPU/msg ratio |",
+            info.unit
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut names: Vec<&str> = subjects.keys().copied().collect();
+        names.sort_by_key(|n| (*n != US, n.to_string()));
+        for s in names {
+            let (tr, lr, cr) = if s == US {
+                ("1 (reference)".to_string(), "–".to_string(), "–".to_string())
+            } else {
+                let tr = ratio(info.id, s, &|r| r.rate);
+                if let Some(t) = tr {
+                    bars.push((format!("{} vs {}", info.id, s), t));
+                }
+                (
+                    fmt_opt(tr, 2),
+                    fmt_opt(ratio(info.id, s, &|r| r.p50), 2),
+                    fmt_opt(ratio(info.id, s, &|r| r.cpu), 2),
+                )
+            };
+            let _ = writeln!(
+                out,
+                "| {s} | {} | {} | {} | {} | {tr} | {lr} | {cr} |",
+                fmt_opt(med(info.id, s, &|r| r.rate), 0),
+                fmt_opt(med(info.id, s, &|r| r.p50), 1),
+                fmt_opt(med(info.id, s, &|r| r.p99), 1),
+                fmt_opt(med(info.id, s, &|r| r.cpu), 2),
+            );
+        }
+        out.push('\n');
+        for (peer, goal) in info.goals {
+            let got = ratio(info.id, peer, &|r| r.rate);
+            let _ = writeln!(
+                goals_md,
+                "| {} throughput ≥ {goal}× {peer} | {} | {} |",
+                info.title,
+                fmt_opt(got, 2),
+                verdict(got.map(|g| g >= *goal))
+            );
+        }
+        if let Some((peer, goal)) = info.cpu_goal {
+            let got = ratio(info.id, peer, &|r| r.cpu);
+            let _ = writeln!(
+                goals_md,
+                "| {} server CPU/msg ≤ {goal}× {peer} | {} | {} |",
+                info.title,
+                fmt_opt(got, 2),
+                verdict(got.map(|g| g <= goal))
+            );
+        }
+    }
+
+    // Idle memory.
+    if let Some(subjects) = by.get("ws_idle") {
+        out.push_str("## Memory per idle WebSocket connection\n\n");
+        out.push_str("Server VmRSS after opening the connections (each did one 20-byte echo) minus VmRSS before, divided by the number of connections.\n\n");
+        out.push_str("| server | connections | bytes per connection (median) |\n|---|---:|---:|\n");
+        for (s, rounds) in subjects {
+            let conns = rounds.values().next().and_then(|r| r.p50).unwrap_or(0.0);
+            let _ = writeln!(out, "| {s} | {conns:.0} | {} |", fmt_opt(med("ws_idle", s, &|r| r.rate), 0));
+        }
+        let ours = med("ws_idle", US, &|r| r.rate);
+        if let Some(peer) = med("ws_idle", "tungstenite_st", &|r| r.rate) {
+            let _ = writeln!(
+                out,
+                "\npollserve uses {} of tokio-tungstenite's memory per idle connection.\n",
+                fmt_opt(ours.map(|o| o / peer), 3).to_string() + "×"
+            );
+        }
+        let _ = writeln!(
+            goals_md,
+            "| idle WS memory ≤ 2048 B per connection | {} B | {} |",
+            fmt_opt(ours, 0),
+            verdict(ours.map(|o| o <= 2048.0))
+        );
+    }
+
+    // Criterion micro-benchmarks.
+    if let Some(dir) = args.get(3) {
+        let est = |id: &str| -> Option<f64> {
+            let text = std::fs::read_to_string(format!("{dir}/{id}/new/estimates.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["median"]["point_estimate"].as_f64()
+        };
+        let micro: &[(&str, &str, f64)] = &[
+            ("mask/apply_mask_16384", "apply_mask, 16 KiB", 16384.0),
+            ("mask/memcpy_16384", "plain copy, 16 KiB", 16384.0),
+            ("mask/apply_mask_1048576", "apply_mask, 1 MiB", 1048576.0),
+            ("mask/memcpy_1048576", "plain copy, 1 MiB", 1048576.0),
+            ("ws_feed/binary_20B_x1000", "WsSession::feed, 1000 × 20 B binary frames", 26000.0),
+            ("ws_feed/binary_16KiB", "WsSession::feed, one 16 KiB binary frame", 16392.0),
+            ("ws_feed/text_64KiB", "WsSession::feed, one 64 KiB text frame (UTF-8 checked)", 65550.0),
+            ("ws_feed/binary_64KiB", "WsSession::feed, one 64 KiB binary frame", 65550.0),
+            ("utf8/simdutf8_64KiB", "simdutf8 (what feed uses), 64 KiB mixed text", 65536.0),
+            ("utf8/std_64KiB", "std::str::from_utf8, 64 KiB mixed text", 65536.0),
+            ("http/parse_request_head", "parse_request_head, 8-header request", 0.0),
+            ("router/100_routes_last", "Router::find, 100 routes, param route near the end", 0.0),
+            ("router/100_routes_miss", "Router::find, 100 routes, no match", 0.0),
+        ];
+        out.push_str("## Micro-benchmarks (criterion, median)\n\n| benchmark | time | throughput |\n|---|---:|---:|\n");
+        let mut any = false;
+        for (id, title, bytes) in micro {
+            let Some(ns) = est(id) else { continue };
+            any = true;
+            let tp = if *bytes > 0.0 {
+                format!("{:.2} GB/s", bytes / ns)
+            } else {
+                "–".into()
+            };
+            let time = if ns >= 1000.0 { format!("{:.2} µs", ns / 1000.0) } else { format!("{ns:.1} ns") };
+            let _ = writeln!(out, "| {title} (`{id}`) | {time} | {tp} |");
+        }
+        if !any {
+            out.push_str("| (no criterion results found) | | |\n");
+        }
+        for size in ["16384", "1048576"] {
+            let got = match (est(&format!("mask/apply_mask_{size}")), est(&format!("mask/memcpy_{size}"))) {
+                (Some(m), Some(c)) => Some(c / m),
+                _ => None,
+            };
+            let _ = writeln!(
+                goals_md,
+                "| unmasking ≥ 0.5× memcpy speed ({size} B) | {} | {} |",
+                fmt_opt(got, 2),
+                verdict(got.map(|g| g >= 0.5))
+            );
+        }
+        out.push('\n');
+    }
+
+    println!("## Goals\n\n| goal | measured | verdict |\n|---|---:|---|\n{goals_md}\n{out}");
+    draw_chart(&args[2], &bars).expect("draw chart");
+}
+
+fn verdict(ok: Option<bool>) -> &'static str {
+    match ok {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+fn draw_chart(path: &str, bars: &[(String, f64)]) -> Result<(), Box<dyn std::error::Error>> {
+    let n = bars.len().max(1);
+    let height = 60 + 26 * n as u32;
+    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let xmax = bars.iter().map(|b| b.1).fold(1.5f64, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("pollserve throughput ÷ peer (median of side-by-side rounds; > 1 = pollserve faster)", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(5)
+        .build_cartesian_2d(0f64..xmax, 0f64..n as f64)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .x_desc("ratio")
+        .draw()?;
+    for (i, (label, r)) in bars.iter().enumerate() {
+        let y = (n - 1 - i) as f64;
+        let color = if *r >= 1.0 { RGBColor(60, 140, 80) } else { RGBColor(200, 90, 60) };
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(0.0, y + 0.12), (*r, y + 0.88)],
+            color.mix(0.55).filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("{label}: {r:.2}"),
+            (xmax * 0.01, y + 0.72),
+            ("sans-serif", 13).into_font().color(&BLACK),
+        )))?;
+    }
+    chart.draw_series(std::iter::once(PathElement::new(vec![(1.0, 0.0), (1.0, n as f64)], BLACK.stroke_width(2))))?;
+    root.present()?;
+    Ok(())
+}
