@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every pollserve test on a fresh machine, installing what the tests need:
-# Debian packages (curl, Node.js, Chromium), a Python venv with
+# Debian packages (curl, Node.js, Chromium, wrk and nginx for the benchmark
+# smoke run), a Python venv with
 # requests/httpx/websockets, the Node `ws` client and playwright-core, and
 # Autobahn|Testsuite's wstest (Python 2.7).
 #
@@ -17,6 +18,8 @@ command -v curl >/dev/null || missing+=(curl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v chromium >/dev/null || missing+=(chromium chromium-driver)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v nginx >/dev/null || missing+=(nginx)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -37,7 +40,8 @@ export POLLSERVE_TEST_PYTHON
 (cd tests/node && npm ci --silent --no-audit --no-fund)
 (cd tests/browser && npm ci --silent --no-audit --no-fund)
 
-step "cargo test (unit, loopback integration, interop, doctests)"
+step "cargo test (unit, loopback integration, interop, doctests, benchmark smoke run)"
+cargo build --examples --quiet
 cargo test --workspace
 
 cargo build --release --quiet --bin pollserve
