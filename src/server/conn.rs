@@ -362,8 +362,14 @@ impl Conn {
             return Err(SseSendError::Backpressure);
         }
         write(&mut self.wbuf)?;
-        if self.writable && self.flush().is_err() {
-            return Err(SseSendError::Io);
+        if self.writable {
+            match self.flush() {
+                // Progress restarts both the send timeout and the heartbeat
+                // interval ("after this long without an event").
+                Ok(true) => self.last_io = Instant::now(),
+                Ok(false) => {}
+                Err(_) => return Err(SseSendError::Io),
+            }
         }
         Ok(())
     }
@@ -372,7 +378,17 @@ impl Conn {
     pub fn sse_close(&mut self, linger: std::time::Duration) {
         if self.phase == Phase::Sse {
             self.phase = Phase::Closing;
-            if self.writable && self.flush().is_ok() && !self.has_output() {
+            let flushed = self.writable
+                && match self.flush() {
+                    Ok(progress) => {
+                        if progress {
+                            self.last_io = Instant::now();
+                        }
+                        true
+                    }
+                    Err(_) => false,
+                };
+            if flushed && !self.has_output() {
                 let _ = self.stream.shutdown(Shutdown::Write);
                 self.phase = Phase::Lingering(Instant::now() + linger);
             }
