@@ -45,7 +45,15 @@ fn feed_all(server: &mut WsSession, input: &mut [u8], out: &mut Vec<u8>) -> usiz
 
 fn mixed_text(len: usize) -> String {
     let mut s = String::with_capacity(len + 16);
-    let words = ["hello ", "wörld ", "✓ ", "日本語 ", "ascii-only-words ", "naïve ", "😀 "];
+    let words = [
+        "hello ",
+        "wörld ",
+        "✓ ",
+        "日本語 ",
+        "ascii-only-words ",
+        "naïve ",
+        "😀 ",
+    ];
     let mut i = 0;
     while s.len() + 8 < len {
         s.push_str(words[i % words.len()]);
@@ -60,17 +68,37 @@ fn mixed_text(len: usize) -> String {
 fn ws_feed(c: &mut Criterion) {
     let mut g = c.benchmark_group("ws_feed");
     let cases: Vec<(&str, Vec<u8>, usize)> = vec![
-        ("binary_20B_x1000", client_frames(&[7u8; 20], 1000, false), 1000),
-        ("binary_16KiB", client_frames(&vec![7u8; 16384], 1, false), 1),
-        ("binary_64KiB", client_frames(&vec![b'a'; 65536], 1, false), 1),
-        ("text_64KiB", client_frames(mixed_text(65536).as_bytes(), 1, true), 1),
+        (
+            "binary_20B_x1000",
+            client_frames(&[7u8; 20], 1000, false),
+            1000,
+        ),
+        (
+            "binary_16KiB",
+            client_frames(&vec![7u8; 16384], 1, false),
+            1,
+        ),
+        (
+            "binary_64KiB",
+            client_frames(&vec![b'a'; 65536], 1, false),
+            1,
+        ),
+        (
+            "text_64KiB",
+            client_frames(mixed_text(65536).as_bytes(), 1, true),
+            1,
+        ),
     ];
     for (name, frames, expect) in cases {
         g.throughput(Throughput::Bytes(frames.len() as u64));
         let mut server = WsSession::new(Role::Server, WsConfig::default());
         let mut out = Vec::new();
         // Check once that every message decodes.
-        assert_eq!(feed_all(&mut server, &mut frames.clone(), &mut out), expect, "{name}");
+        assert_eq!(
+            feed_all(&mut server, &mut frames.clone(), &mut out),
+            expect,
+            "{name}"
+        );
         g.bench_function(name, |b| {
             b.iter_batched_ref(
                 || frames.clone(),
@@ -105,7 +133,9 @@ fn utf8(c: &mut Criterion) {
     g.bench_function("simdutf8_64KiB", |b| {
         b.iter(|| simdutf8::compat::from_utf8(black_box(&text)).is_ok())
     });
-    g.bench_function("std_64KiB", |b| b.iter(|| std::str::from_utf8(black_box(&text)).is_ok()));
+    g.bench_function("std_64KiB", |b| {
+        b.iter(|| std::str::from_utf8(black_box(&text)).is_ok())
+    });
     g.finish();
 }
 
@@ -137,10 +167,18 @@ fn router(c: &mut Criterion) {
     let groups = ["api", "users", "items", "admin", "blog"];
     let mut r: Router<usize> = Router::new();
     for i in 0..100 {
-        r.add(&format!("/{}/v{i}/<id>", groups[i % groups.len()]), Method::GET, false, i)
-            .expect("route");
+        r.add(
+            &format!("/{}/v{i}/<id>", groups[i % groups.len()]),
+            Method::GET,
+            false,
+            i,
+        )
+        .expect("route");
     }
-    let last: Vec<String> = ["blog", "v99", "123"].iter().map(|s| s.to_string()).collect();
+    let last: Vec<String> = ["blog", "v99", "123"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let miss: Vec<String> = ["nothing", "here"].iter().map(|s| s.to_string()).collect();
     assert!(matches!(
         r.find(Method::GET, &last, false),
@@ -149,10 +187,20 @@ fn router(c: &mut Criterion) {
     let mut g = c.benchmark_group("router");
     g.throughput(Throughput::Elements(1));
     g.bench_function("100_routes_last", |b| {
-        b.iter(|| matches!(r.find(Method::GET, black_box(&last), false), pollserve::router::RouteMatch::Found { .. }))
+        b.iter(|| {
+            matches!(
+                r.find(Method::GET, black_box(&last), false),
+                pollserve::router::RouteMatch::Found { .. }
+            )
+        })
     });
     g.bench_function("100_routes_miss", |b| {
-        b.iter(|| matches!(r.find(Method::GET, black_box(&miss), false), pollserve::router::RouteMatch::NotFound))
+        b.iter(|| {
+            matches!(
+                r.find(Method::GET, black_box(&miss), false),
+                pollserve::router::RouteMatch::NotFound
+            )
+        })
     });
     g.finish();
 }

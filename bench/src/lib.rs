@@ -24,9 +24,13 @@ pub fn port_and_mode(usage: &str) -> (u16, bool) {
 /// A tokio runtime: current-thread, or the default multi-thread one.
 pub fn runtime(mt: bool) -> tokio::runtime::Runtime {
     if mt {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     }
     .expect("tokio runtime")
 }

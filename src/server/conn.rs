@@ -362,14 +362,15 @@ impl Conn {
             return Err(SseSendError::Backpressure);
         }
         write(&mut self.wbuf)?;
-        if self.writable {
-            match self.flush() {
-                // Progress restarts both the send timeout and the heartbeat
-                // interval ("after this long without an event").
-                Ok(true) => self.last_io = Instant::now(),
-                Ok(false) => {}
-                Err(_) => return Err(SseSendError::Io),
-            }
+        self.flush_outside_loop().map_err(|_| SseSendError::Io)
+    }
+
+    /// Writes what is queued when the program (not the poll loop) sent
+    /// something. Progress restarts the send timeout, and for event streams
+    /// the heartbeat interval ("after this long without an event").
+    fn flush_outside_loop(&mut self) -> io::Result<()> {
+        if self.writable && self.flush()? {
+            self.last_io = Instant::now();
         }
         Ok(())
     }
@@ -378,17 +379,7 @@ impl Conn {
     pub fn sse_close(&mut self, linger: std::time::Duration) {
         if self.phase == Phase::Sse {
             self.phase = Phase::Closing;
-            let flushed = self.writable
-                && match self.flush() {
-                    Ok(progress) => {
-                        if progress {
-                            self.last_io = Instant::now();
-                        }
-                        true
-                    }
-                    Err(_) => false,
-                };
-            if flushed && !self.has_output() {
+            if self.flush_outside_loop().is_ok() && !self.has_output() {
                 let _ = self.stream.shutdown(Shutdown::Write);
                 self.phase = Phase::Lingering(Instant::now() + linger);
             }
@@ -423,7 +414,7 @@ impl Conn {
         if ws.session.wants_shutdown() && self.phase == Phase::Ws {
             self.phase = Phase::Closing;
         }
-        if self.writable && self.flush().is_err() {
+        if self.flush_outside_loop().is_err() {
             if let Some(ws) = self.ws.as_mut() {
                 ws.set_status(CloseStatus::Abnormal);
             }

@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::builder()
         .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from_static(pollserve_bench::HELLO.as_bytes())))
+        .body(Full::new(Bytes::from_static(
+            pollserve_bench::HELLO.as_bytes(),
+        )))
         .expect("response"))
 }
 
@@ -22,7 +24,9 @@ fn main() {
     pollserve_bench::runtime(mt).block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = http1::Builder::new()

@@ -70,13 +70,38 @@ fn parse_args() -> Args {
             exit(2)
         };
         match flag.as_str() {
-            "--addr" => a.addr = v.parse().unwrap_or_else(|e: std::net::AddrParseError| bad(e.to_string())),
+            "--addr" => {
+                a.addr = v
+                    .parse()
+                    .unwrap_or_else(|e: std::net::AddrParseError| bad(e.to_string()))
+            }
             "--path" => a.path = v.clone(),
-            "--conns" => a.conns = v.parse().unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string())),
-            "--size" => a.size = v.parse().unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string())),
-            "--secs" => a.secs = v.parse().unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string())),
-            "--warmup" => a.warmup = v.parse().unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string())),
-            "--pid" => a.pid = Some(v.parse().unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string()))),
+            "--conns" => {
+                a.conns = v
+                    .parse()
+                    .unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string()))
+            }
+            "--size" => {
+                a.size = v
+                    .parse()
+                    .unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string()))
+            }
+            "--secs" => {
+                a.secs = v
+                    .parse()
+                    .unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string()))
+            }
+            "--warmup" => {
+                a.warmup = v
+                    .parse()
+                    .unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string()))
+            }
+            "--pid" => {
+                a.pid = Some(
+                    v.parse()
+                        .unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string())),
+                )
+            }
             _ => {
                 eprintln!("unknown flag {flag}");
                 exit(2)
@@ -175,7 +200,11 @@ impl Gen {
             .unwrap_or_else(|e| fail(format!("connect {}: {e}", self.args.addr)));
         self.poll
             .registry()
-            .register(&mut stream, Token(i), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut stream,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .unwrap_or_else(|e| fail(format!("register: {e}")));
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -226,9 +255,12 @@ impl Gen {
         }
         c.wbuf.extend_from_slice(&mask);
         let start = c.wbuf.len();
-        c.wbuf.extend_from_slice(&self.pattern[c.msg_off..c.msg_off + size]);
+        c.wbuf
+            .extend_from_slice(&self.pattern[c.msg_off..c.msg_off + size]);
         // Mask eight bytes at a time (the payload starts at mask phase 0).
-        let word = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
+        let word = u64::from_ne_bytes([
+            mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+        ]);
         let mut chunks = c.wbuf[start..].chunks_exact_mut(8);
         for chunk in &mut chunks {
             let v = u64::from_ne_bytes(chunk.try_into().expect("8 bytes")) ^ word;
@@ -337,7 +369,9 @@ impl Gen {
             match opcode {
                 0x2 | 0x0 => {
                     if !c.in_flight || (opcode == 0x2) != (c.got == 0) {
-                        fail(format!("connection {i}: unexpected data frame (opcode {opcode})"));
+                        fail(format!(
+                            "connection {i}: unexpected data frame (opcode {opcode})"
+                        ));
                     }
                     let want = &self.pattern[c.msg_off + c.got..];
                     if payload.len() > self.args.size - c.got || payload != &want[..payload.len()] {
@@ -351,7 +385,10 @@ impl Gen {
                     c.got += plen;
                     if fin {
                         if c.got != self.args.size {
-                            fail(format!("connection {i}: echo of {} bytes, sent {}", c.got, self.args.size));
+                            fail(format!(
+                                "connection {i}: echo of {} bytes, sent {}",
+                                c.got, self.args.size
+                            ));
                         }
                         c.in_flight = false;
                     }
@@ -378,7 +415,8 @@ impl Gen {
         }
         if self.measuring {
             self.completed += 1;
-            self.latencies.push(rtt.as_nanos().min(u32::MAX as u128) as u32);
+            self.latencies
+                .push(rtt.as_nanos().min(u32::MAX as u128) as u32);
         }
         if !self.one_shot {
             self.send_message(i);

@@ -7,10 +7,15 @@ use std::time::Duration;
 
 fn main() -> Result<(), pollserve::Error> {
     let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().and_then(|p| p.parse().ok()).expect("usage: pollserve_http PORT DIR");
+    let port: u16 = args
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("usage: pollserve_http PORT DIR");
     let dir = args.next().expect("usage: pollserve_http PORT DIR");
     let mut server = Server::<()>::with_config(ServerConfig::default().max_connections(30_000));
-    server.route("/", Method::GET, |_req, _| Ok(Response::text(pollserve_bench::HELLO)))?;
+    server.route("/", Method::GET, |_req, _| {
+        Ok(Response::text(pollserve_bench::HELLO))
+    })?;
     server.serve_files(&dir)?;
     server.start("127.0.0.1", port)?;
     loop {

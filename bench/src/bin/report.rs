@@ -53,14 +53,62 @@ struct CaseInfo {
 }
 
 const CASES: &[CaseInfo] = &[
-    CaseInfo { id: "ws_1x20", title: "WS echo 1 conn × 20 B (latency)", unit: "msg/s", goals: &[], cpu_goal: None },
-    CaseInfo { id: "ws_100x20", title: "WS echo 100 conns × 20 B", unit: "msg/s", goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)], cpu_goal: Some(("fws_st", 1.0)) },
-    CaseInfo { id: "ws_200x16k", title: "WS echo 200 conns × 16 KiB", unit: "msg/s", goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)], cpu_goal: Some(("fws_st", 1.0)) },
-    CaseInfo { id: "ws_500x16k", title: "WS echo 500 conns × 16 KiB", unit: "msg/s", goals: &[], cpu_goal: None },
-    CaseInfo { id: "http_hello_ka", title: "HTTP hello, keep-alive, wrk 64 conns", unit: "req/s", goals: &[("hyper_st", 1.0), ("tiny_http", 2.0)], cpu_goal: None },
-    CaseInfo { id: "http_hello_close", title: "HTTP hello, Connection: close, wrk 64 conns", unit: "req/s", goals: &[], cpu_goal: None },
-    CaseInfo { id: "static_small", title: "Static 1 KiB file, keep-alive, wrk 64 conns", unit: "req/s", goals: &[("nginx", 1.2)], cpu_goal: None },
-    CaseInfo { id: "static_1m", title: "Static 1 MiB file, keep-alive, wrk 64 conns", unit: "req/s", goals: &[("nginx", 1.0)], cpu_goal: None },
+    CaseInfo {
+        id: "ws_1x20",
+        title: "WS echo 1 conn × 20 B (latency)",
+        unit: "msg/s",
+        goals: &[],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "ws_100x20",
+        title: "WS echo 100 conns × 20 B",
+        unit: "msg/s",
+        goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)],
+        cpu_goal: Some(("fws_st", 1.0)),
+    },
+    CaseInfo {
+        id: "ws_200x16k",
+        title: "WS echo 200 conns × 16 KiB",
+        unit: "msg/s",
+        goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)],
+        cpu_goal: Some(("fws_st", 1.0)),
+    },
+    CaseInfo {
+        id: "ws_500x16k",
+        title: "WS echo 500 conns × 16 KiB",
+        unit: "msg/s",
+        goals: &[],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "http_hello_ka",
+        title: "HTTP hello, keep-alive, wrk 64 conns",
+        unit: "req/s",
+        goals: &[("hyper_st", 1.0), ("tiny_http", 2.0)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "http_hello_close",
+        title: "HTTP hello, Connection: close, wrk 64 conns",
+        unit: "req/s",
+        goals: &[],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "static_small",
+        title: "Static 1 KiB file, keep-alive, wrk 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.2)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "static_1m",
+        title: "Static 1 MiB file, keep-alive, wrk 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.0)],
+        cpu_goal: None,
+    },
 ];
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
@@ -96,7 +144,11 @@ fn main() {
     // by case -> subject -> round -> row
     let mut by: BTreeMap<&str, BTreeMap<&str, BTreeMap<u32, &Row>>> = BTreeMap::new();
     for r in &rows {
-        by.entry(&r.case).or_default().entry(&r.subject).or_default().insert(r.round, r);
+        by.entry(&r.case)
+            .or_default()
+            .entry(&r.subject)
+            .or_default()
+            .insert(r.round, r);
     }
     // Ratio of pollserve's value to the peer's, per round, median.
     let ratio = |case: &str, peer: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
@@ -110,7 +162,13 @@ fn main() {
         )
     };
     let med = |case: &str, subj: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
-        median(by.get(case)?.get(subj)?.values().filter_map(|r| get(r)).collect())
+        median(
+            by.get(case)?
+                .get(subj)?
+                .values()
+                .filter_map(|r| get(r))
+                .collect(),
+        )
     };
 
     out.push_str("## Throughput, latency and CPU\n\n");
@@ -118,7 +176,9 @@ fn main() {
                   Throughput ratio > 1: pollserve is faster. Latency and CPU-per-message ratios < 1: pollserve is better. \
                   Absolute numbers are medians, for orientation only (noisy shared 2-core machine).\n\n");
     for info in CASES {
-        let Some(subjects) = by.get(info.id) else { continue };
+        let Some(subjects) = by.get(info.id) else {
+            continue;
+        };
         let _ = writeln!(out, "### {}\n", info.title);
         let _ = writeln!(
             out,
@@ -130,7 +190,11 @@ fn main() {
         names.sort_by_key(|n| (*n != US, n.to_string()));
         for s in names {
             let (tr, lr, cr) = if s == US {
-                ("1 (reference)".to_string(), "–".to_string(), "–".to_string())
+                (
+                    "1 (reference)".to_string(),
+                    "–".to_string(),
+                    "–".to_string(),
+                )
             } else {
                 let tr = ratio(info.id, s, &|r| r.rate);
                 if let Some(t) = tr {
@@ -181,7 +245,11 @@ fn main() {
         out.push_str("| server | connections | bytes per connection (median) |\n|---|---:|---:|\n");
         for (s, rounds) in subjects {
             let conns = rounds.values().next().and_then(|r| r.p50).unwrap_or(0.0);
-            let _ = writeln!(out, "| {s} | {conns:.0} | {} |", fmt_opt(med("ws_idle", s, &|r| r.rate), 0));
+            let _ = writeln!(
+                out,
+                "| {s} | {conns:.0} | {} |",
+                fmt_opt(med("ws_idle", s, &|r| r.rate), 0)
+            );
         }
         let ours = med("ws_idle", US, &|r| r.rate);
         if let Some(peer) = med("ws_idle", "tungstenite_st", &|r| r.rate) {
@@ -211,15 +279,51 @@ fn main() {
             ("mask/memcpy_16384", "plain copy, 16 KiB", 16384.0),
             ("mask/apply_mask_1048576", "apply_mask, 1 MiB", 1048576.0),
             ("mask/memcpy_1048576", "plain copy, 1 MiB", 1048576.0),
-            ("ws_feed/binary_20B_x1000", "WsSession::feed, 1000 × 20 B binary frames", 26000.0),
-            ("ws_feed/binary_16KiB", "WsSession::feed, one 16 KiB binary frame", 16392.0),
-            ("ws_feed/text_64KiB", "WsSession::feed, one 64 KiB text frame (UTF-8 checked)", 65550.0),
-            ("ws_feed/binary_64KiB", "WsSession::feed, one 64 KiB binary frame", 65550.0),
-            ("utf8/simdutf8_64KiB", "simdutf8 (what feed uses), 64 KiB mixed text", 65536.0),
-            ("utf8/std_64KiB", "std::str::from_utf8, 64 KiB mixed text", 65536.0),
-            ("http/parse_request_head", "parse_request_head, 8-header request", 0.0),
-            ("router/100_routes_last", "Router::find, 100 routes, param route near the end", 0.0),
-            ("router/100_routes_miss", "Router::find, 100 routes, no match", 0.0),
+            (
+                "ws_feed/binary_20B_x1000",
+                "WsSession::feed, 1000 × 20 B binary frames",
+                26000.0,
+            ),
+            (
+                "ws_feed/binary_16KiB",
+                "WsSession::feed, one 16 KiB binary frame",
+                16392.0,
+            ),
+            (
+                "ws_feed/text_64KiB",
+                "WsSession::feed, one 64 KiB text frame (UTF-8 checked)",
+                65550.0,
+            ),
+            (
+                "ws_feed/binary_64KiB",
+                "WsSession::feed, one 64 KiB binary frame",
+                65550.0,
+            ),
+            (
+                "utf8/simdutf8_64KiB",
+                "simdutf8 (what feed uses), 64 KiB mixed text",
+                65536.0,
+            ),
+            (
+                "utf8/std_64KiB",
+                "std::str::from_utf8, 64 KiB mixed text",
+                65536.0,
+            ),
+            (
+                "http/parse_request_head",
+                "parse_request_head, 8-header request",
+                0.0,
+            ),
+            (
+                "router/100_routes_last",
+                "Router::find, 100 routes, param route near the end",
+                0.0,
+            ),
+            (
+                "router/100_routes_miss",
+                "Router::find, 100 routes, no match",
+                0.0,
+            ),
         ];
         out.push_str("## Micro-benchmarks (criterion, median)\n\n| benchmark | time | throughput |\n|---|---:|---:|\n");
         let mut any = false;
@@ -231,14 +335,21 @@ fn main() {
             } else {
                 "–".into()
             };
-            let time = if ns >= 1000.0 { format!("{:.2} µs", ns / 1000.0) } else { format!("{ns:.1} ns") };
+            let time = if ns >= 1000.0 {
+                format!("{:.2} µs", ns / 1000.0)
+            } else {
+                format!("{ns:.1} ns")
+            };
             let _ = writeln!(out, "| {title} (`{id}`) | {time} | {tp} |");
         }
         if !any {
             out.push_str("| (no criterion results found) | | |\n");
         }
         for size in ["16384", "1048576"] {
-            let got = match (est(&format!("mask/apply_mask_{size}")), est(&format!("mask/memcpy_{size}"))) {
+            let got = match (
+                est(&format!("mask/apply_mask_{size}")),
+                est(&format!("mask/memcpy_{size}")),
+            ) {
                 (Some(m), Some(c)) => Some(c / m),
                 _ => None,
             };
@@ -271,7 +382,10 @@ fn draw_chart(path: &str, bars: &[(String, f64)]) -> Result<(), Box<dyn std::err
     root.fill(&WHITE)?;
     let xmax = bars.iter().map(|b| b.1).fold(1.5f64, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(&root)
-        .caption("pollserve throughput ÷ peer (median of side-by-side rounds; > 1 = pollserve faster)", ("sans-serif", 16))
+        .caption(
+            "pollserve throughput ÷ peer (median of side-by-side rounds; > 1 = pollserve faster)",
+            ("sans-serif", 16),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(5)
@@ -284,7 +398,11 @@ fn draw_chart(path: &str, bars: &[(String, f64)]) -> Result<(), Box<dyn std::err
         .draw()?;
     for (i, (label, r)) in bars.iter().enumerate() {
         let y = (n - 1 - i) as f64;
-        let color = if *r >= 1.0 { RGBColor(60, 140, 80) } else { RGBColor(200, 90, 60) };
+        let color = if *r >= 1.0 {
+            RGBColor(60, 140, 80)
+        } else {
+            RGBColor(200, 90, 60)
+        };
         chart.draw_series(std::iter::once(Rectangle::new(
             [(0.0, y + 0.12), (*r, y + 0.88)],
             color.mix(0.55).filled(),
@@ -295,7 +413,10 @@ fn draw_chart(path: &str, bars: &[(String, f64)]) -> Result<(), Box<dyn std::err
             ("sans-serif", 13).into_font().color(&BLACK),
         )))?;
     }
-    chart.draw_series(std::iter::once(PathElement::new(vec![(1.0, 0.0), (1.0, n as f64)], BLACK.stroke_width(2))))?;
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(1.0, 0.0), (1.0, n as f64)],
+        BLACK.stroke_width(2),
+    )))?;
     root.present()?;
     Ok(())
 }

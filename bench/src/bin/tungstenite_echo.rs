@@ -22,7 +22,9 @@ fn main() {
     pollserve_bench::runtime(mt).block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let _ = handle(stream).await;
