@@ -278,7 +278,7 @@ impl Gen {
             self.conns[i].writable = true;
             if self.conns[i].phase == Phase::Connecting {
                 let c = &mut self.conns[i];
-                if let Ok(Some(e)) | Err(e) = c.stream.take_error().map(|o| o) {
+                if let Ok(Some(e)) | Err(e) = c.stream.take_error() {
                     fail(format!("connection {i}: {e}"));
                 }
                 match c.stream.peer_addr() {
