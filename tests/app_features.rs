@@ -327,7 +327,7 @@ fn form_routes(s: &mut Server<State>) {
     // Any form encoding, default limits: every field and file described.
     s.route("/form", Method::POST, |req, _| {
         let form = req.form()?;
-        let fields: Vec<[&str; 2]> = form.fields().map(|(k, v)| [k, v]).collect();
+        let fields: Vec<[&str; 2]> = form.fields().iter().map(|(k, v)| [k, v]).collect();
         let files: Vec<Value> = form
             .all_files()
             .iter()
