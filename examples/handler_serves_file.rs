@@ -1,0 +1,42 @@
+//! A route handler answering with a file — the seed's
+//! `httpserver_handler_serves_file.py` (`FileResponse`).
+//!
+//! `Response::file` streams any file from disk, wherever it lives, with ETag,
+//! `304` and `Range` handled by the server. When the file name comes from the
+//! client, resolve it through a [`StaticRoot`] so it cannot leave the
+//! directory (`/docs/<name>` below).
+//!
+//! `cargo run --example handler_serves_file [PORT]`, then open
+//! <http://127.0.0.1:5000/home>, `/home/download` or `/docs/notes.txt`.
+use pollserve::files::{FileError, StaticRoot};
+use pollserve::{HttpError, Method, Response, Server};
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let pages = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/static");
+    let home = pages.join("home.html");
+    let docs = StaticRoot::new(&pages)?;
+
+    let mut server = Server::<()>::new();
+    let path = home.clone();
+    server.route("/home", Method::GET, move |_req, _| Response::file(&path))?;
+    server.route("/home/download", Method::GET, move |_req, _| {
+        Ok(Response::file(&home)?.as_attachment("home.html"))
+    })?;
+    server.route("/docs/<name>", Method::GET, move |req, _| {
+        let name = req.param("name").unwrap_or_default();
+        match docs.resolve(&[name]) {
+            Ok(found) => Response::file(&found.path),
+            Err(FileError::Forbidden) => Err(HttpError::forbidden()),
+            Err(_) => Err(HttpError::not_found()), // also for directories
+        }
+    })?;
+
+    let port = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5000);
+    server.start("127.0.0.1", port)?;
+    server.serve_forever(&mut ())?;
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Two servers in one loop — the seed's `httpserver_multiple_servers.py`.
+//!
+//! Each `Server` has its own port, routes and default headers; the loop
+//! polls them in turn with short timeouts. Both lend handlers the same
+//! application state, here a hit counter.
+//!
+//! `cargo run --example multiple_servers [PORT]`: the "bedroom" server listens
+//! on PORT (default 5000) and the "office" server on PORT + 1; try
+//! <http://127.0.0.1:5000/bedroom>, <http://127.0.0.1:5001/office> and `/home` on both.
+use pollserve::{Method, Response, Server};
+use std::time::Duration;
+
+fn main() -> Result<(), pollserve::Error> {
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5000);
+
+    let mut bedroom = Server::<u64>::new();
+    bedroom.default_header("X-Server", "Bedroom");
+    bedroom.route("/bedroom", Method::GET, |_req, _hits| {
+        Ok(Response::text("Hello from the bedroom!"))
+    })?;
+
+    let mut office = Server::<u64>::new();
+    office.default_header("X-Server", "Office");
+    office.route("/office", Method::GET, |_req, _hits| {
+        Ok(Response::text("Hello from the office!"))
+    })?;
+
+    // The same handler on both servers.
+    for server in [&mut bedroom, &mut office] {
+        server.route("/home", Method::GET, |_req, hits: &mut u64| {
+            *hits += 1;
+            Ok(Response::text(format!("Hello from home! (visit {hits})")))
+        })?;
+    }
+
+    bedroom.start("127.0.0.1", port)?;
+    office.start("127.0.0.1", port + 1)?;
+    let mut hits = 0;
+    loop {
+        // Wait briefly on one, then take whatever is ready on the other.
+        bedroom.poll(&mut hits, Duration::from_millis(10))?;
+        office.poll(&mut hits, Duration::ZERO)?;
+    }
+}

@@ -1,0 +1,57 @@
+//! Server-Sent Events — the seed's `httpserver_sse.py` (`SSEResponse`).
+//!
+//! `/connect-client` accepts an event stream and keeps its `SseId`; the main
+//! loop sends a (simulated) CPU temperature to every open stream once a
+//! second and forgets streams that closed. Unlike the seed, any number of
+//! clients may listen at once.
+//!
+//! `cargo run --example sse [PORT]`, then open <http://127.0.0.1:5000/client>
+//! or `curl -N http://127.0.0.1:5000/connect-client`.
+use pollserve::sse::{SseEvent, SseId};
+use pollserve::{Method, Response, Server};
+use std::time::{Duration, Instant};
+
+const PAGE: &str = r#"<!doctype html>
+<title>Server-Sent Events client</title>
+<p>CPU temperature: <strong>-</strong> &deg;C</p>
+<script>
+  const events = new EventSource('/connect-client');
+  const temp = document.querySelector('strong');
+  events.onmessage = event => temp.textContent = event.data;
+  events.onerror = () => temp.textContent = '(reconnecting)';
+</script>
+"#;
+
+fn main() -> Result<(), pollserve::Error> {
+    let mut server = Server::<Vec<SseId>>::new();
+    server.route("/client", Method::GET, |_req, _| Ok(Response::html(PAGE)))?;
+    server.route(
+        "/connect-client",
+        Method::GET,
+        |req, streams: &mut Vec<SseId>| {
+            let (response, id) = req.accept_sse()?;
+            streams.push(id);
+            Ok(response)
+        },
+    )?;
+    let port = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5000);
+    server.start("127.0.0.1", port)?;
+
+    let started = Instant::now();
+    let mut streams = Vec::new();
+    let mut next_event = Instant::now();
+    loop {
+        let timeout = next_event.saturating_duration_since(Instant::now());
+        server.poll(&mut streams, timeout)?;
+        if Instant::now() >= next_event {
+            let temperature = 40.0 + 5.0 * (started.elapsed().as_secs_f64() / 10.0).sin();
+            let data = format!("{temperature:.2}");
+            server.broadcast_event(&streams, &SseEvent::new(&data));
+            streams.retain(|&id| !server.sse(id).is_closed());
+            next_event += Duration::from_secs(1);
+        }
+    }
+}

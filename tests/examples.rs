@@ -1,0 +1,545 @@
+//! Runs the example programs and talks to them over loopback.
+//!
+//! Each test starts one already-built example binary (`cargo test` builds the
+//! examples; if one is missing it is built here with `cargo build --example`)
+//! on a free port, waits until it accepts connections, makes a few real HTTP
+//! requests and kills it when the test ends, whatever the outcome.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{connect, read_response, Resp};
+
+/// Port choice and start-up are serialised, so two examples started by
+/// parallel tests never pick the same port.
+static STARTING: Mutex<()> = Mutex::new(());
+
+/// A running example, killed and reaped when dropped.
+struct Example {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/<profile>/examples/NAME`, found from this test binary's own path
+/// (`target/<profile>/deps/examples-…`), built if it is not there.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary lives in target/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        cargo
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --example {name} failed");
+    }
+    assert!(binary.exists(), "{} was not built", binary.display());
+    binary
+}
+
+/// A port such that it and the `span - 1` ports after it are free right now.
+fn free_ports(span: u16) -> u16 {
+    loop {
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        let port = first.local_addr().unwrap().port();
+        let rest: Result<Vec<_>, _> = (1..span)
+            .map(|i| TcpListener::bind(("127.0.0.1", port.checked_add(i).unwrap_or(0))))
+            .collect();
+        if rest.is_ok() && port.checked_add(span).is_some() {
+            return port; // every listener is dropped here, freeing the ports
+        }
+    }
+}
+
+fn accepting(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// Starts example `name` with a free port as its argument (`ports` ports in
+/// a row for examples that listen on several), retrying on a port clash.
+fn start(name: &str, ports: u16) -> Example {
+    let binary = example_binary(name);
+    let _guard = STARTING.lock().unwrap_or_else(|p| p.into_inner());
+    for _attempt in 0..5 {
+        let port = free_ports(ports);
+        let mut example = Example {
+            child: Command::new(&binary)
+                .arg(port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display())),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if example.child.try_wait().expect("try_wait").is_some() {
+                break; // exited: most likely the port was taken; try another
+            }
+            let all_up =
+                (0..ports).all(|i| accepting(SocketAddr::from(([127, 0, 0, 1], port + i))));
+            if all_up {
+                return example;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "example {name} did not accept connections within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("example {name} kept exiting at start-up");
+}
+
+/// Sends one request (with `Connection: close`) and reads the response.
+fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = connect(addr);
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" || method == "DELETE" {
+        head += &format!("Content-Length: {}\r\n", body.len());
+    }
+    head += "\r\n";
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut s, method == "HEAD")
+}
+
+fn get(addr: SocketAddr, path: &str) -> Resp {
+    send(addr, "GET", path, &[], b"")
+}
+
+fn post_json(addr: SocketAddr, method: &str, path: &str, json: &str) -> Resp {
+    send(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        json.as_bytes(),
+    )
+}
+
+#[track_caller]
+fn expect(resp: &Resp, status: u16, needle: &str) {
+    let text = resp.text();
+    assert_eq!(resp.status, status, "body: {text}");
+    assert!(text.contains(needle), "{needle:?} not in body: {text}");
+}
+
+#[test]
+fn hello() {
+    let ex = start("hello", 1);
+    expect(&get(ex.addr, "/"), 200, "Hello from pollserve!");
+    expect(&send(ex.addr, "POST", "/echo", &[], b"ping"), 200, "ping");
+}
+
+#[test]
+fn start_and_poll() {
+    let ex = start("start_and_poll", 1);
+    expect(&get(ex.addr, "/"), 200, "average of the last");
+    expect(
+        &get(ex.addr, "/"),
+        200,
+        "requests handled before this one: 1",
+    );
+}
+
+#[test]
+fn methods() {
+    let ex = start("methods", 1);
+    expect(
+        &get(ex.addr, "/api"),
+        200,
+        r#"[{"id":1,"name":"Object 1"}]"#,
+    );
+    let r = post_json(ex.addr, "POST", "/api/", r#"{"id":2,"name":"Two"}"#);
+    expect(&r, 200, "Object added");
+    let r = post_json(ex.addr, "PUT", "/api", r#"{"id":2,"name":"Deux"}"#);
+    expect(&r, 200, "Object updated");
+    expect(
+        &post_json(ex.addr, "DELETE", "/api", r#"{"id":1}"#),
+        200,
+        "Object deleted",
+    );
+    expect(
+        &post_json(ex.addr, "DELETE", "/api", r#"{"id":9}"#),
+        404,
+        "Object not found",
+    );
+    expect(&get(ex.addr, "/api"), 200, r#"[{"id":2,"name":"Deux"}]"#);
+    expect(
+        &post_json(ex.addr, "POST", "/api", "{"),
+        400,
+        "invalid JSON",
+    );
+}
+
+#[test]
+fn url_parameters() {
+    let ex = start("url_parameters", 1);
+    let r = get(ex.addr, "/device/lamp/action/turn_on");
+    expect(
+        &r,
+        200,
+        "Action (turn_on) performed on device with ID: lamp",
+    );
+    let r = get(ex.addr, "/device/emergency-power-off/fan");
+    expect(
+        &r,
+        200,
+        "Action (emergency_power_off) performed on device with ID: fan",
+    );
+    let r = get(ex.addr, "/device/fan/status/2024-05-01");
+    expect(&r, 200, "device_id=fan, date=2024-05-01");
+    expect(
+        &get(ex.addr, "/device/any/status/"),
+        200,
+        "Status of all devices",
+    );
+    expect(&get(ex.addr, "/device/a/b/c"), 200, "Status of all devices");
+    expect(
+        &get(ex.addr, "/device/lamp/action/explode"),
+        400,
+        "Unknown action",
+    );
+}
+
+#[test]
+fn form_data() {
+    let ex = start("form_data", 1);
+    expect(
+        &get(ex.addr, "/form?enctype=multipart/form-data"),
+        200,
+        "type=\"file\"",
+    );
+    let urlencoded = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = send(
+        ex.addr,
+        "POST",
+        "/form",
+        &urlencoded,
+        b"something=%3Cb%3Ehi+there",
+    );
+    expect(&r, 200, "Submitted form value: &lt;b&gt;hi there");
+    let body = b"--XyZ\r\n\
+        Content-Disposition: form-data; name=\"upload\"; filename=\"notes.txt\"\r\n\
+        Content-Type: text/plain\r\n\r\n\
+        hello\r\n\
+        --XyZ--\r\n";
+    let multipart = [("Content-Type", "multipart/form-data; boundary=XyZ")];
+    let r = send(ex.addr, "POST", "/form", &multipart, body);
+    expect(&r, 200, "Uploaded file: notes.txt (5 bytes, text/plain)");
+    let r = post_json(
+        ex.addr,
+        "POST",
+        "/json",
+        r#"{"name":"Ada","tags":["x","y"]}"#,
+    );
+    expect(&r, 200, "Hello Ada (2 tags)");
+    expect(
+        &get(ex.addr, "/search?q=a+b&tag=x&tag=y"),
+        200,
+        r#"q="a b" tags=["x", "y"]"#,
+    );
+}
+
+#[test]
+fn cookies() {
+    let ex = start("cookies", 1);
+    let r = get(ex.addr, "/?theme=dark");
+    expect(&r, 200, "Theme: <b>dark</b>");
+    let set: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(set.len(), 3, "{set:?}");
+    assert!(
+        set.iter().any(|c| c.starts_with("theme=dark; Path=/")),
+        "{set:?}"
+    );
+    let r = send(ex.addr, "GET", "/", &[("Cookie", "theme=dark")], b"");
+    expect(&r, 200, "Theme: <b>dark</b>");
+    assert!(r.headers.iter().all(|(_, v)| !v.starts_with("theme=")));
+}
+
+#[test]
+fn chunked() {
+    let ex = start("chunked", 1);
+    let r = get(ex.addr, "/chunked");
+    expect(&r, 200, "Adafruit Industries");
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    let r = get(ex.addr, "/count");
+    expect(&r, 200, "line 1000\n");
+}
+
+#[test]
+fn redirects() {
+    let ex = start("redirects", 1);
+    let r = get(ex.addr, "/blinka");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://circuitpython.org/blinka")
+    );
+    assert_eq!(get(ex.addr, "/adafruit").status, 301);
+    let r = get(ex.addr, "/circuitpython");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (302, Some("https://circuitpython.org"))
+    );
+    let r = send(ex.addr, "POST", "/login", &[], b"user=x");
+    assert_eq!((r.status, r.header("location")), (307, Some("/fake-login")));
+    expect(&get(ex.addr, "/nowhere"), 404, "Unknown redirect");
+}
+
+const BASIC: (&str, &str) = ("Authorization", "Basic dXNlcjpwYXNzd29yZA=="); // user:password
+const TOKEN: (&str, &str) = (
+    "Authorization",
+    "Token 2db53340-4f9c-4f70-9037-d25bee77eca6",
+);
+const BEARER: (&str, &str) = (
+    "Authorization",
+    "Bearer 642ec696-2a79-4d60-be3a-7c9a3164d766",
+);
+
+#[test]
+fn authentication_server() {
+    let ex = start("authentication_server", 1);
+    let r = get(ex.addr, "/implicit-require");
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Basic realm=")));
+    assert_eq!(
+        get(ex.addr, "/notes.txt").status,
+        401,
+        "static files are protected too"
+    );
+    expect(
+        &send(ex.addr, "GET", "/implicit-require", &[BASIC], b""),
+        200,
+        "Authenticated",
+    );
+    expect(
+        &send(ex.addr, "GET", "/", &[BEARER], b""),
+        200,
+        "Served from a directory",
+    );
+    let wrong = ("Authorization", "Bearer nope");
+    assert_eq!(send(ex.addr, "GET", "/", &[wrong], b"").status, 401);
+}
+
+#[test]
+fn authentication_handlers() {
+    let ex = start("authentication_handlers", 1);
+    expect(&get(ex.addr, "/check"), 200, "Not authenticated");
+    expect(
+        &send(ex.addr, "GET", "/check", &[TOKEN], b""),
+        200,
+        "Authenticated",
+    );
+    let r = get(ex.addr, "/require-or-401");
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    let r = send(ex.addr, "GET", "/require-or-401", &[BASIC], b"");
+    expect(&r, 200, "Authenticated as user");
+    let r = send(ex.addr, "GET", "/require-or-401", &[TOKEN], b"");
+    expect(&r, 200, "Authenticated as token #0");
+    expect(&get(ex.addr, "/require-or-handle"), 401, "Manually handled");
+}
+
+#[test]
+fn sse() {
+    let ex = start("sse", 1);
+    expect(
+        &get(ex.addr, "/client"),
+        200,
+        "new EventSource('/connect-client')",
+    );
+    let mut s = connect(ex.addr);
+    s.write_all(b"GET /connect-client HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    // The stream never ends: read until the first event (sent every second).
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0; 1024];
+    while !String::from_utf8_lossy(&got).contains("\ndata: ") {
+        assert!(
+            Instant::now() < deadline,
+            "no event: {}",
+            String::from_utf8_lossy(&got)
+        );
+        let n = s.read(&mut buf).expect("read event stream");
+        assert!(n > 0, "stream closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{text}"
+    );
+}
+
+#[test]
+fn video_stream() {
+    let ex = start("video_stream", 1);
+    let r = get(ex.addr, "/frame");
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("image/bmp"))
+    );
+    assert!(r.body.starts_with(b"BM"));
+    let r = get(ex.addr, "/stream");
+    assert_eq!(r.status, 200);
+    let ct = r.header("content-type").unwrap_or_default();
+    assert_eq!(ct, "multipart/x-mixed-replace; boundary=frame");
+    assert!(r
+        .body
+        .starts_with(b"--frame\r\nContent-Type: image/bmp\r\n"));
+    assert!(r.body.ends_with(b"--frame--\r\n"));
+    let parts = r.text().matches("--frame\r\n").count();
+    assert_eq!(parts, 120);
+}
+
+#[test]
+fn multiple_servers() {
+    let ex = start("multiple_servers", 2);
+    let office = SocketAddr::from(([127, 0, 0, 1], ex.addr.port() + 1));
+    let r = get(ex.addr, "/bedroom");
+    expect(&r, 200, "Hello from the bedroom!");
+    assert_eq!(r.header("x-server"), Some("Bedroom"));
+    let r = get(office, "/office");
+    expect(&r, 200, "Hello from the office!");
+    assert_eq!(r.header("x-server"), Some("Office"));
+    assert_eq!(get(office, "/bedroom").status, 404);
+    // Both servers share one state: the visit counter.
+    expect(&get(ex.addr, "/home"), 200, "(visit 1)");
+    expect(&get(office, "/home"), 200, "(visit 2)");
+}
+
+#[test]
+fn cpu_information() {
+    let ex = start("cpu_information", 1);
+    let origin = [("Origin", "http://elsewhere.test")];
+    let r = send(ex.addr, "GET", "/cpu-information/", &origin, b"");
+    expect(&r, 200, "\"cpus\":");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(
+        r.header("access-control-allow-origin").is_some(),
+        "{:?}",
+        r.headers
+    );
+    let info: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
+    assert_eq!(info["os"], std::env::consts::OS);
+}
+
+#[test]
+fn neopixel() {
+    let ex = start("neopixel", 1);
+    expect(&get(ex.addr, "/"), 200, "type=\"color\"");
+    let r = post_json(
+        ex.addr,
+        "POST",
+        "/change-neopixel-color/json",
+        r#"{"r":1,"g":2,"b":3}"#,
+    );
+    expect(&r, 200, "Changed NeoPixel to color (1, 2, 3)");
+    expect(&get(ex.addr, "/pixel"), 200, r#"{"r":1,"g":2,"b":3}"#);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = send(
+        ex.addr,
+        "POST",
+        "/change-neopixel-color/form-data",
+        &form,
+        b"r=9&b=7",
+    );
+    expect(&r, 200, "(9, 0, 7)");
+    expect(
+        &get(ex.addr, "/change-neopixel-color?g=200"),
+        200,
+        "(0, 200, 0)",
+    );
+    expect(
+        &get(ex.addr, "/change-neopixel-color/4/5/6"),
+        200,
+        "(4, 5, 6)",
+    );
+    assert_eq!(get(ex.addr, "/change-neopixel-color/300/0/0").status, 400);
+}
+
+#[test]
+fn templates() {
+    let ex = start("templates", 1);
+    let r = get(ex.addr, "/");
+    expect(&r, 200, "Index of /");
+    assert!(r.text().contains(r#"<a href="/?path=docs"#), "{}", r.text());
+    assert!(r
+        .text()
+        .contains(r#"<a href="/?path=index.html">index.html</a>"#));
+    expect(&get(ex.addr, "/?path=docs"), 200, "about.txt");
+    expect(
+        &get(ex.addr, "/?path=docs/about.txt"),
+        200,
+        "A file in a subdirectory",
+    );
+    assert!(matches!(
+        get(ex.addr, "/?path=../Cargo.toml").status,
+        403 | 404
+    ));
+}
+
+#[test]
+fn static_files() {
+    let ex = start("static_files", 1);
+    expect(&get(ex.addr, "/"), 200, "Served from a directory");
+    let r = get(ex.addr, "/style.css");
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("text/css; charset=utf-8"))
+    );
+    assert!(r.header("etag").is_some());
+    assert!(matches!(
+        get(ex.addr, "/%2e%2e/Cargo.toml").status,
+        403 | 404
+    ));
+}
+
+#[test]
+fn handler_serves_file() {
+    let ex = start("handler_serves_file", 1);
+    expect(&get(ex.addr, "/home"), 200, "Home page");
+    let r = get(ex.addr, "/home/download");
+    assert!(r
+        .header("content-disposition")
+        .is_some_and(|v| v.starts_with("attachment")));
+    expect(&get(ex.addr, "/docs/notes.txt"), 200, "plain text file");
+    assert_eq!(get(ex.addr, "/docs/.hidden").status, 404);
+}
