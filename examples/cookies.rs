@@ -2,7 +2,7 @@
 //!
 //! The page's theme comes from the `theme` cookie; `?theme=dark` changes it
 //! and sets the cookie for next time. Two more cookies show that several
-//! `Set-Cookie` headers are added with `add_header`.
+//! `Set-Cookie` headers are added with `with_cookie` (or `add_header` for a raw value).
 //!
 //! `cargo run --example cookies [PORT]`, then open <http://127.0.0.1:5000/>.
 use pollserve::cookies::{SameSite, SetCookie};
@@ -37,7 +37,7 @@ fn themed(req: &Request, _: &mut ()) -> Result<Response, HttpError> {
             .path("/")?
             .max_age(Duration::from_secs(365 * 24 * 3600))
             .same_site(SameSite::Lax);
-        response = response.add_header("Set-Cookie", &cookie.to_header_value());
+        response = response.with_cookie(&cookie);
     }
     Ok(response)
 }

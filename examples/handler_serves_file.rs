@@ -8,8 +8,8 @@
 //!
 //! `cargo run --example handler_serves_file [PORT]`, then open
 //! <http://127.0.0.1:5000/home>, `/home/download` or `/docs/notes.txt`.
-use pollserve::files::{FileError, StaticRoot};
-use pollserve::{HttpError, Method, Response, Server};
+use pollserve::files::StaticRoot;
+use pollserve::{Method, Response, Server};
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,11 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     server.route("/docs/<name>", Method::GET, move |req, _| {
         let name = req.param("name").unwrap_or_default();
-        match docs.resolve(&[name]) {
-            Ok(found) => Response::file(&found.path),
-            Err(FileError::Forbidden) => Err(HttpError::forbidden()),
-            Err(_) => Err(HttpError::not_found()), // also for directories
-        }
+        // A refused or missing path answers 403/404 through `?`.
+        Ok(docs.resolve(&[name])?.into())
     })?;
 
     let port = std::env::args()

@@ -1904,3 +1904,20 @@ mod tests {
         }
     }
 }
+
+/// `?` on a [`FileError`] in a handler answers with its status (a redirect
+/// becomes a `301` with `Location`).
+impl From<FileError> for crate::error::HttpError {
+    fn from(e: FileError) -> crate::error::HttpError {
+        use crate::status::StatusCode;
+        match e {
+            FileError::NotFound => crate::error::HttpError::not_found(),
+            FileError::Forbidden => crate::error::HttpError::forbidden(),
+            FileError::Redirect(location) => {
+                crate::error::HttpError::new(StatusCode::MOVED_PERMANENTLY, "Moved Permanently")
+                    .with_header("Location", &location)
+            }
+            FileError::Io(e) => e.into(),
+        }
+    }
+}

@@ -209,6 +209,11 @@ impl Response {
         }
     }
 
+    /// Adds a `Set-Cookie` header built with [`SetCookie`](crate::SetCookie).
+    pub fn with_cookie(self, cookie: &crate::SetCookie) -> Response {
+        self.add_header("Set-Cookie", &cookie.to_header_value())
+    }
+
     /// Replaces the `Content-Type`.
     pub fn with_content_type(self, content_type: &str) -> Response {
         self.with_header("Content-Type", content_type)
@@ -258,6 +263,14 @@ fn check_field(name: &str, value: &str) -> bool {
         log::error!("refusing invalid response header {name:?}: {value:?}");
     }
     ok
+}
+
+/// A file found by [`StaticRoot::resolve`](crate::files::StaticRoot::resolve),
+/// streamed with its MIME type and validators.
+impl From<crate::files::ResolvedFile> for Response {
+    fn from(f: crate::files::ResolvedFile) -> Response {
+        Response::from_file(f.file, f.len, Some(f.modified), &f.mime)
+    }
 }
 
 impl From<HttpError> for Response {

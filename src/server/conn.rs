@@ -945,7 +945,7 @@ impl Conn {
 /// Answers a GET/HEAD that no route matched from the static-file root.
 fn serve_static(root: &files::StaticRoot, segments: &[&str], req: &Request) -> Response {
     match root.resolve_entry(segments) {
-        Ok(Resolved::File(f)) => Response::from_file(f.file, f.len, Some(f.modified), &f.mime),
+        Ok(Resolved::File(f)) => f.into(),
         Ok(Resolved::Directory(dir)) if root.listing() => {
             let sort = req.query().get("sort").unwrap_or("name");
             match root.directory_listing(&dir, req.path(), sort) {
