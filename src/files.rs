@@ -1098,6 +1098,23 @@ pub fn attachment_header(filename: &str) -> String {
     out
 }
 
+/// `?` on a [`FileError`] in a handler answers with its status (a redirect
+/// becomes a `301` with `Location`).
+impl From<FileError> for crate::error::HttpError {
+    fn from(e: FileError) -> crate::error::HttpError {
+        use crate::status::StatusCode;
+        match e {
+            FileError::NotFound => crate::error::HttpError::not_found(),
+            FileError::Forbidden => crate::error::HttpError::forbidden(),
+            FileError::Redirect(location) => {
+                crate::error::HttpError::new(StatusCode::MOVED_PERMANENTLY, "Moved Permanently")
+                    .with_header("Location", &location)
+            }
+            FileError::Io(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1901,23 +1918,6 @@ mod tests {
         for name in ["x\r\nSet-Cookie: a=b", "\u{0}\u{7f}\u{85}", "é\n"] {
             let h = attachment_header(name);
             assert!(h.bytes().all(|b| (0x20..0x7f).contains(&b)), "{h:?}");
-        }
-    }
-}
-
-/// `?` on a [`FileError`] in a handler answers with its status (a redirect
-/// becomes a `301` with `Location`).
-impl From<FileError> for crate::error::HttpError {
-    fn from(e: FileError) -> crate::error::HttpError {
-        use crate::status::StatusCode;
-        match e {
-            FileError::NotFound => crate::error::HttpError::not_found(),
-            FileError::Forbidden => crate::error::HttpError::forbidden(),
-            FileError::Redirect(location) => {
-                crate::error::HttpError::new(StatusCode::MOVED_PERMANENTLY, "Moved Permanently")
-                    .with_header("Location", &location)
-            }
-            FileError::Io(e) => e.into(),
         }
     }
 }
