@@ -1044,6 +1044,30 @@ impl FileBody {
     }
 }
 
+impl FileBody {
+    /// Sends up to `max` bytes of the span straight from the file to
+    /// `socket` with `sendfile(2)` (no copy through user memory), returning
+    /// how many were sent. `WouldBlock` when the socket is full; an error
+    /// if the file turns out shorter than announced.
+    #[cfg(target_os = "linux")]
+    pub fn send_to(&mut self, socket: impl std::os::fd::AsFd, max: usize) -> io::Result<usize> {
+        let want = usize::try_from(self.remaining.min(max as u64)).unwrap_or(max);
+        if want == 0 {
+            return Ok(0);
+        }
+        // `None`: use and advance the file position, set by `FileBody::new`.
+        let n = rustix::fs::sendfile(socket, &self.file, None, want).map_err(io::Error::from)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than its announced length",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
 impl Read for FileBody {
     /// Reads at most [`remaining`](FileBody::remaining) bytes.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -1173,6 +1173,40 @@ impl WsSession {
         self.send_data(Opcode::Text, text.as_bytes(), out)
     }
 
+    /// [`send_text`](Self::send_text) for text already known to be UTF-8
+    /// (crate-internal: the driver's vectored path works on bytes).
+    pub(crate) fn send_text_bytes(
+        &mut self,
+        text: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        self.send_data(Opcode::Text, text, out)
+    }
+
+    /// Writes only the header of an unfragmented, unmasked data frame of
+    /// `len` bytes, for a driver that sends the payload from the caller's
+    /// buffer itself (a vectored write: no copy into `out`). Returns
+    /// `Ok(false)`, writing nothing, where that does not apply: the client
+    /// role (its payloads must be masked) or a payload longer than
+    /// [`WsConfig::max_frame_size`] (which [`send_binary`](Self::send_binary)
+    /// splits). Fails like the `send_*` methods once closing.
+    pub fn write_data_header(
+        &mut self,
+        text: bool,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SendError> {
+        if self.state != State::Open {
+            return Err(SendError::Closed);
+        }
+        if self.role == Role::Client || len > self.config.max_frame_size.max(1) {
+            return Ok(false);
+        }
+        let opcode = if text { Opcode::Text } else { Opcode::Binary };
+        write_frame_header(out, true, opcode, None, len as u64);
+        Ok(true)
+    }
+
     /// Writes a binary message to `out`, split like [`WsSession::send_text`].
     pub fn send_binary(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
         self.send_data(Opcode::Binary, data, out)

@@ -30,8 +30,14 @@ const READ_CHUNK: usize = 64 * 1024;
 const HIGH_WATER: usize = 256 * 1024;
 /// A streamed body (file, chunked iterator) is pulled while less than this waits.
 const LOW_WATER: usize = 64 * 1024;
-/// File bytes read per step of a streamed file.
+/// Most bytes handed to one `sendfile` call.
+#[cfg(target_os = "linux")]
+const SENDFILE_CHUNK: usize = 1 << 20;
+/// File bytes read per step of a streamed file (without `sendfile`).
 const FILE_CHUNK: usize = 64 * 1024;
+/// WebSocket messages from this size on are written from the caller's buffer
+/// when the socket is idle (vectored write) rather than copied first.
+const INLINE_WS: usize = 2048;
 /// Bodies up to this size are copied after the head and sent in one write;
 /// larger ones are sent from where they are with a vectored write.
 const INLINE_BODY: usize = 16 * 1024;
@@ -144,8 +150,12 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
+    /// Whether `flush` has something to write: buffered bytes, a large
+    /// in-memory body, or (on Linux, where it is sent with `sendfile`) a file.
     fn has_output(&self) -> bool {
-        self.wpos < self.wbuf.len() || matches!(self.out, Some(OutBody::Bytes(..)))
+        self.wpos < self.wbuf.len()
+            || matches!(self.out, Some(OutBody::Bytes(..)))
+            || (cfg!(target_os = "linux") && matches!(self.out, Some(OutBody::File(_))))
     }
 
     /// Does all the work the connection can do now. Returns false when it
@@ -389,6 +399,76 @@ impl Conn {
     /// Whether the connection is an event stream that can still be written.
     pub fn sse_open(&self) -> bool {
         !self.dead && self.phase == Phase::Sse
+    }
+
+    /// Sends a data message. A large one going to an idle, writable socket
+    /// is written straight from `payload` with one vectored write (header +
+    /// payload), so only what the kernel does not take is copied.
+    pub fn ws_send_data(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
+        let direct = self.writable
+            && self.pending_len() == 0
+            && self.out.is_none()
+            && payload.len() >= INLINE_WS;
+        if !direct || self.dead {
+            return self.ws_send(|s, out| {
+                if text {
+                    s.send_text_bytes(payload, out)
+                } else {
+                    s.send_binary(payload, out)
+                }
+            });
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(WsError::NotWebSocket);
+        };
+        self.wbuf.clear();
+        self.wpos = 0;
+        if !ws
+            .session
+            .write_data_header(text, payload.len(), &mut self.wbuf)?
+        {
+            return self.ws_send(|s, out| {
+                if text {
+                    s.send_text_bytes(payload, out)
+                } else {
+                    s.send_binary(payload, out)
+                }
+            });
+        }
+        let head = self.wbuf.len();
+        match self
+            .stream
+            .write_vectored(&[IoSlice::new(&self.wbuf), IoSlice::new(payload)])
+        {
+            Ok(n) => {
+                self.last_io = Instant::now();
+                if n >= head {
+                    self.wbuf.clear();
+                    self.wbuf.extend_from_slice(&payload[n - head..]);
+                } else {
+                    self.wpos = n;
+                    self.wbuf.extend_from_slice(payload);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.writable = false;
+                self.wbuf.extend_from_slice(payload);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.wbuf.extend_from_slice(payload)
+            }
+            Err(_) => {
+                if let Some(ws) = self.ws.as_mut() {
+                    ws.set_status(CloseStatus::Abnormal);
+                }
+                return Err(WsError::Io);
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        Ok(())
     }
 
     /// Runs `send` against the session and pushes the result to the socket.
@@ -761,7 +841,7 @@ impl Conn {
         let mut progress = false;
         loop {
             let pending = &self.wbuf[self.wpos..];
-            let result = match &self.out {
+            let result = match &mut self.out {
                 Some(OutBody::Bytes(data, pos)) => {
                     let rest = &data[*pos..];
                     if pending.is_empty() {
@@ -769,6 +849,25 @@ impl Conn {
                     } else {
                         self.stream
                             .write_vectored(&[IoSlice::new(pending), IoSlice::new(rest)])
+                    }
+                }
+                #[cfg(target_os = "linux")]
+                Some(OutBody::File(body)) if pending.is_empty() => {
+                    match body.send_to(&self.stream, SENDFILE_CHUNK) {
+                        Ok(_) => {
+                            progress = true;
+                            if body.is_done() {
+                                self.out = None;
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.writable = false;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
                     }
                 }
                 _ if pending.is_empty() => break,
@@ -811,6 +910,8 @@ impl Conn {
         let mut progress = false;
         match &mut self.out {
             None | Some(OutBody::Bytes(..)) => {}
+            // On Linux `flush` sends files with sendfile instead.
+            Some(OutBody::File(_)) if cfg!(target_os = "linux") => {}
             Some(OutBody::File(body)) => {
                 if !body.is_done() {
                     body.fill(&mut self.wbuf, FILE_CHUNK)?;

@@ -874,6 +874,17 @@ impl<S> WsHandle<'_, S> {
         let key = self.id.0.slot as usize;
         let conn = self.conn().ok_or(WsError::Closed)?;
         let result = conn.ws_send(send);
+        self.after_send(key, result)
+    }
+
+    fn send_data(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
+        let key = self.id.0.slot as usize;
+        let conn = self.conn().ok_or(WsError::Closed)?;
+        let result = conn.ws_send_data(text, payload);
+        self.after_send(key, result)
+    }
+
+    fn after_send(&mut self, key: usize, result: Result<(), WsError>) -> Result<(), WsError> {
         if matches!(result, Err(WsError::Backpressure | WsError::Io)) {
             self.server.close_conn(key);
         } else if let Some(conn) = self.server.conns.get_mut(key) {
@@ -885,17 +896,20 @@ impl<S> WsHandle<'_, S> {
     /// Sends a text message (split into frames of
     /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)).
     pub fn send_text(&mut self, text: &str) -> Result<(), WsError> {
-        self.send_with(|s, out| s.send_text(text, out))
+        self.send_data(true, text.as_bytes())
     }
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WsError> {
-        self.send_with(|s, out| s.send_binary(data, out))
+        self.send_data(false, data)
     }
 
     /// Sends a message of either kind.
     pub fn send(&mut self, message: &Message) -> Result<(), WsError> {
-        self.send_with(|s, out| s.send(message, out))
+        match message {
+            Message::Text(t) => self.send_text(t),
+            Message::Binary(b) => self.send_binary(b),
+        }
     }
 
     /// Sends a text message, ignoring failure (the seed's `fail_silently=True`):
