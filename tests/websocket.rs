@@ -495,3 +495,45 @@ fn messages_received_before_the_peer_left_are_not_lost() {
     );
     let _ = WsConfig::default();
 }
+
+#[test]
+fn ws_ready_lists_sockets_with_news_once_per_poll() {
+    let (tx, rx) = mpsc::channel();
+    let srv = serve_loop(ServerConfig::default(), move |server, app| {
+        let ready = server.ws_ready().to_vec();
+        let mut unique = ready.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), ready.len(), "listed once");
+        for &id in &ready {
+            assert!(app.sockets.contains(&id));
+            while let Some(m) = server.ws(id).receive() {
+                let _ = server.ws(id).send(&m);
+            }
+            if server.ws(id).close_status().is_some() {
+                tx.send(id).unwrap();
+            }
+        }
+    });
+    let mut a = open(srv.addr, "/ws");
+    let mut b = open(srv.addr, "/ws");
+    // Several messages in one write: one listing, every message echoed.
+    a.write_all(
+        &[
+            frame(true, 1, b"a1"),
+            frame(true, 1, b"a2"),
+            frame(true, 1, b"a3"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    for want in [b"a1", b"a2", b"a3"] {
+        assert_eq!(read_frame(&mut a).2, want.to_vec());
+    }
+    b.write_all(&frame(true, 2, b"b")).unwrap();
+    assert_eq!(read_frame(&mut b).2, b"b".to_vec());
+    // An ending socket is listed too.
+    b.write_all(&frame(true, 8, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(read_frame(&mut b).1, 8);
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+}

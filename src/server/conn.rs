@@ -95,6 +95,8 @@ pub(crate) struct Conn {
     pub sse: Option<Box<SseConn>>,
     /// The socket is gone but received messages wait for the program.
     pub dead: bool,
+    /// The poll in which this connection was last listed in `ws_ready`.
+    ready_epoch: u64,
 }
 
 impl Conn {
@@ -135,6 +137,7 @@ impl Conn {
             ws: None,
             sse: None,
             dead: false,
+            ready_epoch: 0,
         }
     }
 
@@ -239,8 +242,9 @@ impl Conn {
             if matches!(self.phase, Phase::Head | Phase::Body) {
                 progress |= self.process_input(routes, shared, state, now);
             }
-            if self.phase == Phase::Ws {
-                progress |= self.process_ws(now);
+            if self.phase == Phase::Ws && self.process_ws(now) {
+                progress = true;
+                self.mark_ws_ready(shared);
             }
             if self.readable && !self.peer_eof && self.wants_read() {
                 match self.rbuf.read_from(&mut self.stream, READ_CHUNK) {
@@ -346,6 +350,14 @@ impl Conn {
             progress = true;
         }
         progress
+    }
+
+    /// Lists this WebSocket in [`Server::ws_ready`] for the current poll, once.
+    pub fn mark_ws_ready(&mut self, shared: &mut Shared) {
+        if self.ws.is_some() && self.ready_epoch != shared.epoch {
+            self.ready_epoch = shared.epoch;
+            shared.ws_ready.push(crate::ws::WsId(self.id));
+        }
     }
 
     /// Whether the WebSocket has stopped reading because the program has not
@@ -869,6 +881,13 @@ impl Conn {
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                         Err(e) => return Err(e),
                     }
+                }
+                // The head of a file response: MSG_MORE lets the kernel put
+                // it in one segment with the file's first bytes.
+                #[cfg(target_os = "linux")]
+                Some(OutBody::File(_)) => {
+                    rustix::net::send(&self.stream, pending, rustix::net::SendFlags::MORE)
+                        .map_err(io::Error::from)
                 }
                 _ if pending.is_empty() => break,
                 _ => self.stream.write(pending),

@@ -191,6 +191,10 @@ pub(crate) struct Shared {
     /// keeps a buffer of its own only while it holds a partial request.
     pub scratch: buf::ReadBuf,
     pub activity: Activity,
+    /// Counts polls; a connection listed in `ws_ready` this poll carries it.
+    pub epoch: u64,
+    /// WebSockets that received a message or pong, or ended, in this poll.
+    pub ws_ready: Vec<WsId>,
     /// No sweep of connection deadlines is needed before this instant.
     pub next_sweep: Option<Instant>,
     pub stopping: bool,
@@ -286,6 +290,8 @@ impl<S> Server<S> {
                 },
                 scratch: buf::ReadBuf::default(),
                 activity: Activity::default(),
+                epoch: 0,
+                ws_ready: Vec::new(),
                 next_sweep: None,
                 stopping: false,
             },
@@ -504,6 +510,8 @@ impl<S> Server<S> {
         let now = Instant::now();
         self.shared.date.update(SystemTime::now());
         self.shared.activity = Activity::default();
+        self.shared.epoch += 1;
+        self.shared.ws_ready.clear();
 
         let mut accept = false;
         for i in 0..self.events.iter().count() {
@@ -644,6 +652,7 @@ impl<S> Server<S> {
             return;
         };
         if !conn.dead {
+            conn.mark_ws_ready(&mut self.shared);
             let _ = self.poll.registry().deregister(&mut conn.stream);
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             self.shared.activity.closed += 1;
@@ -666,6 +675,29 @@ impl<S> Server<S> {
     fn conn_for(&mut self, id: crate::request::ConnId) -> Option<&mut Conn> {
         let conn = self.conns.get_mut(id.slot as usize)?;
         (conn.id() == id).then_some(conn)
+    }
+
+    /// The WebSockets that received a message or pong, or ended, during the
+    /// last [`poll`](Self::poll), each once. A loop serving many sockets can
+    /// visit just these instead of every id it keeps:
+    ///
+    /// ```no_run
+    /// # let mut server = pollserve::Server::<()>::new();
+    /// # loop {
+    /// server.poll(&mut (), std::time::Duration::from_millis(100))?;
+    /// for id in server.ws_ready().to_vec() {
+    ///     while let Some(message) = server.ws(id).receive() {
+    ///         let _ = server.ws(id).send(&message);
+    ///     }
+    /// }
+    /// # }
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    ///
+    /// Messages left unreceived stay queued but the id is listed again only
+    /// when more arrive, so drain each listed socket.
+    pub fn ws_ready(&self) -> &[WsId] {
+        &self.shared.ws_ready
     }
 
     /// The WebSocket `id`, to receive from or send to. Works for any id, even

@@ -1,32 +1,26 @@
-//! pollserve WebSocket echo server for the benchmarks: the seed-style loop of
-//! `examples/websocket.rs` (poll, then receive/send per kept id).
+//! pollserve WebSocket echo server for the benchmarks: the seed-style loop
+//! (poll, then receive/send), visiting only the sockets that received
+//! something (`Server::ws_ready`) instead of every id kept.
 //!
 //! `pollserve_echo PORT` — serves `ws://127.0.0.1:PORT/ws`.
 use pollserve::ws::{Message, WsId};
 use pollserve::{Method, Server, ServerConfig};
 use std::time::Duration;
 
-#[derive(Default)]
-struct App {
-    sockets: Vec<WsId>,
-}
-
 fn main() -> Result<(), pollserve::Error> {
     let port: u16 = std::env::args()
         .nth(1)
         .and_then(|p| p.parse().ok())
         .expect("usage: pollserve_echo PORT");
-    let mut server = Server::<App>::with_config(ServerConfig::default().max_connections(30_000));
-    server.route("/ws", Method::GET, |req, app: &mut App| {
-        let (response, ws) = req.accept_websocket()?;
-        app.sockets.push(ws);
-        Ok(response)
-    })?;
+    let mut server = Server::<()>::with_config(ServerConfig::default().max_connections(30_000));
+    server.route("/ws", Method::GET, |req, _| Ok(req.accept_websocket()?.0))?;
     server.start("127.0.0.1", port)?;
-    let mut app = App::default();
+    let mut ready: Vec<WsId> = Vec::new();
     loop {
-        server.poll(&mut app, Duration::from_millis(100))?;
-        for &id in &app.sockets {
+        server.poll(&mut (), Duration::from_millis(100))?;
+        ready.clear();
+        ready.extend_from_slice(server.ws_ready());
+        for &id in &ready {
             while let Some(message) = server.ws(id).receive() {
                 match message {
                     Message::Text(text) => server.ws(id).send_text_quiet(&text),
@@ -34,6 +28,5 @@ fn main() -> Result<(), pollserve::Error> {
                 };
             }
         }
-        app.sockets.retain(|&id| !server.ws(id).is_closed());
     }
 }
