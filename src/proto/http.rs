@@ -438,6 +438,20 @@ pub struct ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
+    /// Counts one byte of chunk extensions or trailers against the head-size
+    /// limit: neither is body data, and both could otherwise grow unbounded.
+    fn count_metadata_byte(
+        &mut self,
+        limits: &HttpLimits,
+        what: &'static str,
+    ) -> Result<(), ParseError> {
+        self.trailer_bytes += 1;
+        if self.trailer_bytes > limits.max_head_size {
+            return Err(err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, what));
+        }
+        Ok(())
+    }
+
     /// Consumes chunked bytes from `input`, appending the data to `out`.
     /// Trailer fields are checked for size and otherwise discarded.
     pub fn decode(
@@ -479,15 +493,7 @@ impl ChunkedDecoder {
                     match b {
                         b'\r' => self.state = ChunkState::SizeLf,
                         b'\n' | 0 => return Err(bad("invalid chunk extension")),
-                        _ => {
-                            self.trailer_bytes += 1;
-                            if self.trailer_bytes > limits.max_head_size {
-                                return Err(err(
-                                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                    "chunk extensions too large",
-                                ));
-                            }
-                        }
+                        _ => self.count_metadata_byte(limits, "chunk extensions too large")?,
                     }
                     i += 1;
                 }
@@ -552,13 +558,7 @@ impl ChunkedDecoder {
                         b'\n' | 0 => return Err(bad("invalid trailer field")),
                         _ => {}
                     }
-                    self.trailer_bytes += 1;
-                    if self.trailer_bytes > limits.max_head_size {
-                        return Err(err(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            "trailer fields too large",
-                        ));
-                    }
+                    self.count_metadata_byte(limits, "trailer fields too large")?;
                     i += 1;
                 }
                 ChunkState::TrailerLf => {

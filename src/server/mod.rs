@@ -232,6 +232,8 @@ pub struct Server<S = ()> {
     generation: u32,
     /// Accepting paused (connection limit or out of file descriptors).
     accept_paused: bool,
+    /// Readiness copied out of `events` for the current poll.
+    ready: Vec<(Token, bool, bool)>,
     /// Connections to drive at the next poll without waiting for an event
     /// (a WebSocket whose program made room by receiving).
     resume: Vec<usize>,
@@ -302,6 +304,7 @@ impl<S> Server<S> {
             generation: 0,
             accept_paused: false,
             resume: Vec::new(),
+            ready: Vec::new(),
             remote: None,
         })
     }
@@ -514,26 +517,25 @@ impl<S> Server<S> {
         self.shared.ws_ready.clear();
 
         let mut accept = false;
-        for i in 0..self.events.iter().count() {
-            // Index-based so `self` can be borrowed mutably per event.
-            let Some(ev) = self.events.iter().nth(i) else {
-                break;
-            };
-            let token = ev.token();
-            if token == LISTENER {
-                accept = true;
-                continue;
-            }
-            if token == WAKER {
-                self.run_remote_commands();
-                continue;
-            }
-            let (readable, writable) = (
+        // Copy the readiness out first so each connection can be driven with
+        // `self` borrowed mutably (the buffer is reused across polls).
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|ev| {
+            (
+                ev.token(),
                 ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                 ev.is_writable() || ev.is_write_closed() || ev.is_error(),
-            );
-            self.drive(token.0, readable, writable, state, now);
+            )
+        }));
+        for &(token, readable, writable) in &ready {
+            match token {
+                LISTENER => accept = true,
+                WAKER => self.run_remote_commands(),
+                Token(key) => self.drive(key, readable, writable, state, now),
+            }
         }
+        self.ready = ready;
         for key in std::mem::take(&mut self.resume) {
             self.drive(key, false, false, state, now);
         }

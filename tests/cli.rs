@@ -1,0 +1,160 @@
+//! The `pollserve` command over loopback: `serve` (listing, --no-listing,
+//! --auth, --header, the secrets warning) and `demo` (status, colour, upload).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Option<std::process::ChildStderr>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `pollserve ARGS --port P` and waits until it prints its URL.
+fn run(args: &[&str]) -> Running {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pollserve"))
+            .args(args)
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pollserve");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while line.is_empty() && Instant::now() < deadline {
+            if out.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        if line.contains(&format!("127.0.0.1:{port}")) {
+            let stderr = child.stderr.take();
+            return Running {
+                child,
+                addr: format!("127.0.0.1:{port}").parse().unwrap(),
+                stderr,
+            };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("pollserve {args:?} did not start");
+}
+
+#[test]
+fn serve_lists_directories_and_serves_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.txt"), "bee").unwrap();
+    std::fs::write(dir.path().join("a <x>.txt"), "ay").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join(".env"), "SECRET=1").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut srv = run(&["serve", d, "--header", "X-Served-By: pollserve-test"]);
+    let r = common::get(srv.addr, "/");
+    assert_eq!(r.status, 200);
+    let page = r.text();
+    assert!(page.contains("href=\"b.txt\""), "{page}");
+    assert!(page.contains("href=\"sub/\""), "{page}");
+    assert!(
+        page.contains("a &lt;x&gt;.txt"),
+        "names are escaped: {page}"
+    );
+    assert!(
+        page.contains("href=\"a%20%3Cx%3E.txt\""),
+        "links are encoded: {page}"
+    );
+    assert!(!page.contains(".env"), "dotfiles are not listed");
+    assert_eq!(r.header("x-served-by"), Some("pollserve-test"));
+    // Sorting by size puts the 2-byte file before the 3-byte one.
+    let by_size = common::get(srv.addr, "/?sort=size").text();
+    assert!(by_size.find("b.txt").unwrap() > by_size.find("a &lt;x").unwrap());
+    assert_eq!(common::get(srv.addr, "/b.txt").text(), "bee");
+    assert_eq!(common::get(srv.addr, "/.env").status, 404);
+    // The warning about a directory holding secrets.
+    let mut warning = String::new();
+    BufReader::new(srv.stderr.take().unwrap())
+        .read_line(&mut warning)
+        .unwrap();
+    assert!(
+        warning.contains("warning") && warning.contains(".env"),
+        "{warning}"
+    );
+
+    let srv = run(&["serve", d, "--no-listing", "-q"]);
+    assert_eq!(common::get(srv.addr, "/").status, 404);
+    assert_eq!(common::get(srv.addr, "/b.txt").status, 200);
+}
+
+#[test]
+fn serve_with_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<h1>private</h1>").unwrap();
+    let srv = run(&[
+        "serve",
+        dir.path().to_str().unwrap(),
+        "--auth",
+        "ada:lovelace",
+        "-q",
+    ]);
+    let r = common::get(srv.addr, "/");
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Basic realm="));
+    // "ada:lovelace" in base64.
+    let ok = common::request(
+        srv.addr,
+        "GET / HTTP/1.1\r\nHost: t\r\nAuthorization: Basic YWRhOmxvdmVsYWNl\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((ok.status, ok.text().as_str()), (200, "<h1>private</h1>"));
+}
+
+#[test]
+fn demo_status_colour_and_upload() {
+    let srv = run(&["demo", "-q"]);
+    let page = common::get(srv.addr, "/");
+    assert!(page.text().contains("pollserve demo"));
+    let body = "{\"color\": \"#FF8800\"}";
+    let r = common::request(
+        srv.addr,
+        &format!("POST /api/color HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    );
+    assert_eq!(r.text(), "{\"color\":\"#ff8800\"}");
+    let bad = common::request(
+        srv.addr,
+        "POST /api/color HTTP/1.1\r\nHost: t\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"color\":\"x\"}",
+    );
+    assert_eq!(bad.status, 400);
+    let upload = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\x02\r\n--XyZ--\r\n";
+    let r = common::request(
+        srv.addr,
+        &format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{upload}", upload.len()),
+    );
+    assert_eq!(r.text(), "{\"saved\":[{\"name\":\"n.bin\",\"size\":3}]}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&common::get(srv.addr, "/api/status").body).unwrap();
+    assert_eq!(status["color"], "#ff8800");
+    assert_eq!(status["uploads"][0]["name"], "n.bin");
+}
