@@ -935,6 +935,10 @@ impl WsSession {
         if (self.msg.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
             return Err(ProtocolError::MessageTooBig);
         }
+        // One allocation for the frame instead of a doubling chain as its
+        // payload arrives in pieces; capped so an announced-but-unsent frame
+        // reserves little.
+        self.msg.reserve(len.min(1 << 20) as usize);
         if !fin || opcode == Opcode::Continuation {
             self.frag_deadline = self.fragment_deadline(now);
         }
