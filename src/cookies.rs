@@ -106,7 +106,7 @@ fn is_cookie_value(v: &str) -> bool {
 /// than non-ASCII UTF-8) is skipped without affecting the others. Non-ASCII
 /// values are accepted because browsers send what scripts set. A name may
 /// appear more than once (cookies set for different paths or domains);
-/// [`get`](Self::get) returns the first, which browsers send for the most
+/// [`get`](crate::Pairs::get) returns the first, which browsers send for the most
 /// specific path.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Cookies {

@@ -69,7 +69,11 @@
 //! the seed's [`get_directive`](Headers::get_directive) /
 //! [`get_parameter`](Headers::get_parameter), the body as bytes, text or JSON,
 //! and the client address. Client input reflected into HTML must go through
-//! [`html_escape`].
+//! [`html_escape`]. Forms: [`Request::form`] (urlencoded, multipart with
+//! files, text/plain) and [`Request::cookies`]. Uploads too large to buffer
+//! go to a route made with [`Route::streaming`], whose [`BodySink`] receives
+//! the body as it arrives (to disk, through
+//! [`form::MultipartParser`], or anywhere else).
 //!
 //! ```
 //! use pollserve::{HttpError, Request, Response};
@@ -171,5 +175,5 @@ pub use proto::http::Version;
 pub use request::{ConnId, Request, RouteParams};
 pub use response::Response;
 pub use router::RouteError;
-pub use server::{Activity, Handler, Route, Sender, Server, ServerConfig};
+pub use server::{Activity, BodySink, Handler, Route, Sender, Server, ServerConfig};
 pub use status::StatusCode;

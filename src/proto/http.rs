@@ -278,11 +278,6 @@ pub fn parse_request_head(
         (false, Some(0)) | (false, None) => BodyFraming::None,
         (false, Some(n)) => BodyFraming::Length(n),
     };
-    if let BodyFraming::Length(n) = head.framing {
-        if n > limits.max_body_size {
-            return Err(err(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"));
-        }
-    }
     // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request
     // MUST be ignored (a 1.0 client cannot take an interim response).
     if head.framing == BodyFraming::None || head.version == Version::Http10 {
@@ -294,6 +289,18 @@ pub fn parse_request_head(
     };
     head.head_len = len;
     Ok(Some(len))
+}
+
+/// Refuses with 413 a body whose announced `Content-Length` exceeds `limit`
+/// (a chunked body is checked as it arrives). Separate from
+/// [`parse_request_head`] because the limit can depend on the route.
+pub fn check_body_length(framing: BodyFraming, limit: u64) -> Result<(), ParseError> {
+    match framing {
+        BodyFraming::Length(n) if n > limit => {
+            Err(err(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn version_error(line: &[u8]) -> ParseError {
@@ -734,7 +741,17 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
             2 << 20
         );
-        assert_eq!(status_of(&huge), 413);
+        let head = parse(&huge).unwrap().unwrap().1;
+        let limit = HttpLimits::default().max_body_size;
+        assert_eq!(
+            check_body_length(head.framing, limit)
+                .unwrap_err()
+                .status
+                .as_u16(),
+            413
+        );
+        assert!(check_body_length(head.framing, 4 << 20).is_ok());
+        assert!(check_body_length(BodyFraming::Chunked, 0).is_ok());
     }
 
     #[test]

@@ -9,11 +9,14 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use super::buf::ReadBuf;
-use super::{Handler, Shared};
+use super::{BodySink, RouteHandler, Shared};
 use crate::files::{self, Condition, FileBody, FileError, Preconditions, RangeDecision, Resolved};
 use crate::headers::Headers;
 use crate::method::Method;
-use crate::proto::http::{parse_request_head, BodyDecoder, RequestHead, Version};
+use crate::proto::http::{
+    check_body_length, parse_request_head, BodyDecoder, BodyFraming, HttpLimits, RequestHead,
+    Version,
+};
 use crate::proto::ws::Event;
 use crate::request::{ConnId, Request, RouteParams};
 use crate::response::{Body, Response};
@@ -97,6 +100,10 @@ pub(crate) struct Conn {
     pub dead: bool,
     /// The poll in which this connection was last listed in `ws_ready`.
     ready_epoch: u64,
+    /// Where the body of the current request goes when its route streams it.
+    sink: Option<Box<dyn BodySink>>,
+    /// Body size limit of the current request (the route's, for a sink).
+    body_limit: u64,
 }
 
 impl Conn {
@@ -138,6 +145,8 @@ impl Conn {
             sse: None,
             dead: false,
             ready_epoch: 0,
+            sink: None,
+            body_limit: 0,
         }
     }
 
@@ -165,7 +174,7 @@ impl Conn {
     /// must be closed.
     pub fn drive<S>(
         &mut self,
-        routes: &mut Router<Handler<S>>,
+        routes: &mut Router<RouteHandler<S>>,
         shared: &mut Shared,
         state: &mut S,
         now: Instant,
@@ -200,7 +209,7 @@ impl Conn {
 
     fn run<S>(
         &mut self,
-        routes: &mut Router<Handler<S>>,
+        routes: &mut Router<RouteHandler<S>>,
         shared: &mut Shared,
         state: &mut S,
         now: Instant,
@@ -518,7 +527,7 @@ impl Conn {
     /// Parses and answers as many buffered requests as the output bound allows.
     fn process_input<S>(
         &mut self,
-        routes: &mut Router<Handler<S>>,
+        routes: &mut Router<RouteHandler<S>>,
         shared: &mut Shared,
         state: &mut S,
         now: Instant,
@@ -544,6 +553,22 @@ impl Conn {
                             self.rbuf.consume(n);
                             self.request_size = n;
                             self.req.body.clear();
+                            self.sink = None;
+                            self.body_limit = shared.config.limits.max_body_size;
+                            if self.req.head.framing != BodyFraming::None {
+                                if let Err(response) = self.open_sink(routes, state) {
+                                    self.req.head.keep_alive = false;
+                                    self.write_response(response, shared, now);
+                                    return true;
+                                }
+                            }
+                            if let Err(e) =
+                                check_body_length(self.req.head.framing, self.body_limit)
+                            {
+                                self.rbuf.clear();
+                                self.respond_error(e.status, e.reason, shared, now);
+                                return true;
+                            }
                             match BodyDecoder::new(self.req.head.framing) {
                                 None => self.dispatch(routes, shared, state, now),
                                 Some(d) => {
@@ -563,11 +588,11 @@ impl Conn {
                         self.phase = Phase::Head;
                         continue;
                     };
-                    match decoder.decode(
-                        self.rbuf.data(),
-                        &mut self.req.body,
-                        &shared.config.limits,
-                    ) {
+                    let limits = HttpLimits {
+                        max_body_size: self.body_limit,
+                        ..shared.config.limits
+                    };
+                    match decoder.decode(self.rbuf.data(), &mut self.req.body, &limits) {
                         Err(e) => {
                             self.rbuf.clear();
                             self.respond_error(e.status, e.reason, shared, now);
@@ -577,9 +602,16 @@ impl Conn {
                             progress |= n > 0;
                             self.rbuf.consume(n);
                             self.request_size += n;
+                            if let Err(response) = self.drain_to_sink() {
+                                self.rbuf.clear();
+                                self.decoder = None;
+                                self.req.head.keep_alive = false;
+                                self.write_response(response, shared, now);
+                                return true;
+                            }
                             if done {
                                 self.decoder = None;
-                                self.dispatch(routes, shared, state, now);
+                                self.complete_request(routes, shared, state, now);
                             } else if n == 0 {
                                 break;
                             }
@@ -595,17 +627,104 @@ impl Conn {
         if self.phase == Phase::Body {
             if let Some(BodyDecoder::Length(0)) = self.decoder {
                 self.decoder = None;
-                self.dispatch(routes, shared, state, now);
+                self.complete_request(routes, shared, state, now);
                 progress = true;
             }
         }
         progress
     }
 
+    /// For a route that streams its body: matches the route now (the head is
+    /// in, the body is not), opens its sink and takes its body limit. `Err`
+    /// is the response refusing the request before its body is read.
+    fn open_sink<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        state: &mut S,
+    ) -> Result<(), Response> {
+        let method = self.req.method();
+        let (raw_path, query) = split_target(&self.req.head.target);
+        let Ok(decoded) = decode_path(raw_path) else {
+            return Ok(());
+        };
+        let RouteMatch::Found {
+            handler: RouteHandler::Streaming { open, max_body },
+            params,
+            ..
+        } = routes.find_mut(method, decoded.segments(), decoded.trailing_slash())
+        else {
+            return Ok(());
+        };
+        self.req.path = decoded.path();
+        self.req.query = QueryParams::parse(query.unwrap_or(""));
+        self.req.params.clear();
+        for (name, value) in params.iter() {
+            self.req.params.push(name, value);
+        }
+        self.body_limit = *max_body;
+        let req = &self.req;
+        match catch_unwind(AssertUnwindSafe(|| open(req, state))) {
+            Ok(Ok(sink)) => {
+                self.sink = Some(sink);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(panicked("body sink opener", method, raw_path)),
+        }
+    }
+
+    /// Hands decoded body bytes to the sink, if the request has one.
+    fn drain_to_sink(&mut self) -> Result<(), Response> {
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        if self.req.body.is_empty() {
+            return Ok(());
+        }
+        let body = &self.req.body;
+        let result = catch_unwind(AssertUnwindSafe(|| sink.write(body)));
+        self.req.body.clear();
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.sink = None;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.sink = None;
+                Err(panicked(
+                    "body sink",
+                    self.req.method(),
+                    &self.req.head.target,
+                ))
+            }
+        }
+    }
+
+    /// The whole request is in: finish its sink, or route it to a handler.
+    fn complete_request<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) {
+        let Some(sink) = self.sink.take() else {
+            return self.dispatch(routes, shared, state, now);
+        };
+        shared.activity.handled += 1;
+        let response = match catch_unwind(AssertUnwindSafe(|| sink.finish())) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => e.into(),
+            Err(_) => panicked("body sink", self.req.method(), &self.req.head.target),
+        };
+        self.write_response(response, shared, now);
+    }
+
     /// Routes a complete request and queues its response.
     fn dispatch<S>(
         &mut self,
-        routes: &mut Router<Handler<S>>,
+        routes: &mut Router<RouteHandler<S>>,
         shared: &mut Shared,
         state: &mut S,
         now: Instant,
@@ -639,7 +758,7 @@ impl Conn {
 
     fn route<S>(
         &mut self,
-        routes: &mut Router<Handler<S>>,
+        routes: &mut Router<RouteHandler<S>>,
         shared: &mut Shared,
         state: &mut S,
         method: Method,
@@ -666,18 +785,16 @@ impl Conn {
                 }
                 shared.activity.handled += 1;
                 let req = &self.req;
-                match catch_unwind(AssertUnwindSafe(|| handler(req, state))) {
+                let result = catch_unwind(AssertUnwindSafe(|| match handler {
+                    RouteHandler::Buffered(h) => h(req, state),
+                    // A streaming route reached without a body: open and
+                    // finish its sink at once.
+                    RouteHandler::Streaming { open, .. } => open(req, state)?.finish(),
+                }));
+                match result {
                     Ok(Ok(r)) => r,
                     Ok(Err(e)) => e.into(),
-                    Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        log::error!("handler for {} {} panicked: {what}", method, raw_path);
-                        Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-                    }
+                    Err(_) => panicked("handler", method, raw_path),
                 }
             }
             RouteMatch::MethodNotAllowed { allow } => {
@@ -1060,6 +1177,14 @@ impl Conn {
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
+}
+
+/// The 500 for user code that panicked (the panic message itself went to
+/// stderr through the panic hook).
+fn panicked(what: &str, method: Method, target: &str) -> Response {
+    let path = target.split('?').next().unwrap_or("");
+    log::error!("{what} for {method} {path} panicked");
+    Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
 /// Answers a GET/HEAD that no route matched from the static-file root.
