@@ -563,7 +563,7 @@ impl<S> Server<S> {
             self.drive(key, false, false, state, now);
         }
         if accept || (self.accept_paused && self.conns.len() < self.shared.config.max_connections) {
-            self.accept_all(state, now);
+            self.accept_all(now);
         }
         if self.shared.next_sweep.is_some_and(|at| now >= at) {
             self.sweep(now);
@@ -591,7 +591,7 @@ impl<S> Server<S> {
         }
     }
 
-    fn accept_all(&mut self, state: &mut S, now: Instant) {
+    fn accept_all(&mut self, now: Instant) {
         self.accept_paused = false;
         loop {
             if self.conns.len() >= self.shared.config.max_connections {
@@ -621,7 +621,6 @@ impl<S> Server<S> {
                         .schedule(now + self.shared.config.header_timeout);
                     // Data that arrived with the connection is read on the next
                     // readiness event, which epoll reports right after registration.
-                    let _ = state;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -776,16 +775,19 @@ impl<S> Server<S> {
     /// A handle other threads can use to send to this server's WebSockets and
     /// event streams; each call wakes the poll loop, which performs the send.
     pub fn sender(&mut self) -> Result<Sender, Error> {
-        if self.remote.is_none() {
-            let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
-            self.remote = Some(Arc::new(Remote {
-                queue: Mutex::new(Vec::new()),
-                waker,
-            }));
-        }
-        Ok(Sender {
-            remote: self.remote.clone().expect("created above"),
-        })
+        let remote = match &self.remote {
+            Some(r) => r.clone(),
+            None => {
+                let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
+                let r = Arc::new(Remote {
+                    queue: Mutex::new(Vec::new()),
+                    waker,
+                });
+                self.remote = Some(r.clone());
+                r
+            }
+        };
+        Ok(Sender { remote })
     }
 
     fn run_remote_commands(&mut self) {
