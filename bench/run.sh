@@ -222,6 +222,7 @@ http {
 EOF
 
 start pollserve_http "$BIN/pollserve_http" @PORT@ "$STATIC"
+start pollserve_http_2loops "$BIN/pollserve_http" @PORT@ "$STATIC" 2
 start hyper_st "$BIN/hyper_hello" @PORT@ st
 start hyper_mt "$BIN/hyper_hello" @PORT@ mt
 start tiny_http "$BIN/tiny_hello" @PORT@
@@ -231,7 +232,7 @@ NEXT_PORT=$PORT  # let `start` take the same port
 start nginx nginx -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/nginx-error.log"
 
 # Correctness first: every server's answer, byte for byte.
-for s in pollserve_http hyper_st hyper_mt tiny_http; do
+for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http; do
   body=$(curl -sS --max-time 5 "http://127.0.0.1:${PORT_OF[$s]}/") || die "curl $s failed"
   [ "$body" = "Hello, world!" ] || die "$s answered '$body'"
 done
@@ -261,7 +262,7 @@ http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
       p50=$(awk '$1=="50%" {print $2}' <<<"$out")
       p99=$(awk '$1=="99%" {print $2}' <<<"$out")
       log "$case $s r$round: $rps req/s p50 $p50 p99 $p99"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t-\n' "$case" "${s/pollserve_http/pollserve}" "$round" "$rps" "$(to_us "$p50")" "$(to_us "$p99")" >> "$RAW"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t-\n' "$case" "${s/#pollserve_http/pollserve}" "$round" "$rps" "$(to_us "$p50")" "$(to_us "$p99")" >> "$RAW"
     done
   done
 }
@@ -274,11 +275,13 @@ to_us() { # wrk latency (e.g. 512.00us, 1.23ms, 2.00s) -> microseconds
     else print "-" }'
 }
 
-http_case http_hello_ka / "" pollserve_http hyper_st hyper_mt tiny_http
+# pollserve_http_2loops: two poll loops on one port (SO_REUSEPORT); its row
+# shows 1 loop ÷ 2 loops, i.e. the inverse of the scaling.
+http_case http_hello_ka / "" pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http
 http_case http_hello_close / "Connection: close" pollserve_http hyper_st hyper_mt tiny_http
 http_case static_small /small.txt "" pollserve_http nginx
 http_case static_1m /big.bin "" pollserve_http nginx
-for s in pollserve_http hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
+for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
 
 # --------------------------------------------------------- micro-benchmarks
 CRIT_DIR="$ROOT/target/criterion"
