@@ -15,9 +15,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -27,23 +25,12 @@ use pollserve::{Method, Response, ServerConfig};
 use serde_json::{json, Value};
 
 /// Longest any client process may run before it is killed.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upload limit of the interop server (the default is 1 MiB).
 const MAX_BODY: u64 = 4 << 20;
 
 // ---------------------------------------------------------------------------
 // The server
 // ---------------------------------------------------------------------------
-
-/// FNV-1a, 64 bits, as 16 hex digits: a checksum the tests recompute.
-fn fnv1a(data: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
 
 fn interop_server(config: ServerConfig) -> TestServer {
     serve_with(config, (), |s| {
@@ -112,118 +99,6 @@ fn stream_body() -> String {
 // ---------------------------------------------------------------------------
 // Running client processes
 // ---------------------------------------------------------------------------
-
-struct Output {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Output {
-    fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-/// Runs `cmd` to completion, killing it after `PROCESS_TIMEOUT`.
-fn run(cmd: &mut Command) -> Output {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-            panic!("{what} ran longer than {PROCESS_TIMEOUT:?}; stderr:\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
-    }
-}
-
-/// Reports a skipped test on the real stderr: written with `io::stderr()`
-/// rather than `eprintln!`, which the test harness captures and hides for
-/// tests that pass.
-fn skipped(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-}
-
-/// The Python interpreter for interop tests, or `None` (after printing why)
-/// when `POLLSERVE_TEST_PYTHON` is not set.
-fn python(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("POLLSERVE_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            skipped(&format!(
-                "{test}: POLLSERVE_TEST_PYTHON is not set (run ./test.sh, or \
-                 set it to the python of a venv made by scripts/setup-python.sh)"
-            ));
-            None
-        }
-    }
-}
-
-/// Common start of every Python script: the base URL and a helper that
-/// records what a response looked like.
-const PY_PRELUDE: &str = r#"
-import json, sys
-base = sys.argv[1]
-T = 10
-def obs(r):
-    return {
-        "status": r.status_code,
-        "headers": {k.lower(): v for k, v in r.headers.items()},
-        "text": r.text,
-    }
-"#;
-
-/// Runs a Python script (after [`PY_PRELUDE`]) against `base`; it must
-/// print one JSON value as its last line of output.
-fn run_python(py: &Path, script: &str, base: &str) -> Value {
-    let code = format!("{PY_PRELUDE}\n{script}");
-    let out = run(Command::new(py)
-        .arg("-c")
-        .arg(&code)
-        .arg(base)
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("NO_PROXY", "*")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy"));
-    assert!(
-        out.status.success(),
-        "python failed ({}):\n{}",
-        out.status,
-        out.stderr
-    );
-    let text = out.stdout_text();
-    let last = text.lines().last().unwrap_or("");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON from python ({e}): {text}"))
-}
 
 /// `Some(())` when curl can be run; otherwise prints why and returns `None`.
 fn have_curl(test: &str) -> Option<()> {
@@ -379,6 +254,7 @@ out["stream"] = {"headers": dict(r.headers), "body": b"".join(r.iter_content(chu
 print(json.dumps(out))
 "#,
         &srv.url(""),
+        &[],
     );
     let root = &v["root"];
     assert_eq!(root["status"], 200);
@@ -434,6 +310,7 @@ with requests.Session() as s:
 print(json.dumps({"addrs": addrs, "statuses": statuses}))
 "#,
         &srv.url(""),
+        &[],
     );
     let addrs: Vec<&str> = v["addrs"]
         .as_array()
@@ -495,6 +372,7 @@ with httpx.Client(timeout=httpx.Timeout(T)) as c:
 print(json.dumps(out))
 "#,
         &srv.url(""),
+        &[],
     );
     assert_eq!(v["root"]["status"], 200);
     assert_eq!(v["root"]["text"], "<h1>interop</h1>");

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use pollserve::form::{MultipartEvent, MultipartParser};
 use pollserve::{
@@ -234,8 +234,7 @@ fn refusals_before_and_during_the_body() {
 
 #[test]
 fn python_requests_multipart_upload_streams_to_disk() {
-    let Ok(python) = std::env::var("POLLSERVE_TEST_PYTHON") else {
-        let _ = writeln!(std::io::stderr(), "SKIPPED: python_requests_multipart_upload_streams_to_disk: POLLSERVE_TEST_PYTHON is not set (run ./test.sh)");
+    let Some(python) = common::python("python_requests_multipart_upload_streams_to_disk") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -252,19 +251,13 @@ for name, data in (("big.bin", big), ("small.txt", small)):
     assert got[name]["sha1"] == hashlib.sha1(data).hexdigest(), got
 print("streamed upload: ok")
 "#;
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(format!("http://{}/upload", srv.addr))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run(
+        Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg(format!("http://{}/upload", srv.addr)),
     );
+    let text = format!("{}{}", out.stdout_text(), out.stderr);
     assert!(
         out.status.success() && text.contains("streamed upload: ok"),
         "{text}"

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use pollserve::ws::WsId;
@@ -57,40 +56,6 @@ fn serve_echo_loop() -> common::TestServer {
     common::TestServer::from_parts(rx.recv().unwrap(), stop, thread)
 }
 
-fn skip(test: &str, why: &str) {
-    // Written straight to stderr: the harness hides output of passing tests.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
-}
-
-fn run(mut cmd: Command) -> (bool, String) {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let out = wait_with_timeout(child, Duration::from_secs(60));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn wait_with_timeout(mut child: std::process::Child, limit: Duration) -> std::process::Output {
-    let start = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("client did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 const PY_CLIENT: &str = r#"
 import asyncio, sys, websockets
 async def main(url):
@@ -113,20 +78,20 @@ asyncio.run(main(sys.argv[1]))
 
 #[test]
 fn python_websockets_client() {
-    let Ok(python) = std::env::var("POLLSERVE_TEST_PYTHON") else {
-        return skip(
-            "python_websockets_client",
-            "POLLSERVE_TEST_PYTHON is not set (run ./test.sh)",
-        );
+    let Some(python) = common::python("python_websockets_client") else {
+        return;
     };
     let srv = serve_echo_loop();
     let mut cmd = Command::new(python);
     cmd.arg("-c")
         .arg(PY_CLIENT)
         .arg(format!("ws://{}/ws", srv.addr));
-    let (ok, out) = run(cmd);
-    assert!(ok, "{out}");
-    assert!(out.contains("python websockets interop: ok"), "{out}");
+    let out = common::run(&mut cmd);
+    let text = format!("{}{}", out.stdout_text(), out.stderr);
+    assert!(
+        out.status.success() && text.contains("python websockets interop: ok"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -135,18 +100,20 @@ fn node_ws_client() {
     if !dir.join("node_modules/ws").exists()
         || Command::new("node").arg("--version").output().is_err()
     {
-        return skip(
-            "node_ws_client",
-            "node or tests/node/node_modules missing (run ./test.sh)",
+        return common::skipped(
+            "node_ws_client: node or tests/node/node_modules missing (run ./test.sh)",
         );
     }
     let srv = serve_echo_loop();
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("ws_client.mjs"))
         .arg(format!("ws://{}/ws", srv.addr));
-    let (ok, out) = run(cmd);
-    assert!(ok, "{out}");
-    assert!(out.contains("node ws interop: ok"), "{out}");
+    let out = common::run(&mut cmd);
+    let text = format!("{}{}", out.stdout_text(), out.stderr);
+    assert!(
+        out.status.success() && text.contains("node ws interop: ok"),
+        "{text}"
+    );
 }
 
 #[test]

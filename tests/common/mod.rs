@@ -3,6 +3,8 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -209,4 +211,133 @@ pub fn get(addr: SocketAddr, path: &str) -> Resp {
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
     )
+}
+
+// ---------------------------------------------------------------------------
+// Client processes (Python, curl) for the interop tests
+// ---------------------------------------------------------------------------
+
+/// Longest a client process may run before it is killed.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// FNV-1a, 64 bits, as 16 hex digits.
+pub fn fnv1a(data: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Standard output as (lossy) text.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `PROCESS_TIMEOUT`.
+pub fn run(cmd: &mut Command) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+            panic!("{what} ran longer than {PROCESS_TIMEOUT:?}; stderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+    }
+}
+
+/// Reports a skipped test on the real stderr (not captured by the harness).
+pub fn skipped(why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
+/// The Python interpreter for these tests, or `None` (after printing why)
+/// when `POLLSERVE_TEST_PYTHON` is not set.
+pub fn python(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("POLLSERVE_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            skipped(&format!(
+                "{test}: POLLSERVE_TEST_PYTHON is not set (run ./test.sh, or \
+                 set it to the python of a venv made by scripts/setup-python.sh)"
+            ));
+            None
+        }
+    }
+}
+
+/// Common start of every script: `base` URL, extra `args`, a timeout and
+/// `obs`, which records a `requests` or `httpx` response.
+pub const PY_PRELUDE: &str = r#"
+import json, sys
+base = sys.argv[1]
+args = sys.argv[2:]
+T = 10
+def obs(r):
+    return {
+        "status": r.status_code,
+        "headers": {k.lower(): v for k, v in r.headers.items()},
+        "text": r.text,
+    }
+"#;
+
+/// Runs a Python script (after [`PY_PRELUDE`]) against `base`; it must print
+/// one JSON value as its last line of output.
+pub fn run_python(py: &Path, script: &str, base: &str, args: &[&str]) -> serde_json::Value {
+    let code = format!("{PY_PRELUDE}\n{script}");
+    let out = run(Command::new(py)
+        .arg("-c")
+        .arg(&code)
+        .arg(base)
+        .args(args)
+        .env("PYTHONIOENCODING", "utf-8")
+        .env("NO_PROXY", "*")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed ({}):\nstdout:\n{text}\nstderr:\n{}",
+        out.status,
+        out.stderr
+    );
+    let last = text.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON from python ({e}): {text}"))
 }
