@@ -34,3 +34,25 @@ pub fn runtime(mt: bool) -> tokio::runtime::Runtime {
     }
     .expect("tokio runtime")
 }
+
+/// Accepts TCP connections on 127.0.0.1:`port` on a tokio runtime (`mt`:
+/// multi-thread) and spawns `serve` for each, with `TCP_NODELAY` set — the
+/// accept loop every tokio peer server shares.
+pub fn serve_tcp<F, Fut>(port: u16, mt: bool, serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    runtime(mt).block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve(stream));
+        }
+    });
+}

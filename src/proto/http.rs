@@ -362,6 +362,15 @@ fn set_target(head: &mut RequestHead, raw: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// The one byte a framing state allows (a CR or LF of chunked coding).
+fn expect_byte(b: u8, want: u8, reason: &'static str) -> Result<(), ParseError> {
+    if b == want {
+        Ok(())
+    } else {
+        Err(bad(reason))
+    }
+}
+
 /// Decodes a request body delimited by `Content-Length` or chunked coding.
 #[derive(Debug, Clone)]
 pub enum BodyDecoder {
@@ -505,9 +514,7 @@ impl ChunkedDecoder {
                     i += 1;
                 }
                 ChunkState::SizeLf => {
-                    if b != b'\n' {
-                        return Err(bad("chunk size line must end with CRLF"));
-                    }
+                    expect_byte(b, b'\n', "chunk size line must end with CRLF")?;
                     i += 1;
                     if self.size == 0 {
                         self.state = ChunkState::TrailerStart;
@@ -535,16 +542,12 @@ impl ChunkedDecoder {
                     }
                 }
                 ChunkState::DataCr => {
-                    if b != b'\r' {
-                        return Err(bad("chunk data longer than its size"));
-                    }
+                    expect_byte(b, b'\r', "chunk data longer than its size")?;
                     self.state = ChunkState::DataLf;
                     i += 1;
                 }
                 ChunkState::DataLf => {
-                    if b != b'\n' {
-                        return Err(bad("chunk data must end with CRLF"));
-                    }
+                    expect_byte(b, b'\n', "chunk data must end with CRLF")?;
                     self.state = ChunkState::Size;
                     i += 1;
                 }
@@ -569,16 +572,12 @@ impl ChunkedDecoder {
                     i += 1;
                 }
                 ChunkState::TrailerLf => {
-                    if b != b'\n' {
-                        return Err(bad("trailer line must end with CRLF"));
-                    }
+                    expect_byte(b, b'\n', "trailer line must end with CRLF")?;
                     self.state = ChunkState::TrailerStart;
                     i += 1;
                 }
                 ChunkState::EndLf => {
-                    if b != b'\n' {
-                        return Err(bad("chunked body must end with CRLF"));
-                    }
+                    expect_byte(b, b'\n', "chunked body must end with CRLF")?;
                     self.state = ChunkState::Done;
                     i += 1;
                 }

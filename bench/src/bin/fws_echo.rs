@@ -8,7 +8,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 
 async fn handle_client(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
     let mut ws = FragmentCollector::new(fut.await?);
@@ -35,19 +34,10 @@ async fn server_upgrade(
 
 fn main() {
     let (port, mt) = pollserve_bench::port_and_mode("fws_echo PORT [st|mt]");
-    pollserve_bench::runtime(mt).block_on(async move {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(server_upgrade))
-                    .with_upgrades()
-                    .await;
-            });
-        }
+    pollserve_bench::serve_tcp(port, mt, |stream| async move {
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(server_upgrade))
+            .with_upgrades()
+            .await;
     });
 }

@@ -8,7 +8,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
-use tokio::net::TcpListener;
 
 async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::builder()
@@ -21,18 +20,9 @@ async fn hello(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible
 
 fn main() {
     let (port, mt) = pollserve_bench::port_and_mode("hyper_hello PORT [st|mt]");
-    pollserve_bench::runtime(mt).block_on(async move {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(hello))
-                    .await;
-            });
-        }
+    pollserve_bench::serve_tcp(port, mt, |stream| async move {
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(hello))
+            .await;
     });
 }

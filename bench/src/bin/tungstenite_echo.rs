@@ -2,7 +2,7 @@
 //!
 //! `tungstenite_echo PORT [st|mt]` — `st` (default) is a current-thread runtime.
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 async fn handle(stream: TcpStream) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let mut ws = tokio_tungstenite::accept_async(stream).await?;
@@ -19,16 +19,7 @@ async fn handle(stream: TcpStream) -> Result<(), tokio_tungstenite::tungstenite:
 
 fn main() {
     let (port, mt) = pollserve_bench::port_and_mode("tungstenite_echo PORT [st|mt]");
-    pollserve_bench::runtime(mt).block_on(async move {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = handle(stream).await;
-            });
-        }
+    pollserve_bench::serve_tcp(port, mt, |stream| async move {
+        let _ = handle(stream).await;
     });
 }
