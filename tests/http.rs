@@ -94,6 +94,39 @@ fn get_keep_alive_and_pipelining() {
     assert_eq!(read_response(&mut c, false).text(), "item 3");
 }
 
+/// Requests followed at once by the client's half-close (FIN), often in the
+/// same readiness event as the data: every request is answered and the server
+/// then closes, well before the 60 s keep-alive timeout. Also the case that
+/// guards the short-read shortcut: a read that returns less than the buffer
+/// must not hide a pending EOF.
+#[test]
+fn half_close_after_requests_is_answered_then_closed() {
+    let srv = hello_server();
+    for round in 0..20 {
+        let mut c = connect(srv.addr);
+        c.write_all(
+            b"GET /item/1 HTTP/1.1\r\nHost: t\r\n\r\nGET /item/2 HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let text = String::from_utf8(read_to_close(&mut c)).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("item 2"),
+            "round {round}: {text}"
+        );
+        assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    }
+    // A half-close in the middle of a head: closed without a response.
+    let mut c = connect(srv.addr);
+    c.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let out = read_to_close(&mut c);
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 400"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn http10_closes_unless_keep_alive() {
     let srv = hello_server();

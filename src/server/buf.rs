@@ -49,7 +49,9 @@ impl ReadBuf {
 
     /// Reads once from `r` into free space, making room for at least `chunk`
     /// bytes first (moving the unconsumed bytes to the front, or growing).
-    pub fn read_from(&mut self, r: &mut impl Read, chunk: usize) -> io::Result<usize> {
+    /// Returns the count and whether the read filled all the free space (a
+    /// short read means the socket had nothing more at that moment).
+    pub fn read_from(&mut self, r: &mut impl Read, chunk: usize) -> io::Result<(usize, bool)> {
         if self.buf.len() - self.end < chunk {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -60,9 +62,10 @@ impl ReadBuf {
                 self.buf.resize(self.end + chunk, 0);
             }
         }
+        let space = self.buf.len() - self.end;
         let n = r.read(&mut self.buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, n == space))
     }
 
     /// Moves the unconsumed bytes into a buffer sized for them, leaving `self`
@@ -87,14 +90,17 @@ mod tests {
     fn reads_consumes_and_compacts() {
         let mut b = ReadBuf::default();
         let mut src: &[u8] = b"hello world";
-        assert_eq!(b.read_from(&mut src, 4).unwrap(), 4);
+        assert_eq!(b.read_from(&mut src, 4).unwrap(), (4, true));
         assert_eq!(b.data(), b"hell");
         b.consume(2);
-        assert_eq!(b.read_from(&mut src, 4).unwrap(), 4);
+        assert_eq!(b.read_from(&mut src, 4).unwrap(), (4, true));
         assert_eq!(b.data(), b"llo wo");
         let own = b.split_off_remaining();
         assert_eq!(own.data(), b"llo wo");
         assert!(b.is_empty());
         assert!(b.capacity() >= 4);
+        // Less than the free space: a short read.
+        let mut src: &[u8] = b"x";
+        assert_eq!(b.read_from(&mut src, 4).unwrap(), (1, false));
     }
 }

@@ -82,6 +82,9 @@ pub(crate) struct Conn {
     phase: Phase,
     pub readable: bool,
     pub writable: bool,
+    /// The poller reported the peer's hang-up (or an error): keep reading
+    /// until `read` says EOF instead of stopping at a short read.
+    pub hangup: bool,
     peer_eof: bool,
     pub deadline: Option<Instant>,
     req: Request,
@@ -126,6 +129,7 @@ impl Conn {
             phase: Phase::Head,
             readable: false,
             writable: false,
+            hangup: false,
             peer_eof: false,
             deadline: None,
             req: Request {
@@ -257,12 +261,19 @@ impl Conn {
             }
             if self.readable && !self.peer_eof && self.wants_read() {
                 match self.rbuf.read_from(&mut self.stream, READ_CHUNK) {
-                    Ok(0) => {
+                    Ok((0, _)) => {
                         self.peer_eof = true;
                         progress = true;
                     }
-                    Ok(_) => {
+                    Ok((_, filled)) => {
                         self.last_io = now;
+                        // Edge-triggered readiness: a short read drained the
+                        // socket, and more data will raise a new event, so the
+                        // read that would only say EAGAIN is skipped. A
+                        // pending hang-up is not a new edge: read on to EOF.
+                        if !filled && !self.hangup {
+                            self.readable = false;
+                        }
                         if matches!(self.phase, Phase::Lingering(_) | Phase::Sse) {
                             // Nothing is expected from the client; discard.
                             self.rbuf.clear();

@@ -256,7 +256,7 @@ pub struct Server<S = ()> {
     /// Accepting paused (connection limit or out of file descriptors).
     accept_paused: bool,
     /// Readiness copied out of `events` for the current poll.
-    ready: Vec<(Token, bool, bool)>,
+    ready: Vec<(Token, bool, bool, bool)>,
     /// Connections to drive at the next poll without waiting for an event
     /// (a WebSocket whose program made room by receiving).
     resume: Vec<usize>,
@@ -549,13 +549,19 @@ impl<S> Server<S> {
                 ev.token(),
                 ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                 ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                ev.is_read_closed() || ev.is_error(),
             )
         }));
-        for &(token, readable, writable) in &ready {
+        for &(token, readable, writable, hangup) in &ready {
             match token {
                 LISTENER => accept = true,
                 WAKER => self.run_remote_commands(),
-                Token(key) => self.drive(key, readable, writable, state, now),
+                Token(key) => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.hangup |= hangup;
+                    }
+                    self.drive(key, readable, writable, state, now)
+                }
             }
         }
         self.ready = ready;
