@@ -124,7 +124,10 @@
 //! desktop values; [`ws::WsOptions::embedded`] gives the seed's (4096 bytes,
 //! 16 fragments, 5 s). [`Server::sender`] hands out a `Send` handle for
 //! other threads, and [`Server::broadcast_text`] sends to a set of sockets.
-//! The module [`ws`] has a complete echo example.
+//! [`Server::ws_ready`] lists only the sockets with news after a poll, and
+//! [`receive_into`](ws::WsHandle::receive_into) recycles message buffers, so a
+//! busy loop allocates nothing per message. The module [`ws`] has a complete
+//! echo example.
 //!
 //! # Limits
 //!

@@ -317,6 +317,46 @@ impl WsConn {
     }
 }
 
+/// Allocations of received messages handed back by
+/// [`WsHandle::receive_into`](crate::WsHandle::receive_into), lent to the
+/// next message any WebSocket starts to assemble. Bounded in count of bytes
+/// and in the size of one buffer, so a burst of large messages is not kept.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl BufferPool {
+    /// Most bytes of capacity kept across all pooled buffers.
+    const MAX_BYTES: usize = 8 << 20;
+    /// Buffers larger than this are freed instead of pooled.
+    const MAX_BUFFER: usize = 256 << 10;
+
+    pub fn put(&mut self, buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap > 0 && cap <= Self::MAX_BUFFER && self.bytes + cap <= Self::MAX_BYTES {
+            self.bytes += cap;
+            self.free.push(buf);
+        }
+    }
+
+    pub fn take(&mut self) -> Option<Vec<u8>> {
+        let buf = self.free.pop()?;
+        self.bytes -= buf.capacity();
+        Some(buf)
+    }
+
+    /// Lends a buffer to `session` if it has none for its next message.
+    pub fn lend(&mut self, session: &mut WsSession) {
+        if let Some(buf) = self.take() {
+            if let Some(back) = session.offer_buffer(buf) {
+                self.put(back);
+            }
+        }
+    }
+}
+
 fn event_len(e: &WsEvent) -> usize {
     match e {
         WsEvent::Message(m) => m.len(),

@@ -659,6 +659,26 @@ impl WsSession {
         &self.config
     }
 
+    /// Offers an allocation for assembling the next message, so a program
+    /// that recycles the buffers of received messages allocates nothing per
+    /// message. Taken (cleared) only when no message is being assembled and
+    /// the session holds no allocation; otherwise handed back.
+    pub fn offer_buffer(&mut self, mut buf: Vec<u8>) -> Option<Vec<u8>> {
+        if self.msg.capacity() == 0 && self.msg_kind.is_none() {
+            buf.clear();
+            self.msg = buf;
+            None
+        } else {
+            Some(buf)
+        }
+    }
+
+    /// Takes back the message allocation while no message is being
+    /// assembled, so an idle session holds none.
+    pub fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
+        (self.msg.capacity() > 0 && self.msg_kind.is_none()).then(|| std::mem::take(&mut self.msg))
+    }
+
     /// Coarse state: open, closing (our close sent) or closed.
     pub fn state(&self) -> SessionState {
         match self.state {
@@ -1619,6 +1639,33 @@ mod tests {
     fn pong_surfaced() {
         let ev = decode_as(Role::Server, &cf(0x8A, b"xyz"));
         assert_eq!(ev, [Event::Pong(b"xyz".to_vec())]);
+    }
+
+    #[test]
+    fn offered_buffers_are_used_between_messages_only() {
+        let mut s = server();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        // Between messages: taken, cleared, and the message is built in it.
+        let mut stale = Vec::with_capacity(64);
+        stale.extend_from_slice(b"stale bytes");
+        assert!(s.offer_buffer(stale).is_none());
+        let ev = drive(&mut s, &cf(0x82, b"new"), now, &mut out);
+        let Event::Message(Message::Binary(data)) = &ev[0] else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (data.as_slice(), data.capacity() >= 64),
+            (&b"new"[..], true)
+        );
+        // Inside a fragmented message: refused, and the idle buffer is kept.
+        drive(&mut s, &cf(0x01, b"Hel"), now, &mut out);
+        assert!(s.offer_buffer(Vec::with_capacity(8)).is_some());
+        assert!(s.take_idle_buffer().is_none());
+        let ev = drive(&mut s, &cf(0x80, b"lo"), now, &mut out);
+        assert_eq!(ev, [Event::Message(Message::Text("Hello".into()))]);
+        // After it completes the session holds no allocation to give back.
+        assert!(s.take_idle_buffer().is_none());
     }
 
     #[test]

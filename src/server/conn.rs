@@ -255,7 +255,7 @@ impl Conn {
             if matches!(self.phase, Phase::Head | Phase::Body) {
                 progress |= self.process_input(routes, shared, state, now);
             }
-            if self.phase == Phase::Ws && self.process_ws(now) {
+            if self.phase == Phase::Ws && self.process_ws(&mut shared.ws_pool, now) {
                 progress = true;
                 self.mark_ws_ready(shared);
             }
@@ -332,7 +332,7 @@ impl Conn {
 
     /// Feeds buffered bytes to the WebSocket session while the program keeps
     /// up; queues messages for `receive` and records how the session ends.
-    fn process_ws(&mut self, now: Instant) -> bool {
+    fn process_ws(&mut self, pool: &mut crate::ws::BufferPool, now: Instant) -> bool {
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
@@ -348,6 +348,7 @@ impl Conn {
                 ws.deferred = true;
                 break;
             }
+            pool.lend(&mut ws.session);
             let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
             if feed.consumed == 0 && feed.event.is_none() {
                 break;
@@ -363,6 +364,10 @@ impl Conn {
                 Some(Event::Error(e)) => ws.set_status(CloseStatus::Failed(e)),
                 None => {}
             }
+        }
+        if let Some(buf) = ws.session.take_idle_buffer() {
+            // Between messages the buffer goes back: idle sockets hold none.
+            pool.put(buf);
         }
         if ws.session.wants_shutdown() {
             // Flush the close frame, then shut the write side and drain.

@@ -213,6 +213,8 @@ pub(crate) struct Shared {
     /// Read buffer lent to whichever connection is being driven; a connection
     /// keeps a buffer of its own only while it holds a partial request.
     pub scratch: buf::ReadBuf,
+    /// Message buffers recycled through `receive_into`.
+    pub ws_pool: crate::ws::BufferPool,
     pub activity: Activity,
     /// Counts polls; a connection listed in `ws_ready` this poll carries it.
     pub epoch: u64,
@@ -314,6 +316,7 @@ impl<S> Server<S> {
                     text: String::new(),
                 },
                 scratch: buf::ReadBuf::default(),
+                ws_pool: Default::default(),
                 activity: Activity::default(),
                 epoch: 0,
                 ws_ready: Vec::new(),
@@ -952,6 +955,40 @@ impl<S> WsHandle<'_, S> {
                 WsEvent::Pong(_) => continue,
             }
         }
+    }
+
+    /// Like [`receive`](Self::receive), but puts the message into `slot` and
+    /// recycles the allocation `slot` held for a later message, on any
+    /// WebSocket of this server. Returns false (leaving `slot` as it was)
+    /// when no message is waiting. A loop that receives into the same slot
+    /// allocates nothing per message once warm:
+    ///
+    /// ```no_run
+    /// # use pollserve::{Server, ws::Message};
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), pollserve::Error> {
+    /// # let mut server = Server::<()>::new();
+    /// let mut slot = Message::Binary(Vec::new());
+    /// loop {
+    ///     server.poll(&mut (), Duration::from_millis(100))?;
+    ///     for id in server.ws_ready().to_vec() {
+    ///         while server.ws(id).receive_into(&mut slot) {
+    ///             let _ = server.ws(id).send(&slot); // echo
+    ///         }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn receive_into(&mut self, slot: &mut Message) -> bool {
+        let Some(message) = self.receive() else {
+            return false;
+        };
+        let old = std::mem::replace(slot, message);
+        self.server.shared.ws_pool.put(match old {
+            Message::Text(text) => text.into_bytes(),
+            Message::Binary(data) => data,
+        });
+        true
     }
 
     /// The next message or pong, if any.

@@ -1,6 +1,7 @@
 //! pollserve WebSocket echo server for the benchmarks: the seed-style loop
 //! (poll, then receive/send), visiting only the sockets that received
-//! something (`Server::ws_ready`) instead of every id kept.
+//! something (`Server::ws_ready`) instead of every id kept, and receiving
+//! into one reused message (`receive_into`) so no message is allocated.
 //!
 //! `pollserve_echo PORT` — serves `ws://127.0.0.1:PORT/ws`.
 use pollserve::ws::{Message, WsId};
@@ -16,16 +17,14 @@ fn main() -> Result<(), pollserve::Error> {
     server.route("/ws", Method::GET, |req, _| Ok(req.accept_websocket()?.0))?;
     server.start("127.0.0.1", port)?;
     let mut ready: Vec<WsId> = Vec::new();
+    let mut slot = Message::Binary(Vec::new());
     loop {
         server.poll(&mut (), Duration::from_millis(100))?;
         ready.clear();
         ready.extend_from_slice(server.ws_ready());
         for &id in &ready {
-            while let Some(message) = server.ws(id).receive() {
-                match message {
-                    Message::Text(text) => server.ws(id).send_text_quiet(&text),
-                    Message::Binary(data) => server.ws(id).send_binary_quiet(&data),
-                };
+            while server.ws(id).receive_into(&mut slot) {
+                let _ = server.ws(id).send(&slot);
             }
         }
     }
