@@ -761,3 +761,46 @@ fn response_file_in_a_handler() {
     assert_eq!(r.header("content-disposition"), None);
     assert_eq!(get(srv.addr, "/a-directory").status, 404);
 }
+
+/// A file shorter than the length its response promised (truncated after it
+/// was opened; simulated by inflating `ResolvedFile::len`): the bytes that
+/// exist are sent and the connection is closed, so the client sees a short
+/// body instead of waiting or reading the next response as body. Both the
+/// small-file path (read after the head) and the large-file path
+/// (sendfile / streamed) are covered; the server keeps serving.
+#[test]
+fn file_shorter_than_promised_ends_the_connection() {
+    let site = site();
+    let root = site.root.clone();
+    let srv = serve(move |s| {
+        for (route, name) in [("/short-small", "range.bin"), ("/short-big", "big.bin")] {
+            let sr = pollserve::files::StaticRoot::new(&root).unwrap();
+            s.route(route, Method::GET, move |_, _| {
+                let mut f = sr.resolve(&[name]).map_err(pollserve::HttpError::from)?;
+                f.len += 100;
+                Ok(Response::from(f))
+            })
+            .unwrap();
+        }
+    });
+    // Each twice: the server keeps serving after cutting a response short.
+    let cases = [("/short-small", &site.range), ("/short-big", &site.big)];
+    for (route, real) in cases.into_iter().chain(cases) {
+        let mut c = connect(srv.addr);
+        c.write_all(format!("GET {route} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let all = read_to_close(&mut c);
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&all[..split]).to_string();
+        assert_eq!(status_of(&head), 200, "{head}");
+        let promised: usize = head_field(&head, "content-length")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(promised, real.len() + 100);
+        assert!(
+            &all[split..] == real.as_slice(),
+            "{route}: body differs from the file"
+        );
+    }
+}
