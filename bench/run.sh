@@ -244,16 +244,29 @@ for s in pollserve_http nginx; do
 done
 log "HTTP answers verified"
 
+# cpu_ticks PID: utime+stime of PID and its direct children (nginx's worker
+# is a child of the master we started), in clock ticks.
+cpu_ticks() {
+  local p total=0 t
+  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
+    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && total=$((total + t))
+  done
+  echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
   local case=$1 path=$2 header=$3; shift 3
-  local round s out rps p50 p99
+  local round s out rps p50 p99 before after reqs cpu
   for round in $(seq "$ROUNDS"); do
     for s in $(order "$round" "$@"); do
       local cmd=(wrk -t1 -c64 -d"${SECS}s" --latency)
       [ -n "$header" ] && cmd+=(-H "$header")
       cmd+=("http://127.0.0.1:${PORT_OF[$s]}$path")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
+      before=$(cpu_ticks "${PID_OF[$s]}")
       out=$("${cmd[@]}" 2>&1) || { printf '%s\n' "$out" >&2; die "$case: wrk against $s failed"; }
+      after=$(cpu_ticks "${PID_OF[$s]}")
       alive "$s"
       if grep -q 'Non-2xx' <<<"$out"; then printf '%s\n' "$out" >&2; die "$case: $s sent error responses"; fi
       grep -q 'Socket errors' <<<"$out" && log "$case $s r$round: $(grep 'Socket errors' <<<"$out")"
@@ -261,8 +274,11 @@ http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
       [ -n "$rps" ] || { printf '%s\n' "$out" >&2; die "$case: no Requests/sec from wrk"; }
       p50=$(awk '$1=="50%" {print $2}' <<<"$out")
       p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-      log "$case $s r$round: $rps req/s p50 $p50 p99 $p99"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t-\n' "$case" "${s/#pollserve_http/pollserve}" "$round" "$rps" "$(to_us "$p50")" "$(to_us "$p99")" >> "$RAW"
+      reqs=$(awk '/ requests in / {print $1}' <<<"$out")
+      cpu=$(awk -v a="$before" -v b="$after" -v n="$reqs" -v t="$CLK_TCK" \
+        'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1000000 / t / n; else print "-" }')
+      log "$case $s r$round: $rps req/s p50 $p50 p99 $p99 server CPU $cpu us/req"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${s/#pollserve_http/pollserve}" "$round" "$rps" "$(to_us "$p50")" "$(to_us "$p99")" "$cpu" >> "$RAW"
     done
   done
 }

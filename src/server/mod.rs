@@ -686,14 +686,15 @@ impl<S> Server<S> {
         };
         if !conn.dead {
             conn.mark_ws_ready(&mut self.shared);
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             self.shared.activity.closed += 1;
             if let Some(ws) = conn.ws.as_mut() {
                 ws.set_status(CloseStatus::Abnormal);
                 if !ws.inbox.is_empty() {
                     // Keep the slot (and its messages) until the program has
-                    // received them, or for a keep-alive timeout at most.
+                    // received them, or for a keep-alive timeout at most; the
+                    // socket itself is done with now.
+                    let _ = self.poll.registry().deregister(&mut conn.stream);
+                    let _ = conn.stream.shutdown(std::net::Shutdown::Both);
                     conn.dead = true;
                     conn.deadline = Some(Instant::now() + self.shared.config.keep_alive_timeout);
                     self.shared
@@ -702,6 +703,8 @@ impl<S> Server<S> {
                 }
             }
         }
+        // Dropping the stream closes its descriptor, which also takes it
+        // out of the epoll set: no deregister or shutdown call is needed.
         self.conns.remove(key);
     }
 

@@ -3,7 +3,7 @@
 //!
 //! `report RAW.tsv CHART.svg [CRITERION_DIR]`
 //!
-//! RAW.tsv lines: `case subject round rate p50_us p99_us cpu_us_per_msg`
+//! RAW.tsv lines: `case subject round rate p50_us p99_us cpu_us_per_op`
 //! (tab separated, `-` for a missing value). Every ratio is computed per
 //! round, from runs made side by side (A, B, A, B…), and the median over the
 //! rounds is reported.
@@ -173,7 +173,9 @@ fn main() {
 
     out.push_str("## Throughput, latency and CPU\n\n");
     out.push_str("Ratios are pollserve ÷ peer, computed per round from side-by-side runs, median over rounds. \
-                  Throughput ratio > 1: pollserve is faster. Latency and CPU-per-message ratios < 1: pollserve is better. \
+                  Throughput ratio > 1: pollserve is faster. Latency and CPU-per-operation ratios < 1: pollserve is better \
+                  (an operation is a message echoed or a request answered; server CPU is utime+stime from /proc, \
+                  nginx counted with its worker). \
                   Absolute numbers are medians, for orientation only (noisy shared 2-core machine).\n\n");
     for info in CASES {
         let Some(subjects) = by.get(info.id) else {
@@ -182,7 +184,7 @@ fn main() {
         let _ = writeln!(out, "### {}\n", info.title);
         let _ = writeln!(
             out,
-            "| server | {} (median) | p50 µs | p99 µs | server CPU µs/msg | throughput ratio | p50 ratio | CPU/msg ratio |",
+            "| server | {} (median) | p50 µs | p99 µs | server CPU µs/op | throughput ratio | p50 ratio | CPU/op ratio |",
             info.unit
         );
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -218,9 +220,13 @@ fn main() {
         out.push('\n');
         for (peer, goal) in info.goals {
             let got = ratio(info.id, peer, &|r| r.rate);
+            // The server's CPU per operation beside it: the sharper figure
+            // when the load generator saturates its core first.
+            let cpu = ratio(info.id, peer, &|r| r.cpu)
+                .map_or(String::new(), |c| format!(" (server CPU per op {c:.2}×)"));
             let _ = writeln!(
                 goals_md,
-                "| {} throughput ≥ {goal}× {peer} | {} | {} |",
+                "| {} throughput ≥ {goal}× {peer} | {}{cpu} | {} |",
                 info.title,
                 fmt_opt(got, 2),
                 verdict(got.map(|g| g >= *goal))
