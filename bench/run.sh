@@ -36,7 +36,7 @@ if [ "$SMOKE" = 1 ]; then
   SECS=1; WARMUP=0.2; ROUNDS=1; IDLE_CONNS=1000
   OUT_DIR="$ROOT/target/bench-smoke"
 else
-  SECS=3; WARMUP=0.5; ROUNDS=3; IDLE_CONNS=10000
+  SECS=3; WARMUP=0.5; ROUNDS=5; IDLE_CONNS=10000
   OUT_DIR="$ROOT/bench"
 fi
 mkdir -p "$OUT_DIR"
