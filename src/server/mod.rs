@@ -963,8 +963,9 @@ impl<S> WsHandle<'_, S> {
     /// Like [`receive`](Self::receive), but puts the message into `slot` and
     /// recycles the allocation `slot` held for a later message, on any
     /// WebSocket of this server. Returns false (leaving `slot` as it was)
-    /// when no message is waiting. A loop that receives into the same slot
-    /// allocates nothing per message once warm:
+    /// when no message is waiting. The server keeps recycled buffers of up to
+    /// 256 KiB each, 8 MiB in all; larger ones are freed. A loop that
+    /// receives into the same slot allocates nothing per message once warm:
     ///
     /// ```no_run
     /// # use pollserve::{Server, ws::Message};
