@@ -54,6 +54,20 @@ else
   BIN="$ROOT/target/release"
 fi
 
+# CPU placement: with two or more CPUs the load generator (loadgen, wrk) runs
+# on CPU 0 and every server built to use one core (pollserve's single loop,
+# the peers' current-thread forms, tiny_http, nginx with one worker) on CPU 1,
+# so each side has a core of its own and the kernel does not migrate them.
+# Servers built for several cores (`*_mt`, `pollserve_http_2loops`) are left
+# free to use both, sharing with the load generator.
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+  GEN_PIN=(taskset -c 0); SRV_PIN=(taskset -c 1)
+  PLACEMENT="load generator pinned to CPU 0, single-core servers to CPU 1 (taskset), multi-threaded servers unpinned"
+else
+  GEN_PIN=(); SRV_PIN=()
+  PLACEMENT="load generator and servers share the CPUs (no taskset or one CPU)"
+fi
+
 WORK=$(mktemp -d /tmp/pollserve-bench.XXXXXX)
 chmod 755 "$WORK"   # nginx workers run as nobody and must read the static files
 RAW="$WORK/raw.tsv"
@@ -100,6 +114,10 @@ start() {
   local name=$1; shift
   pick_port
   local args=() a
+  case $name in
+    *_mt|*_2loops) ;;
+    *) args+=("${SRV_PIN[@]}") ;;
+  esac
   for a in "$@"; do args+=("${a//@PORT@/$PORT}"); done
   "${args[@]}" >"$WORK/$name.log" 2>&1 &
   local pid=$!
@@ -145,7 +163,7 @@ ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
   local round s line
   for round in $(seq "$ROUNDS"); do
     for s in $(order "$round" "$@"); do
-      local cmd=("$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "$SECS" --warmup "$WARMUP" --pid "${PID_OF[$s]}")
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "$SECS" --warmup "$WARMUP" --pid "${PID_OF[$s]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
@@ -178,7 +196,7 @@ for round in $(seq "$ROUNDS"); do
     esac
     name=idle_$s
     sleep 0.3
-    cmd=("$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$IDLE_CONNS" --pid "${PID_OF[$name]}")
+    cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$IDLE_CONNS" --pid "${PID_OF[$name]}")
     [ "$round" = 1 ] && echo "ws_idle/$s: ${cmd[*]}" >> "$COMMANDS"
     line=$("${cmd[@]}") || { alive "$name"; die "idle: loadgen against $s failed"; }
     alive "$name"
@@ -260,10 +278,14 @@ http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
   local round s out rps p50 p99 before after reqs cpu
   for round in $(seq "$ROUNDS"); do
     for s in $(order "$round" "$@"); do
-      local cmd=(wrk -t1 -c64 -d"${SECS}s" --latency)
+      local cmd=("${GEN_PIN[@]}" wrk -t1 -c64 -d"${SECS}s" --latency)
       [ -n "$header" ] && cmd+=(-H "$header")
       cmd+=("http://127.0.0.1:${PORT_OF[$s]}$path")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
+      # Unmeasured warm-up, as loadgen's --warmup does for WebSocket: the
+      # first seconds after a server starts or a connection storm ends are
+      # slower (measured: a cold first run at about 0.6× a warm one).
+      "${GEN_PIN[@]}" wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT_OF[$s]}$path" >/dev/null 2>&1 || true
       before=$(cpu_ticks "${PID_OF[$s]}")
       out=$("${cmd[@]}" 2>&1) || { printf '%s\n' "$out" >&2; die "$case: wrk against $s failed"; }
       after=$(cpu_ticks "${PID_OF[$s]}")
@@ -324,7 +346,7 @@ CHART="$OUT_DIR/chart.svg"
   echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "- Toolchain: $(rustc --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(nginx -v 2>&1 | sed 's/.*: //')"
   echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- Method: ${ROUNDS} round(s) of ${SECS} s per server and case (after ${WARMUP} s warm-up for WebSocket), servers in alternating order, all on 127.0.0.1 of a shared, noisy machine. Load generator and server share the 2 cores."
+  echo "- Method: ${ROUNDS} round(s) of ${SECS} s per server and case (after ${WARMUP} s warm-up for WebSocket), servers in alternating order, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
   echo
   echo "![ratio chart](chart.svg)"
   echo
