@@ -30,6 +30,11 @@
 //! }
 //! # Ok::<(), pollserve::Error>(())
 //! ```
+//!
+//! A busy server can do better than visiting every socket and allocating
+//! each message: [`Server::ws_ready`](crate::Server::ws_ready) lists the
+//! sockets that received something in the last poll, and
+//! [`WsHandle::receive_into`] reuses one message buffer (see its example).
 
 use std::collections::VecDeque;
 
