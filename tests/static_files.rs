@@ -188,8 +188,13 @@ fn index_files_and_directory_redirects() {
     assert_eq!(r.header("location"), Some("dir/"));
     let r = get(srv.addr, "/sub");
     assert_eq!((r.status, r.header("location")), (301, Some("sub/")));
-    // The query is not part of the path.
+    // The query is not part of the path, and a redirect keeps it.
     assert_eq!(get(srv.addr, "/dir/?x=1").text(), "<h1>dir</h1>");
+    let r = get(srv.addr, "/dir?x=1&y=%20");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("dir/?x=1&y=%20"))
+    );
     // A directory without an index file: 404 (no listings).
     assert_eq!(get(srv.addr, "/sub/").status, 404);
     assert_eq!(get(srv.addr, "/empty/").status, 404);
@@ -709,31 +714,35 @@ fn routes_take_precedence_over_files() {
 }
 
 /// The server serves files for GET and HEAD only. Any other method on a
-/// path that only exists as a file gets `404 Not Found` (not `405`: the
-/// method check belongs to routes, and a file path is not a route).
+/// path the static root serves gets `405 Method Not Allowed` with
+/// `Allow: GET, HEAD` (the resource exists); a path it does not serve stays
+/// `404`.
 #[test]
 fn other_methods_on_static_paths() {
     let site = site();
     let srv = plain_server(&site);
-    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
         for path in ["/data.json", "/", "/dir/", "/dir"] {
             let r = request(
                 srv.addr,
                 &format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"),
             );
-            assert_ne!(r.status, 200, "{method} {path}");
-            assert_eq!(r.status, 404, "{method} {path}");
+            assert_eq!(r.status, 405, "{method} {path}");
+            assert_eq!(r.header("allow"), Some("GET, HEAD"), "{method} {path}");
             assert!(!r.text().contains("{\"a\""), "{method} {path}");
+        }
+        // Missing, hidden, outside the root, or a directory without an index
+        // (no listings here): not served, so 404 (403 is not revealed).
+        for path in ["/nope.json", "/.env", "/sub/", "/leak"] {
+            let r = request(
+                srv.addr,
+                &format!("{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"),
+            );
+            assert_eq!(r.status, 404, "{method} {path}");
         }
     }
     // The file itself is unchanged.
     assert_eq!(get(srv.addr, "/data.json").text(), "{\"a\":1}");
-    // OPTIONS is not special-cased for files either.
-    let r = request(
-        srv.addr,
-        "OPTIONS /data.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(r.status, 404);
 }
 
 #[test]

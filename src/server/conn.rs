@@ -822,6 +822,14 @@ impl Conn {
                 (Some(root), Method::GET | Method::HEAD) => {
                     serve_static(root, &files::segments_of(&decoded), &self.req)
                 }
+                // Another method on something the static root serves: the
+                // resource exists but only answers GET and HEAD.
+                (Some(root), _) if served_statically(root, &files::segments_of(&decoded)) => {
+                    let mut r =
+                        Response::error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+                    r.set_header("Allow", "GET, HEAD");
+                    r
+                }
                 _ => Response::error(StatusCode::NOT_FOUND, "Not Found"),
             },
         }
@@ -1221,6 +1229,16 @@ fn panicked(what: &str, method: Method, target: &str) -> Response {
 }
 
 /// Answers a GET/HEAD that no route matched from the static-file root.
+/// Whether a GET of this path would be answered from the static root (a
+/// file, a directory redirect, or a listing), so another method gets 405.
+fn served_statically(root: &files::StaticRoot, segments: &[&str]) -> bool {
+    match root.resolve_entry(segments) {
+        Ok(Resolved::File(_)) | Err(FileError::Redirect(_)) => true,
+        Ok(Resolved::Directory(_)) => root.listing(),
+        Err(_) => false,
+    }
+}
+
 fn serve_static(root: &files::StaticRoot, segments: &[&str], req: &Request) -> Response {
     match root.resolve_entry(segments) {
         Ok(Resolved::File(f)) => f.into(),
@@ -1237,7 +1255,12 @@ fn serve_static(root: &files::StaticRoot, segments: &[&str], req: &Request) -> R
         Ok(Resolved::Directory(_)) | Err(FileError::NotFound) => {
             Response::error(StatusCode::NOT_FOUND, "Not Found")
         }
-        Err(FileError::Redirect(location)) => {
+        Err(FileError::Redirect(mut location)) => {
+            // `/docs?page=2` goes to `docs/?page=2`: the query survives.
+            if let Some(query) = req.query_string() {
+                location.push('?');
+                location.push_str(query);
+            }
             Response::redirect_with_status(&location, StatusCode::MOVED_PERMANENTLY)
         }
         Err(FileError::Forbidden) => Response::error(StatusCode::FORBIDDEN, "Forbidden"),

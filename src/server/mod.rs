@@ -397,7 +397,9 @@ impl<S> Server<S> {
     ///
     /// Paths are resolved safely: `..`, encoded separators, backslashes, NUL and
     /// symlinks leaving the root are refused with 403/404, and dotfiles are not
-    /// served. `/` and `dir/` serve `index.html`.
+    /// served. `/` and `dir/` serve `index.html`; `dir` without its slash is
+    /// redirected (301, query kept). Another method on a path served here
+    /// gets `405` with `Allow: GET, HEAD`.
     pub fn serve_files(&mut self, root: impl AsRef<Path>) -> Result<&mut Self, Error> {
         let root = root.as_ref();
         let static_root = StaticRoot::new(root).map_err(|source| Error::StaticRoot {
