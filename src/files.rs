@@ -99,17 +99,20 @@ pub enum HiddenFiles {
 
 /// A directory that files are served from, with its serving policy.
 ///
-/// The root is canonicalized once, at construction; every resolved file is
-/// canonicalized too and must lie below it.
+/// The root is canonicalized once, at construction. A path without symlinks
+/// is opened in one step that refuses any symlink on the way (Linux:
+/// `openat2` with `RESOLVE_NO_SYMLINKS`), so it is exactly the file below the
+/// root; any other path (and every path on other platforms) is
+/// canonicalized and must lie below the root.
 ///
 /// Symlinks: a symlink inside the root is followed as long as its final
 /// target is also inside the root; one whose target is outside is refused
 /// with [`FileError::Forbidden`].
 ///
-/// Limitation: the check is done on canonical paths and the canonical path
-/// is then opened, so an attacker who can rename or replace directories
-/// inside the root *concurrently* could race it. Do not serve directories
-/// that untrusted parties can write to.
+/// Limitation: for paths through symlinks the check is done on canonical
+/// paths and the canonical path is then opened, so an attacker who can
+/// rename or replace directories inside the root *concurrently* could race
+/// it. Do not serve directories that untrusted parties can write to.
 #[derive(Debug, Clone)]
 pub struct StaticRoot {
     root: PathBuf,
