@@ -278,14 +278,15 @@ http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
   local round s out rps p50 p99 before after reqs cpu
   for round in $(seq "$ROUNDS"); do
     for s in $(order "$round" "$@"); do
-      local cmd=("${GEN_PIN[@]}" wrk -t1 -c64 -d"${SECS}s" --latency)
-      [ -n "$header" ] && cmd+=(-H "$header")
-      cmd+=("http://127.0.0.1:${PORT_OF[$s]}$path")
+      local load=("${GEN_PIN[@]}" wrk -t1 -c64) target=()
+      [ -n "$header" ] && target+=(-H "$header")
+      target+=("http://127.0.0.1:${PORT_OF[$s]}$path")
+      local cmd=("${load[@]}" -d"${SECS}s" --latency "${target[@]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
-      # Unmeasured warm-up, as loadgen's --warmup does for WebSocket: the
-      # first seconds after a server starts or a connection storm ends are
-      # slower (measured: a cold first run at about 0.6× a warm one).
-      "${GEN_PIN[@]}" wrk -t1 -c64 -d1s "http://127.0.0.1:${PORT_OF[$s]}$path" >/dev/null 2>&1 || true
+      # Unmeasured warm-up with the same load, as loadgen's --warmup does for
+      # WebSocket: the first seconds after a server starts or a connection
+      # storm ends are slower (measured: a cold first run at ~0.6× a warm one).
+      "${load[@]}" -d1s "${target[@]}" >/dev/null 2>&1 || true
       before=$(cpu_ticks "${PID_OF[$s]}")
       out=$("${cmd[@]}" 2>&1) || { printf '%s\n' "$out" >&2; die "$case: wrk against $s failed"; }
       after=$(cpu_ticks "${PID_OF[$s]}")

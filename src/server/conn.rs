@@ -814,9 +814,7 @@ impl Conn {
                 }
             }
             RouteMatch::MethodNotAllowed { allow } => {
-                let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-                r.set_header("Allow", &allow_header_value(allow));
-                r
+                method_not_allowed(&allow_header_value(allow))
             }
             RouteMatch::NotFound => match (&shared.static_root, method) {
                 (Some(root), Method::GET | Method::HEAD) => {
@@ -825,10 +823,7 @@ impl Conn {
                 // Another method on something the static root serves: the
                 // resource exists but only answers GET and HEAD.
                 (Some(root), _) if served_statically(root, &files::segments_of(&decoded)) => {
-                    let mut r =
-                        Response::error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
-                    r.set_header("Allow", "GET, HEAD");
-                    r
+                    method_not_allowed("GET, HEAD")
                 }
                 _ => Response::error(StatusCode::NOT_FOUND, "Not Found"),
             },
@@ -1229,6 +1224,13 @@ fn panicked(what: &str, method: Method, target: &str) -> Response {
 }
 
 /// Answers a GET/HEAD that no route matched from the static-file root.
+/// `405 Method Not Allowed` listing the methods the resource answers.
+fn method_not_allowed(allow: &str) -> Response {
+    let mut r = Response::error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    r.set_header("Allow", allow);
+    r
+}
+
 /// Whether a GET of this path would be answered from the static root (a
 /// file, a directory redirect, or a listing), so another method gets 405.
 fn served_statically(root: &files::StaticRoot, segments: &[&str]) -> bool {
