@@ -32,13 +32,18 @@ for tool in wrk nginx curl cmp; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y wrk nginx curl)"
 done
 
+# Rounds are short and many: the noise on this shared machine comes in phases
+# of seconds that slow whichever server runs then, so short runs side by side
+# see the same conditions more often than long ones (measured: 16 pairs of
+# 0.5 s runs agree far better than 4 pairs of 3 s runs).
 if [ "$SMOKE" = 1 ]; then
-  SECS=1; WARMUP=0.2; ROUNDS=1; IDLE_CONNS=1000
+  WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
   OUT_DIR="$ROOT/target/bench-smoke"
 else
-  SECS=3; WARMUP=0.5; ROUNDS=5; IDLE_CONNS=10000
+  WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.5; HTTP_ROUNDS=8; IDLE_ROUNDS=5; IDLE_CONNS=10000
   OUT_DIR="$ROOT/bench"
 fi
+WRK_WARMUP=1   # wrk takes whole seconds only
 mkdir -p "$OUT_DIR"
 
 BUILD_CMD="cargo build --release -p pollserve-bench"
@@ -161,9 +166,9 @@ kv() { # kv KEY LINE -> value of KEY=value in LINE, or -
 ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
   local case=$1 conns=$2 size=$3; shift 3
   local round s line
-  for round in $(seq "$ROUNDS"); do
+  for round in $(seq "$WS_ROUNDS"); do
     for s in $(order "$round" "$@"); do
-      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "$SECS" --warmup "$WARMUP" --pid "${PID_OF[$s]}")
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "$WS_SECS" --warmup "$WARMUP" --pid "${PID_OF[$s]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
@@ -188,7 +193,7 @@ ws_case ws_500x16k 500 16384 "${WS_SERVERS[@]}"
 for s in "${WS_SERVERS[@]}"; do stop "$s"; done
 
 # Idle memory: fresh servers, so earlier load does not pre-grow their heaps.
-for round in $(seq "$ROUNDS"); do
+for round in $(seq "$IDLE_ROUNDS"); do
   for s in $(order "$round" pollserve tungstenite_st); do
     case $s in
       pollserve) start idle_pollserve "$BIN/pollserve_echo" @PORT@ ;;
@@ -211,6 +216,7 @@ STATIC="$WORK/static"
 mkdir -p "$STATIC" "$WORK/nginx-tmp"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$STATIC/small.txt"
 head -c 1048576 /dev/urandom > "$STATIC/big.bin"
+printf 'Hello, world!\n' > "$WORK/hello.txt"   # what every hello server answers
 chmod -R a+rX "$STATIC"
 
 cat > "$WORK/nginx.conf" <<EOF
@@ -262,34 +268,36 @@ for s in pollserve_http nginx; do
 done
 log "HTTP answers verified"
 
-# cpu_ticks PID: utime+stime of PID and its direct children (nginx's worker
-# is a child of the master we started), in clock ticks.
-cpu_ticks() {
-  local p total=0 t
-  for p in "$1" $(pgrep -P "$1" 2>/dev/null); do
-    t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) && total=$((total + t))
-  done
-  echo "$total"
+# server_pids NAME: the server's process and its direct children (nginx's
+# worker is a child of the master we started).
+server_pids() {
+  echo "${PID_OF[$1]}" $(pgrep -P "${PID_OF[$1]}" 2>/dev/null)
 }
-CLK_TCK=$(getconf CLK_TCK)
+# cpu_ns PID...: on-CPU nanoseconds of every thread of those processes
+# (/proc/PID/task/*/schedstat; utime+stime would count 10 ms ticks only).
+cpu_ns() {
+  local p
+  for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{ s += $1 } END { printf "%.0f", s }'
+}
 
 http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
   local case=$1 path=$2 header=$3; shift 3
-  local round s out rps p50 p99 before after reqs cpu
-  for round in $(seq "$ROUNDS"); do
+  local round s out rps p50 p99 before after reqs cpu pids
+  for round in $(seq "$HTTP_ROUNDS"); do
     for s in $(order "$round" "$@"); do
       local load=("${GEN_PIN[@]}" wrk -t1 -c64) target=()
       [ -n "$header" ] && target+=(-H "$header")
       target+=("http://127.0.0.1:${PORT_OF[$s]}$path")
-      local cmd=("${load[@]}" -d"${SECS}s" --latency "${target[@]}")
+      local cmd=("${load[@]}" -d"${HTTP_SECS}s" --latency "${target[@]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
       # Unmeasured warm-up with the same load, as loadgen's --warmup does for
       # WebSocket: the first seconds after a server starts or a connection
       # storm ends are slower (measured: a cold first run at ~0.6× a warm one).
-      "${load[@]}" -d1s "${target[@]}" >/dev/null 2>&1 || true
-      before=$(cpu_ticks "${PID_OF[$s]}")
+      "${load[@]}" -d"${WRK_WARMUP}s" "${target[@]}" >/dev/null 2>&1 || true
+      pids=$(server_pids "$s")
+      before=$(cpu_ns $pids)
       out=$("${cmd[@]}" 2>&1) || { printf '%s\n' "$out" >&2; die "$case: wrk against $s failed"; }
-      after=$(cpu_ticks "${PID_OF[$s]}")
+      after=$(cpu_ns $pids)
       alive "$s"
       if grep -q 'Non-2xx' <<<"$out"; then printf '%s\n' "$out" >&2; die "$case: $s sent error responses"; fi
       grep -q 'Socket errors' <<<"$out" && log "$case $s r$round: $(grep 'Socket errors' <<<"$out")"
@@ -298,10 +306,31 @@ http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
       p50=$(awk '$1=="50%" {print $2}' <<<"$out")
       p99=$(awk '$1=="99%" {print $2}' <<<"$out")
       reqs=$(awk '/ requests in / {print $1}' <<<"$out")
-      cpu=$(awk -v a="$before" -v b="$after" -v n="$reqs" -v t="$CLK_TCK" \
-        'BEGIN { if (n > 0) printf "%.3f", (b - a) * 1000000 / t / n; else print "-" }')
+      cpu=$(awk -v a="$before" -v b="$after" -v n="$reqs" \
+        'BEGIN { if (n > 0) printf "%.3f", (b - a) / 1000 / n; else print "-" }')
       log "$case $s r$round: $rps req/s p50 $p50 p99 $p99 server CPU $cpu us/req"
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${s/#pollserve_http/pollserve}" "$round" "$rps" "$(to_us "$p50")" "$(to_us "$p99")" "$cpu" >> "$RAW"
+    done
+  done
+}
+
+# lg_case CASE PATH EXPECTED_BODY_FILE SUBJECT...: keep-alive GETs from
+# loadgen's http mode (64 connections, every body byte checked), which needs
+# about half of wrk's CPU per request, so the server saturates first.
+lg_case() {
+  local case=$1 path=$2 expect=$3; shift 3
+  local round s line pid_args p
+  for round in $(seq "$HTTP_ROUNDS"); do
+    for s in $(order "$round" "$@"); do
+      pid_args=()
+      for p in $(server_pids "$s"); do pid_args+=(--pid "$p"); done
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" http --addr "127.0.0.1:${PORT_OF[$s]}" --path "$path" --expect "$expect" --conns 64 --secs "$HTTP_SECS" --warmup "$HTTP_WARMUP" "${pid_args[@]}")
+      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" | sed "s#$WORK#\$WORK#g" >> "$COMMANDS"
+      line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
+      alive "$s"
+      log "$case $s r$round: $line"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${s/#pollserve_http/pollserve}" "$round" \
+        "$(kv msgs_per_s "$line")" "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv cpu_us_per_msg "$line")" >> "$RAW"
     done
   done
 }
@@ -320,6 +349,9 @@ http_case http_hello_ka / "" pollserve_http pollserve_http_2loops hyper_st hyper
 http_case http_hello_close / "Connection: close" pollserve_http hyper_st hyper_mt tiny_http
 http_case static_small /small.txt "" pollserve_http nginx
 http_case static_1m /big.bin "" pollserve_http nginx
+lg_case lg_hello_ka / "$WORK/hello.txt" pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http
+lg_case lg_static_small /small.txt "$STATIC/small.txt" pollserve_http nginx
+lg_case lg_static_1m /big.bin "$STATIC/big.bin" pollserve_http nginx
 for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
 
 # --------------------------------------------------------- micro-benchmarks
@@ -347,7 +379,7 @@ CHART="$OUT_DIR/chart.svg"
   echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "- Toolchain: $(rustc --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(nginx -v 2>&1 | sed 's/.*: //')"
   echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- Method: ${ROUNDS} round(s) of ${SECS} s per server and case (after ${WARMUP} s warm-up for WebSocket), servers in alternating order, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
+  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (after a warm-up of ${WRK_WARMUP} s with wrk, ${HTTP_WARMUP} s with loadgen), idle memory ${IDLE_ROUNDS} round(s); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
   echo
   echo "![ratio chart](chart.svg)"
   echo

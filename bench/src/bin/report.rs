@@ -28,17 +28,23 @@ fn num(s: &str) -> Option<f64> {
     s.parse().ok()
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+fn median(v: Vec<f64>) -> Option<f64> {
+    quartiles(v).map(|q| q.1)
+}
+
+/// Lower quartile, median and upper quartile (linear interpolation between
+/// closest ranks).
+fn quartiles(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     if v.is_empty() {
         return None;
     }
     v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    let at = |q: f64| {
+        let x = q * (v.len() - 1) as f64;
+        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+        v[lo] + (v[hi] - v[lo]) * (x - lo as f64)
+    };
+    Some((at(0.25), at(0.5), at(0.75)))
 }
 
 /// Description, unit and goals (peer, minimum or maximum ratio) of each case.
@@ -109,10 +115,42 @@ const CASES: &[CaseInfo] = &[
         goals: &[("nginx", 1.0)],
         cpu_goal: None,
     },
+    CaseInfo {
+        id: "lg_hello_ka",
+        title: "HTTP hello, keep-alive, loadgen 64 conns",
+        unit: "req/s",
+        goals: &[("hyper_st", 1.0), ("tiny_http", 2.0)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "lg_static_small",
+        title: "Static 1 KiB file, keep-alive, loadgen 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.2)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "lg_static_1m",
+        title: "Static 1 MiB file, keep-alive, loadgen 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.0)],
+        cpu_goal: None,
+    },
 ];
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// `median (IQR low–high)` of per-round ratios.
+fn fmt_q(q: Option<(f64, f64, f64)>) -> String {
+    q.map_or("–".into(), |(lo, m, hi)| {
+        format!("**{m:.2}** (IQR {lo:.2}–{hi:.2})")
+    })
+}
+
+fn fmt_pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{:.0} %", v * 100.0))
 }
 
 fn main() {
@@ -150,17 +188,23 @@ fn main() {
             .or_default()
             .insert(r.round, r);
     }
-    // Ratio of pollserve's value to the peer's, per round, median.
+    // Ratio of pollserve's value to the peer's, per round: quartiles.
+    let ratio_q =
+        |case: &str, peer: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<(f64, f64, f64)> {
+            let c = by.get(case)?;
+            let (a, b) = (c.get(US)?, c.get(peer)?);
+            quartiles(
+                a.iter()
+                    .filter_map(|(round, ra)| Some(get(ra)? / get(b.get(round)?)?))
+                    .filter(|x| x.is_finite())
+                    .collect(),
+            )
+        };
     let ratio = |case: &str, peer: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
-        let c = by.get(case)?;
-        let (a, b) = (c.get(US)?, c.get(peer)?);
-        median(
-            a.iter()
-                .filter_map(|(round, ra)| Some(get(ra)? / get(b.get(round)?)?))
-                .filter(|x| x.is_finite())
-                .collect(),
-        )
+        ratio_q(case, peer, get).map(|q| q.1)
     };
+    // Share of one core the server was busy: rate × CPU per operation.
+    let busy = |r: &Row| Some(r.rate? * r.cpu? / 1e6);
     let med = |case: &str, subj: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
         median(
             by.get(case)?
@@ -174,8 +218,10 @@ fn main() {
     out.push_str("## Throughput, latency and CPU\n\n");
     out.push_str("Ratios are pollserve ÷ peer, computed per round from side-by-side runs, median over rounds. \
                   Throughput ratio > 1: pollserve is faster. Latency and CPU-per-operation ratios < 1: pollserve is better \
-                  (an operation is a message echoed or a request answered; server CPU is utime+stime from /proc, \
-                  nginx counted with its worker). \
+                  (an operation is a message echoed or a request answered; server CPU is the on-CPU time of all \
+                  the server's threads from /proc/PID/task/*/schedstat, nginx counted with its worker). \
+                  \"Busy\" is the share of one core the server used: near 100 % for a single-core server means the \
+                  server was the bottleneck, well below means the load generator was. \
                   Absolute numbers are medians, for orientation only (noisy shared 2-core machine).\n\n");
     for info in CASES {
         let Some(subjects) = by.get(info.id) else {
@@ -184,10 +230,10 @@ fn main() {
         let _ = writeln!(out, "### {}\n", info.title);
         let _ = writeln!(
             out,
-            "| server | {} (median) | p50 µs | p99 µs | server CPU µs/op | throughput ratio | p50 ratio | CPU/op ratio |",
+            "| server | {} (median) | p50 µs | p99 µs | server CPU µs/op | busy | throughput ratio | p50 ratio | CPU/op ratio |",
             info.unit
         );
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let mut names: Vec<&str> = subjects.keys().copied().collect();
         names.sort_by_key(|n| (*n != US, n.to_string()));
         for s in names {
@@ -210,36 +256,42 @@ fn main() {
             };
             let _ = writeln!(
                 out,
-                "| {s} | {} | {} | {} | {} | {tr} | {lr} | {cr} |",
+                "| {s} | {} | {} | {} | {} | {} | {tr} | {lr} | {cr} |",
                 fmt_opt(med(info.id, s, &|r| r.rate), 0),
                 fmt_opt(med(info.id, s, &|r| r.p50), 1),
                 fmt_opt(med(info.id, s, &|r| r.p99), 1),
                 fmt_opt(med(info.id, s, &|r| r.cpu), 2),
+                fmt_pct(med(info.id, s, &busy)),
             );
         }
         out.push('\n');
         for (peer, goal) in info.goals {
-            let got = ratio(info.id, peer, &|r| r.rate);
+            let got = ratio_q(info.id, peer, &|r| r.rate);
             // The server's CPU per operation beside it: the sharper figure
             // when the load generator saturates its core first.
             let cpu = ratio(info.id, peer, &|r| r.cpu)
-                .map_or(String::new(), |c| format!(" (server CPU per op {c:.2}×)"));
+                .map_or(String::new(), |c| format!("; server CPU per op {c:.2}×"));
+            let load = format!(
+                "; busy {} / {}",
+                fmt_pct(med(info.id, US, &busy)),
+                fmt_pct(med(info.id, peer, &busy))
+            );
             let _ = writeln!(
                 goals_md,
-                "| {} throughput ≥ {goal}× {peer} | {}{cpu} | {} |",
+                "| {} throughput ≥ {goal}× {peer} | {}{cpu}{load} | {} |",
                 info.title,
-                fmt_opt(got, 2),
-                verdict(got.map(|g| g >= *goal))
+                fmt_q(got),
+                verdict(got.map(|g| g.1 >= *goal))
             );
         }
         if let Some((peer, goal)) = info.cpu_goal {
-            let got = ratio(info.id, peer, &|r| r.cpu);
+            let got = ratio_q(info.id, peer, &|r| r.cpu);
             let _ = writeln!(
                 goals_md,
                 "| {} server CPU/msg ≤ {goal}× {peer} | {} | {} |",
                 info.title,
-                fmt_opt(got, 2),
-                verdict(got.map(|g| g <= goal))
+                fmt_q(got),
+                verdict(got.map(|g| g.1 <= goal))
             );
         }
     }
@@ -369,7 +421,12 @@ fn main() {
         out.push('\n');
     }
 
-    println!("## Goals\n\n| goal | measured | verdict |\n|---|---:|---|\n{goals_md}\n{out}");
+    println!(
+        "## Goals\n\n\
+         Each figure is the median of the per-round ratios pollserve ÷ peer, with their interquartile range \
+         (half the rounds fall inside it); \"busy\" is the share of a core each server used (pollserve / peer).\n\n\
+         | goal | measured | verdict |\n|---|---|---|\n{goals_md}\n{out}"
+    );
     draw_chart(&args[2], &bars).expect("draw chart");
 }
 
