@@ -40,7 +40,7 @@ if [ "$SMOKE" = 1 ]; then
   WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
   OUT_DIR="$ROOT/target/bench-smoke"
 else
-  WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.5; HTTP_ROUNDS=8; IDLE_ROUNDS=5; IDLE_CONNS=10000
+  WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=16; IDLE_ROUNDS=5; IDLE_CONNS=10000
   OUT_DIR="$ROOT/bench"
 fi
 WRK_WARMUP=1   # wrk takes whole seconds only
@@ -290,10 +290,12 @@ http_case() { # http_case CASE PATH EXTRA_HEADER SUBJECT...
       target+=("http://127.0.0.1:${PORT_OF[$s]}$path")
       local cmd=("${load[@]}" -d"${HTTP_SECS}s" --latency "${target[@]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
-      # Unmeasured warm-up with the same load, as loadgen's --warmup does for
-      # WebSocket: the first seconds after a server starts or a connection
-      # storm ends are slower (measured: a cold first run at ~0.6× a warm one).
-      "${load[@]}" -d"${WRK_WARMUP}s" "${target[@]}" >/dev/null 2>&1 || true
+      # Unmeasured warm-up with the same load before a server's first round:
+      # the first seconds after a server starts are slower (measured: a cold
+      # first run at ~0.6× a warm one).
+      if [ "$round" = 1 ]; then
+        "${load[@]}" -d"${WRK_WARMUP}s" "${target[@]}" >/dev/null 2>&1 || true
+      fi
       pids=$(server_pids "$s")
       before=$(cpu_ns $pids)
       out=$("${cmd[@]}" 2>&1) || { printf '%s\n' "$out" >&2; die "$case: wrk against $s failed"; }
@@ -349,7 +351,7 @@ http_case http_hello_ka / "" pollserve_http pollserve_http_2loops hyper_st hyper
 http_case http_hello_close / "Connection: close" pollserve_http hyper_st hyper_mt tiny_http
 http_case static_small /small.txt "" pollserve_http nginx
 http_case static_1m /big.bin "" pollserve_http nginx
-lg_case lg_hello_ka / "$WORK/hello.txt" pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http
+lg_case lg_hello_ka / "$WORK/hello.txt" pollserve_http hyper_st tiny_http
 lg_case lg_static_small /small.txt "$STATIC/small.txt" pollserve_http nginx
 lg_case lg_static_1m /big.bin "$STATIC/big.bin" pollserve_http nginx
 for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
@@ -379,7 +381,7 @@ CHART="$OUT_DIR/chart.svg"
   echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "- Toolchain: $(rustc --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(nginx -v 2>&1 | sed 's/.*: //')"
   echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (after a warm-up of ${WRK_WARMUP} s with wrk, ${HTTP_WARMUP} s with loadgen), idle memory ${IDLE_ROUNDS} round(s); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
+  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (wrk: after a ${WRK_WARMUP} s warm-up before the first round; loadgen: after ${HTTP_WARMUP} s warm-up every round), idle memory ${IDLE_ROUNDS} round(s); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
   echo
   echo "![ratio chart](chart.svg)"
   echo
