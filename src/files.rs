@@ -22,7 +22,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -233,14 +233,17 @@ impl StaticRoot {
             }
         }
 
-        let mut candidate = self.root.clone();
+        // One allocation for the whole path (it becomes `ResolvedFile::path`).
+        let mut candidate = PathBuf::with_capacity(self.root.as_os_str().len() + total + 1);
+        candidate.push(&self.root);
         for seg in names {
             candidate.push(seg.as_ref());
         }
         #[cfg(target_os = "linux")]
         if !trailing_slash {
-            if let Some(found) = self.open_plain(candidate.clone()) {
-                return found.map(Resolved::File);
+            match self.open_plain(candidate) {
+                Ok(found) => return found.map(Resolved::File),
+                Err(path) => candidate = path,
             }
         }
         self.resolve_general(names, trailing_slash, &candidate)
@@ -407,14 +410,15 @@ impl StaticRoot {
     /// any symlink on the way (`RESOLVE_NO_SYMLINKS`), then one `fstat`. The
     /// root is canonical and every segment was checked to be one plain name,
     /// so a successful open is exactly that file below the root, and the
-    /// dotfile check on the segments covered every component. `None` leaves
-    /// the decision to the general resolver: a symlink on the way (`ELOOP`),
-    /// a directory (index file or redirect), or a kernel without `openat2`.
+    /// dotfile check on the segments covered every component. `Err(path)`
+    /// hands `path` back and leaves the decision to the general resolver: a
+    /// symlink on the way (`ELOOP`), a directory (index file or redirect), or
+    /// a kernel without `openat2`.
     /// Like nginx, this opens before it knows the file type (non-blocking,
     /// so a FIFO cannot stall the loop); anything but a regular file is then
     /// refused.
     #[cfg(target_os = "linux")]
-    fn open_plain(&self, path: PathBuf) -> Option<Result<ResolvedFile, FileError>> {
+    fn open_plain(&self, path: PathBuf) -> Result<Result<ResolvedFile, FileError>, PathBuf> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
         use rustix::io::Errno;
         let opened = rustix::fs::openat2(
@@ -429,18 +433,16 @@ impl StaticRoot {
                 let file = File::from(fd);
                 let meta = match file.metadata() {
                     Ok(meta) => meta,
-                    Err(e) => return Some(Err(map_io(e))),
+                    Err(e) => return Ok(Err(map_io(e))),
                 };
                 if meta.is_dir() {
-                    return None;
+                    return Err(path);
                 }
-                Some(self.resolved(file, &meta, path))
+                Ok(self.resolved(file, &meta, path))
             }
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => {
-                Some(Err(FileError::NotFound))
-            }
-            Err(Errno::ACCESS) => Some(Err(FileError::Forbidden)),
-            Err(_) => None,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG) => Ok(Err(FileError::NotFound)),
+            Err(Errno::ACCESS) => Ok(Err(FileError::Forbidden)),
+            Err(_) => Err(path),
         }
     }
 
@@ -633,11 +635,44 @@ impl ResolvedFile {
 /// both the size and the nanosecond mtime (or the filesystem's coarser
 /// mtime granularity) goes unnoticed. Times before the epoch count as 0.
 pub fn etag(len: u64, mtime: SystemTime) -> String {
+    let mut buf = [0u8; ETAG_MAX];
+    etag_in(&mut buf, len, mtime).to_owned()
+}
+
+/// Longest [`etag`]: quotes, 16 hex digits of the length, a dash and 32 of
+/// the nanoseconds.
+pub(crate) const ETAG_MAX: usize = 51;
+
+/// [`etag`] written into `buf`, without allocating (the static-file path
+/// builds one per request).
+pub(crate) fn etag_in(buf: &mut [u8; ETAG_MAX], len: u64, mtime: SystemTime) -> &str {
+    fn hex(out: &mut [u8], at: usize, mut v: u128) -> usize {
+        let mut digits = [0u8; 32];
+        let mut n = 0;
+        loop {
+            digits[n] = b"0123456789abcdef"[(v & 0xF) as usize];
+            n += 1;
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..n].iter().rev().enumerate() {
+            out[at + i] = *d;
+        }
+        at + n
+    }
     let nanos = mtime
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("\"{len:x}-{nanos:x}\"")
+    buf[0] = b'"';
+    let at = hex(buf, 1, u128::from(len));
+    buf[at] = b'-';
+    let at = hex(buf, at + 1, nanos);
+    buf[at] = b'"';
+    // Only ASCII was written.
+    std::str::from_utf8(&buf[..at + 1]).unwrap_or_default()
 }
 
 /// Latest time an HTTP date can express (9999-12-31T23:59:59Z).
@@ -647,12 +682,53 @@ const MAX_HTTP_DATE_SECS: u64 = 253_402_300_799;
 /// `Last-Modified`, clamped to 1970..=9999 (where `httpdate` alone would
 /// panic).
 pub fn http_date(t: SystemTime) -> String {
+    let mut buf = [0u8; 29];
+    http_date_in(&mut buf, t).to_owned()
+}
+
+/// [`http_date`] written into `buf` (IMF-fixdate is always 29 bytes), without
+/// allocating or `core::fmt`.
+pub(crate) fn http_date_in(buf: &mut [u8; 29], t: SystemTime) -> &str {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
         .min(MAX_HTTP_DATE_SECS);
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian; the
+    // era-based method: 400-year eras of 146,097 days, from 0000-03-01).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    const WEEKDAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let two = |v: u64| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+    buf[0..3].copy_from_slice(WEEKDAYS[(days % 7) as usize]);
+    buf[3..5].copy_from_slice(b", ");
+    buf[5..7].copy_from_slice(&two(day));
+    buf[7] = b' ';
+    buf[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    buf[11] = b' ';
+    buf[12..14].copy_from_slice(&two(year / 100));
+    buf[14..16].copy_from_slice(&two(year % 100));
+    buf[16] = b' ';
+    buf[17..19].copy_from_slice(&two(rem / 3_600));
+    buf[19] = b':';
+    buf[20..22].copy_from_slice(&two(rem / 60 % 60));
+    buf[22] = b':';
+    buf[23..25].copy_from_slice(&two(rem % 60));
+    buf[25..29].copy_from_slice(b" GMT");
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 /// Whole seconds since the epoch, rounded down (negative before it).
@@ -1243,6 +1319,7 @@ impl From<FileError> for crate::error::HttpError {
 mod tests {
     use super::*;
     use std::io::Write as _;
+    use std::time::Duration;
 
     fn write(path: &Path, data: &[u8]) {
         if let Some(dir) = path.parent() {
@@ -1604,7 +1681,7 @@ mod tests {
                 let mut candidate = sr.root().to_path_buf();
                 case.iter().for_each(|seg| candidate.push(seg));
                 let general = sr.resolve_general(case, false, &candidate);
-                let Some(fast) = sr.open_plain(candidate.clone()) else {
+                let Ok(fast) = sr.open_plain(candidate.clone()) else {
                     continue;
                 };
                 decided += 1;
@@ -1648,6 +1725,56 @@ mod tests {
         assert_eq!(etag(1, UNIX_EPOCH - Duration::from_secs(5)), "\"1-0\"");
         assert_ne!(etag(1, t), etag(2, t));
         assert_ne!(etag(1, t), etag(1, t + Duration::from_nanos(1)));
+    }
+
+    #[test]
+    fn http_date_matches_httpdate() {
+        let mut secs: Vec<u64> = vec![
+            0,
+            59,
+            86_399,
+            86_400,
+            951_782_400,   // 2000-02-29
+            951_868_800,   // 2000-03-01
+            4_107_542_400, // 2100-03-01 (2100 is no leap year)
+            4_102_444_799, // 2099-12-31T23:59:59
+            MAX_HTTP_DATE_SECS,
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            secs.push(x % (MAX_HTTP_DATE_SECS + 1));
+        }
+        let mut buf = [0u8; 29];
+        for s in secs {
+            let t = UNIX_EPOCH + Duration::from_secs(s);
+            assert_eq!(http_date_in(&mut buf, t), httpdate::fmt_http_date(t), "{s}");
+        }
+    }
+
+    #[test]
+    fn etag_in_matches_format() {
+        let mut buf = [0u8; ETAG_MAX];
+        for (len, nanos) in [
+            (0u64, 0u128),
+            (1, 1),
+            (u64::MAX, u128::from(u64::MAX) * 1_000),
+            (0x1234, 0xabc),
+        ] {
+            let t = UNIX_EPOCH
+                + Duration::from_nanos(0)
+                + Duration::new(
+                    (nanos / 1_000_000_000) as u64,
+                    (nanos % 1_000_000_000) as u32,
+                );
+            let nanos = t
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            assert_eq!(etag_in(&mut buf, len, t), format!("\"{len:x}-{nanos:x}\""));
+        }
     }
 
     #[test]

@@ -37,6 +37,15 @@ impl Headers {
         &self.data[s..s + e.value_len as usize]
     }
 
+    /// An empty header list with room for `fields` fields of `bytes` bytes
+    /// of names and values in all, so filling it does not reallocate.
+    pub fn with_capacity(bytes: usize, fields: usize) -> Headers {
+        Headers {
+            data: String::with_capacity(bytes),
+            entries: Vec::with_capacity(fields),
+        }
+    }
+
     /// Appends a field, keeping any existing field of the same name.
     ///
     /// The caller is responsible for the name being a valid token and the value

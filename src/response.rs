@@ -161,7 +161,11 @@ impl Response {
         modified: Option<SystemTime>,
         content_type: &str,
     ) -> Response {
-        let mut r = Response::new(StatusCode::OK).with_header("Content-Type", content_type);
+        let mut r = Response::new(StatusCode::OK);
+        // Room for Content-Type, ETag, Last-Modified and Accept-Ranges (the
+        // server adds them to every file response) without reallocating.
+        r.headers = Headers::with_capacity(160 + content_type.len(), 6);
+        r.set_header("Content-Type", content_type);
         r.body = Body::File(FileSource {
             file,
             start: 0,

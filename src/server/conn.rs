@@ -1306,9 +1306,11 @@ fn file_validators(
     method: Option<Method>,
 ) -> Option<Body> {
     let mtime = src.modified?;
-    let etag = files::etag(src.len, mtime);
-    headers.set("ETag", &etag);
-    headers.set("Last-Modified", &files::http_date(mtime));
+    let mut etag_buf = [0u8; files::ETAG_MAX];
+    let etag = files::etag_in(&mut etag_buf, src.len, mtime);
+    headers.set("ETag", etag);
+    let mut date_buf = [0u8; 29];
+    headers.set("Last-Modified", files::http_date_in(&mut date_buf, mtime));
     if *status != StatusCode::OK {
         return None;
     }
@@ -1320,7 +1322,7 @@ fn file_validators(
         if_unmodified_since: req.get("If-Unmodified-Since"),
     };
     let get_or_head = matches!(method, Some(Method::GET | Method::HEAD));
-    match files::evaluate_preconditions(get_or_head, &conditions, &etag, mtime) {
+    match files::evaluate_preconditions(get_or_head, &conditions, etag, mtime) {
         Condition::Proceed => {}
         Condition::NotModified => {
             *status = StatusCode::NOT_MODIFIED;
@@ -1335,7 +1337,7 @@ fn file_validators(
     if !get_or_head {
         return None;
     }
-    let decision = files::parse_range(req.get("Range"), req.get("If-Range"), &etag, mtime, src.len);
+    let decision = files::parse_range(req.get("Range"), req.get("If-Range"), etag, mtime, src.len);
     if let Some(range) = decision.content_range(src.len) {
         headers.set("Content-Range", &range);
     }

@@ -275,7 +275,9 @@ fn main() {
             let load = format!("; busy {} / {}", fmt_pct(busy_us), fmt_pct(busy_peer));
             // When neither server used most of its core, the load generator
             // set the pace and the ratio says little about the servers.
-            let client_bound = busy_us.zip(busy_peer).is_some_and(|(a, b)| a < 0.8 && b < 0.8);
+            let client_bound = busy_us
+                .zip(busy_peer)
+                .is_some_and(|(a, b)| a < 0.8 && b < 0.8);
             let _ = writeln!(
                 goals_md,
                 "| {} throughput ≥ {goal}× {peer} | {}{cpu}{load} | {} |",
