@@ -198,6 +198,36 @@ fn expect_100_continue() {
     assert!(out.ends_with("\r\n\r\ndata"), "{out}");
 }
 
+#[test]
+fn expect_100_continue_gets_the_final_status_when_the_request_is_refused() {
+    let srv = hello_server();
+    // Unknown path, and a method the path does not allow: the final status
+    // comes instead of `100 Continue`, and the connection closes (the body
+    // was never asked for).
+    for (raw, status) in [
+        (&b"POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"[..], 404),
+        (&b"PUT /item/7 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"[..], 405),
+    ] {
+        let mut c = connect(srv.addr);
+        c.write_all(raw).unwrap();
+        let r = read_response(&mut c, false);
+        assert_eq!(r.status, status);
+        assert_eq!(r.header("connection"), Some("close"));
+        if status == 405 {
+            assert_eq!(r.header("allow"), Some("GET, HEAD"));
+        }
+        assert!(read_to_close(&mut c).is_empty(), "nothing after the answer");
+    }
+    // Without the expectation the body is read and the connection kept.
+    let mut c = connect(srv.addr);
+    c.write_all(b"POST /nowhere HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\ndata")
+        .unwrap();
+    let r = read_response(&mut c, false);
+    assert_eq!((r.status, r.header("connection")), (404, None));
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut c, false).text(), "hello");
+}
+
 fn status_and_closed(srv: &TestServer, raw: &[u8]) -> u16 {
     let out = exchange(srv.addr, raw);
     let text = String::from_utf8_lossy(&out);

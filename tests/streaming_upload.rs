@@ -233,6 +233,50 @@ fn refusals_before_and_during_the_body() {
 }
 
 #[test]
+fn server_wide_authentication_guards_streaming_routes() {
+    use pollserve::auth::Authentication;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static OPENED: AtomicUsize = AtomicUsize::new(0);
+    let srv = common::serve_with(ServerConfig::default(), (), |s| {
+        s.require_authentication(Authentication::new("up").basic("u", "p"));
+        s.add_route(Route::streaming("/hash", Method::POST, 1 << 20, |_, _| {
+            OPENED.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(Hasher {
+                hash: Sha1::new(),
+                len: 0,
+                fail_after: None,
+            }))
+        }))
+        .unwrap();
+    });
+    // No credentials, with and without `Expect: 100-continue`: 401 before the
+    // body, the opener never runs, the connection closes.
+    for expect in ["", "Expect: 100-continue\r\n"] {
+        let out = common::exchange(
+            srv.addr,
+            format!("POST /hash HTTP/1.1\r\nHost: t\r\n{expect}Content-Length: 3\r\n\r\nabc")
+                .as_bytes(),
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 401 "), "{text}");
+        assert!(text.contains("WWW-Authenticate: Basic"), "{text}");
+        assert!(text.contains("Connection: close"), "{text}");
+    }
+    assert_eq!(
+        OPENED.load(Ordering::SeqCst),
+        0,
+        "opener ran without credentials"
+    );
+    // With credentials ("u:p"), streamed as before.
+    let r = common::request(
+        srv.addr,
+        "POST /hash HTTP/1.1\r\nHost: t\r\nAuthorization: Basic dTpw\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(r.text(), format!("3 {}", sha1_hex(b"abc")));
+    assert_eq!(OPENED.load(Ordering::SeqCst), 1);
+}
+
+#[test]
 fn python_requests_multipart_upload_streams_to_disk() {
     let Some(python) = common::python("python_requests_multipart_upload_streams_to_disk") else {
         return;

@@ -572,6 +572,13 @@ impl Conn {
                             self.sink = None;
                             self.body_limit = shared.config.limits.max_body_size;
                             if self.req.head.framing != BodyFraming::None {
+                                if let Some(response) = self.answer_before_body(routes, shared) {
+                                    // The body stays unread: the connection
+                                    // closes after the answer.
+                                    self.req.head.keep_alive = false;
+                                    self.write_response(response, shared, now);
+                                    return true;
+                                }
                                 if let Err(response) = self.open_sink(routes, state) {
                                     self.req.head.keep_alive = false;
                                     self.write_response(response, shared, now);
@@ -653,6 +660,68 @@ impl Conn {
     /// For a route that streams its body: matches the route now (the head is
     /// in, the body is not), opens its sink and takes its body limit. `Err`
     /// is the response refusing the request before its body is read.
+    /// The final answer to a request with a body that is due before the body
+    /// is read, if any:
+    /// - missing credentials (server-wide [`require_authentication`]) on a
+    ///   streaming route, whose opener must not run for such a client;
+    /// - for a client waiting on `Expect: 100-continue`, missing credentials,
+    ///   an unknown path or a method the path does not allow: it gets `401`,
+    ///   `404` or `405` instead of `100 Continue` and never sends the body.
+    ///
+    /// CORS preflights, `OPTIONS *` and paths that do not decode take the
+    /// normal route (their answers come after the body).
+    ///
+    /// [`require_authentication`]: crate::Server::require_authentication
+    fn answer_before_body<S>(
+        &self,
+        routes: &Router<RouteHandler<S>>,
+        shared: &Shared,
+    ) -> Option<Response> {
+        let method = self.req.method();
+        let headers = &self.req.head.headers;
+        if self.req.head.target == "*"
+            || shared
+                .cors
+                .as_ref()
+                .is_some_and(|c| c.preflight(headers, method).is_some())
+        {
+            return None;
+        }
+        let (raw_path, _) = split_target(&self.req.head.target);
+        let decoded = decode_path(raw_path).ok()?;
+        let found = routes.find(method, decoded.segments(), decoded.trailing_slash());
+        let waiting = self.req.head.expect_continue;
+        let auth = shared.auth.as_ref().filter(|a| !a.check(headers));
+        let streaming = matches!(
+            found,
+            RouteMatch::Found {
+                handler: RouteHandler::Streaming { .. },
+                ..
+            }
+        );
+        let mut response = match (auth, found) {
+            (Some(auth), _) if waiting || streaming => auth.unauthorized(),
+            (Some(_), _) => return None,
+            (None, _) if !waiting => return None,
+            (None, RouteMatch::Found { .. }) => return None,
+            (None, RouteMatch::MethodNotAllowed { allow }) => {
+                method_not_allowed(&allow_header_value(allow))
+            }
+            (None, RouteMatch::NotFound) => match (&shared.static_root, method) {
+                // A GET or HEAD with a body for a static path: served as usual.
+                (Some(_), Method::GET | Method::HEAD) => return None,
+                (Some(root), _) if served_statically(root, &files::segments_of(&decoded)) => {
+                    method_not_allowed("GET, HEAD")
+                }
+                _ => Response::error(StatusCode::NOT_FOUND, "Not Found"),
+            },
+        };
+        if let Some(cors) = &shared.cors {
+            cors.apply(headers, &mut response);
+        }
+        Some(response)
+    }
+
     fn open_sink<S>(
         &mut self,
         routes: &mut Router<RouteHandler<S>>,

@@ -422,9 +422,12 @@ impl<S> Server<S> {
         self.shared.static_root.as_mut()
     }
 
-    /// Requires these credentials for every request — routes and static files
-    /// alike (the seed's server-wide `require_authentication`). Others get
-    /// `401` with a `WWW-Authenticate` challenge. For one route only, call
+    /// Requires these credentials for every request — routes, streaming
+    /// routes and static files alike (the seed's server-wide
+    /// `require_authentication`). Others get `401` with a `WWW-Authenticate`
+    /// challenge; a streaming route's opener never runs for them, and a
+    /// client waiting on `Expect: 100-continue` gets the `401` before it sends
+    /// the body. For one route only, call
     /// [`Authentication::require`](crate::auth::Authentication::require) in
     /// its handler instead.
     pub fn require_authentication(&mut self, auth: crate::auth::Authentication) -> &mut Self {
