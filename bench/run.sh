@@ -162,6 +162,14 @@ kv() { # kv KEY LINE -> value of KEY=value in LINE, or -
   printf '%s' "${v:--}"
 }
 
+# record CASE SUBJECT ROUND LINE: logs loadgen's result line and appends its
+# rate, p50, p99 and CPU per operation to the raw table.
+record() {
+  log "$1 $2 r$3: $4"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" \
+    "$(kv msgs_per_s "$4")" "$(kv p50_us "$4")" "$(kv p99_us "$4")" "$(kv cpu_us_per_msg "$4")" >> "$RAW"
+}
+
 # ---------------------------------------------------------------- WebSocket
 ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
   local case=$1 conns=$2 size=$3; shift 3
@@ -172,9 +180,7 @@ ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
-      log "$case $s r$round: $line"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$s" "$round" \
-        "$(kv msgs_per_s "$line")" "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv cpu_us_per_msg "$line")" >> "$RAW"
+      record "$case" "$s" "$round" "$line"
     done
   done
 }
@@ -330,9 +336,7 @@ lg_case() {
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" | sed "s#$WORK#\$WORK#g" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
-      log "$case $s r$round: $line"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${s/#pollserve_http/pollserve}" "$round" \
-        "$(kv msgs_per_s "$line")" "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv cpu_us_per_msg "$line")" >> "$RAW"
+      record "$case" "${s/#pollserve_http/pollserve}" "$round" "$line"
     done
   done
 }

@@ -1,11 +1,11 @@
 //! `loadgen http`: keep-alive HTTP/1.1 GET load, every response checked.
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{cpu_seconds, fail, report, Args, MAX_PENDING};
+use super::{cpu_seconds, fail, report, write_some, Args, MAX_PENDING};
 
 /// Read buffer per connection: large reads, so a 1 MiB body takes a few
 /// system calls instead of wrk's 128.
@@ -282,17 +282,7 @@ fn send(load: &mut Load, c: &mut Conn, i: usize) {
 }
 
 fn send_rest(load: &mut Load, c: &mut Conn, i: usize) {
-    while c.unsent > 0 {
-        let from = load.request.len() - c.unsent;
-        match c.stream.write(&load.request[from..]) {
-            Ok(0) => fail(format!("connection {i}: write returned 0")),
-            Ok(n) => c.unsent -= n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.writable = false;
-                return;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => fail(format!("connection {i}: write: {e}")),
-        }
-    }
+    let from = load.request.len() - c.unsent;
+    c.unsent -= write_some(&mut c.stream, &load.request[from..], i);
+    c.writable = c.unsent == 0;
 }

@@ -275,19 +275,8 @@ impl Gen {
         }
         // Nothing queued: write straight from the prepared frame and keep only
         // what the socket did not take.
-        let mut sent = 0;
-        while sent < frame.len() {
-            match c.stream.write(&frame[sent..]) {
-                Ok(0) => fail(format!("connection {i}: write returned 0")),
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.writable = false;
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => fail(format!("connection {i}: write: {e}")),
-            }
-        }
+        let sent = write_some(&mut c.stream, frame, i);
+        c.writable = sent == frame.len();
         c.wbuf.clear();
         c.wpos = 0;
         c.wbuf.extend_from_slice(&frame[sent..]);
@@ -468,20 +457,30 @@ fn flush(c: &mut Conn, i: usize) {
     if c.phase == Phase::Connecting || !c.writable {
         return;
     }
-    while c.wpos < c.wbuf.len() {
-        match c.stream.write(&c.wbuf[c.wpos..]) {
+    c.wpos += write_some(&mut c.stream, &c.wbuf[c.wpos..], i);
+    if c.wpos < c.wbuf.len() {
+        c.writable = false;
+        return;
+    }
+    c.wbuf.clear();
+    c.wpos = 0;
+}
+
+/// Writes as much of `data` as the socket takes and returns how much that
+/// was (less than all of it when the socket would block). Connection `i`
+/// failing is fatal.
+fn write_some(stream: &mut TcpStream, data: &[u8], i: usize) -> usize {
+    let mut sent = 0;
+    while sent < data.len() {
+        match stream.write(&data[sent..]) {
             Ok(0) => fail(format!("connection {i}: write returned 0")),
-            Ok(n) => c.wpos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.writable = false;
-                return;
-            }
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => fail(format!("connection {i}: write: {e}")),
         }
     }
-    c.wbuf.clear();
-    c.wpos = 0;
+    sent
 }
 
 fn main() {
