@@ -679,7 +679,11 @@ impl Conn {
     ) -> Option<Response> {
         let method = self.req.method();
         let headers = &self.req.head.headers;
-        if self.req.head.target == "*"
+        let waiting = self.req.head.expect_continue;
+        let auth = shared.auth.as_ref().filter(|a| !a.check(headers));
+        // The common case (credentials fine, nobody waiting) looks nothing up.
+        if (auth.is_none() && !waiting)
+            || self.req.head.target == "*"
             || shared
                 .cors
                 .as_ref()
@@ -690,8 +694,6 @@ impl Conn {
         let (raw_path, _) = split_target(&self.req.head.target);
         let decoded = decode_path(raw_path).ok()?;
         let found = routes.find(method, decoded.segments(), decoded.trailing_slash());
-        let waiting = self.req.head.expect_continue;
-        let auth = shared.auth.as_ref().filter(|a| !a.check(headers));
         let streaming = matches!(
             found,
             RouteMatch::Found {
@@ -702,7 +704,7 @@ impl Conn {
         let mut response = match (auth, found) {
             (Some(auth), _) if waiting || streaming => auth.unauthorized(),
             (Some(_), _) => return None,
-            (None, _) if !waiting => return None,
+            // From here on the client waits for `100 Continue`.
             (None, RouteMatch::Found { .. }) => return None,
             (None, RouteMatch::MethodNotAllowed { allow }) => {
                 method_not_allowed(&allow_header_value(allow))

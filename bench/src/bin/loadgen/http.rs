@@ -63,7 +63,7 @@ pub fn run(args: Args) {
         total: 0,
         latencies: Vec::new(),
     };
-    let poll = Poll::new().unwrap_or_else(|e| fail(format!("poll: {e}")));
+    let mut poll = Poll::new().unwrap_or_else(|e| fail(format!("poll: {e}")));
     let mut conns: Vec<Conn> = Vec::with_capacity(args.conns);
     for i in 0..args.conns {
         if i >= MAX_PENDING && i % MAX_PENDING == 0 {
@@ -89,7 +89,6 @@ pub fn run(args: Args) {
             unsent: 0,
         });
     }
-    let mut poll = poll;
     let mut events = Events::with_capacity(1024);
     let mut step = |load: &mut Load, conns: &mut [Conn], until: Instant| {
         while Instant::now() < until {
