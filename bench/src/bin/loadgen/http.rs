@@ -1,11 +1,11 @@
 //! `loadgen http`: keep-alive HTTP/1.1 GET load, every response checked.
-use std::io::{self, Read};
+use std::io;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::{cpu_seconds, fail, report, write_some, Args, MAX_PENDING};
+use super::{connected, cpu_seconds, fail, read_some, report, write_some, Args, MAX_PENDING};
 
 /// Read buffer per connection: large reads, so a 1 MiB body takes a few
 /// system calls instead of wrk's 128.
@@ -141,18 +141,11 @@ fn drive(load: &mut Load, c: &mut Conn, i: usize, readable: bool, writable: bool
     if writable {
         c.writable = true;
         if c.state == State::Connecting {
-            if let Ok(Some(e)) | Err(e) = c.stream.take_error() {
-                fail(format!("connection {i}: {e}"));
+            if !connected(&c.stream, i) {
+                return;
             }
-            match c.stream.peer_addr() {
-                Ok(_) => {
-                    let _ = c.stream.set_nodelay(true);
-                    c.state = State::Head;
-                    send(load, c, i);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => fail(format!("connection {i}: {e}")),
-            }
+            c.state = State::Head;
+            send(load, c, i);
         } else if c.unsent > 0 {
             send_rest(load, c, i);
         }
@@ -162,12 +155,8 @@ fn drive(load: &mut Load, c: &mut Conn, i: usize, readable: bool, writable: bool
     }
     loop {
         let space = c.rbuf.len() - c.rend;
-        let n = match c.stream.read(&mut c.rbuf[c.rend..]) {
-            Ok(0) => fail(format!("connection {i}: server closed the connection")),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => fail(format!("connection {i}: read: {e}")),
+        let Some(n) = read_some(&mut c.stream, &mut c.rbuf[c.rend..], i) else {
+            return;
         };
         c.rend += n;
         consume(load, c, i);

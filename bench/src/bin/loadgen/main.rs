@@ -82,41 +82,24 @@ fn parse_args() -> Args {
             eprintln!("missing value for {flag}");
             exit(2)
         });
-        let bad = |_| -> ! {
-            eprintln!("bad value for {flag}: {v}");
-            exit(2)
-        };
+        // The value parsed as whatever the field holds; a bad one ends the run.
+        fn value<T: std::str::FromStr>(flag: &str, v: &str) -> T
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().unwrap_or_else(|e| {
+                eprintln!("bad value for {flag}: {v} ({e})");
+                exit(2)
+            })
+        }
         match flag.as_str() {
-            "--addr" => {
-                a.addr = v
-                    .parse()
-                    .unwrap_or_else(|e: std::net::AddrParseError| bad(e.to_string()))
-            }
+            "--addr" => a.addr = value(&flag, &v),
             "--path" => a.path = v.clone(),
-            "--conns" => {
-                a.conns = v
-                    .parse()
-                    .unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string()))
-            }
-            "--size" => {
-                a.size = v
-                    .parse()
-                    .unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string()))
-            }
-            "--secs" => {
-                a.secs = v
-                    .parse()
-                    .unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string()))
-            }
-            "--warmup" => {
-                a.warmup = v
-                    .parse()
-                    .unwrap_or_else(|e: std::num::ParseFloatError| bad(e.to_string()))
-            }
-            "--pid" => a.pids.push(
-                v.parse()
-                    .unwrap_or_else(|e: std::num::ParseIntError| bad(e.to_string())),
-            ),
+            "--conns" => a.conns = value(&flag, &v),
+            "--size" => a.size = value(&flag, &v),
+            "--secs" => a.secs = value(&flag, &v),
+            "--warmup" => a.warmup = value(&flag, &v),
+            "--pid" => a.pids.push(value(&flag, &v)),
             "--expect" => a.expect = Some(v.clone()),
             _ => {
                 eprintln!("unknown flag {flag}");
@@ -287,18 +270,10 @@ impl Gen {
         if writable {
             self.conns[i].writable = true;
             if self.conns[i].phase == Phase::Connecting {
-                let c = &mut self.conns[i];
-                if let Ok(Some(e)) | Err(e) = c.stream.take_error() {
-                    fail(format!("connection {i}: {e}"));
+                if !connected(&self.conns[i].stream, i) {
+                    return;
                 }
-                match c.stream.peer_addr() {
-                    Ok(_) => {
-                        let _ = c.stream.set_nodelay(true);
-                        c.phase = Phase::Handshake;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                    Err(e) => fail(format!("connection {i}: {e}")),
-                }
+                self.conns[i].phase = Phase::Handshake;
             }
             flush(&mut self.conns[i], i);
         }
@@ -318,12 +293,8 @@ impl Gen {
                     c.rbuf.resize(len, 0);
                 }
             }
-            let n = match c.stream.read(&mut c.rbuf[c.rend..]) {
-                Ok(0) => fail(format!("connection {i}: server closed the connection")),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => fail(format!("connection {i}: read: {e}")),
+            let Some(n) = read_some(&mut c.stream, &mut c.rbuf[c.rend..], i) else {
+                break;
             };
             c.rend += n;
             self.process(i);
@@ -464,6 +435,37 @@ fn flush(c: &mut Conn, i: usize) {
     }
     c.wbuf.clear();
     c.wpos = 0;
+}
+
+/// Whether the non-blocking connect of connection `i` has completed (then
+/// `TCP_NODELAY` is set); a refused or failed connect is fatal.
+fn connected(stream: &TcpStream, i: usize) -> bool {
+    if let Ok(Some(e)) | Err(e) = stream.take_error() {
+        fail(format!("connection {i}: {e}"));
+    }
+    match stream.peer_addr() {
+        Ok(_) => {
+            let _ = stream.set_nodelay(true);
+            true
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => false,
+        Err(e) => fail(format!("connection {i}: {e}")),
+    }
+}
+
+/// One read into `buf` (retried when interrupted): `None` when the socket
+/// has nothing now. End of stream or an error on connection `i` is fatal
+/// (servers under test never close first).
+fn read_some(stream: &mut TcpStream, buf: &mut [u8], i: usize) -> Option<usize> {
+    loop {
+        match stream.read(buf) {
+            Ok(0) => fail(format!("connection {i}: server closed the connection")),
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => fail(format!("connection {i}: read: {e}")),
+        }
+    }
 }
 
 /// Writes as much of `data` as the socket takes and returns how much that
