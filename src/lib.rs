@@ -118,14 +118,14 @@
 //! A route handler accepts an upgrade with [`Request::accept_websocket`] (or
 //! [`Request::websocket`] for subprotocols, an origin check and limits) and
 //! keeps the returned [`ws::WsId`]. Between polls, [`Server::ws`] gives a handle
-//! to [`receive`](ws::WsHandle::receive) complete messages — a fragmented
+//! to [`receive`](crate::WsHandle::receive) complete messages — a fragmented
 //! message is held until its last frame, pings are answered automatically and
 //! never returned as data — and to send, ping and close. Limits default to
 //! desktop values; [`ws::WsOptions::embedded`] gives the seed's (4096 bytes,
 //! 16 fragments, 5 s). [`Server::sender`] hands out a `Send` handle for
 //! other threads, and [`Server::broadcast_text`] sends to a set of sockets.
 //! [`Server::ws_ready`] lists only the sockets with news after a poll, and
-//! [`receive_into`](ws::WsHandle::receive_into) recycles message buffers, so a
+//! [`receive_into`](crate::WsHandle::receive_into) recycles message buffers, so a
 //! busy loop allocates nothing per message. The module [`ws`] has a complete
 //! echo example.
 //!
@@ -178,5 +178,7 @@ pub use proto::http::Version;
 pub use request::{ConnId, Request, RouteParams};
 pub use response::Response;
 pub use router::RouteError;
-pub use server::{Activity, BodySink, Handler, Route, Sender, Server, ServerConfig};
+pub use server::{
+    Activity, BodySink, Handler, Route, Sender, Server, ServerConfig, SseHandle, WsHandle,
+};
 pub use status::StatusCode;

@@ -305,6 +305,78 @@ impl fmt::Debug for Response {
     }
 }
 
+/// Adds `ETag`/`Last-Modified`/`Accept-Ranges` to a file response and applies
+/// the request's conditional and range headers; returns a replacement body when
+/// the answer is 304, 412 or 416.
+pub(crate) fn apply_file_validators(
+    status: &mut StatusCode,
+    headers: &mut Headers,
+    src: &mut FileSource,
+    req: &Headers,
+    method: Option<crate::method::Method>,
+) -> Option<Body> {
+    let mtime = src.modified?;
+    let mut etag_buf = [0u8; crate::files::ETAG_MAX];
+    let etag = crate::files::etag_in(&mut etag_buf, src.len, mtime);
+    headers.set("ETag", etag);
+    let mut date_buf = [0u8; 29];
+    headers.set(
+        "Last-Modified",
+        crate::files::http_date_in(&mut date_buf, mtime),
+    );
+    if *status != StatusCode::OK {
+        return None;
+    }
+    headers.set("Accept-Ranges", "bytes");
+    let conditions = crate::files::Preconditions {
+        if_match: req.get("If-Match"),
+        if_none_match: req.get("If-None-Match"),
+        if_modified_since: req.get("If-Modified-Since"),
+        if_unmodified_since: req.get("If-Unmodified-Since"),
+    };
+    let get_or_head = matches!(
+        method,
+        Some(crate::method::Method::GET | crate::method::Method::HEAD)
+    );
+    match crate::files::evaluate_preconditions(get_or_head, &conditions, etag, mtime) {
+        crate::files::Condition::Proceed => {}
+        crate::files::Condition::NotModified => {
+            *status = StatusCode::NOT_MODIFIED;
+            return Some(Body::Empty);
+        }
+        crate::files::Condition::PreconditionFailed => {
+            *status = StatusCode::PRECONDITION_FAILED;
+            headers.remove("Content-Type");
+            return Some(Body::Empty);
+        }
+    }
+    if !get_or_head {
+        return None;
+    }
+    let decision =
+        crate::files::parse_range(req.get("Range"), req.get("If-Range"), etag, mtime, src.len);
+    if let Some(range) = decision.content_range(src.len) {
+        headers.set("Content-Range", &range);
+    }
+    match decision {
+        crate::files::RangeDecision::Full => None,
+        crate::files::RangeDecision::Partial {
+            start,
+            end_inclusive,
+        } => {
+            *status = StatusCode::PARTIAL_CONTENT;
+            src.start = start;
+            src.len = end_inclusive - start + 1;
+            None
+        }
+        crate::files::RangeDecision::Unsatisfiable => {
+            *status = StatusCode::RANGE_NOT_SATISFIABLE;
+            headers.remove("Content-Type");
+            Some(Body::Empty)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

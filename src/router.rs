@@ -578,12 +578,14 @@ impl<'a, 'r, 's> IntoIterator for &'a Params<'r, 's> {
     }
 }
 
-/// A route: a pattern, the methods it answers, and a handler.
+/// One entry of a [`Router`]: a pattern, the methods it answers, and a
+/// handler of any type `H`.
 ///
-/// Build one with [`Route::new`] away from the router (like the seed's
-/// `as_route`) and register it later with [`Router::add_route`].
+/// Build one with [`RouteEntry::new`] away from the router and register it
+/// later with [`Router::add_route`]. (A [`Server`](crate::Server)'s routes
+/// are built with [`crate::Route`], which wraps one of these.)
 #[derive(Debug, Clone)]
-pub struct Route<H> {
+pub struct RouteEntry<H> {
     pattern: RoutePattern,
     /// Methods as registered (unknown bits removed).
     methods: u16,
@@ -592,7 +594,7 @@ pub struct Route<H> {
     handler: H,
 }
 
-impl<H> Route<H> {
+impl<H> RouteEntry<H> {
     /// Parses `pattern` and builds a route. Fails if the pattern is invalid
     /// or `methods` holds no known method.
     pub fn new(
@@ -600,7 +602,7 @@ impl<H> Route<H> {
         methods: impl IntoMethodMask,
         append_slash: bool,
         handler: H,
-    ) -> Result<Route<H>, RouteError> {
+    ) -> Result<RouteEntry<H>, RouteError> {
         Self::from_pattern(
             RoutePattern::parse(pattern, append_slash)?,
             methods,
@@ -613,7 +615,7 @@ impl<H> Route<H> {
         pattern: RoutePattern,
         methods: impl IntoMethodMask,
         handler: H,
-    ) -> Result<Route<H>, RouteError> {
+    ) -> Result<RouteEntry<H>, RouteError> {
         let methods = methods.into_method_mask() & all_methods_mask();
         if methods == 0 {
             return Err(RouteError::NoMethods {
@@ -625,7 +627,7 @@ impl<H> Route<H> {
         } else {
             methods
         };
-        Ok(Route {
+        Ok(RouteEntry {
             pattern,
             methods,
             answers,
@@ -755,9 +757,12 @@ impl Iterator for Merged<'_> {
 /// allowed (to build the `Allow` set).
 #[derive(Debug, Clone)]
 pub struct Router<H> {
-    routes: Vec<Route<H>>,
+    routes: Vec<RouteEntry<H>>,
     by_first: HashMap<Box<str>, Vec<usize>>,
     other: Vec<usize>,
+    /// Lookups made so far, so tests can check a request is routed once.
+    #[cfg(test)]
+    pub(crate) lookups: std::cell::Cell<usize>,
 }
 
 impl<H> Default for Router<H> {
@@ -766,6 +771,8 @@ impl<H> Default for Router<H> {
             routes: Vec::new(),
             by_first: HashMap::new(),
             other: Vec::new(),
+            #[cfg(test)]
+            lookups: std::cell::Cell::new(0),
         }
     }
 }
@@ -786,11 +793,11 @@ impl<H> Router<H> {
         append_slash: bool,
         handler: H,
     ) -> Result<RouteId, RouteError> {
-        Ok(self.add_route(Route::new(pattern, methods, append_slash, handler)?))
+        Ok(self.add_route(RouteEntry::new(pattern, methods, append_slash, handler)?))
     }
 
     /// Adds an already built route.
-    pub fn add_route(&mut self, route: Route<H>) -> RouteId {
+    pub fn add_route(&mut self, route: RouteEntry<H>) -> RouteId {
         let idx = self.routes.len();
         match route.pattern.first_literal() {
             Some(first) => match self.by_first.get_mut(first) {
@@ -806,7 +813,7 @@ impl<H> Router<H> {
     }
 
     /// Adds several routes, in order (the seed's `add_routes`).
-    pub fn add_routes(&mut self, routes: impl IntoIterator<Item = Route<H>>) -> Vec<RouteId> {
+    pub fn add_routes(&mut self, routes: impl IntoIterator<Item = RouteEntry<H>>) -> Vec<RouteId> {
         routes.into_iter().map(|r| self.add_route(r)).collect()
     }
 
@@ -821,17 +828,17 @@ impl<H> Router<H> {
     }
 
     /// The route with this id.
-    pub fn route(&self, id: RouteId) -> Option<&Route<H>> {
+    pub fn route(&self, id: RouteId) -> Option<&RouteEntry<H>> {
         self.routes.get(id.0)
     }
 
     /// The route with this id, mutably.
-    pub fn route_mut(&mut self, id: RouteId) -> Option<&mut Route<H>> {
+    pub fn route_mut(&mut self, id: RouteId) -> Option<&mut RouteEntry<H>> {
         self.routes.get_mut(id.0)
     }
 
     /// All routes, in registration order.
-    pub fn routes(&self) -> impl Iterator<Item = (RouteId, &Route<H>)> {
+    pub fn routes(&self) -> impl Iterator<Item = (RouteId, &RouteEntry<H>)> {
         self.routes.iter().enumerate().map(|(i, r)| (RouteId(i), r))
     }
 
@@ -843,6 +850,8 @@ impl<H> Router<H> {
     }
 
     fn locate<S: AsRef<str>>(&self, method: Method, segs: &[S], trailing_slash: bool) -> Located {
+        #[cfg(test)]
+        self.lookups.set(self.lookups.get() + 1);
         let bit = method.bit();
         let mut allow = 0;
         for i in self.candidates(segs.first().map(AsRef::as_ref)) {
@@ -895,7 +904,7 @@ impl<H> Router<H> {
     ) -> RouteMatch<'r, 's, &'r mut H> {
         match self.locate(method, segments, trailing_slash) {
             Located::Found(i) => match self.routes.get_mut(i) {
-                Some(Route {
+                Some(RouteEntry {
                     pattern, handler, ..
                 }) => {
                     let pattern: &'r RoutePattern = pattern;
@@ -1241,11 +1250,11 @@ mod tests {
         );
         assert_eq!(err("/./a"), RouteError::DotSegment { pattern: s("/./a") });
         assert_eq!(
-            Route::new("/x", 0u16, false, ()).unwrap_err(),
+            RouteEntry::new("/x", 0u16, false, ()).unwrap_err(),
             RouteError::NoMethods { pattern: s("/x") }
         );
         assert_eq!(
-            Route::new("/x", 0x8000u16, false, ()).unwrap_err(),
+            RouteEntry::new("/x", 0x8000u16, false, ()).unwrap_err(),
             RouteError::NoMethods { pattern: s("/x") }
         );
         // Messages name the pattern.
@@ -1432,8 +1441,8 @@ mod tests {
     #[test]
     fn add_routes_and_as_route_style() {
         let built = vec![
-            Route::new("/a", GET, true, "a").unwrap(),
-            Route::new("/b/<x>", [GET, POST], false, "b").unwrap(),
+            RouteEntry::new("/a", GET, true, "a").unwrap(),
+            RouteEntry::new("/b/<x>", [GET, POST], false, "b").unwrap(),
         ];
         let mut r = Router::new();
         let ids = r.add_routes(built);
@@ -1504,7 +1513,7 @@ mod tests {
             }
             let append = !pat.ends_with('/') && rng.below(3) == 0;
             let methods = (rng.next() as u16) & all_methods_mask();
-            let Ok(route) = Route::new(&pat, methods, append, all.len()) else {
+            let Ok(route) = RouteEntry::new(&pat, methods, append, all.len()) else {
                 continue;
             };
             all.push(route.clone());
@@ -1652,7 +1661,7 @@ mod tests {
                     .collect();
                 let _ = pat.matches(&segs, append);
                 if router.len() < 200 {
-                    let _ = router.add_route(Route::from_pattern(pat, GET, i).unwrap());
+                    let _ = router.add_route(RouteEntry::from_pattern(pat, GET, i).unwrap());
                 }
                 let _ = router.find(Method::ALL[i % 9], &segs, rng.below(2) == 0);
             }

@@ -108,10 +108,3 @@ impl Request {
         self.header("Last-Event-ID")
     }
 }
-
-/// The state of a connection that became an event stream.
-pub(crate) struct SseConn {
-    pub options: SseOptions,
-}
-
-pub use crate::server::SseHandle;

@@ -1,5 +1,5 @@
 //! WebSocket connections as the program sees them: accept an upgrade in a
-//! route handler, keep the [`WsId`], then [`receive`](WsHandle::receive) and
+//! route handler, keep the [`WsId`], then [`receive`](crate::WsHandle::receive) and
 //! send through [`Server::ws`](crate::Server::ws) between polls.
 //!
 //! ```no_run
@@ -34,14 +34,10 @@
 //! A busy server can do better than visiting every socket and allocating
 //! each message: [`Server::ws_ready`](crate::Server::ws_ready) lists the
 //! sockets that received something in the last poll, and
-//! [`WsHandle::receive_into`] reuses one message buffer (see its example).
-
-use std::collections::VecDeque;
+//! [`WsHandle::receive_into`](crate::WsHandle::receive_into) reuses one message buffer (see its example).
 
 use crate::error::HttpError;
-use crate::proto::ws::{
-    accept_key, is_valid_client_key, ProtocolError, Role, SendError, WsSession,
-};
+use crate::proto::ws::{accept_key, is_valid_client_key, ProtocolError, SendError};
 use crate::request::{ConnId, Request};
 use crate::response::{Body, Response};
 use crate::status::StatusCode;
@@ -56,12 +52,12 @@ pub use crate::proto::ws::{CloseCode, Message, WsConfig};
 pub struct WsId(pub(crate) ConnId);
 
 /// Something that arrived on a WebSocket, for programs that want more than
-/// messages (see [`WsHandle::receive_event`]).
+/// messages (see [`WsHandle::receive_event`](crate::WsHandle::receive_event)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsEvent {
     /// A complete message (fragments already reassembled).
     Message(Message),
-    /// A pong, in answer to [`WsHandle::send_ping`] or unsolicited.
+    /// A pong, in answer to [`WsHandle::send_ping`](crate::WsHandle::send_ping) or unsolicited.
     Pong(Vec<u8>),
 }
 
@@ -97,7 +93,7 @@ impl From<SendError> for WsError {
     }
 }
 
-/// How a WebSocket ended, once it has: see [`WsHandle::close_status`].
+/// How a WebSocket ended, once it has: see [`WsHandle::close_status`](crate::WsHandle::close_status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseStatus {
     /// The peer sent a close frame with this code (`None`: no code) and reason.
@@ -110,7 +106,7 @@ pub enum CloseStatus {
     /// We closed the connection because the peer broke the protocol or a limit;
     /// the peer was sent [`ProtocolError::close_code`].
     Failed(ProtocolError),
-    /// We sent a close frame (the program called [`WsHandle::close`]).
+    /// We sent a close frame (the program called [`WsHandle::close`](crate::WsHandle::close)).
     Local,
     /// The TCP connection ended without a close frame (code 1006 in RFC terms),
     /// or was dropped for not reading.
@@ -128,7 +124,7 @@ pub struct WsOptions {
     /// Default 8 MiB.
     pub max_send_buffer: usize,
     /// Most bytes of received messages held until the program calls
-    /// [`WsHandle::receive`]; beyond it the server stops reading the socket
+    /// [`WsHandle::receive`](crate::WsHandle::receive); beyond it the server stops reading the socket
     /// (TCP flow control slows the peer), so a program that falls behind never
     /// makes memory grow without bound. Default 4 MiB.
     pub max_receive_buffer: usize,
@@ -271,102 +267,3 @@ impl Request {
         self.headers().has_token("Upgrade", "websocket")
     }
 }
-
-/// The WebSocket state a connection carries after the upgrade.
-pub(crate) struct WsConn {
-    pub session: WsSession,
-    pub inbox: VecDeque<WsEvent>,
-    pub inbox_bytes: usize,
-    pub status: Option<CloseStatus>,
-    pub max_send_buffer: usize,
-    pub max_receive_buffer: usize,
-    /// Feeding stopped before a frame that will fail the connection, so the
-    /// program can first receive (and answer) the messages queued before it.
-    pub deferred: bool,
-}
-
-impl WsConn {
-    pub fn new(options: WsOptions) -> WsConn {
-        WsConn {
-            session: WsSession::new(Role::Server, options.protocol),
-            inbox: VecDeque::new(),
-            inbox_bytes: 0,
-            status: None,
-            max_send_buffer: options.max_send_buffer,
-            max_receive_buffer: options.max_receive_buffer,
-            deferred: false,
-        }
-    }
-
-    /// Whether input processing waits for the program to receive.
-    pub fn paused(&self) -> bool {
-        self.inbox_bytes >= self.max_receive_buffer || (self.deferred && !self.inbox.is_empty())
-    }
-
-    pub fn push(&mut self, event: WsEvent) {
-        self.inbox_bytes += event_len(&event);
-        self.inbox.push_back(event);
-    }
-
-    pub fn pop(&mut self) -> Option<WsEvent> {
-        let e = self.inbox.pop_front()?;
-        self.inbox_bytes -= event_len(&e);
-        Some(e)
-    }
-
-    /// Records how the WebSocket ended, keeping the first cause.
-    pub fn set_status(&mut self, status: CloseStatus) {
-        if self.status.is_none() {
-            self.status = Some(status);
-        }
-    }
-}
-
-/// Allocations of received messages handed back by
-/// [`WsHandle::receive_into`](crate::WsHandle::receive_into), lent to the
-/// next message any WebSocket starts to assemble. Bounded in count of bytes
-/// and in the size of one buffer, so a burst of large messages is not kept.
-#[derive(Default)]
-pub(crate) struct BufferPool {
-    free: Vec<Vec<u8>>,
-    bytes: usize,
-}
-
-impl BufferPool {
-    /// Most bytes of capacity kept across all pooled buffers.
-    const MAX_BYTES: usize = 8 << 20;
-    /// Buffers larger than this are freed instead of pooled.
-    const MAX_BUFFER: usize = 256 << 10;
-
-    pub fn put(&mut self, buf: Vec<u8>) {
-        let cap = buf.capacity();
-        if cap > 0 && cap <= Self::MAX_BUFFER && self.bytes + cap <= Self::MAX_BYTES {
-            self.bytes += cap;
-            self.free.push(buf);
-        }
-    }
-
-    pub fn take(&mut self) -> Option<Vec<u8>> {
-        let buf = self.free.pop()?;
-        self.bytes -= buf.capacity();
-        Some(buf)
-    }
-
-    /// Lends a buffer to `session` if it has none for its next message.
-    pub fn lend(&mut self, session: &mut WsSession) {
-        if let Some(buf) = self.take() {
-            if let Some(back) = session.offer_buffer(buf) {
-                self.put(back);
-            }
-        }
-    }
-}
-
-fn event_len(e: &WsEvent) -> usize {
-    match e {
-        WsEvent::Message(m) => m.len(),
-        WsEvent::Pong(p) => p.len(),
-    }
-}
-
-pub use crate::server::WsHandle;

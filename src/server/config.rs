@@ -1,0 +1,132 @@
+//! The server's limits and timeouts, and what one poll did.
+
+use std::time::Duration;
+
+use crate::proto::http::HttpLimits;
+
+/// Limits and timeouts of a [`Server`](crate::Server). Every value has a
+/// documented default chosen for a desktop or server program; set only what
+/// you need:
+///
+/// ```
+/// use pollserve::ServerConfig;
+/// use std::time::Duration;
+/// let config = ServerConfig::default()
+///     .max_body_size(16 << 20)
+///     .keep_alive_timeout(Duration::from_secs(5));
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) limits: HttpLimits,
+    pub(crate) header_timeout: Duration,
+    pub(crate) body_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+    pub(crate) linger_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) backlog: i32,
+    pub(crate) reuse_port: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            limits: HttpLimits::default(),
+            header_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
+            keep_alive_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            linger_timeout: Duration::from_secs(2),
+            max_connections: 16_384,
+            backlog: 1024,
+            reuse_port: false,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty => $($field:ident).+) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$($field).+ = value;
+            self
+        }
+    };
+}
+
+impl ServerConfig {
+    setter!(
+        /// Longest request line; `414` beyond it. Default 8 KiB.
+        max_request_line: usize => limits.max_request_line);
+    setter!(
+        /// Largest request head; `431` beyond it. Default 32 KiB.
+        max_head_size: usize => limits.max_head_size);
+    setter!(
+        /// Most header fields per request; `431` beyond it. Default 100.
+        max_headers: usize => limits.max_headers);
+    setter!(
+        /// Largest request body; `413` beyond it. Default 1 MiB.
+        max_body_size: u64 => limits.max_body_size);
+    setter!(
+        /// Time allowed for a whole request head to arrive, counted from its
+        /// first byte and not extended by trickling bytes (slowloris defence);
+        /// `408` and close when it passes. Default 30 s.
+        header_timeout: Duration => header_timeout);
+    setter!(
+        /// Longest pause while reading a request body; `408` and close. Default 60 s.
+        body_timeout: Duration => body_timeout);
+    setter!(
+        /// How long an idle keep-alive connection stays open. Default 60 s.
+        keep_alive_timeout: Duration => keep_alive_timeout);
+    setter!(
+        /// Longest time a client may leave our response unread before the
+        /// connection is dropped. Default 60 s.
+        send_timeout: Duration => send_timeout);
+    setter!(
+        /// After a response that closes the connection, how long to keep
+        /// draining the client's unread input so the response is not destroyed
+        /// by a TCP reset. Default 2 s.
+        linger_timeout: Duration => linger_timeout);
+    setter!(
+        /// Most open connections; further clients wait in the listen backlog.
+        /// Default 16384.
+        max_connections: usize => max_connections);
+    setter!(
+        /// Listen backlog passed to `listen(2)`. Default 1024.
+        backlog: i32 => backlog);
+    setter!(
+        /// Sets `SO_REUSEPORT` (Unix) so several servers — one poll loop per
+        /// core, each on its own thread — can listen on the same port; the
+        /// kernel spreads new connections across them. Default off.
+        reuse_port: bool => reuse_port);
+
+    /// The HTTP size limits.
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
+    }
+}
+
+/// What one call of [`Server::poll`](crate::Server::poll) did, so the program
+/// can react (`adafruit_httpserver`'s `REQUEST_HANDLED_RESPONSE_SENT` and
+/// friends, counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Connections accepted.
+    pub accepted: usize,
+    /// Requests answered (by a handler, a static file or an error response).
+    pub responses: usize,
+    /// Of those, requests a route handler answered.
+    pub handled: usize,
+    /// Connections closed for any reason.
+    pub closed: usize,
+    /// Of those, connections closed because a timeout passed.
+    pub timed_out: usize,
+}
+
+impl Activity {
+    /// Whether nothing happened.
+    pub fn is_idle(&self) -> bool {
+        *self == Activity::default()
+    }
+}

@@ -1,0 +1,526 @@
+//! The HTTP request/response cycle of a connection: a head arrives, one
+//! [`Decision`] is taken, the body is read (into memory, into a sink, or
+//! discarded) and the answer is queued.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use super::{Conn, OutBody, Phase, HIGH_WATER, INLINE_BODY};
+use crate::files::FileBody;
+use crate::method::Method;
+use crate::proto::http::{
+    check_body_length, parse_request_head, BodyDecoder, BodyFraming, HttpLimits, RequestHead,
+    Version,
+};
+use crate::response::{Body, Response};
+use crate::router::{RouteId, Router};
+use crate::server::dispatch::{decide, serve_static, Decision};
+use crate::server::routes::RouteHandler;
+use crate::server::shared::Shared;
+use crate::status::StatusCode;
+
+use super::{SseConn, WsConn};
+
+impl Conn {
+    /// Parses and answers as many buffered requests as the output bound allows.
+    pub(super) fn process_input<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        let mut progress = false;
+        while self.out.is_none() && self.pending_len() < HIGH_WATER && !self.rbuf.is_empty() {
+            match self.phase {
+                Phase::Head => {
+                    self.request_start.get_or_insert(now);
+                    match parse_request_head(
+                        self.rbuf.data(),
+                        &shared.config.limits,
+                        &mut self.req.head,
+                    ) {
+                        Ok(None) => break,
+                        Err(e) => {
+                            self.rbuf.clear();
+                            self.respond_error(e.status, e.reason, shared, now);
+                            return true;
+                        }
+                        Ok(Some(n)) => {
+                            progress = true;
+                            self.rbuf.consume(n);
+                            self.request_size = n;
+                            if !self.start_request(routes, shared, state, now) {
+                                return true;
+                            }
+                        }
+                    }
+                }
+                Phase::Body => {
+                    let Some(decoder) = self.decoder.as_mut() else {
+                        self.phase = Phase::Head;
+                        continue;
+                    };
+                    let limits = HttpLimits {
+                        max_body_size: self.body_limit,
+                        ..shared.config.limits
+                    };
+                    match decoder.decode(self.rbuf.data(), &mut self.req.body, &limits) {
+                        Err(e) => {
+                            self.rbuf.clear();
+                            self.respond_error(e.status, e.reason, shared, now);
+                            return true;
+                        }
+                        Ok((n, done)) => {
+                            progress |= n > 0;
+                            self.rbuf.consume(n);
+                            self.request_size += n;
+                            if let Err(response) = self.take_body_bytes() {
+                                self.rbuf.clear();
+                                self.decoder = None;
+                                self.req.head.keep_alive = false;
+                                self.respond(response, shared, now);
+                                return true;
+                            }
+                            if done {
+                                self.body_complete(routes, shared, state, now);
+                            } else if n == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                Phase::Closing | Phase::Lingering(_) | Phase::Ws | Phase::Sse => break,
+            }
+        }
+        // A body that completes with no bytes left (Content-Length reached at
+        // the end of the buffer) is handled by the loop above; a head whose
+        // body is all in flight waits here.
+        if self.phase == Phase::Body && matches!(self.decoder, Some(BodyDecoder::Length(0))) {
+            self.body_complete(routes, shared, state, now);
+            progress = true;
+        }
+        progress
+    }
+
+    /// A request head is in: decides what answers it, then either answers
+    /// at once or sets up reading the body. Returns false when the answer
+    /// went out before the body, which stays unread (the connection closes).
+    fn start_request<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        self.req.body.clear();
+        self.sink = None;
+        let has_body = self.req.head.framing != BodyFraming::None;
+        let mut limit = shared.config.limits.max_body_size;
+        let mut decision = decide(&mut self.req, routes, &shared.site);
+        if let (true, Decision::Route(id)) = (has_body, &decision) {
+            // A streaming route takes its body through a sink opened now.
+            if let Some(max_body) = route_handler(routes, *id).and_then(|h| h.streaming_limit()) {
+                match self.open_sink(routes, *id, state) {
+                    Ok(()) => limit = max_body,
+                    Err(response) => {
+                        decision = Decision::Respond {
+                            response,
+                            before_body: true,
+                        }
+                    }
+                }
+            }
+        }
+        if has_body
+            && matches!(
+                decision,
+                Decision::Respond {
+                    before_body: true,
+                    ..
+                }
+            )
+        {
+            self.req.head.keep_alive = false;
+            self.answer(decision, routes, shared, state, now);
+            return false;
+        }
+        if let Err(e) = check_body_length(self.req.head.framing, limit) {
+            self.rbuf.clear();
+            self.respond_error(e.status, e.reason, shared, now);
+            return false;
+        }
+        match BodyDecoder::new(self.req.head.framing) {
+            None => self.answer(decision, routes, shared, state, now),
+            Some(d) => {
+                if self.req.head.expect_continue && self.rbuf.is_empty() {
+                    self.wbuf
+                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                self.decoder = Some(d);
+                self.decision = Some(decision);
+                self.body_limit = limit;
+                self.phase = Phase::Body;
+            }
+        }
+        true
+    }
+
+    fn body_complete<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) {
+        self.decoder = None;
+        match self.decision.take() {
+            Some(decision) => self.answer(decision, routes, shared, state, now),
+            None => self.phase = Phase::Head,
+        }
+    }
+
+    /// Opens the sink of streaming route `id` for the current request; `Err`
+    /// is the response refusing the request before its body is read.
+    fn open_sink<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        id: RouteId,
+        state: &mut S,
+    ) -> Result<(), Response> {
+        let Some(RouteHandler::Streaming { open, .. }) =
+            routes.route_mut(id).map(|r| r.handler_mut())
+        else {
+            return Ok(());
+        };
+        let req = &self.req;
+        match catch_unwind(AssertUnwindSafe(|| open(req, state))) {
+            Ok(Ok(sink)) => {
+                self.sink = Some(sink);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(panicked("body sink opener", req)),
+        }
+    }
+
+    /// Moves decoded body bytes where the decision sends them: kept for a
+    /// handler, handed to a sink, or dropped when the answer does not need
+    /// them. `Err` is the sink's refusal, to be sent as the response.
+    fn take_body_bytes(&mut self) -> Result<(), Response> {
+        if self.req.body.is_empty() {
+            return Ok(());
+        }
+        let Some(sink) = self.sink.as_mut() else {
+            if !matches!(self.decision, Some(Decision::Route(_))) {
+                self.req.body.clear();
+            }
+            return Ok(());
+        };
+        let body = &self.req.body;
+        let result = catch_unwind(AssertUnwindSafe(|| sink.write(body)));
+        self.req.body.clear();
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.sink = None;
+                self.decision = None;
+                Err(e.into())
+            }
+            Err(_) => {
+                self.sink = None;
+                self.decision = None;
+                Err(panicked("body sink", &self.req))
+            }
+        }
+    }
+
+    /// Carries out the decision for a complete request and queues the answer.
+    fn answer<S>(
+        &mut self,
+        decision: Decision,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) {
+        let response = match decision {
+            Decision::Route(id) => {
+                shared.activity.handled += 1;
+                self.run_route(routes, id, state)
+            }
+            Decision::Static(path) => match &shared.site.static_root {
+                Some(root) => serve_static(root, &path, &self.req),
+                None => Response::error(StatusCode::NOT_FOUND, "Not Found"),
+            },
+            Decision::Respond { response, .. } => response,
+        };
+        self.respond(response, shared, now);
+    }
+
+    /// Runs route `id` for the complete request: finishes its sink, or calls
+    /// its handler. A panic becomes a `500`.
+    fn run_route<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        id: RouteId,
+        state: &mut S,
+    ) -> Response {
+        let req = &self.req;
+        let (what, result) = match self.sink.take() {
+            Some(sink) => (
+                "body sink",
+                catch_unwind(AssertUnwindSafe(|| sink.finish())),
+            ),
+            None => {
+                let Some(handler) = routes.route_mut(id).map(|r| r.handler_mut()) else {
+                    return Response::error(StatusCode::NOT_FOUND, "Not Found");
+                };
+                let result = catch_unwind(AssertUnwindSafe(|| match handler {
+                    RouteHandler::Buffered(h) => h(req, state),
+                    // A streaming route reached without a body: open and
+                    // finish its sink at once.
+                    RouteHandler::Streaming { open, .. } => open(req, state)?.finish(),
+                }));
+                ("handler", result)
+            }
+        };
+        match result {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => e.into(),
+            Err(_) => panicked(what, req),
+        }
+    }
+
+    /// Queues the answer to a request that was decided on: with the CORS
+    /// headers the server adds to every such answer.
+    fn respond(&mut self, mut response: Response, shared: &mut Shared, now: Instant) {
+        if let Some(cors) = &shared.site.cors {
+            cors.apply(&self.req.head.headers, &mut response);
+        }
+        self.write_response(response, shared, now);
+    }
+
+    /// Answers input that broke the protocol (or a timeout) and closes.
+    pub(super) fn respond_error(
+        &mut self,
+        status: StatusCode,
+        reason: &str,
+        shared: &mut Shared,
+        now: Instant,
+    ) {
+        self.decoder = None;
+        self.decision = None;
+        self.sink = None;
+        self.req.head.keep_alive = false;
+        let r = Response::error(status, reason);
+        self.write_response(r, shared, now);
+    }
+
+    /// Serialises the head into the write buffer and queues the body.
+    fn write_response(&mut self, response: Response, shared: &mut Shared, now: Instant) {
+        let Response {
+            mut status,
+            mut headers,
+            body,
+        } = response;
+        let head = &self.req.head;
+        let is_head = head.method == Some(Method::HEAD);
+        let mut keep_alive =
+            head.keep_alive && !shared.stopping && !headers.has_token("Connection", "close");
+
+        let mut body = body;
+        if let Body::File(src) = &mut body {
+            if let Some(r) = crate::response::apply_file_validators(
+                &mut status,
+                &mut headers,
+                src,
+                &head.headers,
+                head.method,
+            ) {
+                body = r;
+            }
+        }
+
+        let w = &mut self.wbuf;
+        // Written piece by piece: `write!` costs more than the rest of the
+        // head for a small response.
+        w.extend_from_slice(b"HTTP/1.1 ");
+        push_decimal(w, u64::from(status.as_u16()));
+        w.push(b' ');
+        w.extend_from_slice(status.reason().as_bytes());
+        w.extend_from_slice(b"\r\nDate: ");
+        w.extend_from_slice(shared.date().as_bytes());
+        w.extend_from_slice(b"\r\n");
+        for (name, value) in shared.site.default_headers.iter() {
+            if !headers.contains(name) {
+                write_field(w, name, value);
+            }
+        }
+        for (name, value) in headers.iter() {
+            if !(name.eq_ignore_ascii_case("content-length")
+                || name.eq_ignore_ascii_case("transfer-encoding")
+                || name.eq_ignore_ascii_case("connection"))
+            {
+                write_field(w, name, value);
+            }
+        }
+        let no_body = status.forbids_body();
+        let mut body_len: Option<u64> = None;
+        match &body {
+            _ if no_body => {}
+            Body::Empty | Body::Upgrade(_) => body_len = Some(0),
+            Body::Bytes(b) => body_len = Some(b.len() as u64),
+            Body::File(f) => body_len = Some(f.len),
+            // The stream lasts until either side closes: close-delimited.
+            Body::Sse(_) => keep_alive = false,
+            Body::Stream(_) => {
+                if head.version == Version::Http11 {
+                    w.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                } else {
+                    // HTTP/1.0 has no chunked coding: the body ends at close.
+                    keep_alive = is_head && keep_alive;
+                }
+            }
+        }
+        if let Some(n) = body_len {
+            w.extend_from_slice(b"Content-Length: ");
+            push_decimal(w, n);
+            w.extend_from_slice(b"\r\n");
+        }
+        let upgrade = matches!(body, Body::Upgrade(_)) && status == StatusCode::SWITCHING_PROTOCOLS;
+        if upgrade {
+            w.extend_from_slice(b"Connection: Upgrade\r\n");
+        } else if !keep_alive {
+            w.extend_from_slice(b"Connection: close\r\n");
+        } else if head.version == Version::Http10 {
+            w.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        w.extend_from_slice(b"\r\n");
+        let head_bytes = self.wbuf.len() - self.wpos;
+
+        if let (true, Body::Upgrade(options)) = (upgrade, &body) {
+            self.ws = Some(Box::new(WsConn::new((**options).clone())));
+        }
+        if let (false, false, Body::Sse(options)) = (is_head, no_body, &body) {
+            self.sse = Some(Box::new(SseConn::new((**options).clone())));
+        }
+        if !is_head && !no_body {
+            match body {
+                Body::Empty | Body::Upgrade(_) | Body::Sse(_) => {}
+                Body::Bytes(b) if b.len() <= INLINE_BODY => self.wbuf.extend_from_slice(&b),
+                Body::Bytes(b) => self.out = Some(OutBody::Bytes(b, 0)),
+                // A small file is read after the head: head and body leave
+                // in one write, cheaper than a second syscall for sendfile.
+                Body::File(f) if f.len <= INLINE_BODY as u64 => {
+                    let want = f.len as usize;
+                    let read = FileBody::new(f.file, f.start, f.len)
+                        .and_then(|mut b| b.fill(&mut self.wbuf, want));
+                    if !matches!(read, Ok(n) if n == want) {
+                        // Truncated or unreadable: the length promised in
+                        // the head cannot be met, so the connection ends.
+                        log::error!("{}: file body short: {read:?} of {want} bytes", self.peer);
+                        keep_alive = false;
+                    }
+                }
+                Body::File(f) => match FileBody::new(f.file, f.start, f.len) {
+                    Ok(b) => self.out = Some(OutBody::File(b)),
+                    Err(e) => {
+                        // The head promised a length; the body cannot follow.
+                        log::error!("{}: cannot seek file: {e}", self.peer);
+                        keep_alive = false;
+                    }
+                },
+                Body::Stream(iter) => {
+                    self.out = Some(OutBody::Stream {
+                        iter,
+                        chunked: self.req.head.version == Version::Http11,
+                    })
+                }
+            }
+        }
+
+        let elapsed = self
+            .request_start
+            .map(|t| now.saturating_duration_since(t))
+            .unwrap_or_default();
+        let target = &self.req.head.target;
+        let path = target.split('?').next().unwrap_or("");
+        log::info!(
+            target: "pollserve::access",
+            "{} -- \"{} {}\" {} -- \"{} {}\" {} -- {}ms",
+            self.peer.ip(),
+            self.req.head.method.map(|m| m.as_str()).unwrap_or("-"),
+            path,
+            self.request_size,
+            status.as_u16(),
+            status.reason(),
+            head_bytes as u64 + if is_head { 0 } else { body_len.unwrap_or(0) },
+            elapsed.as_millis()
+        );
+        shared.activity.responses += 1;
+        self.request_start = None;
+        self.request_size = 0;
+        self.phase = if self.sse.is_some() || self.ws.is_some() {
+            // The HTTP request buffers are not needed any more.
+            self.req.body = Vec::new();
+            self.req.head = RequestHead::default();
+            if self.sse.is_some() {
+                Phase::Sse
+            } else {
+                Phase::Ws
+            }
+        } else if keep_alive {
+            Phase::Head
+        } else {
+            Phase::Closing
+        };
+    }
+}
+
+/// The handler registered under `id`.
+fn route_handler<S>(routes: &Router<RouteHandler<S>>, id: RouteId) -> Option<&RouteHandler<S>> {
+    routes.route(id).map(|r| r.handler())
+}
+
+/// The 500 for user code that panicked (the panic message itself went to
+/// stderr through the panic hook).
+fn panicked(what: &str, req: &crate::request::Request) -> Response {
+    let path = req.head.target.split('?').next().unwrap_or("");
+    log::error!("{what} for {} {path} panicked", req.method());
+    Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(w: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    w.extend_from_slice(&digits[i..]);
+}
+
+fn write_field(w: &mut Vec<u8>, name: &str, value: &str) {
+    w.extend_from_slice(name.as_bytes());
+    w.extend_from_slice(b": ");
+    w.extend_from_slice(value.as_bytes());
+    w.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn push_decimal_matches_display() {
+        for n in [0, 1, 9, 10, 99, 100, 204, 1024, 65535, 1 << 40, u64::MAX] {
+            let mut w = b"x".to_vec();
+            super::push_decimal(&mut w, n);
+            assert_eq!(w, format!("x{n}").into_bytes());
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! One connection: its transport, buffers, phase and deadline.
+//!
+//! This file holds the socket side (reading, writing, the phase machine and
+//! timeouts). The HTTP request/response cycle is in [`exchange`], the
+//! WebSocket and event-stream transports in [`websocket`] and
+//! [`event_stream`]. The rest of the driver changes a connection only
+//! through the methods marked `pub(crate)`.
+
+mod event_stream;
+mod exchange;
+mod websocket;
+
+use std::borrow::Cow;
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Instant;
+
+use mio::Registry;
+
+use super::buf::ReadBuf;
+use super::dispatch::Decision;
+use super::routes::{BodySink, RouteHandler};
+use super::shared::Shared;
+use super::transport::{ReadHalf, Transport};
+use crate::files::FileBody;
+use crate::proto::http::{BodyDecoder, RequestHead};
+use crate::request::{ConnId, Request, RouteParams};
+use crate::router::Router;
+use crate::url::QueryParams;
+use crate::ws::CloseStatus;
+
+pub(crate) use event_stream::SseConn;
+pub(crate) use websocket::{BufferPool, WsConn, WsPop};
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Pipelined requests are not parsed while this much output waits: a client
+/// that sends but never reads cannot make the server buffer without bound.
+const HIGH_WATER: usize = 256 * 1024;
+/// A streamed body (file, chunked iterator) is pulled while less than this waits.
+const LOW_WATER: usize = 64 * 1024;
+/// Most bytes handed to one `sendfile` call.
+const SENDFILE_CHUNK: usize = 1 << 20;
+/// File bytes read per step of a streamed file (without `sendfile`).
+const FILE_CHUNK: usize = 64 * 1024;
+/// Bodies up to this size are copied after the head and sent in one write;
+/// larger ones are sent from where they are with a vectored write.
+const INLINE_BODY: usize = 16 * 1024;
+
+/// What the poller reported for a connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Readiness {
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer hung up (or the socket failed): read on to EOF.
+    pub hangup: bool,
+}
+
+impl Readiness {
+    pub fn of(event: &mio::event::Event) -> Readiness {
+        Readiness {
+            readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+            writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+            hangup: event.is_read_closed() || event.is_error(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// Reading a request body.
+    Body,
+    /// The last response is being written; then the write side is shut.
+    Closing,
+    /// Write side shut; draining input until EOF or the linger deadline.
+    Lingering(Instant),
+    /// Upgraded to WebSocket; see `ws`.
+    Ws,
+    /// An event stream the program writes to; see `sse`.
+    Sse,
+}
+
+/// A response body still being sent after its head.
+enum OutBody {
+    Bytes(Cow<'static, [u8]>, usize),
+    File(FileBody),
+    Stream {
+        iter: Box<dyn Iterator<Item = Vec<u8>>>,
+        chunked: bool,
+    },
+}
+
+pub(crate) struct Conn {
+    io: Box<dyn Transport>,
+    peer: SocketAddr,
+    id: ConnId,
+    rbuf: ReadBuf,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    out: Option<OutBody>,
+    phase: Phase,
+    /// Readiness not yet used up (edge-triggered: kept until a read or write
+    /// says `WouldBlock`, or a short read shows the socket drained).
+    ready: Readiness,
+    peer_eof: bool,
+    deadline: Option<Instant>,
+    req: Request,
+    /// What answers the current request, while its body is being read.
+    decision: Option<Decision>,
+    decoder: Option<BodyDecoder>,
+    /// When the first byte of the current request arrived.
+    request_start: Option<Instant>,
+    /// Bytes of the current request (head and body) as received.
+    request_size: usize,
+    /// Last time bytes moved in either direction.
+    last_io: Instant,
+    /// WebSocket state once upgraded.
+    ws: Option<Box<WsConn>>,
+    /// Event-stream state once the response head is out.
+    sse: Option<Box<SseConn>>,
+    /// The socket is gone but received messages wait for the program.
+    dead: bool,
+    /// The poll in which this connection was last listed in `ws_ready`.
+    ready_epoch: u64,
+    /// Where the body of the current request goes when its route streams it.
+    sink: Option<Box<dyn BodySink>>,
+    /// Body size limit of the current request (the route's, for a sink).
+    body_limit: u64,
+}
+
+impl Conn {
+    pub fn new(
+        io: Box<dyn Transport>,
+        peer: SocketAddr,
+        slot: u32,
+        generation: u32,
+        now: Instant,
+    ) -> Conn {
+        let id = ConnId { slot, generation };
+        Conn {
+            io,
+            peer,
+            id,
+            rbuf: ReadBuf::default(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            out: None,
+            phase: Phase::Head,
+            ready: Readiness::default(),
+            peer_eof: false,
+            deadline: None,
+            req: Request {
+                head: RequestHead::default(),
+                path: String::new(),
+                query: QueryParams::default(),
+                params: RouteParams::default(),
+                body: Vec::new(),
+                peer,
+                conn: id,
+            },
+            decision: None,
+            decoder: None,
+            request_start: None,
+            request_size: 0,
+            last_io: now,
+            ws: None,
+            sse: None,
+            dead: false,
+            ready_epoch: 0,
+            sink: None,
+            body_limit: 0,
+        }
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// When this connection's timeout passes, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The socket is closed; the slot only holds messages for the program.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Records what the poller reported; [`drive`](Self::drive) acts on it.
+    pub fn on_ready(&mut self, r: Readiness) {
+        self.ready.readable |= r.readable;
+        self.ready.writable |= r.writable;
+        self.ready.hangup |= r.hangup;
+    }
+
+    /// Idle: between requests with nothing buffered either way.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Head
+            && self.rbuf.is_empty()
+            && !self.has_output()
+            && self.request_start.is_none()
+    }
+
+    fn pending_len(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Whether `flush` has something to write: buffered bytes, a large
+    /// in-memory body, or a file the transport sends itself.
+    fn has_output(&self) -> bool {
+        self.wpos < self.wbuf.len()
+            || matches!(self.out, Some(OutBody::Bytes(..)))
+            || (self.io.sends_files() && matches!(self.out, Some(OutBody::File(_))))
+    }
+
+    /// Does all the work the connection can do now. Returns false when it
+    /// must be closed.
+    pub fn drive<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        // Borrow the shared read buffer when this connection holds no partial
+        // input: idle connections then own no buffer at all.
+        let lent = self.rbuf.capacity() == 0;
+        if lent {
+            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+        }
+        let keep = self.run(routes, shared, state, now);
+        if lent {
+            let rest = if self.rbuf.is_empty() {
+                ReadBuf::default()
+            } else {
+                self.rbuf.split_off_remaining()
+            };
+            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+            self.rbuf = rest;
+        } else if self.rbuf.is_empty() {
+            self.rbuf = ReadBuf::default();
+        }
+        if self.wpos == self.wbuf.len() && self.wbuf.capacity() > 4 * INLINE_BODY {
+            self.wbuf = Vec::new();
+            self.wpos = 0;
+        }
+        if keep {
+            self.update_deadline(shared);
+        }
+        keep
+    }
+
+    fn run<S>(
+        &mut self,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        loop {
+            let mut progress = false;
+            if self.ready.writable && self.has_output() {
+                match self.flush() {
+                    Ok(p) => {
+                        if p {
+                            self.last_io = now;
+                        }
+                        progress |= p;
+                    }
+                    Err(e) => {
+                        log::debug!("{}: write failed: {e}", self.peer);
+                        return false;
+                    }
+                }
+            }
+            if self.out.is_some() && self.pending_len() < LOW_WATER {
+                match self.fill_body() {
+                    Ok(p) => progress |= p,
+                    Err(e) => {
+                        log::warn!("{}: response body failed mid-stream: {e}", self.peer);
+                        return false;
+                    }
+                }
+            }
+            if self.phase == Phase::Closing && !self.has_output() && self.out.is_none() {
+                if self.peer_eof {
+                    return false;
+                }
+                let _ = self.io.shutdown(Shutdown::Write);
+                self.phase = Phase::Lingering(now + shared.config.linger_timeout);
+                self.rbuf.clear();
+                progress = true;
+            }
+            if matches!(self.phase, Phase::Head | Phase::Body) {
+                progress |= self.process_input(routes, shared, state, now);
+            }
+            if self.phase == Phase::Ws && self.process_ws(&mut shared.ws_pool, now) {
+                progress = true;
+                self.mark_ws_ready(shared);
+            }
+            if self.ready.readable && !self.peer_eof && self.wants_read() {
+                match self
+                    .rbuf
+                    .read_from(&mut ReadHalf(&mut *self.io), READ_CHUNK)
+                {
+                    Ok((0, _)) => {
+                        self.peer_eof = true;
+                        progress = true;
+                    }
+                    Ok((_, filled)) => {
+                        self.last_io = now;
+                        // Edge-triggered readiness: a short read drained the
+                        // socket, and more data will raise a new event, so the
+                        // read that would only say EAGAIN is skipped. A
+                        // pending hang-up is not a new edge: read on to EOF.
+                        if !filled && !self.ready.hangup {
+                            self.ready.readable = false;
+                        }
+                        if matches!(self.phase, Phase::Lingering(_) | Phase::Sse) {
+                            // Nothing is expected from the client; discard.
+                            self.rbuf.clear();
+                        }
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) => {
+                        log::debug!("{}: read failed: {e}", self.peer);
+                        return false;
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if self.peer_eof {
+            match self.phase {
+                Phase::Lingering(_) => return false,
+                Phase::Ws => {
+                    if let Some(ws) = self.ws.as_mut() {
+                        ws.set_status(CloseStatus::Abnormal);
+                    }
+                    return false;
+                }
+                Phase::Sse => return false,
+                Phase::Head | Phase::Body
+                    if self.out.is_none() && self.pending_len() < HIGH_WATER =>
+                {
+                    // Everything complete has been answered; what is left can
+                    // never become a request.
+                    if !self.has_output() {
+                        return false;
+                    }
+                    self.phase = Phase::Closing;
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    fn wants_read(&self) -> bool {
+        match self.phase {
+            Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
+            Phase::Closing => false,
+            Phase::Lingering(_) | Phase::Sse => true,
+            Phase::Ws => self.ws_wants_read(),
+        }
+    }
+
+    /// Writes what is queued when the program (not the poll loop) sent
+    /// something. Progress restarts the send timeout, and for event streams
+    /// the heartbeat interval ("after this long without an event").
+    fn flush_outside_loop(&mut self) -> io::Result<()> {
+        if self.ready.writable && self.flush()? {
+            self.last_io = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Writes queued output; returns whether any byte was written.
+    fn flush(&mut self) -> io::Result<bool> {
+        let mut progress = false;
+        loop {
+            let pending = &self.wbuf[self.wpos..];
+            let result = match &mut self.out {
+                Some(OutBody::Bytes(data, pos)) => {
+                    let rest = &data[*pos..];
+                    if pending.is_empty() {
+                        self.io.write_vectored(&[IoSlice::new(rest)])
+                    } else {
+                        self.io
+                            .write_vectored(&[IoSlice::new(pending), IoSlice::new(rest)])
+                    }
+                }
+                Some(OutBody::File(body)) if pending.is_empty() && self.io.sends_files() => {
+                    match self.io.send_file(body, SENDFILE_CHUNK) {
+                        Ok(_) => {
+                            progress = true;
+                            if body.is_done() {
+                                self.out = None;
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.ready.writable = false;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // The head of a file response, sent ahead of the file itself.
+                Some(OutBody::File(_)) if self.io.sends_files() => self.io.write_more(pending),
+                _ if pending.is_empty() => break,
+                _ => self.io.write_vectored(&[IoSlice::new(pending)]),
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(mut n) => {
+                    progress = true;
+                    let from_buf = n.min(self.wbuf.len() - self.wpos);
+                    self.wpos += from_buf;
+                    n -= from_buf;
+                    if let Some(OutBody::Bytes(data, pos)) = &mut self.out {
+                        *pos += n;
+                        if *pos == data.len() {
+                            self.out = None;
+                        }
+                    }
+                    if self.wpos == self.wbuf.len() {
+                        self.wbuf.clear();
+                        self.wpos = 0;
+                        if self.out.is_none() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.ready.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Moves more of a streamed body into the write buffer.
+    fn fill_body(&mut self) -> io::Result<bool> {
+        let mut progress = false;
+        match &mut self.out {
+            None | Some(OutBody::Bytes(..)) => {}
+            // `flush` hands files to the transport instead.
+            Some(OutBody::File(_)) if self.io.sends_files() => {}
+            Some(OutBody::File(body)) => {
+                if !body.is_done() {
+                    body.fill(&mut self.wbuf, FILE_CHUNK)?;
+                    progress = true;
+                }
+                if body.is_done() {
+                    self.out = None;
+                    progress = true;
+                }
+            }
+            Some(OutBody::Stream { iter, chunked }) => {
+                let chunked = *chunked;
+                while self.wbuf.len() - self.wpos < LOW_WATER {
+                    let next =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| iter.next()));
+                    progress = true;
+                    match next {
+                        Ok(Some(chunk)) => {
+                            if chunk.is_empty() {
+                                continue;
+                            }
+                            if chunked {
+                                let _ = write!(self.wbuf, "{:x}\r\n", chunk.len());
+                            }
+                            self.wbuf.extend_from_slice(&chunk);
+                            if chunked {
+                                self.wbuf.extend_from_slice(b"\r\n");
+                            }
+                        }
+                        Ok(None) => {
+                            if chunked {
+                                self.wbuf.extend_from_slice(b"0\r\n\r\n");
+                            }
+                            self.out = None;
+                            break;
+                        }
+                        Err(_) => {
+                            return Err(io::Error::other("chunk iterator panicked"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    pub fn update_deadline(&mut self, shared: &mut Shared) {
+        let c = &shared.config;
+        let deadline = if self.has_output() || self.out.is_some() {
+            self.last_io + c.send_timeout
+        } else {
+            match self.phase {
+                Phase::Head => match self.request_start {
+                    Some(t) => t + c.header_timeout,
+                    None => self.last_io + c.keep_alive_timeout,
+                },
+                Phase::Body => self.last_io + c.body_timeout,
+                Phase::Closing => self.last_io + c.send_timeout,
+                Phase::Lingering(until) => until,
+                Phase::Sse => match self.sse_heartbeat() {
+                    Some(h) => self.last_io + h,
+                    None => {
+                        self.deadline = None;
+                        return;
+                    }
+                },
+                Phase::Ws => match self.ws_deadline() {
+                    Some(d) => d,
+                    None => {
+                        self.deadline = None;
+                        return;
+                    }
+                },
+            }
+        };
+        self.deadline = Some(deadline);
+        shared.schedule(deadline);
+    }
+
+    /// The deadline passed. Returns whether to keep the connection; a request
+    /// caught half-way gets a best-effort `408` first.
+    pub fn on_timeout(&mut self, shared: &mut Shared, now: Instant) -> bool {
+        let stalled = self.has_output() && self.last_io + shared.config.send_timeout <= now;
+        if !stalled {
+            match self.phase {
+                Phase::Sse => return self.sse_heartbeat_due(now),
+                Phase::Ws => return self.ws_timeout_due(now),
+                _ => {}
+            }
+        }
+        if let Some(ws) = self.ws.as_mut() {
+            ws.set_status(CloseStatus::Abnormal);
+        }
+        let partial = matches!(self.phase, Phase::Head | Phase::Body)
+            && (self.request_start.is_some() || self.phase == Phase::Body);
+        if partial && !self.has_output() && self.out.is_none() {
+            self.respond_error(
+                crate::status::StatusCode::REQUEST_TIMEOUT,
+                "request not received in time",
+                shared,
+                now,
+            );
+            self.ready.writable = true;
+            let _ = self.flush();
+        }
+        log::debug!("{}: connection timed out", self.peer);
+        false
+    }
+
+    /// The connection is being closed (error, timeout, or the program's
+    /// decision). Returns true when the slot must stay: the socket is shut
+    /// and taken out of the poller, but a WebSocket's received messages
+    /// still wait for the program (for a keep-alive timeout at most).
+    pub fn retire(&mut self, shared: &mut Shared, registry: &Registry, now: Instant) -> bool {
+        if self.dead {
+            return false;
+        }
+        self.mark_ws_ready(shared);
+        shared.activity.closed += 1;
+        let Some(ws) = self.ws.as_mut() else {
+            return false;
+        };
+        ws.set_status(CloseStatus::Abnormal);
+        if !ws.has_messages() {
+            return false;
+        }
+        let _ = registry.deregister(&mut self.io);
+        let _ = self.io.shutdown(Shutdown::Both);
+        self.dead = true;
+        let deadline = now + shared.config.keep_alive_timeout;
+        self.deadline = Some(deadline);
+        shared.schedule(deadline);
+        true
+    }
+}

@@ -1,0 +1,352 @@
+//! The WebSocket transport of an upgraded connection: feeding received bytes
+//! to the protocol session, the inbox the program receives from, sends, and
+//! backpressure in both directions.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::time::Instant;
+
+use super::{Conn, Phase};
+use crate::proto::ws::{Event, Role, SendError, WsSession};
+use crate::server::shared::Shared;
+use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
+
+/// WebSocket messages from this size on are written from the caller's buffer
+/// when the socket is idle (vectored write) rather than copied first.
+const INLINE_WS: usize = 2048;
+
+/// The WebSocket state a connection carries after the upgrade.
+pub(crate) struct WsConn {
+    session: WsSession,
+    inbox: VecDeque<WsEvent>,
+    inbox_bytes: usize,
+    status: Option<CloseStatus>,
+    max_send_buffer: usize,
+    max_receive_buffer: usize,
+    /// Feeding stopped before a frame that will fail the connection, so the
+    /// program can first receive (and answer) the messages queued before it.
+    deferred: bool,
+}
+
+impl WsConn {
+    pub fn new(options: WsOptions) -> WsConn {
+        WsConn {
+            session: WsSession::new(Role::Server, options.protocol),
+            inbox: VecDeque::new(),
+            inbox_bytes: 0,
+            status: None,
+            max_send_buffer: options.max_send_buffer,
+            max_receive_buffer: options.max_receive_buffer,
+            deferred: false,
+        }
+    }
+
+    /// Whether input processing waits for the program to receive.
+    fn paused(&self) -> bool {
+        self.inbox_bytes >= self.max_receive_buffer || (self.deferred && !self.inbox.is_empty())
+    }
+
+    fn push(&mut self, event: WsEvent) {
+        self.inbox_bytes += event_len(&event);
+        self.inbox.push_back(event);
+    }
+
+    fn pop(&mut self) -> Option<WsEvent> {
+        let e = self.inbox.pop_front()?;
+        self.inbox_bytes -= event_len(&e);
+        Some(e)
+    }
+
+    /// Whether received messages wait for the program.
+    pub fn has_messages(&self) -> bool {
+        !self.inbox.is_empty()
+    }
+
+    /// Records how the WebSocket ended, keeping the first cause.
+    pub fn set_status(&mut self, status: CloseStatus) {
+        if self.status.is_none() {
+            self.status = Some(status);
+        }
+    }
+}
+
+fn event_len(e: &WsEvent) -> usize {
+    match e {
+        WsEvent::Message(m) => m.len(),
+        WsEvent::Pong(p) => p.len(),
+    }
+}
+
+/// What the server must do after the program took an event from a socket.
+pub(crate) enum WsPop {
+    /// Nothing.
+    Stay,
+    /// Reading had stopped for want of room, and now there is some: drive
+    /// the connection at the next poll.
+    Resume,
+    /// The socket was already gone and this was its last message: free the slot.
+    Release,
+}
+
+/// Allocations of received messages handed back by
+/// [`WsHandle::receive_into`](crate::WsHandle::receive_into), lent to the
+/// next message any WebSocket starts to assemble. Bounded in count of bytes
+/// and in the size of one buffer, so a burst of large messages is not kept.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl BufferPool {
+    /// Most bytes of capacity kept across all pooled buffers.
+    const MAX_BYTES: usize = 8 << 20;
+    /// Buffers larger than this are freed instead of pooled.
+    const MAX_BUFFER: usize = 256 << 10;
+
+    pub fn put(&mut self, buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap > 0 && cap <= Self::MAX_BUFFER && self.bytes + cap <= Self::MAX_BYTES {
+            self.bytes += cap;
+            self.free.push(buf);
+        }
+    }
+
+    fn take(&mut self) -> Option<Vec<u8>> {
+        let buf = self.free.pop()?;
+        self.bytes -= buf.capacity();
+        Some(buf)
+    }
+
+    /// Lends a buffer to `session` if it has none for its next message.
+    fn lend(&mut self, session: &mut WsSession) {
+        if let Some(buf) = self.take() {
+            if let Some(back) = session.offer_buffer(buf) {
+                self.put(back);
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Feeds buffered bytes to the WebSocket session while the program keeps
+    /// up; queues messages for `receive` and records how the session ends.
+    pub(super) fn process_ws(&mut self, pool: &mut BufferPool, now: Instant) -> bool {
+        let Some(ws) = self.ws.as_mut() else {
+            return false;
+        };
+        let mut progress = false;
+        ws.deferred = false;
+        while !self.rbuf.is_empty()
+            && !ws.paused()
+            && self.wbuf.len() - self.wpos < ws.max_send_buffer
+        {
+            if !ws.inbox.is_empty() && ws.session.next_frame_fails(self.rbuf.data()) {
+                // Deliver what came before the bad frame first (Autobahn
+                // 3.x/4.x/5.15 expect those echoes ahead of the close).
+                ws.deferred = true;
+                break;
+            }
+            pool.lend(&mut ws.session);
+            let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
+            if feed.consumed == 0 && feed.event.is_none() {
+                break;
+            }
+            self.rbuf.consume(feed.consumed);
+            progress = true;
+            match feed.event {
+                Some(Event::Message(m)) => ws.push(WsEvent::Message(m)),
+                Some(Event::Pong(p)) => ws.push(WsEvent::Pong(p)),
+                Some(Event::Close { code, reason }) => {
+                    ws.set_status(CloseStatus::Peer { code, reason })
+                }
+                Some(Event::Error(e)) => ws.set_status(CloseStatus::Failed(e)),
+                None => {}
+            }
+        }
+        if let Some(buf) = ws.session.take_idle_buffer() {
+            // Between messages the buffer goes back: idle sockets hold none.
+            pool.put(buf);
+        }
+        if ws.session.wants_shutdown() {
+            // Flush the close frame, then shut the write side and drain.
+            self.phase = Phase::Closing;
+            progress = true;
+        }
+        progress
+    }
+
+    /// Whether the socket should be read: the program keeps up with what
+    /// arrives, and the peer reads what we send.
+    pub(super) fn ws_wants_read(&self) -> bool {
+        self.ws
+            .as_ref()
+            .is_some_and(|ws| !ws.paused() && self.pending_len() < ws.max_send_buffer)
+    }
+
+    /// The session's next deadline (fragment or close timeout).
+    pub(super) fn ws_deadline(&self) -> Option<Instant> {
+        self.ws.as_ref()?.session.next_deadline()
+    }
+
+    /// A session deadline passed; returns whether to keep the connection.
+    pub(super) fn ws_timeout_due(&mut self, now: Instant) -> bool {
+        let Some(ws) = self.ws.as_mut() else {
+            return false;
+        };
+        if let Some(Event::Error(e)) = ws.session.on_timeout(now, &mut self.wbuf) {
+            ws.set_status(CloseStatus::Failed(e));
+        }
+        if ws.session.wants_shutdown() {
+            ws.set_status(CloseStatus::Abnormal);
+            return false;
+        }
+        self.ready.writable = true;
+        self.flush().is_ok()
+    }
+
+    /// Lists this WebSocket in [`Server::ws_ready`](crate::Server::ws_ready)
+    /// for the current poll, once.
+    pub(crate) fn mark_ws_ready(&mut self, shared: &mut Shared) {
+        if self.ws.is_some() && self.ready_epoch != shared.epoch {
+            self.ready_epoch = shared.epoch;
+            shared.ws_ready.push(WsId(self.id));
+        }
+    }
+
+    /// Takes the next received message or pong; `None` when this is not a
+    /// WebSocket. Says what the server must do next.
+    pub(crate) fn ws_pop(&mut self) -> Option<(Option<WsEvent>, WsPop)> {
+        let dead = self.dead;
+        let ws = self.ws.as_mut()?;
+        let was_paused = ws.paused();
+        let event = ws.pop();
+        let after = if dead && ws.inbox.is_empty() {
+            WsPop::Release
+        } else if was_paused && !ws.paused() {
+            WsPop::Resume
+        } else {
+            WsPop::Stay
+        };
+        Some((event, after))
+    }
+
+    /// Whether no more messages can be sent.
+    pub(crate) fn ws_is_closed(&self) -> bool {
+        self.dead || self.ws.as_ref().is_none_or(|ws| !ws.session.is_open())
+    }
+
+    /// How the WebSocket ended, once it has.
+    pub(crate) fn ws_close_status(&self) -> Option<CloseStatus> {
+        self.ws.as_ref()?.status.clone()
+    }
+
+    /// Sends a data message. A large one going to an idle, writable socket
+    /// is written straight from `payload` with one vectored write (header +
+    /// payload), so only what the kernel does not take is copied.
+    pub(crate) fn ws_send_data(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
+        let direct = self.ready.writable
+            && self.pending_len() == 0
+            && self.out.is_none()
+            && payload.len() >= INLINE_WS;
+        let queue = |s: &mut WsSession, out: &mut Vec<u8>| {
+            if text {
+                s.send_text_bytes(payload, out)
+            } else {
+                s.send_binary(payload, out)
+            }
+        };
+        if !direct || self.dead {
+            return self.ws_send(queue);
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(WsError::NotWebSocket);
+        };
+        self.wbuf.clear();
+        self.wpos = 0;
+        if !ws
+            .session
+            .write_data_header(text, payload.len(), &mut self.wbuf)?
+        {
+            return self.ws_send(queue);
+        }
+        let head = self.wbuf.len();
+        match self
+            .io
+            .write_vectored(&[IoSlice::new(&self.wbuf), IoSlice::new(payload)])
+        {
+            Ok(n) => {
+                self.last_io = Instant::now();
+                if n >= head {
+                    self.wbuf.clear();
+                    self.wbuf.extend_from_slice(&payload[n - head..]);
+                } else {
+                    self.wpos = n;
+                    self.wbuf.extend_from_slice(payload);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.ready.writable = false;
+                self.wbuf.extend_from_slice(payload);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.wbuf.extend_from_slice(payload)
+            }
+            Err(_) => return Err(self.ws_failed()),
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    /// Sends a ping (payload of at most 125 bytes).
+    pub(crate) fn ws_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        self.ws_send(|s, out| s.send_ping(payload, out))
+    }
+
+    /// Starts the closing handshake.
+    pub(crate) fn ws_close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
+        let now = Instant::now();
+        self.ws_send(|s, out| s.close(code, reason, now, out))?;
+        if let Some(ws) = self.ws.as_mut() {
+            ws.set_status(CloseStatus::Local);
+        }
+        Ok(())
+    }
+
+    /// Runs `send` against the session and pushes the result to the socket.
+    fn ws_send(
+        &mut self,
+        send: impl FnOnce(&mut WsSession, &mut Vec<u8>) -> Result<(), SendError>,
+    ) -> Result<(), WsError> {
+        if self.dead {
+            return Err(WsError::Closed);
+        }
+        let pending = self.pending_len();
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(WsError::NotWebSocket);
+        };
+        if pending > ws.max_send_buffer {
+            ws.set_status(CloseStatus::Abnormal);
+            return Err(WsError::Backpressure);
+        }
+        send(&mut ws.session, &mut self.wbuf)?;
+        if ws.session.wants_shutdown() && self.phase == Phase::Ws {
+            self.phase = Phase::Closing;
+        }
+        if self.flush_outside_loop().is_err() {
+            return Err(self.ws_failed());
+        }
+        Ok(())
+    }
+
+    /// The socket failed while sending.
+    fn ws_failed(&mut self) -> WsError {
+        if let Some(ws) = self.ws.as_mut() {
+            ws.set_status(CloseStatus::Abnormal);
+        }
+        WsError::Io
+    }
+}

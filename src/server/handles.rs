@@ -1,0 +1,362 @@
+//! What the program holds on to: handles on one WebSocket or event stream
+//! (borrowed from the server for one operation), and the cross-thread
+//! [`Sender`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use super::conn::{Conn, WsPop};
+use super::Server;
+use crate::error::Error;
+use crate::sse::{SseError, SseEvent, SseId, SseSendError};
+use crate::ws::{CloseCode, CloseStatus, Message, WsError, WsEvent, WsId};
+
+/// Access to one WebSocket, from [`Server::ws`]. Cheap to create: make one per
+/// operation (`server.ws(id).send_text("hi")`).
+pub struct WsHandle<'a, S> {
+    pub(super) server: &'a mut Server<S>,
+    pub(super) id: WsId,
+}
+
+impl<S> WsHandle<'_, S> {
+    fn conn(&mut self) -> Option<&mut Conn> {
+        self.server.conn_for(self.id.0)
+    }
+
+    /// The next complete message, if one has arrived; never blocks and never
+    /// returns part of a fragmented message. Pongs are skipped (see
+    /// [`receive_event`](Self::receive_event)).
+    pub fn receive(&mut self) -> Option<Message> {
+        loop {
+            match self.receive_event()? {
+                WsEvent::Message(m) => return Some(m),
+                WsEvent::Pong(_) => continue,
+            }
+        }
+    }
+
+    /// Like [`receive`](Self::receive), but puts the message into `slot` and
+    /// recycles the allocation `slot` held for a later message, on any
+    /// WebSocket of this server. Returns false (leaving `slot` as it was)
+    /// when no message is waiting. The server keeps recycled buffers of up to
+    /// 256 KiB each, 8 MiB in all; larger ones are freed. A loop that
+    /// receives into the same slot allocates nothing per message once warm:
+    ///
+    /// ```no_run
+    /// # use pollserve::{Server, ws::Message};
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), pollserve::Error> {
+    /// # let mut server = Server::<()>::new();
+    /// let mut slot = Message::Binary(Vec::new());
+    /// loop {
+    ///     server.poll(&mut (), Duration::from_millis(100))?;
+    ///     for id in server.ws_ready().to_vec() {
+    ///         while server.ws(id).receive_into(&mut slot) {
+    ///             let _ = server.ws(id).send(&slot); // echo
+    ///         }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn receive_into(&mut self, slot: &mut Message) -> bool {
+        let Some(message) = self.receive() else {
+            return false;
+        };
+        let old = std::mem::replace(slot, message);
+        self.server.shared.ws_pool.put(match old {
+            Message::Text(text) => text.into_bytes(),
+            Message::Binary(data) => data,
+        });
+        true
+    }
+
+    /// The next message or pong, if any.
+    pub fn receive_event(&mut self) -> Option<WsEvent> {
+        let key = self.id.0.slot as usize;
+        let (event, after) = self.conn()?.ws_pop()?;
+        match after {
+            WsPop::Stay => {}
+            WsPop::Resume => self.server.resume.push(key),
+            WsPop::Release => self.server.release(key),
+        }
+        event
+    }
+
+    /// Runs a send on the connection and applies the send policy: a peer
+    /// that stopped reading (or a failed socket) loses its connection.
+    fn send_with(
+        &mut self,
+        send: impl FnOnce(&mut Conn) -> Result<(), WsError>,
+    ) -> Result<(), WsError> {
+        let key = self.id.0.slot as usize;
+        let conn = self.conn().ok_or(WsError::Closed)?;
+        let result = send(conn);
+        if matches!(result, Err(WsError::Backpressure | WsError::Io)) {
+            self.server.close_conn(key);
+        } else {
+            self.server.refresh_deadline(key);
+        }
+        result
+    }
+
+    /// Sends a text message (split into frames of
+    /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)).
+    pub fn send_text(&mut self, text: &str) -> Result<(), WsError> {
+        self.send_with(|c| c.ws_send_data(true, text.as_bytes()))
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WsError> {
+        self.send_with(|c| c.ws_send_data(false, data))
+    }
+
+    /// Sends a message of either kind.
+    pub fn send(&mut self, message: &Message) -> Result<(), WsError> {
+        match message {
+            Message::Text(t) => self.send_text(t),
+            Message::Binary(b) => self.send_binary(b),
+        }
+    }
+
+    /// Sends a text message, ignoring failure (`adafruit_httpserver`'s
+    /// `fail_silently=True`): returns whether it was sent.
+    pub fn send_text_quiet(&mut self, text: &str) -> bool {
+        self.send_text(text).is_ok()
+    }
+
+    /// Sends a binary message, ignoring failure; returns whether it was sent.
+    pub fn send_binary_quiet(&mut self, data: &[u8]) -> bool {
+        self.send_binary(data).is_ok()
+    }
+
+    /// Sends a ping (payload at most 125 bytes); the pong arrives as
+    /// [`WsEvent::Pong`].
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        self.send_with(|c| c.ws_ping(payload))
+    }
+
+    /// Starts the closing handshake with `code` and `reason` (truncated to 123
+    /// bytes on a character boundary). Nothing more can be sent; messages that
+    /// arrived before the peer's close can still be received.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
+        self.send_with(|c| c.ws_close(code, reason))
+    }
+
+    /// Whether the WebSocket is closing or closed (or the id is stale): no
+    /// more messages can be sent. Messages already received may still be
+    /// waiting for [`receive`](Self::receive).
+    pub fn is_closed(&mut self) -> bool {
+        self.conn().is_none_or(|c| c.ws_is_closed())
+    }
+
+    /// How the WebSocket ended, once it has; `None` while open (or once the
+    /// connection slot has been reused).
+    pub fn close_status(&mut self) -> Option<CloseStatus> {
+        self.conn()?.ws_close_status()
+    }
+
+    /// The peer's address, while the connection exists.
+    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
+        self.conn().map(|c| c.peer())
+    }
+}
+
+/// Access to one event stream, from [`Server::sse`].
+pub struct SseHandle<'a, S> {
+    pub(super) server: &'a mut Server<S>,
+    pub(super) id: SseId,
+}
+
+impl<S> SseHandle<'_, S> {
+    /// Runs a send on the stream and applies the send policy: a client that
+    /// stopped reading (or a failed socket) loses its connection.
+    fn send_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), SseError>,
+    ) -> Result<(), SseSendError> {
+        let key = self.id.0.slot as usize;
+        let conn = self
+            .server
+            .conn_for(self.id.0)
+            .ok_or(SseSendError::Closed)?;
+        let result = conn.sse_send(write);
+        if matches!(result, Err(SseSendError::Backpressure | SseSendError::Io)) {
+            self.server.close_conn(key);
+        } else {
+            self.server.refresh_deadline(key);
+        }
+        result
+    }
+
+    /// Sends one event.
+    pub fn send(&mut self, event: &SseEvent<'_>) -> Result<(), SseSendError> {
+        self.send_with(|out| event.encode(out))
+    }
+
+    /// Sends an event with only data (`adafruit_httpserver`'s `send_event(data)`).
+    pub fn send_data(&mut self, data: &str) -> Result<(), SseSendError> {
+        self.send(&SseEvent::new(data))
+    }
+
+    /// Sends an event, ignoring failure; returns whether it was sent.
+    pub fn send_quiet(&mut self, event: &SseEvent<'_>) -> bool {
+        self.send(event).is_ok()
+    }
+
+    /// Sends a comment line (ignored by clients; keeps proxies awake).
+    pub fn comment(&mut self, text: &str) -> Result<(), SseSendError> {
+        self.send_with(|out| {
+            crate::proto::sse::encode_comment(text, out);
+            Ok(())
+        })
+    }
+
+    /// Ends the stream: what was sent is flushed, then the connection closes.
+    /// A browser's `EventSource` reconnects unless told otherwise by the page.
+    pub fn close(&mut self) {
+        let linger = self.server.shared.config.linger_timeout;
+        let Some(conn) = self.server.conn_for(self.id.0) else {
+            return;
+        };
+        conn.sse_close(linger);
+        self.server.refresh_deadline(self.id.0.slot as usize);
+    }
+
+    /// Whether the stream has ended (closed by either side) or the id is stale.
+    pub fn is_closed(&mut self) -> bool {
+        !self
+            .server
+            .conn_for(self.id.0)
+            .is_some_and(|c| c.sse_open())
+    }
+}
+
+/// A `Send + Clone` handle for sending to WebSockets and event streams from
+/// other threads, from [`Server::sender`]. Each call queues the message and
+/// wakes the poll loop, which sends it; errors (closed sockets) are dropped as
+/// with the `*_quiet` sends.
+#[derive(Clone)]
+pub struct Sender {
+    pub(super) remote: Arc<Remote>,
+}
+
+/// The cross-thread mailbox: commands plus the waker that interrupts `poll`.
+pub(super) struct Remote {
+    pub queue: Mutex<Vec<RemoteCommand>>,
+    pub waker: mio::Waker,
+}
+
+pub(super) enum RemoteCommand {
+    Send(Vec<WsId>, Message),
+    Close(WsId, CloseCode, String),
+    Event(Vec<SseId>, OwnedEvent),
+    EndStream(SseId),
+}
+
+/// An SSE event owned for crossing threads.
+pub(super) struct OwnedEvent {
+    pub data: String,
+    pub event: Option<String>,
+    pub id: Option<String>,
+}
+
+impl Sender {
+    fn push(&self, command: RemoteCommand) -> Result<(), Error> {
+        self.remote
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(command);
+        self.remote.waker.wake()?;
+        Ok(())
+    }
+
+    /// Queues a text message for `id`.
+    pub fn send_text(&self, id: WsId, text: &str) -> Result<(), Error> {
+        self.push(RemoteCommand::Send(
+            vec![id],
+            Message::Text(text.to_owned()),
+        ))
+    }
+
+    /// Queues a binary message for `id`.
+    pub fn send_binary(&self, id: WsId, data: &[u8]) -> Result<(), Error> {
+        self.push(RemoteCommand::Send(
+            vec![id],
+            Message::Binary(data.to_vec()),
+        ))
+    }
+
+    /// Queues one message for every id in `ids`.
+    pub fn broadcast(&self, ids: &[WsId], message: Message) -> Result<(), Error> {
+        self.push(RemoteCommand::Send(ids.to_vec(), message))
+    }
+
+    /// Queues a close of `id`.
+    pub fn close(&self, id: WsId, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.push(RemoteCommand::Close(id, code, reason.to_owned()))
+    }
+
+    /// Queues an event (data, optional type and id) for every stream in `ids`.
+    /// An event that cannot be encoded (line break in the type or id) is dropped.
+    pub fn send_event(
+        &self,
+        ids: &[SseId],
+        data: &str,
+        event: Option<&str>,
+        id: Option<&str>,
+    ) -> Result<(), Error> {
+        self.push(RemoteCommand::Event(
+            ids.to_vec(),
+            OwnedEvent {
+                data: data.to_owned(),
+                event: event.map(str::to_owned),
+                id: id.map(str::to_owned),
+            },
+        ))
+    }
+
+    /// Queues the end of the event stream `id`.
+    pub fn end_stream(&self, id: SseId) -> Result<(), Error> {
+        self.push(RemoteCommand::EndStream(id))
+    }
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sender")
+    }
+}
+
+impl<S> Server<S> {
+    /// Carries out what other threads queued through their [`Sender`]s.
+    pub(super) fn run_remote_commands(&mut self) {
+        let Some(remote) = self.remote.clone() else {
+            return;
+        };
+        let commands = std::mem::take(&mut *remote.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        for command in commands {
+            match command {
+                RemoteCommand::Send(ids, message) => {
+                    for id in ids {
+                        let _ = self.ws(id).send(&message);
+                    }
+                }
+                RemoteCommand::Close(id, code, reason) => {
+                    let _ = self.ws(id).close(code, &reason);
+                }
+                RemoteCommand::Event(ids, e) => {
+                    let mut event = SseEvent::new(&e.data);
+                    if let Some(t) = &e.event {
+                        event = event.event(t);
+                    }
+                    if let Some(i) = &e.id {
+                        event = event.id(i);
+                    }
+                    self.broadcast_event(&ids, &event);
+                }
+                RemoteCommand::EndStream(id) => self.sse(id).close(),
+            }
+        }
+    }
+}

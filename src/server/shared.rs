@@ -1,0 +1,109 @@
+//! State every connection reads or updates while it is driven, apart from the
+//! routes (borrowed separately so handlers can be `FnMut`).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::buf::ReadBuf;
+use super::config::{Activity, ServerConfig};
+use super::conn::BufferPool;
+use crate::auth::Authentication;
+use crate::cors::Cors;
+use crate::files::StaticRoot;
+use crate::headers::Headers;
+use crate::ws::WsId;
+
+/// The request policy a server applies besides its routes: what
+/// [`decide`](super::dispatch::decide) consults, and the headers added to
+/// every response.
+#[derive(Default)]
+pub(crate) struct Site {
+    /// Server-wide authentication, checked before routes and static files.
+    pub auth: Option<Authentication>,
+    /// Server-wide CORS: preflights answered, headers added to responses.
+    pub cors: Option<Cors>,
+    pub static_root: Option<StaticRoot>,
+    pub default_headers: Headers,
+}
+
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub site: Site,
+    date: DateCache,
+    /// Read buffer lent to whichever connection is being driven; a connection
+    /// keeps a buffer of its own only while it holds unprocessed input.
+    pub scratch: ReadBuf,
+    /// Message buffers recycled through `receive_into`.
+    pub ws_pool: BufferPool,
+    pub activity: Activity,
+    /// Counts polls; a connection listed in `ws_ready` this poll carries it.
+    pub epoch: u64,
+    /// WebSockets that received a message or pong, or ended, in this poll.
+    pub ws_ready: Vec<WsId>,
+    /// No sweep of connection deadlines is needed before this instant.
+    pub next_sweep: Option<Instant>,
+    /// The server stopped listening: responses close their connections.
+    pub stopping: bool,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig) -> Shared {
+        Shared {
+            config,
+            site: Site::default(),
+            date: DateCache::default(),
+            scratch: ReadBuf::default(),
+            ws_pool: BufferPool::default(),
+            activity: Activity::default(),
+            epoch: 0,
+            ws_ready: Vec::new(),
+            next_sweep: None,
+            stopping: false,
+        }
+    }
+
+    /// The `Date` header value for responses sent in this poll.
+    pub fn date(&self) -> &str {
+        &self.date.text
+    }
+
+    /// Starts a new poll round at wall-clock time `now`.
+    pub fn begin_round(&mut self, now: SystemTime) {
+        self.date.update(now);
+        self.activity = Activity::default();
+        self.epoch += 1;
+        self.ws_ready.clear();
+    }
+
+    /// Makes sure a sweep of connection deadlines happens no later than
+    /// shortly after `at`.
+    pub fn schedule(&mut self, at: Instant) {
+        // Deadlines closer together than this share one sweep, so a sweep over
+        // all connections happens at most every SWEEP_GRAIN however many
+        // connections have deadlines.
+        const SWEEP_GRAIN: Duration = Duration::from_millis(50);
+        let at = at + SWEEP_GRAIN;
+        if self.next_sweep.is_none_or(|n| at < n) {
+            self.next_sweep = Some(at);
+        }
+    }
+}
+
+/// Cached `Date` header value, formatted once per second.
+#[derive(Default)]
+struct DateCache {
+    secs: u64,
+    text: String,
+}
+
+impl DateCache {
+    fn update(&mut self, now: SystemTime) {
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs != self.secs || self.text.is_empty() {
+            self.secs = secs;
+            self.text = httpdate::fmt_http_date(now);
+        }
+    }
+}

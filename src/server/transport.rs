@@ -1,0 +1,78 @@
+//! The byte stream under a connection: plain TCP today. A connection reads
+//! and writes only through [`Transport`], so an encrypted stream (TLS) is a
+//! second implementation and nothing above it changes.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+
+use mio::net::TcpStream;
+
+use crate::files::FileBody;
+
+/// A non-blocking, pollable byte stream.
+pub(crate) trait Transport: mio::event::Source {
+    /// Reads into `buf`; `Ok(0)` is the end of the stream.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes from `bufs` in order; returns how many bytes were taken.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Writes `buf`, which more bytes will follow at once (a response head
+    /// before its file body), so they can share a segment.
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+    /// Whether [`send_file`](Self::send_file) can move file bytes without a
+    /// copy through user space.
+    fn sends_files(&self) -> bool {
+        false
+    }
+    /// Sends up to `max` bytes of `body`'s next span straight from the file.
+    fn send_file(&mut self, body: &mut FileBody, max: usize) -> io::Result<usize> {
+        let _ = (body, max);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Ends one or both directions of the stream (`Write`: the peer sees EOF).
+    fn shutdown(&mut self, how: Shutdown) -> io::Result<()>;
+}
+
+/// Lets a transport fill a [`ReadBuf`](super::buf::ReadBuf).
+pub(crate) struct ReadHalf<'a>(pub &'a mut dyn Transport);
+
+impl Read for ReadHalf<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+/// Plain TCP.
+impl Transport for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Read::read(self, buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match bufs {
+            [one] => Write::write(self, one),
+            _ => Write::write_vectored(self, bufs),
+        }
+    }
+
+    // MSG_MORE lets the kernel put a head in one segment with the file's
+    // first bytes sent by `send_file`.
+    #[cfg(target_os = "linux")]
+    fn write_more(&mut self, buf: &[u8]) -> io::Result<usize> {
+        rustix::net::send(&*self, buf, rustix::net::SendFlags::MORE).map_err(io::Error::from)
+    }
+
+    fn sends_files(&self) -> bool {
+        cfg!(target_os = "linux")
+    }
+
+    #[cfg(target_os = "linux")]
+    fn send_file(&mut self, body: &mut FileBody, max: usize) -> io::Result<usize> {
+        body.send_to(&*self, max)
+    }
+
+    fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+}
