@@ -175,3 +175,212 @@ pub(crate) fn serve_static(root: &StaticRoot, path: &DecodedPath, req: &Request)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Authentication;
+    use crate::cors::Cors;
+    use crate::proto::http::{parse_request_head, HttpLimits, RequestHead};
+    use crate::request::{ConnId, RouteParams};
+    use crate::server::routes::Route;
+
+    type Routes = Router<RouteHandler<()>>;
+
+    fn request(raw: &str) -> Request {
+        let mut head = RequestHead::default();
+        let n = parse_request_head(raw.as_bytes(), &HttpLimits::default(), &mut head)
+            .expect("valid head")
+            .expect("complete head");
+        assert_eq!(n, raw.len());
+        Request {
+            head,
+            path: String::new(),
+            query: QueryParams::default(),
+            params: RouteParams::default(),
+            body: Vec::new(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            conn: ConnId {
+                slot: 0,
+                generation: 0,
+            },
+        }
+    }
+
+    fn routes() -> Routes {
+        let mut r = Routes::new();
+        for route in [
+            Route::new("/item/<id>", Method::GET, |_, _| Ok(Response::text("x"))),
+            Route::streaming("/upload", Method::POST, 1 << 30, |_, _| {
+                Err(crate::HttpError::forbidden())
+            }),
+            Route::new("/form", Method::POST, |_, _| Ok(Response::text("x"))),
+        ] {
+            r.add(
+                &route.pattern,
+                route.methods,
+                route.append_slash,
+                route.handler,
+            )
+            .unwrap();
+        }
+        r
+    }
+
+    fn respond(d: Decision) -> (u16, bool, Response) {
+        match d {
+            Decision::Respond {
+                response,
+                before_body,
+            } => (response.status().as_u16(), before_body, response),
+            Decision::Route(id) => panic!("routed to {id:?}"),
+            Decision::Static(p) => panic!("static {:?}", p.path()),
+        }
+    }
+
+    const BODY: &str = "Content-Length: 3\r\n";
+    const EXPECT: &str = "Content-Length: 3\r\nExpect: 100-continue\r\n";
+
+    #[test]
+    fn a_route_is_found_once_and_fills_the_request() {
+        let routes = routes();
+        let mut req = request("GET /item/a%20b?x=1&x=2 HTTP/1.1\r\nHost: t\r\n\r\n");
+        let d = decide(&mut req, &routes, &Site::default());
+        assert!(matches!(d, Decision::Route(id) if id.index() == 0));
+        assert_eq!(req.param("id"), Some("a b"));
+        assert_eq!(req.path(), "/item/a b");
+        assert_eq!(req.query().get_all("x").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(routes.lookups.get(), 1);
+    }
+
+    #[test]
+    fn unknown_paths_and_methods_get_404_and_405_before_the_body_only_for_a_waiting_client() {
+        let routes = routes();
+        for (extra, early) in [("", false), (BODY, false), (EXPECT, true)] {
+            let mut req = request(&format!("POST /nowhere HTTP/1.1\r\nHost: t\r\n{extra}\r\n"));
+            let (status, before_body, _) = respond(decide(&mut req, &routes, &Site::default()));
+            assert_eq!((status, before_body), (404, early), "{extra:?}");
+            let mut req = request(&format!("PUT /item/7 HTTP/1.1\r\nHost: t\r\n{extra}\r\n"));
+            let (status, before_body, r) = respond(decide(&mut req, &routes, &Site::default()));
+            assert_eq!((status, before_body), (405, early), "{extra:?}");
+            assert_eq!(r.headers().get("allow"), Some("GET, HEAD"));
+        }
+        assert_eq!(routes.lookups.get(), 6);
+    }
+
+    #[test]
+    fn missing_credentials_are_refused_with_at_most_one_lookup() {
+        let routes = routes();
+        let site = Site {
+            auth: Some(Authentication::new("r").basic("u", "p")),
+            ..Site::default()
+        };
+        // (request, 401 before the body?, route lookups made)
+        let cases = [
+            (
+                "GET /item/1 HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(),
+                false,
+                0,
+            ),
+            (
+                format!("POST /form HTTP/1.1\r\nHost: t\r\n{BODY}\r\n"),
+                false,
+                1,
+            ),
+            (
+                format!("POST /form HTTP/1.1\r\nHost: t\r\n{EXPECT}\r\n"),
+                true,
+                0,
+            ),
+            // A streaming route's body may be huge: refused unread.
+            (
+                format!("POST /upload HTTP/1.1\r\nHost: t\r\n{BODY}\r\n"),
+                true,
+                1,
+            ),
+            ("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(), false, 0),
+            (
+                "GET /%2e%2e/%00 HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(),
+                false,
+                0,
+            ),
+        ];
+        for (raw, early, lookups) in cases {
+            let before = routes.lookups.get();
+            let mut req = request(&raw);
+            let (status, before_body, r) = respond(decide(&mut req, &routes, &site));
+            assert_eq!((status, before_body), (401, early), "{raw:?}");
+            assert!(r.headers().get("www-authenticate").is_some());
+            assert_eq!(routes.lookups.get() - before, lookups, "{raw:?}");
+        }
+        // With credentials: routed.
+        let mut req =
+            request("GET /item/1 HTTP/1.1\r\nHost: t\r\nAuthorization: Basic dTpw\r\n\r\n");
+        assert!(matches!(
+            decide(&mut req, &routes, &site),
+            Decision::Route(_)
+        ));
+    }
+
+    #[test]
+    fn preflights_come_before_authentication_and_never_reach_the_router() {
+        let routes = routes();
+        let site = Site {
+            auth: Some(Authentication::new("r").basic("u", "p")),
+            cors: Some(Cors::new().allow_origin("http://a.example")),
+            ..Site::default()
+        };
+        let mut req = request(
+            "OPTIONS /form HTTP/1.1\r\nHost: t\r\nOrigin: http://a.example\r\n\
+             Access-Control-Request-Method: POST\r\n\r\n",
+        );
+        let (status, _, r) = respond(decide(&mut req, &routes, &site));
+        assert!(status == 204 || status == 200, "{status}");
+        assert_eq!(
+            r.headers().get("access-control-allow-origin"),
+            Some("http://a.example")
+        );
+        assert_eq!(routes.lookups.get(), 0);
+    }
+
+    #[test]
+    fn options_star_and_undecodable_paths() {
+        let routes = routes();
+        let mut req = request("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (status, _, r) = respond(decide(&mut req, &routes, &Site::default()));
+        assert_eq!(status, 200);
+        assert!(r.headers().get("allow").unwrap().contains("GET"));
+        let mut req = request("GET /a%ff HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (status, _, r) = respond(decide(&mut req, &routes, &Site::default()));
+        assert_eq!(status, 400);
+        let body = String::from_utf8_lossy(r.body_bytes().unwrap()).into_owned();
+        assert!(body.contains("invalid request path"), "{body}");
+        assert_eq!(routes.lookups.get(), 0);
+    }
+
+    #[test]
+    fn static_files_answer_get_and_head_and_405_other_methods() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("page.html"), "hi").unwrap();
+        let site = Site {
+            static_root: Some(StaticRoot::new(dir.path()).unwrap()),
+            ..Site::default()
+        };
+        let routes = routes();
+        for method in ["GET", "HEAD"] {
+            let mut req = request(&format!("{method} /page.html HTTP/1.1\r\nHost: t\r\n\r\n"));
+            match decide(&mut req, &routes, &site) {
+                Decision::Static(p) => assert_eq!(p.path(), "/page.html"),
+                _ => panic!("{method} not static"),
+            }
+        }
+        let mut req = request(&format!(
+            "POST /page.html HTTP/1.1\r\nHost: t\r\n{EXPECT}\r\n"
+        ));
+        let (status, before_body, r) = respond(decide(&mut req, &routes, &site));
+        assert_eq!((status, before_body), (405, true));
+        assert_eq!(r.headers().get("allow"), Some("GET, HEAD"));
+        let mut req = request("DELETE /missing HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(respond(decide(&mut req, &routes, &site)).0, 404);
+    }
+}

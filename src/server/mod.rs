@@ -19,6 +19,9 @@ mod routes;
 mod shared;
 mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
