@@ -27,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::mime::MimeTypes;
+use crate::status::StatusCode;
 
 /// Longest single path segment accepted (bytes); longer ones are `404`.
 const MAX_SEGMENT_LEN: usize = 255;
@@ -39,6 +40,7 @@ const MAX_PATH_LEN: usize = 4096;
 
 /// Why a request path could not be served as a file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FileError {
     /// `404 Not Found`: nothing servable there. Also used for hidden
     /// (dot) files under [`HiddenFiles::Deny`], for a directory without an
@@ -68,13 +70,13 @@ pub enum FileError {
 }
 
 impl FileError {
-    /// The HTTP status code this error maps to (404, 403, 301 or 500).
-    pub fn status(&self) -> u16 {
+    /// The HTTP status this error maps to (404, 403, 301 or 500).
+    pub fn status(&self) -> StatusCode {
         match self {
-            FileError::NotFound => 404,
-            FileError::Forbidden => 403,
-            FileError::Redirect(_) => 301,
-            FileError::Io(_) => 500,
+            FileError::NotFound => StatusCode::NOT_FOUND,
+            FileError::Forbidden => StatusCode::FORBIDDEN,
+            FileError::Redirect(_) => StatusCode::MOVED_PERMANENTLY,
+            FileError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -980,11 +982,11 @@ impl RangeDecision {
     }
 
     /// The HTTP status: 200, 206 or 416.
-    pub fn status(&self) -> u16 {
+    pub fn status(&self) -> StatusCode {
         match self {
-            RangeDecision::Full => 200,
-            RangeDecision::Partial { .. } => 206,
-            RangeDecision::Unsatisfiable => 416,
+            RangeDecision::Full => StatusCode::OK,
+            RangeDecision::Partial { .. } => StatusCode::PARTIAL_CONTENT,
+            RangeDecision::Unsatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         }
     }
 
@@ -1358,7 +1360,7 @@ mod tests {
     fn err(r: Result<ResolvedFile, FileError>) -> u16 {
         match r {
             Ok(f) => panic!("expected an error, resolved {:?}", f.path),
-            Err(e) => e.status(),
+            Err(e) => e.status().as_u16(),
         }
     }
 
@@ -1478,7 +1480,7 @@ mod tests {
         }
         match sr.resolve(&["a b"]) {
             Err(e @ FileError::Redirect(_)) => {
-                assert_eq!(e.status(), 301);
+                assert_eq!(e.status().as_u16(), 301);
                 assert!(matches!(e, FileError::Redirect(ref l) if l == "a%20b/"));
             }
             other => panic!("{other:?}"),
@@ -2069,9 +2071,9 @@ mod tests {
             Some("bytes */100")
         );
         assert_eq!(RangeDecision::Full.content_range(100), None);
-        assert_eq!(RangeDecision::Full.status(), 200);
-        assert_eq!(part(0, 0).status(), 206);
-        assert_eq!(RangeDecision::Unsatisfiable.status(), 416);
+        assert_eq!(RangeDecision::Full.status().as_u16(), 200);
+        assert_eq!(part(0, 0).status().as_u16(), 206);
+        assert_eq!(RangeDecision::Unsatisfiable.status().as_u16(), 416);
         assert_eq!(part(10, 19).body_len(100), 10);
         assert_eq!(RangeDecision::Full.body_len(100), 100);
         assert_eq!(RangeDecision::Unsatisfiable.body_len(100), 0);

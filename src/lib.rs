@@ -143,6 +143,8 @@
 //! reads), usable and testable on their own; the application API sits on top;
 //! only [`server`] touches sockets (`mio`).
 #![warn(missing_docs)]
+// Three reviewed exceptions, each with a SAFETY note, all in `proto::ws`.
+#![deny(unsafe_code)]
 
 pub mod auth;
 pub mod cookies;

@@ -81,6 +81,7 @@ const DEFAULTS: &[(&str, &str)] = &[
 
 /// Why [`MimeTypes::insert`] or [`MimeTypes::set_default`] refused a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MimeError {
     /// The extension was empty (after removing one leading `.`), or contained
     /// `.`, `/`, `\`, whitespace or a control character.

@@ -113,6 +113,7 @@ impl<const N: usize> IntoMethodMask for &[Method; N] {
 /// Why a route pattern (or route) was rejected. Every variant names the
 /// offending pattern.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     /// The pattern does not start with `/`.
     #[error("route pattern {pattern:?} must start with '/'")]

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 
 /// Error returned when percent-decoding fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// A `%` that is not followed by two hexadecimal digits (`%zz`, or a
     /// truncated `%4` at the end of the input).

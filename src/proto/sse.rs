@@ -24,6 +24,7 @@ pub struct SseEvent<'a> {
 
 /// Why an event cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SseError {
     /// An event type, id, custom field name or value holds CR or LF (which
     /// would end the field early and let the rest inject other fields).

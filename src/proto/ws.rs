@@ -299,6 +299,7 @@ pub enum Event {
 
 /// Why we failed the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// Server role: the client sent an unmasked frame.
     #[error("client frame is not masked")]
@@ -366,6 +367,7 @@ impl ProtocolError {
 
 /// Why a send was refused. Nothing is written to `out` on error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// A close frame was already sent (or the session is closed).
     #[error("connection is closing or closed")]
@@ -426,6 +428,7 @@ pub fn is_valid_client_key(key: &str) -> bool {
 /// blocks, which the compiler vectorises: with AVX2 registers where the CPU
 /// has them (x86-64, detected at run time), else with the baseline ones. The
 /// operation is its own inverse.
+#[allow(unsafe_code)] // the AVX2 call below; see its SAFETY note
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let mut m = mask;
     m.rotate_left(offset % 4);
@@ -473,6 +476,7 @@ fn xor_blocks(buf: &mut [u8], pattern: &[u8; 32]) {
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[allow(unsafe_code)] // `target_feature` functions must be `unsafe` before Rust 1.86 (MSRV 1.85)
 unsafe fn xor_blocks_avx2(buf: &mut [u8], pattern: &[u8; 32]) {
     xor_blocks(buf, pattern)
 }
@@ -579,7 +583,9 @@ fn header_len(b1: u8) -> usize {
     2 + ext + mask
 }
 
-/// Turns a message buffer already validated as UTF-8 into a `String`.
+/// Turns a message buffer already validated as UTF-8 into a `String`
+/// (without scanning a message of up to 16 MiB a second time).
+#[allow(unsafe_code)]
 fn into_validated_string(bytes: Vec<u8>) -> String {
     debug_assert!(std::str::from_utf8(&bytes).is_ok());
     // SAFETY: every byte of `bytes` went through `WsSession::check_utf8`,
