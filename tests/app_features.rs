@@ -18,8 +18,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -46,38 +44,10 @@ struct State {
     started: usize,
 }
 
-type Job = Box<dyn FnOnce(&mut Server<State>, &mut State) + Send>;
+/// A running test server; [`TestServer::on_server`] runs closures on its thread.
+type App = TestServer<State>;
 
-/// A running test server plus a queue of closures run on its thread.
-struct App {
-    srv: TestServer,
-    jobs: mpsc::Sender<Job>,
-}
-
-impl App {
-    fn addr(&self) -> SocketAddr {
-        self.srv.addr
-    }
-
-    fn url(&self, path: &str) -> String {
-        self.srv.url(path)
-    }
-
-    /// Runs `f` on the server thread between two polls and returns its result.
-    fn on_server<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Server<State>, &mut State) -> R + Send + 'static,
-    ) -> R {
-        let (tx, rx) = mpsc::channel();
-        self.jobs
-            .send(Box::new(move |server, state| {
-                let _ = tx.send(f(server, state));
-            }))
-            .expect("server thread alive");
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("server thread ran the job")
-    }
-
+impl TestServer<State> {
     /// Waits until `/events` has accepted at least `n` streams; returns their ids.
     fn wait_streams(&self, n: usize) -> Vec<SseId> {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -108,35 +78,10 @@ fn serve_app(
     setup: impl FnOnce(&mut Server<State>) + Send + 'static,
     tick: impl FnMut(&mut Server<State>, &mut State) + Send + 'static,
 ) -> App {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
-    let mut tick = tick;
-    let thread = std::thread::spawn(move || {
-        let mut server = Server::<State>::with_config(config);
-        events_route(&mut server, SseOptions::default());
-        setup(&mut server);
-        let addr = server.start("127.0.0.1", 0).expect("start");
-        addr_tx.send(addr).unwrap();
-        let mut state = State::default();
-        while !stop2.load(Ordering::SeqCst) {
-            server
-                .poll(&mut state, Duration::from_millis(10))
-                .expect("poll");
-            tick(&mut server, &mut state);
-            while let Ok(job) = jobs_rx.try_recv() {
-                job(&mut server, &mut state);
-            }
-        }
-    });
-    let addr = addr_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server started");
-    App {
-        srv: TestServer::from_parts(addr, stop, thread),
-        jobs: jobs_tx,
-    }
+    serve_loop(config, State::default(), tick, |server| {
+        events_route(server, SseOptions::default());
+        setup(server);
+    })
 }
 
 /// `/events`: accepts an event stream with `options` and records its id and
@@ -157,8 +102,6 @@ fn events_route(server: &mut Server<State>, options: SseOptions) {
             .unwrap();
     }
 }
-
-fn no_tick(_: &mut Server<State>, _: &mut State) {}
 
 /// `len` pseudo-random bytes (xorshift) with CRLF, `--`, CRLF`--` and bare
 /// CR / LF sequences sprinkled in, to tempt a multipart parser into seeing
@@ -191,12 +134,6 @@ fn tricky_bytes(len: usize) -> Vec<u8> {
 // ---------------------------------------------------------------------------
 // Python clients (see tests/interop.rs for the conventions)
 // ---------------------------------------------------------------------------
-
-/// The JSON body of an `obs` record.
-fn body_json(o: &Value) -> Value {
-    let text = o["text"].as_str().unwrap_or_else(|| panic!("no text: {o}"));
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 // ---------------------------------------------------------------------------
 // Forms
@@ -247,7 +184,7 @@ fn multipart_upload_from_python_requests_arrives_byte_identical() {
     let Some(py) = python("multipart_upload_from_python_requests_arrives_byte_identical") else {
         return;
     };
-    let app = serve_app(ServerConfig::default(), form_routes, no_tick);
+    let app = serve_app(ServerConfig::default(), form_routes, idle);
     let data = tricky_bytes(300 * 1024);
     let small = tricky_bytes(777);
     let dir = tempfile::tempdir().unwrap();
@@ -346,7 +283,7 @@ fn post_raw(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> Re
 
 #[test]
 fn malformed_multipart_bodies_get_400_and_never_a_panic() {
-    let app = serve_app(ServerConfig::default(), form_routes, no_tick);
+    let app = serve_app(ServerConfig::default(), form_routes, idle);
     let mp = "multipart/form-data; boundary=XyZ";
     let cases: Vec<(&str, &str, Vec<u8>)> = vec![
         ("no boundary in body", mp, b"just some bytes\r\n".to_vec()),
@@ -403,23 +340,23 @@ fn malformed_multipart_bodies_get_400_and_never_a_panic() {
         ("text/plain without =", "text/plain", b"no equals sign".to_vec()),
     ];
     for (what, ct, body) in &cases {
-        let r = post_raw(app.addr(), "/form", ct, body);
+        let r = post_raw(app.addr, "/form", ct, body);
         assert_eq!(r.status, 400, "{what}: {}", r.text());
     }
     // Not a form at all: 415.
-    let r = post_raw(app.addr(), "/form", "application/json", b"{}");
+    let r = post_raw(app.addr, "/form", "application/json", b"{}");
     assert_eq!(r.status, 415, "{}", r.text());
     // A part bigger than the limit, sent raw: 413.
     let mut body =
         b"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\n\r\n".to_vec();
     body.extend(std::iter::repeat_n(b'a', 5000));
     body.extend_from_slice(b"\r\n--XyZ--\r\n");
-    let r = post_raw(app.addr(), "/form-small", mp, &body);
+    let r = post_raw(app.addr, "/form-small", mp, &body);
     assert_eq!(r.status, 413, "{}", r.text());
     // A well-formed raw body still parses, and the server is alive.
     let good =
         b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nline\r\nbreak\r\n--XyZ--\r\n";
-    let r = post_raw(app.addr(), "/form", mp, good);
+    let r = post_raw(app.addr, "/form", mp, good);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         serde_json::from_slice::<Value>(&r.body).unwrap()["fields"],
@@ -432,7 +369,7 @@ fn urlencoded_and_text_plain_forms_decode_reserved_and_non_ascii() {
     let Some(py) = python("urlencoded_and_text_plain_forms_decode_reserved_and_non_ascii") else {
         return;
     };
-    let app = serve_app(ServerConfig::default(), form_routes, no_tick);
+    let app = serve_app(ServerConfig::default(), form_routes, idle);
     let v = run_python(
         &py,
         r#"
@@ -513,7 +450,7 @@ fn cookies_round_trip_through_a_requests_session() {
     let Some(py) = python("cookies_round_trip_through_a_requests_session") else {
         return;
     };
-    let app = serve_app(ServerConfig::default(), cookie_routes, no_tick);
+    let app = serve_app(ServerConfig::default(), cookie_routes, idle);
     let v = run_python(
         &py,
         r#"
@@ -628,7 +565,7 @@ fn per_handler_authentication_with_requests_and_httpx() {
             s.route("/public", Method::GET, |_, _| Ok(Response::text("public")))
                 .unwrap();
         },
-        no_tick,
+        idle,
     );
     let v = run_python(
         &py,
@@ -715,7 +652,7 @@ fn server_wide_authentication_covers_routes_and_static_files() {
                     .unwrap();
             }
         },
-        no_tick,
+        idle,
     );
     let bearer = serve_app(
         ServerConfig::default(),
@@ -723,7 +660,7 @@ fn server_wide_authentication_covers_routes_and_static_files() {
             s.require_authentication(Authentication::new("site").bearer("tok-123"));
             s.serve_files(&root).unwrap();
         },
-        no_tick,
+        idle,
     );
     let v = run_python(
         &py,
@@ -809,7 +746,7 @@ fn cors_preflight_and_simple_requests_from_python() {
             })
             .unwrap();
         },
-        no_tick,
+        idle,
     );
     let v = run_python(
         &py,
@@ -891,10 +828,10 @@ fn cors_raw_preflight_and_simple_get() {
             s.route("/x", Method::GET, |_, _| Ok(Response::text("x")))
                 .unwrap();
         },
-        no_tick,
+        idle,
     );
     let r = request(
-        app.addr(),
+        app.addr,
         "OPTIONS /x HTTP/1.1\r\nHost: t\r\nOrigin: http://localhost:3000\r\n\
          Access-Control-Request-Method: GET\r\nConnection: close\r\n\r\n",
     );
@@ -910,12 +847,12 @@ fn cors_raw_preflight_and_simple_get() {
     assert_eq!(r.header("vary"), Some("Origin"));
     // Without Access-Control-Request-Method it is a plain OPTIONS, routed.
     let r = request(
-        app.addr(),
+        app.addr,
         "OPTIONS /x HTTP/1.1\r\nHost: t\r\nOrigin: http://localhost:3000\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 405);
     let r = request(
-        app.addr(),
+        app.addr,
         "GET /x HTTP/1.1\r\nHost: t\r\nOrigin: http://localhost:3000\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 200);
@@ -924,7 +861,7 @@ fn cors_raw_preflight_and_simple_get() {
         Some("http://localhost:3000")
     );
     let r = request(
-        app.addr(),
+        app.addr,
         "GET /x HTTP/1.1\r\nHost: t\r\nOrigin: http://localhost:3001\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.status, 200);
@@ -960,10 +897,10 @@ fn escape_routes(s: &mut Server<State>) {
 
 #[test]
 fn html_escaping_never_reflects_script_raw() {
-    let app = serve_app(ServerConfig::default(), escape_routes, no_tick);
+    let app = serve_app(ServerConfig::default(), escape_routes, idle);
     // %3Cscript%3Ealert(%22x%22)%3C%2Fscript%3E plus an attribute breakout.
     let r = get(
-        app.addr(),
+        app.addr,
         "/hello?name=%3Cscript%3Ealert(%22x%22)%3C%2Fscript%3E%27%20onmouseover%3D%27y",
     );
     assert_eq!(r.status, 200);
@@ -975,7 +912,7 @@ fn html_escaping_never_reflects_script_raw() {
         "<p title=\"&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#x27; onmouseover=&#x27;y\">\
          Hello &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#x27; onmouseover=&#x27;y!</p>"
     );
-    let r = get(app.addr(), "/hello?name=Tom+%26+Jerry");
+    let r = get(app.addr, "/hello?name=Tom+%26+Jerry");
     assert_eq!(
         r.text(),
         "<p title=\"Tom &amp; Jerry\">Hello Tom &amp; Jerry!</p>"
@@ -1231,8 +1168,8 @@ impl RawSse {
 
 #[test]
 fn sse_raw_head_events_and_server_close() {
-    let app = serve_app(ServerConfig::default(), |_| {}, no_tick);
-    let mut c = RawSse::open(app.addr(), "/events", "Last-Event-ID: 0\r\n");
+    let app = serve_app(ServerConfig::default(), |_| {}, idle);
+    let mut c = RawSse::open(app.addr, "/events", "Last-Event-ID: 0\r\n");
     assert!(c.head.starts_with("HTTP/1.1 200 OK\r\n"), "{}", c.head);
     assert_eq!(c.head_field("content-type"), Some("text/event-stream"));
     assert_eq!(c.head_field("cache-control"), Some("no-cache"));
@@ -1296,8 +1233,8 @@ fn sse_raw_head_events_and_server_close() {
 
 #[test]
 fn sse_client_disconnect_marks_stream_closed() {
-    let app = serve_app(ServerConfig::default(), |_| {}, no_tick);
-    let c = RawSse::open(app.addr(), "/events", "");
+    let app = serve_app(ServerConfig::default(), |_| {}, idle);
+    let c = RawSse::open(app.addr, "/events", "");
     let id = app.wait_streams(1)[0];
     assert!(!app.on_server(move |s, _| s.sse(id).is_closed()));
     drop(c);
@@ -1307,7 +1244,7 @@ fn sse_client_disconnect_marks_stream_closed() {
         Err(SseSendError::Closed)
     );
     // The server goes on serving new streams.
-    let mut c2 = RawSse::open(app.addr(), "/events", "");
+    let mut c2 = RawSse::open(app.addr, "/events", "");
     let id2 = app.wait_streams(2)[1];
     assert_ne!(id, id2);
     app.on_server(move |s, _| s.sse(id2).send_data("hi"))
@@ -1317,9 +1254,9 @@ fn sse_client_disconnect_marks_stream_closed() {
 
 #[test]
 fn sse_broadcast_to_several_streams_skips_closed_ones() {
-    let app = serve_app(ServerConfig::default(), |_| {}, no_tick);
+    let app = serve_app(ServerConfig::default(), |_| {}, idle);
     let mut clients: Vec<RawSse> = (0..4)
-        .map(|_| RawSse::open(app.addr(), "/events", ""))
+        .map(|_| RawSse::open(app.addr, "/events", ""))
         .collect();
     let ids = app.wait_streams(4);
     let n = app.on_server(|s, st| {
@@ -1362,9 +1299,9 @@ fn sse_broadcast_to_several_streams_skips_closed_ones() {
 
 #[test]
 fn sse_sender_from_another_thread_reaches_streams() {
-    let app = serve_app(ServerConfig::default(), |_| {}, no_tick);
-    let mut a = RawSse::open(app.addr(), "/events", "");
-    let mut b = RawSse::open(app.addr(), "/events", "");
+    let app = serve_app(ServerConfig::default(), |_| {}, idle);
+    let mut a = RawSse::open(app.addr, "/events", "");
+    let mut b = RawSse::open(app.addr, "/events", "");
     let ids = app.wait_streams(2);
     let sender = app.on_server(|s, _| s.sender().unwrap());
     let ids2 = ids.clone();
@@ -1413,8 +1350,8 @@ fn sse_sender_from_another_thread_reaches_streams() {
 
 #[test]
 fn sse_heartbeat_comment_on_an_idle_stream() {
-    let app = serve_app(ServerConfig::default(), |_| {}, no_tick);
-    let mut c = RawSse::open(app.addr(), "/events-hb", "");
+    let app = serve_app(ServerConfig::default(), |_| {}, idle);
+    let mut c = RawSse::open(app.addr, "/events-hb", "");
     let id = app.wait_streams(1)[0];
     let t0 = Instant::now();
     assert_eq!(c.next_block(), ": \n\n");
@@ -1436,10 +1373,10 @@ fn sse_head_request_and_non_stream_ids() {
             s.route("/plain", Method::GET, |_, _| Ok(Response::text("plain")))
                 .unwrap();
         },
-        no_tick,
+        idle,
     );
     // HEAD of an event stream: the head only, and the connection is not a stream.
-    let mut s = connect(app.addr());
+    let mut s = connect(app.addr);
     s.write_all(b"HEAD /events HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     let r = read_response(&mut s, true);
@@ -1469,9 +1406,9 @@ fn sse_large_event_on_a_long_quiet_stream_is_delivered_whole() {
             })
             .unwrap();
         },
-        no_tick,
+        idle,
     );
-    let mut c = RawSse::open(app.addr(), "/quiet", "");
+    let mut c = RawSse::open(app.addr, "/quiet", "");
     let id = app.wait_streams(1)[0];
     std::thread::sleep(Duration::from_millis(800));
     let data = "x".repeat(8 << 20);
@@ -1488,8 +1425,8 @@ fn sse_large_event_on_a_long_quiet_stream_is_delivered_whole() {
 /// more often than the heartbeat interval leave no room for heartbeats.
 #[test]
 fn sse_events_postpone_the_heartbeat() {
-    let app = serve_app(ServerConfig::default(), |_| {}, no_tick);
-    let mut c = RawSse::open(app.addr(), "/events-hb", "");
+    let app = serve_app(ServerConfig::default(), |_| {}, idle);
+    let mut c = RawSse::open(app.addr, "/events-hb", "");
     let id = app.wait_streams(1)[0];
     let mut last_event = Instant::now();
     for i in 0..15 {
@@ -1525,9 +1462,9 @@ fn sse_close_with_a_large_event_queued_flushes_it_all() {
     let app = serve_app(
         ServerConfig::default().send_timeout(Duration::from_millis(700)),
         |_| {},
-        no_tick,
+        idle,
     );
-    let mut c = RawSse::open(app.addr(), "/events-hb", "");
+    let mut c = RawSse::open(app.addr, "/events-hb", "");
     let id = app.wait_streams(1)[0];
     // Open (with heartbeats only) for longer than the send timeout.
     std::thread::sleep(Duration::from_millis(1000));
