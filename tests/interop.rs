@@ -387,13 +387,13 @@ print(json.dumps(out))
 
     // The generator body went out chunked and arrived whole.
     let body = generated_body();
-    let up: Value = body_json(&v["chunked"]);
+    let up = body_json(&v["chunked"]);
     assert_eq!(v["chunked"]["status"], 200);
     assert_eq!(up["transfer_encoding"], "chunked");
     assert_eq!(up["content_length"], Value::Null);
     assert_eq!(up["len"], body.len());
     assert_eq!(up["fnv"], fnv1a(&body));
-    let put: Value = body_json(&v["put"]);
+    let put = body_json(&v["put"]);
     assert_eq!(put["method"], "PUT");
     assert_eq!(put["content_length"], "100000");
     assert_eq!(put["fnv"], fnv1a(&[b'x'; 100_000]));
