@@ -345,7 +345,7 @@ fn idle_and_slow_connections_do_not_block_others_and_time_out() {
     let config = ServerConfig::default()
         .header_timeout(Duration::from_millis(300))
         .keep_alive_timeout(Duration::from_millis(300));
-    let srv = serve_with(config, (), |s| {
+    let srv = serve_loop(config, (), idle, |s| {
         s.route("/", Method::GET, |_, _| Ok(Response::text("ok")))
             .unwrap();
     });
@@ -432,7 +432,7 @@ fn start_errors_stop_and_restart() {
 
 #[test]
 fn state_is_passed_to_handlers() {
-    let srv = serve_with(ServerConfig::default(), 0u32, |s| {
+    let srv = serve_loop(ServerConfig::default(), 0u32, idle, |s| {
         s.route("/hit", Method::POST, |_, hits: &mut u32| {
             *hits += 1;
             Ok(Response::text(hits.to_string()))

@@ -33,7 +33,7 @@ const MAX_BODY: u64 = 4 << 20;
 // ---------------------------------------------------------------------------
 
 fn interop_server(config: ServerConfig) -> TestServer {
-    serve_with(config, (), |s| {
+    serve_loop(config, (), idle, |s| {
         s.route("/", Method::GET, |_, _| {
             Ok(Response::html("<h1>interop</h1>").with_header("X-Test", "yes"))
         })
@@ -272,10 +272,10 @@ print(json.dumps(out))
     let form = &v["form"];
     assert_eq!(form["status"], 200);
     assert_eq!(form["headers"]["content-type"], "application/json");
-    assert_form_echo(&serde_json::from_str(form["text"].as_str().unwrap()).unwrap());
+    assert_form_echo(&body_json(form));
     let j = &v["json"];
     assert_eq!(j["status"], 200);
-    assert_json_echo(&serde_json::from_str(j["text"].as_str().unwrap()).unwrap());
+    assert_json_echo(&body_json(j));
     assert_eq!(v["bad_json"]["status"], 400);
     assert_eq!(v["missing"]["status"], 404);
     assert_eq!(v["wrong_method"]["status"], 405);
@@ -382,18 +382,18 @@ print(json.dumps(out))
     assert_eq!(v["head"]["headers"]["content-length"], "16");
     assert_eq!(v["page"]["text"], "page 42 q=ü ?&");
     assert_eq!(v["http_version"], "HTTP/1.1");
-    assert_form_echo(&serde_json::from_str(v["form"]["text"].as_str().unwrap()).unwrap());
-    assert_json_echo(&serde_json::from_str(v["json"]["text"].as_str().unwrap()).unwrap());
+    assert_form_echo(&body_json(&v["form"]));
+    assert_json_echo(&body_json(&v["json"]));
 
     // The generator body went out chunked and arrived whole.
     let body = generated_body();
-    let up: Value = serde_json::from_str(v["chunked"]["text"].as_str().unwrap()).unwrap();
+    let up = body_json(&v["chunked"]);
     assert_eq!(v["chunked"]["status"], 200);
     assert_eq!(up["transfer_encoding"], "chunked");
     assert_eq!(up["content_length"], Value::Null);
     assert_eq!(up["len"], body.len());
     assert_eq!(up["fnv"], fnv1a(&body));
-    let put: Value = serde_json::from_str(v["put"]["text"].as_str().unwrap()).unwrap();
+    let put = body_json(&v["put"]);
     assert_eq!(put["method"], "PUT");
     assert_eq!(put["content_length"], "100000");
     assert_eq!(put["fnv"], fnv1a(&[b'x'; 100_000]));

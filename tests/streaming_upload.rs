@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use pollserve::form::{MultipartEvent, MultipartParser};
-use pollserve::{
-    BodySink, FormLimits, HttpError, Method, Response, Route, ServerConfig, StatusCode,
-};
+use pollserve::{BodySink, FormLimits, HttpError, Method, Response, Route, StatusCode};
 use sha1::{Digest, Sha1};
 
 /// Hashes and counts the body; fails on purpose when asked to.
@@ -90,7 +88,7 @@ impl BodySink for ToDisk {
 }
 
 fn server(dir: PathBuf) -> common::TestServer {
-    common::serve_with(ServerConfig::default(), (), move |s| {
+    common::serve(move |s| {
         s.add_route(Route::streaming(
             "/hash",
             [Method::PUT, Method::POST],
@@ -237,7 +235,7 @@ fn server_wide_authentication_guards_streaming_routes() {
     use pollserve::auth::Authentication;
     use std::sync::atomic::{AtomicUsize, Ordering};
     static OPENED: AtomicUsize = AtomicUsize::new(0);
-    let srv = common::serve_with(ServerConfig::default(), (), |s| {
+    let srv = common::serve(|s| {
         s.require_authentication(Authentication::new("up").basic("u", "p"));
         s.add_route(Route::streaming("/hash", Method::POST, 1 << 20, |_, _| {
             OPENED.fetch_add(1, Ordering::SeqCst);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use pollserve::ws::{CloseCode, CloseStatus, Message, WsConfig, WsId, WsOptions};
-use pollserve::{Method, ServerConfig};
+use pollserve::{Method, Server, ServerConfig};
 
 #[derive(Default)]
 struct App {
@@ -18,12 +18,12 @@ struct App {
 }
 
 /// An echo server like the seed's example; `/small` uses the seed's limits.
-fn echo_server() -> TestServer {
+fn echo_server() -> TestServer<App> {
     serve_echo(ServerConfig::default())
 }
 
-fn serve_echo(config: ServerConfig) -> TestServer {
-    serve_loop(config, |server, app| {
+fn serve_echo(config: ServerConfig) -> TestServer<App> {
+    ws_server(config, |server, app| {
         for &id in &app.sockets {
             while let Some(m) = server.ws(id).receive() {
                 if m.as_bytes() == b"close-me" {
@@ -37,55 +37,43 @@ fn serve_echo(config: ServerConfig) -> TestServer {
     })
 }
 
-/// A server thread running `work` after every poll, with WebSocket routes.
-fn serve_loop(
+/// A server with the WebSocket routes, running `work` after every poll.
+fn ws_server(
     config: ServerConfig,
-    work: impl FnMut(&mut pollserve::Server<App>, &mut App) + Send + 'static,
-) -> TestServer {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let stop2 = stop.clone();
-    let mut work = work;
-    let thread = std::thread::spawn(move || {
-        let mut server = pollserve::Server::<App>::with_config(config);
-        server
-            .route("/ws", Method::GET, |req, app: &mut App| {
-                let (resp, id) = req.websocket().protocols(&["chat", "superchat"]).accept()?;
-                app.sockets.push(id);
-                Ok(resp)
-            })
-            .unwrap();
-        server
-            .route("/small", Method::GET, |req, app: &mut App| {
-                let mut options = WsOptions::embedded();
-                options.protocol.fragment_timeout = Some(Duration::from_millis(300));
-                let (resp, id) = req.websocket().options(options).accept()?;
-                app.sockets.push(id);
-                Ok(resp)
-            })
-            .unwrap();
-        server
-            .route("/origin", Method::GET, |req, app: &mut App| {
-                let (resp, id) = req
-                    .websocket()
-                    .check_origin(|o| o == Some("http://good.example"))
-                    .accept()?;
-                app.sockets.push(id);
-                Ok(resp)
-            })
-            .unwrap();
-        let addr = server.start("127.0.0.1", 0).unwrap();
-        tx.send(addr).unwrap();
-        let mut app = App::default();
-        while !stop2.load(Ordering::SeqCst) {
-            server.poll(&mut app, Duration::from_millis(10)).unwrap();
-            work(&mut server, &mut app);
-        }
-    });
-    let addr = rx.recv().unwrap();
-    common::TestServer::from_parts(addr, stop, thread)
+    work: impl FnMut(&mut Server<App>, &mut App) + Send + 'static,
+) -> TestServer<App> {
+    serve_loop(config, App::default(), work, ws_routes)
+}
+
+/// `/ws` (subprotocols `chat`, `superchat`), `/small` (the seed's limits and
+/// a 300 ms fragment timeout) and `/origin` (only `http://good.example`).
+fn ws_routes(server: &mut Server<App>) {
+    server
+        .route("/ws", Method::GET, |req, app: &mut App| {
+            let (resp, id) = req.websocket().protocols(&["chat", "superchat"]).accept()?;
+            app.sockets.push(id);
+            Ok(resp)
+        })
+        .unwrap();
+    server
+        .route("/small", Method::GET, |req, app: &mut App| {
+            let mut options = WsOptions::embedded();
+            options.protocol.fragment_timeout = Some(Duration::from_millis(300));
+            let (resp, id) = req.websocket().options(options).accept()?;
+            app.sockets.push(id);
+            Ok(resp)
+        })
+        .unwrap();
+    server
+        .route("/origin", Method::GET, |req, app: &mut App| {
+            let (resp, id) = req
+                .websocket()
+                .check_origin(|o| o == Some("http://good.example"))
+                .accept()?;
+            app.sockets.push(id);
+            Ok(resp)
+        })
+        .unwrap();
 }
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -393,7 +381,7 @@ fn seed_limits_size_fragments_and_timeout() {
 
 #[test]
 fn slow_reader_is_disconnected_and_others_continue() {
-    let srv = serve_loop(ServerConfig::default(), |server, app| {
+    let srv = ws_server(ServerConfig::default(), |server, app| {
         // Push 64 KiB to every socket on every poll; nobody reads one of them.
         for &id in &app.sockets {
             while server.ws(id).receive().is_some() {}
@@ -427,7 +415,7 @@ fn slow_reader_is_disconnected_and_others_continue() {
 #[test]
 fn many_websockets_broadcast_and_cross_thread_sender() {
     let (tx, rx) = mpsc::channel();
-    let srv = serve_loop(ServerConfig::default(), move |server, app| {
+    let srv = ws_server(ServerConfig::default(), move |server, app| {
         if app.sockets.len() == 50 {
             let sender = server.sender().unwrap();
             let ids = app.sockets.clone();
@@ -454,7 +442,7 @@ fn many_websockets_broadcast_and_cross_thread_sender() {
 #[test]
 fn messages_received_before_the_peer_left_are_not_lost() {
     let (tx, rx) = mpsc::channel();
-    let srv = serve_loop(ServerConfig::default(), move |server, app| {
+    let srv = ws_server(ServerConfig::default(), move |server, app| {
         // Receive only once the client is gone.
         for &id in &app.sockets {
             if server.ws(id).close_status().is_some() {
@@ -499,7 +487,7 @@ fn messages_received_before_the_peer_left_are_not_lost() {
 #[test]
 fn ws_ready_lists_sockets_with_news_once_per_poll() {
     let (tx, rx) = mpsc::channel();
-    let srv = serve_loop(ServerConfig::default(), move |server, app| {
+    let srv = ws_server(ServerConfig::default(), move |server, app| {
         let ready = server.ws_ready().to_vec();
         let mut unique = ready.clone();
         unique.dedup();
@@ -544,7 +532,7 @@ fn ws_ready_lists_sockets_with_news_once_per_poll() {
 /// buffer.
 #[test]
 fn receive_into_recycles_buffers_without_leaking_bytes() {
-    let srv = serve_loop(ServerConfig::default(), {
+    let srv = ws_server(ServerConfig::default(), {
         let mut slot = Message::Text(String::new());
         move |server, _app| {
             for id in server.ws_ready().to_vec() {

@@ -8,13 +8,22 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use pollserve::ws::WsId;
-use pollserve::{Method, ServerConfig};
+use pollserve::{Method, Server, ServerConfig};
 
-fn echo_server() -> common::TestServer {
-    common::serve_with(ServerConfig::default(), Vec::<WsId>::new(), |s| {
+/// `/ws` accepts a WebSocket; after every poll the program echoes each
+/// message back on the socket it came from.
+fn echo_server() -> common::TestServer<Vec<WsId>> {
+    let echo = |server: &mut Server<Vec<WsId>>, ids: &mut Vec<WsId>| {
+        for &id in ids.iter() {
+            while let Some(m) = server.ws(id).receive() {
+                server.ws(id).send(&m).unwrap();
+            }
+        }
+        ids.retain(|&id| !server.ws(id).is_closed());
+    };
+    common::serve_loop(ServerConfig::default(), Vec::new(), echo, |s| {
         s.route("/ws", Method::GET, |req, ids: &mut Vec<WsId>| {
             let (resp, id) = req.accept_websocket()?;
             ids.push(id);
@@ -22,38 +31,6 @@ fn echo_server() -> common::TestServer {
         })
         .unwrap();
     })
-}
-
-/// The echo runs inside the server thread's handler loop via a custom poll
-/// loop, so this server echoes from `serve_echo_loop`.
-fn serve_echo_loop() -> common::TestServer {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{mpsc, Arc};
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let mut server = pollserve::Server::<Vec<WsId>>::new();
-        server
-            .route("/ws", Method::GET, |req, ids: &mut Vec<WsId>| {
-                let (resp, id) = req.accept_websocket()?;
-                ids.push(id);
-                Ok(resp)
-            })
-            .unwrap();
-        tx.send(server.start("127.0.0.1", 0).unwrap()).unwrap();
-        let mut ids = Vec::new();
-        while !stop2.load(Ordering::SeqCst) {
-            server.poll(&mut ids, Duration::from_millis(10)).unwrap();
-            for &id in &ids {
-                while let Some(m) = server.ws(id).receive() {
-                    server.ws(id).send(&m).unwrap();
-                }
-            }
-            ids.retain(|&id| !server.ws(id).is_closed());
-        }
-    });
-    common::TestServer::from_parts(rx.recv().unwrap(), stop, thread)
 }
 
 const PY_CLIENT: &str = r#"
@@ -81,7 +58,7 @@ fn python_websockets_client() {
     let Some(python) = common::python("python_websockets_client") else {
         return;
     };
-    let srv = serve_echo_loop();
+    let srv = echo_server();
     let mut cmd = Command::new(python);
     cmd.arg("-c")
         .arg(PY_CLIENT)
@@ -104,7 +81,7 @@ fn node_ws_client() {
             "node_ws_client: node or tests/node/node_modules missing (run ./test.sh)",
         );
     }
-    let srv = serve_echo_loop();
+    let srv = echo_server();
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("ws_client.mjs"))
         .arg(format!("ws://{}/ws", srv.addr));
@@ -118,7 +95,7 @@ fn node_ws_client() {
 
 #[test]
 fn handshake_rejected_without_upgrade_route_state() {
-    // The plain state-only server refuses a non-upgrade GET on a WS route.
+    // A GET without an Upgrade on a WebSocket route is refused.
     let srv = echo_server();
     let r = common::get(srv.addr, "/ws");
     assert_eq!(r.status, 400);

@@ -1,4 +1,6 @@
-//! Test harness: a server on its own thread, raw loopback clients.
+//! Shared test code: one serve loop for every test server (a `Server` polled
+//! on its own thread, with work and queued closures between polls), raw
+//! loopback clients, and helpers for client processes (Python, curl).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -12,36 +14,51 @@ use std::time::{Duration, Instant};
 
 use pollserve::{Server, ServerConfig};
 
+// ---------------------------------------------------------------------------
+// The serve loop
+// ---------------------------------------------------------------------------
+
+/// Longest one `poll` of a test server waits; also how late it notices a
+/// queued job or the stop request.
+const POLL_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// A closure queued by [`TestServer::on_server`].
+type Job<S> = Box<dyn FnOnce(&mut Server<S>, &mut S) + Send>;
+
 /// A server polled on its own thread until dropped.
-pub struct TestServer {
+pub struct TestServer<S: 'static = ()> {
     pub addr: SocketAddr,
     /// Connections accepted so far (the sum of `Activity::accepted`, updated
     /// after each `poll` returns).
     pub accepted: Arc<AtomicUsize>,
+    jobs: mpsc::Sender<Job<S>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl TestServer {
-    pub fn from_parts(
-        addr: SocketAddr,
-        stop: Arc<AtomicBool>,
-        thread: JoinHandle<()>,
-    ) -> TestServer {
-        TestServer {
-            addr,
-            stop,
-            accepted: Arc::new(AtomicUsize::new(0)),
-            thread: Some(thread),
-        }
-    }
-
+impl<S: 'static> TestServer<S> {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+
+    /// Runs `f` on the server thread between two polls (after that round's
+    /// `after_poll` work) and returns its result.
+    pub fn on_server<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Server<S>, &mut S) -> R + Send + 'static,
+    ) -> R {
+        let (tx, rx) = mpsc::channel();
+        self.jobs
+            .send(Box::new(move |server, state| {
+                let _ = tx.send(f(server, state));
+            }))
+            .expect("server thread alive");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("server thread ran the job")
+    }
 }
 
-impl Drop for TestServer {
+impl<S: 'static> Drop for TestServer<S> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
@@ -50,44 +67,63 @@ impl Drop for TestServer {
     }
 }
 
-/// Starts a server configured by `setup` with application state `state`.
-pub fn serve_with<S: Send + 'static>(
+/// Starts a server on 127.0.0.1 (any free port) on its own thread, the way a
+/// program runs one in its main loop: `setup` registers routes before
+/// `start`, then each round is one `poll` with `state`, `after_poll` (the
+/// program's own work between polls), and the closures queued with
+/// [`TestServer::on_server`]. Dropping the handle stops the loop.
+pub fn serve_loop<S: Send + 'static>(
     config: ServerConfig,
     state: S,
+    mut after_poll: impl FnMut(&mut Server<S>, &mut S) + Send + 'static,
     setup: impl FnOnce(&mut Server<S>) + Send + 'static,
-) -> TestServer {
+) -> TestServer<S> {
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel();
-    let stop2 = stop.clone();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let accepted2 = accepted.clone();
-    let thread = std::thread::spawn(move || {
-        let mut state = state;
-        let mut server = Server::with_config(config);
-        setup(&mut server);
-        let addr = server.start("127.0.0.1", 0).expect("start");
-        tx.send(addr).unwrap();
-        while !stop2.load(Ordering::SeqCst) {
-            let activity = server
-                .poll(&mut state, Duration::from_millis(20))
-                .expect("poll");
-            accepted2.fetch_add(activity.accepted, Ordering::SeqCst);
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job<S>>();
+    let thread = std::thread::spawn({
+        let stop = stop.clone();
+        let accepted = accepted.clone();
+        move || {
+            let mut state = state;
+            let mut server = Server::with_config(config);
+            setup(&mut server);
+            let addr = server.start("127.0.0.1", 0).expect("start");
+            addr_tx.send(addr).unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                let activity = server.poll(&mut state, POLL_TIMEOUT).expect("poll");
+                accepted.fetch_add(activity.accepted, Ordering::SeqCst);
+                after_poll(&mut server, &mut state);
+                while let Ok(job) = jobs_rx.try_recv() {
+                    job(&mut server, &mut state);
+                }
+            }
         }
     });
-    let addr = rx
+    let addr = addr_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("server started");
     TestServer {
         addr,
         accepted,
+        jobs: jobs_tx,
         stop,
         thread: Some(thread),
     }
 }
 
+/// [`serve_loop`]'s `after_poll` for a program with nothing to do between polls.
+pub fn idle<S>(_: &mut Server<S>, _: &mut S) {}
+
+/// [`serve_loop`] with default config, no state and nothing between polls.
 pub fn serve(setup: impl FnOnce(&mut Server<()>) + Send + 'static) -> TestServer {
-    serve_with(ServerConfig::default(), (), setup)
+    serve_loop(ServerConfig::default(), (), idle, setup)
 }
+
+// ---------------------------------------------------------------------------
+// Raw loopback clients
+// ---------------------------------------------------------------------------
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
@@ -214,7 +250,7 @@ pub fn get(addr: SocketAddr, path: &str) -> Resp {
 }
 
 // ---------------------------------------------------------------------------
-// Client processes (Python, curl) for the interop tests
+// Client processes (Python, curl)
 // ---------------------------------------------------------------------------
 
 /// Longest a client process may run before it is killed.
@@ -340,4 +376,10 @@ pub fn run_python(py: &Path, script: &str, base: &str, args: &[&str]) -> serde_j
     );
     let last = text.lines().last().unwrap_or("");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("bad JSON from python ({e}): {text}"))
+}
+
+/// The JSON body of an `obs` record.
+pub fn body_json(o: &serde_json::Value) -> serde_json::Value {
+    let text = o["text"].as_str().unwrap_or_else(|| panic!("no text: {o}"));
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }

@@ -1,0 +1,145 @@
+//! Cookies end to end: a Python `requests` session logs in, gets
+//! `Set-Cookie` headers (attributes, path scope, percent-encoded values),
+//! sends the cookies back and loses the session cookie on logout.
+//!
+//! The client is the Python interpreter named by `POLLSERVE_TEST_PYTHON` (a
+//! venv made by `scripts/setup-python.sh`; `./test.sh` always sets it);
+//! without the variable the test prints `SKIPPED: …` to stderr and returns,
+//! as in `tests/interop.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pollserve::{Method, Response, SameSite, Server, SetCookie};
+use serde_json::{json, Value};
+
+fn cookie_routes(s: &mut Server<()>) {
+    s.route("/login", Method::POST, |_, _| {
+        let session = SetCookie::new("session", "abc123")?
+            .path("/")?
+            .http_only()
+            .same_site(SameSite::Lax)
+            .max_age(Duration::from_secs(3600));
+        let theme = SetCookie::new("theme", "dark")?
+            .path("/")?
+            .same_site(SameSite::Strict);
+        let note = SetCookie::new_encoded("note", "café; à bientôt")?.path("/")?;
+        // Only sent back to /cookies/admin and below.
+        let scoped = SetCookie::new("scoped", "yes")?.path("/cookies/admin")?;
+        Ok(Response::text("logged in")
+            .add_header("Set-Cookie", &session.to_header_value())
+            .add_header("Set-Cookie", &theme.to_header_value())
+            .add_header("Set-Cookie", &note.to_header_value())
+            .add_header("Set-Cookie", &scoped.to_header_value()))
+    })
+    .unwrap();
+    s.route("/logout", Method::POST, |_, _| {
+        let gone = SetCookie::removal("session")?.path("/")?;
+        Ok(Response::text("bye").add_header("Set-Cookie", &gone.to_header_value()))
+    })
+    .unwrap();
+    for path in ["/cookies", "/cookies/admin"] {
+        s.route(path, Method::GET, |req, _| {
+            let cookies = req.cookies();
+            let all: Vec<[&str; 2]> = cookies.iter().map(|(k, v)| [k, v]).collect();
+            Response::json(&json!({
+                "all": all,
+                "session": cookies.get("session"),
+                "note": cookies.get_decoded("note"),
+            }))
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn cookies_round_trip_through_a_requests_session() {
+    let Some(py) = python("cookies_round_trip_through_a_requests_session") else {
+        return;
+    };
+    let app = serve(cookie_routes);
+    let v = run_python(
+        &py,
+        r#"
+import requests
+out = {}
+with requests.Session() as s:
+    out["before"] = obs(s.get(base + "/cookies", timeout=T))
+    r = s.post(base + "/login", timeout=T)
+    out["login_status"] = r.status_code
+    out["set_cookie"] = r.raw.headers.getlist("Set-Cookie")
+    jar = {}
+    for c in s.cookies:
+        jar[c.name] = {
+            "value": c.value,
+            "path": c.path,
+            "has_expiry": c.expires is not None,
+            "http_only": c.has_nonstandard_attr("HttpOnly"),
+            "secure": c.secure,
+        }
+    out["jar"] = jar
+    out["with"] = obs(s.get(base + "/cookies", timeout=T))
+    out["admin"] = obs(s.get(base + "/cookies/admin", timeout=T))
+    out["logout_set_cookie"] = s.post(base + "/logout", timeout=T).raw.headers.getlist("Set-Cookie")
+    out["jar_after"] = sorted(c.name for c in s.cookies)
+    out["after"] = obs(s.get(base + "/cookies", timeout=T))
+print(json.dumps(out))
+"#,
+        &app.url(""),
+        &[],
+    );
+    assert_eq!(body_json(&v["before"])["all"], json!([]));
+    assert_eq!(v["login_status"], 200);
+    assert_eq!(
+        v["set_cookie"],
+        json!([
+            "session=abc123; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax",
+            "theme=dark; Path=/; SameSite=Strict",
+            "note=caf%C3%A9%3B%20%C3%A0%20bient%C3%B4t; Path=/",
+            "scoped=yes; Path=/cookies/admin",
+        ])
+    );
+    let jar = &v["jar"];
+    assert_eq!(jar["session"]["value"], "abc123");
+    assert_eq!(jar["session"]["path"], "/");
+    assert_eq!(
+        jar["session"]["has_expiry"], true,
+        "Max-Age was not honoured"
+    );
+    assert_eq!(jar["session"]["http_only"], true);
+    assert_eq!(jar["session"]["secure"], false);
+    assert_eq!(jar["theme"]["has_expiry"], false);
+    assert_eq!(jar["scoped"]["path"], "/cookies/admin");
+
+    let with = body_json(&v["with"]);
+    assert_eq!(with["session"], "abc123", "{with}");
+    assert_eq!(with["note"], "café; à bientôt", "{with}");
+    let mut names: Vec<&str> = with["all"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["note", "session", "theme"], "{with}");
+    let admin = body_json(&v["admin"]);
+    assert!(
+        admin["all"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["scoped", "yes"])),
+        "{admin}"
+    );
+
+    let removal = v["logout_set_cookie"][0].as_str().unwrap();
+    assert!(
+        removal.starts_with("session=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"),
+        "{removal}"
+    );
+    assert_eq!(v["jar_after"], json!(["note", "scoped", "theme"]));
+    let after = body_json(&v["after"]);
+    assert_eq!(after["session"], Value::Null, "{after}");
+    assert_eq!(after["all"].as_array().unwrap().len(), 2, "{after}");
+}
