@@ -1,5 +1,5 @@
-//! HTTP authentication: `Basic` (RFC 7617), `Bearer` (RFC 6750) and the seed
-//! library's `Token` scheme.
+//! HTTP authentication: `Basic` (RFC 7617), `Bearer` (RFC 6750) and
+//! `adafruit_httpserver`'s `Token` scheme.
 //!
 //! [`Credentials`] reads an `Authorization` header; [`Authentication`] holds
 //! the accepted user/password pairs and tokens, checks a request against them
@@ -57,7 +57,7 @@ pub enum Credentials {
     },
     /// `Bearer <token>`.
     Bearer(String),
-    /// `Token <token>` (as the seed library accepts).
+    /// `Token <token>` (as `adafruit_httpserver` accepts).
     Token(String),
 }
 
@@ -161,7 +161,7 @@ struct Entry {
 ///
 /// # Constant-time comparison
 ///
-/// The seed library compares the header with `==`, whose running time tells
+/// `adafruit_httpserver` compares the header with `==`, whose running time tells
 /// an attacker how many leading bytes were right. Here every configured
 /// secret is reduced, once, to a 128-bit keyed hash (two SipHash instances
 /// from [`RandomState`], keyed from OS randomness per process and unknown to
@@ -220,7 +220,7 @@ impl Authentication {
         self
     }
 
-    /// Accepts `Authorization: Token <token>` (the seed library's scheme).
+    /// Accepts `Authorization: Token <token>` (`adafruit_httpserver`'s scheme).
     pub fn token(mut self, token: &str) -> Authentication {
         let entry = self.token_entry(token);
         self.token.push(entry);
@@ -338,7 +338,7 @@ impl Authentication {
         )
     }
 
-    /// The seed's `require_authentication`: who authenticated, or the `401`
+    /// `adafruit_httpserver`'s `require_authentication`: who authenticated, or the `401`
     /// to return, so a handler can write `auth.require(req.headers())?;`.
     ///
     /// ```

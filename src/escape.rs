@@ -3,7 +3,7 @@
 //! Anything that came from a client — query parameters, form fields, cookie
 //! values, header values, uploaded file names — must be escaped before it is
 //! written into an HTML response, or a crafted value can inject markup and
-//! script (cross-site scripting). Unlike the seed library, whose form and query
+//! script (cross-site scripting). Unlike `adafruit_httpserver`, whose form and query
 //! getters escape by default, pollserve hands out the raw values and leaves the
 //! escaping to the place where HTML is produced: call [`html_escape`] there.
 

@@ -17,7 +17,7 @@
 //! assert_eq!(form.get_all("tag").collect::<Vec<_>>(), ["a", "b"]);
 //! ```
 //!
-//! Unlike the seed library, values are decoded (`+` is a space, `%XX` escapes
+//! Unlike `adafruit_httpserver`, values are decoded (`+` is a space, `%XX` escapes
 //! are resolved) and are **not** HTML-escaped: pass anything you reflect into
 //! a page through [`html_escape`](crate::escape::html_escape).
 //!

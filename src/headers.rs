@@ -110,7 +110,7 @@ impl Headers {
     /// The first directive of a field: the part before the first `;`, trimmed.
     ///
     /// `Content-Type: text/html; charset=utf-8` gives `text/html`. Same as the
-    /// seed library's `Headers.get_directive`.
+    /// `Headers.get_directive` of `adafruit_httpserver`.
     pub fn get_directive(&self, name: &str) -> Option<&str> {
         self.get(name)
             .map(|v| v.split(';').next().unwrap_or("").trim())

@@ -42,7 +42,7 @@
 //!
 //! # Routes
 //!
-//! Patterns use the seed library's syntax: `<name>` captures one segment,
+//! Patterns use `adafruit_httpserver`'s syntax: `<name>` captures one segment,
 //! `...` matches exactly one segment, `....` one or more. The first registered
 //! match wins; a path matched with the wrong method gets `405` with `Allow`.
 //! Patterns are checked when registered.
@@ -66,7 +66,7 @@
 //! A handler runs once the whole request (head and body, de-chunked) has
 //! arrived. [`Request`] gives the method, the decoded path, query parameters
 //! (multi-valued, `+` as space), route parameters, case-insensitive headers with
-//! the seed's [`get_directive`](Headers::get_directive) /
+//! `adafruit_httpserver`'s [`get_directive`](Headers::get_directive) /
 //! [`get_parameter`](Headers::get_parameter), the body as bytes, text or JSON,
 //! and the client address. Client input reflected into HTML must go through
 //! [`html_escape`]. Forms: [`Request::form`] (urlencoded, multipart with
@@ -89,7 +89,7 @@
 //! # Responses
 //!
 //! [`Response`] builds text, HTML, bytes, JSON, redirects
-//! ([`Response::redirect`] picks 301/302/307/308 like the seed), chunked
+//! ([`Response::redirect`] picks 301/302/307/308 like `adafruit_httpserver`), chunked
 //! streams from any iterator, and files streamed from disk with ETag, 304 and
 //! `Range` handled by the server. A handler returning `Err(HttpError)` sends
 //! that status; a handler that panics sends `500` and the server keeps serving.
@@ -121,7 +121,7 @@
 //! to [`receive`](crate::WsHandle::receive) complete messages — a fragmented
 //! message is held until its last frame, pings are answered automatically and
 //! never returned as data — and to send, ping and close. Limits default to
-//! desktop values; [`ws::WsOptions::embedded`] gives the seed's (4096 bytes,
+//! desktop values; [`ws::WsOptions::embedded`] gives `adafruit_httpserver`'s (4096 bytes,
 //! 16 fragments, 5 s). [`Server::sender`] hands out a `Send` handle for
 //! other threads, and [`Server::broadcast_text`] sends to a set of sockets.
 //! [`Server::ws_ready`] lists only the sockets with news after a poll, and

@@ -99,7 +99,7 @@ impl Response {
         Ok(Response::bytes("application/json", body))
     }
 
-    /// A redirect to `location`, chosen as the seed library does: `302 Found` by
+    /// A redirect to `location`, chosen as `adafruit_httpserver` does: `302 Found` by
     /// default, `301` when `permanent`, and `307`/`308` when the client must
     /// repeat the same method and body (`preserve_method`).
     pub fn redirect(location: &str, permanent: bool, preserve_method: bool) -> Response {

@@ -14,7 +14,7 @@
 //! A pattern starts with `/`. A pattern ending in `/` matches only paths that
 //! end in `/`; one that does not end in `/` matches only paths that do not,
 //! unless it was registered with `append_slash` (then `/a` matches `/a` and
-//! `/a/`) or its last segment is `....` (which, as in the seed's regex, also
+//! `/a/`) or its last segment is `....` (which, as in `adafruit_httpserver`'s regex, also
 //! swallows a trailing slash). The rules checked by [`RoutePattern::parse`]
 //! are listed on [`RouteError`].
 //!
@@ -222,7 +222,7 @@ enum Tok {
     Param(usize),
     /// `...`
     One,
-    /// First segment of `....` (may be empty, like the seed's `.+`).
+    /// First segment of `....` (may be empty, like `adafruit_httpserver`'s `.+`).
     ManyHead,
     /// Rest of `....`: zero or more segments.
     Star,
@@ -277,7 +277,7 @@ impl RoutePattern {
     /// Parses and validates `pattern`. With `append_slash`, a pattern that
     /// does not end in `/` also matches the same path followed by `/`.
     ///
-    /// The checks, in order, are those of the seed library (leading `/`,
+    /// The checks, in order, are those of `adafruit_httpserver` (leading `/`,
     /// `append_slash` with a trailing `/`, `//`, unnamed parameter, parameter
     /// or wildcard not a whole segment, five or more dots) plus: `?`, `#` and
     /// control characters, unclosed `<` / unopened `>`, parameter names that
@@ -813,7 +813,7 @@ impl<H> Router<H> {
         RouteId(idx)
     }
 
-    /// Adds several routes, in order (the seed's `add_routes`).
+    /// Adds several routes, in order (`adafruit_httpserver`'s `add_routes`).
     pub fn add_routes(&mut self, routes: impl IntoIterator<Item = RouteEntry<H>>) -> Vec<RouteId> {
         routes.into_iter().map(|r| self.add_route(r)).collect()
     }
@@ -1065,7 +1065,7 @@ mod tests {
         assert_eq!(rest(&r, "/a/b/c/z").unwrap(), ["b", "c"]);
         assert_eq!(rest(&r, "/a/z/z/z").unwrap(), ["z", "z"]);
 
-        // A final `....` swallows a trailing slash, like the seed's `.+`.
+        // A final `....` swallows a trailing slash, like `adafruit_httpserver`'s `.+`.
         let r = p("/static/....");
         assert!(yes(&r, "/static/a"));
         assert!(yes(&r, "/static/css/site.css"));
@@ -1083,7 +1083,7 @@ mod tests {
         assert!(yes(&r, "/static/a/"));
         assert!(!yes(&r, "/static/a"));
 
-        // `....` may contain empty segments (the seed's `.+` matches "/").
+        // `....` may contain empty segments (`adafruit_httpserver`'s `.+` matches "/").
         let r = p("/x/....");
         assert!(yes(&r, "/x//"));
         assert!(yes(&r, "/x//a"));

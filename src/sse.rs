@@ -1,4 +1,4 @@
-//! Server-Sent Events streams the program keeps, like the seed's `SSEResponse`:
+//! Server-Sent Events streams the program keeps, like `adafruit_httpserver`'s `SSEResponse`:
 //! accept in a handler, keep the [`SseId`], push events between polls through
 //! [`Server::sse`](crate::Server::sse).
 //!

@@ -141,7 +141,7 @@ impl Default for WsOptions {
 }
 
 impl WsOptions {
-    /// The seed library's limits (4096-byte messages, 16 fragments, 5 s between
+    /// `adafruit_httpserver`'s limits (4096-byte messages, 16 fragments, 5 s between
     /// fragments) with buffers to match, for small devices.
     pub fn embedded() -> WsOptions {
         WsOptions {

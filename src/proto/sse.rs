@@ -57,7 +57,7 @@ impl<'a> SseEvent<'a> {
     }
 
     /// The event id, echoed by a reconnecting client as `Last-Event-ID`.
-    /// `"0"` is a valid id and is sent (the seed drops it).
+    /// `"0"` is a valid id and is sent (`adafruit_httpserver` drops it).
     pub fn id(mut self, id: &'a str) -> Self {
         self.id = Some(id);
         self

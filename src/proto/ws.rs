@@ -257,7 +257,7 @@ impl Default for WsConfig {
 }
 
 impl WsConfig {
-    /// The limits of the CircuitPython seed library: 4096-byte messages, 16
+    /// The limits of CircuitPython's `adafruit_httpserver`: 4096-byte messages, 16
     /// fragments, 5 s fragment timeout; outgoing frames of at most 4096
     /// bytes and a 5 s close timeout.
     pub fn embedded() -> Self {

@@ -111,7 +111,7 @@ impl<S> Server<S> {
 
     /// Registers `handler` for `pattern` and the given method(s).
     ///
-    /// Patterns use the seed library's syntax: `/item/<id>` captures a segment,
+    /// Patterns use `adafruit_httpserver`'s syntax: `/item/<id>` captures a segment,
     /// `...` matches exactly one segment and `....` one or more. The first
     /// registered route that matches wins. A `GET` route also answers `HEAD`.
     ///
@@ -139,7 +139,7 @@ impl<S> Server<S> {
         self.add_route(Route::new(pattern, methods, handler))
     }
 
-    /// Registers a [`Route`] built beforehand (the seed's `as_route`).
+    /// Registers a [`Route`] built beforehand (`adafruit_httpserver`'s `as_route`).
     pub fn add_route(&mut self, route: Route<S>) -> Result<&mut Self, Error> {
         self.routes.add(
             &route.pattern,
@@ -150,7 +150,7 @@ impl<S> Server<S> {
         Ok(self)
     }
 
-    /// Registers several routes at once (the seed's `add_routes`); stops at the
+    /// Registers several routes at once (`adafruit_httpserver`'s `add_routes`); stops at the
     /// first invalid pattern.
     pub fn add_routes(
         &mut self,
@@ -192,7 +192,7 @@ impl<S> Server<S> {
     }
 
     /// Requires these credentials for every request — routes, streaming
-    /// routes and static files alike (the seed's server-wide
+    /// routes and static files alike (`adafruit_httpserver`'s server-wide
     /// `require_authentication`). Others get `401` with a `WWW-Authenticate`
     /// challenge; a streaming route's opener never runs for them, and a
     /// client waiting on `Expect: 100-continue` gets the `401` before it sends
@@ -340,7 +340,7 @@ impl<S> Server<S> {
     }
 
     /// Sends a text message to every WebSocket in `ids`; returns how many
-    /// accepted it. Failures (closed connections) are skipped, as the seed's
+    /// accepted it. Failures (closed connections) are skipped, as `adafruit_httpserver`'s
     /// `fail_silently`.
     pub fn broadcast_text<'a>(
         &mut self,
