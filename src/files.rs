@@ -2,20 +2,27 @@
 //! (`ETag`, `Last-Modified`), conditional requests, single byte ranges and a
 //! streaming body reader.
 //!
-//! # How a server uses this module
+//! # How the server uses this module
 //!
-//! 1. Build a [`StaticRoot`] once (it canonicalizes the root directory).
-//! 2. Per request (GET/HEAD), split the URL path — without its leading `/`,
-//!    query and fragment — on `/`, percent-decode every segment (or let
-//!    [`path_segments`] do both) and call [`StaticRoot::resolve`]. Map a
-//!    [`FileError`] to its [`status`](FileError::status); for
-//!    [`FileError::Redirect`] send `301` with the given `Location`.
-//! 3. Compute `etag(len, modified)` (or [`ResolvedFile::etag`]) and run
-//!    [`evaluate_preconditions`] / [`evaluate_conditions`]: `304` or `412`
-//!    end the request there.
-//! 4. Run [`parse_range`] and answer `200`, `206` or `416`; build a
-//!    [`FileBody`] for the chosen byte span and call [`FileBody::fill`] each
-//!    time the connection's output buffer has room.
+//! [`Server::serve_files`](crate::Server::serve_files) does all of this; the
+//! pieces are public for handlers that serve files themselves.
+//!
+//! 1. A [`StaticRoot`] is built once (it canonicalizes the root directory).
+//! 2. For each `GET`/`HEAD` no route matched, the decoded request path
+//!    ([`decode_path`](crate::url::decode_path)) is split with
+//!    [`segments_of`] and [`StaticRoot::resolve_entry`] finds the file or
+//!    directory. A [`FileError`] becomes its [`status`](FileError::status);
+//!    [`FileError::Redirect`] a `301` to the given `Location`.
+//! 3. The [`ResolvedFile`] becomes the response (`Response::from`). While
+//!    writing it, the server adds `ETag` and `Last-Modified`, applies the
+//!    conditional headers ([`evaluate_preconditions`]: `304`, `412`) and
+//!    `Range` ([`parse_range`]: `206`, `416`), and sends the chosen span from
+//!    a [`FileBody`] (`sendfile` on Linux, [`FileBody::fill`] elsewhere).
+//!
+//! A handler starting from a raw, undecoded path can use [`path_segments`]
+//! and [`StaticRoot::resolve`] instead of step 2; a handler that already has
+//! a file path can return [`Response::file`](crate::Response::file), which
+//! gets the same validators.
 //!
 //! Nothing here panics on any input.
 

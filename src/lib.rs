@@ -139,9 +139,23 @@
 //!
 //! # Layers
 //!
-//! [`proto`] holds the sans-IO protocol state machines (no sockets, no clock
-//! reads), usable and testable on their own; the application API sits on top;
-//! only [`server`] touches sockets (`mio`).
+//! Three layers, each usable and testable on its own; dependencies point
+//! downward only.
+//!
+//! - **Protocol** ([`proto`]): sans-IO state machines over byte slices —
+//!   request heads and body framing, response heads, the WebSocket frame
+//!   codec and session, event encoding. No sockets and no clock reads (the
+//!   current time is an argument). This is where the fuzz targets and
+//!   property tests point.
+//! - **Application**: what handlers and the program work with — [`Request`],
+//!   [`Response`], [`router`], [`headers`], [`url`], [`form`], [`cookies`],
+//!   [`auth`], [`cors`], [`files`], [`mime`], [`escape`], and the ids, options
+//!   and errors of [`ws`] and [`sse`]. None of it knows about sockets.
+//! - **Driver** ([`server`]): the `mio` poll loop. It owns the listener and
+//!   every connection, decides once per request (when its head is in) what
+//!   answers it, and moves bytes between sockets and the protocol layer.
+//!   The program acts on connections through [`Server`], [`WsHandle`],
+//!   [`SseHandle`] and the cross-thread [`Sender`].
 #![warn(missing_docs)]
 // Three reviewed exceptions, each with a SAFETY note, all in `proto::ws`.
 #![deny(unsafe_code)]

@@ -92,3 +92,45 @@ fn a_request_with_a_body_is_routed_once_with_and_without_expect_continue() {
         }
     }
 }
+
+/// The application layer never reaches up into the driver (docs may link to
+/// it): `server/` depends on `ws.rs`, `sse.rs`, `response.rs` and the rest,
+/// not the other way round.
+#[test]
+fn application_modules_do_not_import_the_driver() {
+    let driver_items = [
+        "crate::server",
+        "crate::Server",
+        "crate::WsHandle",
+        "crate::SseHandle",
+        "crate::Sender",
+        "crate::BodySink",
+        "crate::ServerConfig",
+        "crate::Activity",
+        "crate::Route",
+    ];
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut checked = 0;
+    for dir in [src.clone(), src.join("proto")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("lib.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for item in driver_items {
+                    let hit = code.match_indices(item).any(|(i, _)| {
+                        // `crate::Route` must not match `crate::RouteError`.
+                        !code[i + item.len()..]
+                            .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                    });
+                    assert!(!hit, "{}:{}: {line}", path.display(), n + 1);
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} files checked");
+}
