@@ -195,6 +195,7 @@ pub use request::{ConnId, Request, RouteParams};
 pub use response::Response;
 pub use router::RouteError;
 pub use server::{
-    Activity, BodySink, Handler, Route, Sender, Server, ServerConfig, SseHandle, WsHandle,
+    Activity, BodySink, Handler, Route, Sender, Server, ServerConfig, ServerStats, SseHandle,
+    WsHandle,
 };
 pub use status::StatusCode;

@@ -47,9 +47,10 @@ pub struct SseOptions {
     /// A comment line is sent after this long without an event, so proxies
     /// and browsers do not drop an idle stream. Default 15 s; `None` disables.
     pub heartbeat: Option<Duration>,
-    /// Most unsent bytes queued for a client that does not read; a send
-    /// finding more closes the stream ([`SseSendError::Backpressure`]).
-    /// Default 1 MiB.
+    /// Most unsent bytes queued for a client that does not read; a send that
+    /// would queue more closes the stream ([`SseSendError::Backpressure`]),
+    /// and one event larger than this is refused
+    /// ([`SseSendError::EventTooLarge`]). Default 1 MiB.
     pub max_send_buffer: usize,
 }
 
@@ -75,10 +76,21 @@ pub enum SseSendError {
     /// The event cannot be encoded (line break in a field…).
     #[error(transparent)]
     Encode(#[from] SseError),
-    /// The client left more than [`SseOptions::max_send_buffer`] bytes unread;
-    /// the stream has been closed.
+    /// The event would have made more than [`SseOptions::max_send_buffer`]
+    /// bytes wait for a client that is not reading fast enough; the stream
+    /// has been closed (nothing of the event was queued).
     #[error("client is not reading; stream closed")]
     Backpressure,
+    /// The event alone, encoded, is larger than
+    /// [`SseOptions::max_send_buffer`]: it was not sent, and the stream stays
+    /// open. Raise the bound to send events this large.
+    #[error("event of {len} bytes exceeds the send buffer bound of {limit} bytes")]
+    EventTooLarge {
+        /// The encoded event's size.
+        len: usize,
+        /// The stream's `max_send_buffer`.
+        limit: usize,
+    },
     /// The connection failed while writing.
     #[error("connection failed while sending")]
     Io,

@@ -75,10 +75,22 @@ pub enum WsError {
     /// A ping payload over 125 bytes.
     #[error("control frame payload of {0} bytes exceeds 125")]
     ControlTooLong(usize),
-    /// The peer left more than [`WsOptions::max_send_buffer`] bytes unread;
-    /// the connection has been closed.
+    /// The message would have made more than
+    /// [`WsOptions::max_send_buffer`] bytes wait for a peer that is not
+    /// reading fast enough; the connection has been closed (nothing of the
+    /// message was queued).
     #[error("peer is not reading; connection closed")]
     Backpressure,
+    /// The message alone, as framed, is larger than
+    /// [`WsOptions::max_send_buffer`]: it was not sent, and the connection
+    /// stays open. Raise the bound to send messages this large.
+    #[error("message of {len} bytes exceeds the send buffer bound of {limit} bytes")]
+    MessageTooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The connection's `max_send_buffer`.
+        limit: usize,
+    },
     /// The connection failed while writing.
     #[error("connection failed while sending")]
     Io,
@@ -119,9 +131,11 @@ pub struct WsOptions {
     /// Protocol limits (message size, fragments, fragment timeout, frame size
     /// for sending, close timeout); see [`WsConfig`].
     pub protocol: WsConfig,
-    /// Most unsent bytes queued for a peer that does not read. A send finding
-    /// more than this queued closes the connection ([`WsError::Backpressure`]).
-    /// Default 8 MiB.
+    /// Most unsent bytes queued for a peer that does not read. A send that
+    /// would queue more closes the connection ([`WsError::Backpressure`]), so
+    /// no connection ever holds more than this (plus one control frame of
+    /// at most 127 bytes); a single message larger than this is refused
+    /// ([`WsError::MessageTooLarge`]). Default 8 MiB.
     pub max_send_buffer: usize,
     /// Most bytes of received messages held until the program calls
     /// [`WsHandle::receive`](crate::WsHandle::receive); beyond it the server stops reading the socket

@@ -79,11 +79,12 @@ fn sse_server(
 }
 
 /// `/events`: accepts an event stream with `options` and records its id and
-/// `Last-Event-ID`. `/events-hb` is the same with a 200 ms heartbeat.
+/// `Last-Event-ID`. `/events-hb` is the same with a 200 ms heartbeat, and
+/// room for the 8 MiB events some tests send.
 fn events_route(server: &mut Server<State>, options: SseOptions) {
     let hb = SseOptions {
         heartbeat: Some(Duration::from_millis(200)),
-        ..SseOptions::default()
+        max_send_buffer: 16 << 20,
     };
     for (path, options) in [("/events", options), ("/events-hb", hb)] {
         server
@@ -548,7 +549,7 @@ fn sse_large_event_on_a_long_quiet_stream_is_delivered_whole() {
             s.route("/quiet", Method::GET, |req, st: &mut State| {
                 let (response, id) = req.accept_sse_with(SseOptions {
                     heartbeat: None,
-                    ..SseOptions::default()
+                    max_send_buffer: 16 << 20,
                 })?;
                 st.streams.push((id, None));
                 Ok(response)

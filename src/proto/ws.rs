@@ -1234,6 +1234,14 @@ impl WsSession {
         Ok(())
     }
 
+    /// At most how many bytes a data message with a `len`-byte payload takes
+    /// on the wire when this session sends it (its frames' headers
+    /// included), so a sender can check a buffer bound before writing.
+    pub fn message_wire_len(&self, len: usize) -> usize {
+        let frames = len.div_ceil(self.config.max_frame_size.max(1)).max(1);
+        len.saturating_add(frames.saturating_mul(MAX_HEADER_LEN))
+    }
+
     /// Writes a text message to `out`, split into frames of at most
     /// [`WsConfig::max_frame_size`] bytes.
     pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {

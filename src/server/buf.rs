@@ -68,15 +68,30 @@ impl ReadBuf {
         Ok((n, n == space))
     }
 
-    /// Moves the unconsumed bytes into a buffer sized for them, leaving `self`
-    /// (typically the server's shared scratch buffer) empty with its capacity.
+    /// Appends `data` after the unconsumed bytes.
+    pub fn append(&mut self, data: &[u8]) {
+        if self.buf.len() - self.end < data.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() - self.end < data.len() {
+                self.buf.resize(self.end + data.len(), 0);
+            }
+        }
+        self.buf[self.end..self.end + data.len()].copy_from_slice(data);
+        self.end += data.len();
+    }
+
+    /// Moves the unconsumed bytes into a buffer of exactly their size,
+    /// leaving `self` (the server's shared scratch buffer) empty with its
+    /// capacity: what a connection keeps between polls is what its peer
+    /// sent and the server could not use yet, not a read-sized buffer.
     pub fn split_off_remaining(&mut self) -> ReadBuf {
-        let mut own = ReadBuf {
-            buf: vec![0; self.len().max(1024)],
+        let own = ReadBuf {
+            buf: self.data().to_vec(),
             start: 0,
             end: self.len(),
         };
-        own.buf[..self.len()].copy_from_slice(self.data());
         self.clear();
         own
     }
@@ -97,10 +112,16 @@ mod tests {
         assert_eq!(b.data(), b"llo wo");
         let own = b.split_off_remaining();
         assert_eq!(own.data(), b"llo wo");
+        assert_eq!(own.capacity(), 6);
         assert!(b.is_empty());
         assert!(b.capacity() >= 4);
         // Less than the free space: a short read.
         let mut src: &[u8] = b"x";
         assert_eq!(b.read_from(&mut src, 4).unwrap(), (1, false));
+        // Appending compacts first, then grows only as needed.
+        b.consume(1);
+        b.append(b"abc");
+        b.append(b"defghijkl");
+        assert_eq!(b.data(), b"abcdefghijkl");
     }
 }

@@ -130,3 +130,21 @@ impl Activity {
         *self == Activity::default()
     }
 }
+
+/// What the server holds right now, from [`Server::stats`](crate::Server::stats):
+/// for monitoring, and to check that memory follows what clients sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Open connections (including closed WebSockets whose messages wait
+    /// for the program).
+    pub connections: usize,
+    /// Bytes allocated for received input that connections hold between
+    /// polls (partial requests, frames not yet processed). The read buffer
+    /// the server shares between connections while it drives them is not
+    /// counted.
+    pub input_buffered: usize,
+    /// Bytes queued for clients that have not taken them yet (response
+    /// heads and bodies held in memory, WebSocket frames, events).
+    pub output_queued: usize,
+}

@@ -82,6 +82,8 @@ impl<S> Server<S> {
         };
         if !conn.drive(&mut self.routes, &mut self.shared, state, now) {
             self.close_conn(key);
+        } else if conn.has_more() {
+            self.resume.push(key);
         }
     }
 

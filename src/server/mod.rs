@@ -38,7 +38,7 @@ use crate::router::{IntoMethodMask, Router};
 use crate::sse::{SseEvent, SseId};
 use crate::ws::WsId;
 
-pub use config::{Activity, ServerConfig};
+pub use config::{Activity, ServerConfig, ServerStats};
 pub use handles::{Sender, SseHandle, WsHandle};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
@@ -263,6 +263,21 @@ impl<S> Server<S> {
     /// Whether the server is listening.
     pub fn is_listening(&self) -> bool {
         self.listener.is_some()
+    }
+
+    /// What the server holds now: connections and the memory of their
+    /// buffers. Walks every connection, so call it for monitoring, not on
+    /// every poll of a busy server.
+    pub fn stats(&self) -> ServerStats {
+        let mut stats = ServerStats {
+            connections: self.conns.len(),
+            ..ServerStats::default()
+        };
+        for (_, conn) in self.conns.iter() {
+            stats.input_buffered += conn.input_buffered();
+            stats.output_queued += conn.output_queued();
+        }
+        stats
     }
 
     /// Number of open connections.

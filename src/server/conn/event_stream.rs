@@ -52,10 +52,26 @@ impl Conn {
         let Some(sse) = self.sse.as_ref() else {
             return Err(SseSendError::NotEventStream);
         };
-        if self.pending_len() > sse.options.max_send_buffer {
-            return Err(SseSendError::Backpressure);
+        let limit = sse.options.max_send_buffer;
+        // Encoded in place, then measured: what does not fit is taken back,
+        // so the queue never holds more than the bound.
+        let before = self.wbuf.len();
+        let encoded = write(&mut self.wbuf);
+        let len = self.wbuf.len() - before;
+        if encoded.is_err() || self.pending_len() > limit {
+            self.wbuf.truncate(before);
+            if self.wbuf.is_empty() {
+                // Do not keep the capacity a refused event grew.
+                self.wbuf = Vec::new();
+                self.wpos = 0;
+            }
+            encoded?;
+            return Err(if len > limit {
+                SseSendError::EventTooLarge { len, limit }
+            } else {
+                SseSendError::Backpressure
+            });
         }
-        write(&mut self.wbuf)?;
         self.flush_outside_loop().map_err(|_| SseSendError::Io)
     }
 

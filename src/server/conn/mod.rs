@@ -34,6 +34,9 @@ pub(crate) use websocket::{BufferPool, WsConn, WsPop};
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Reads one connection may do in one poll round (so at most 256 KiB of
+/// input is parsed for it) before the other ready connections get their turn.
+const READS_PER_ROUND: usize = 4;
 /// Pipelined requests are not parsed while this much output waits: a client
 /// that sends but never reads cannot make the server buffer without bound.
 const HIGH_WATER: usize = 256 * 1024;
@@ -128,6 +131,8 @@ pub(crate) struct Conn {
     sink: Option<Box<dyn BodySink>>,
     /// Body size limit of the current request (the route's, for a sink).
     body_limit: u64,
+    /// The last drive stopped at its share of the round with work left.
+    more: bool,
 }
 
 impl Conn {
@@ -171,6 +176,7 @@ impl Conn {
             ready_epoch: 0,
             sink: None,
             body_limit: 0,
+            more: false,
         }
     }
 
@@ -190,6 +196,22 @@ impl Conn {
     /// The socket is closed; the slot only holds messages for the program.
     pub fn is_dead(&self) -> bool {
         self.dead
+    }
+
+    /// Whether the last [`drive`](Self::drive) left work for the next round
+    /// (it used up its share of this one).
+    pub fn has_more(&self) -> bool {
+        self.more
+    }
+
+    /// Bytes allocated for input kept between polls.
+    pub fn input_buffered(&self) -> usize {
+        self.rbuf.capacity()
+    }
+
+    /// Bytes queued for the peer and not yet written.
+    pub fn output_queued(&self) -> usize {
+        self.pending_len()
     }
 
     /// Records what the poller reported; [`drive`](Self::drive) acts on it.
@@ -228,24 +250,24 @@ impl Conn {
         state: &mut S,
         now: Instant,
     ) -> bool {
-        // Borrow the shared read buffer when this connection holds no partial
-        // input: idle connections then own no buffer at all.
-        let lent = self.rbuf.capacity() == 0;
-        if lent {
-            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+        // Reading and parsing happen in the server's one scratch buffer. A
+        // connection keeps only the input it could not use yet, in a buffer
+        // of exactly that size, so memory follows what each peer sent (a
+        // half-sent head pins its few bytes, not a read-sized buffer).
+        std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+        if !shared.scratch.is_empty() {
+            self.rbuf.append(shared.scratch.data());
+            shared.scratch = ReadBuf::default();
         }
+        self.more = false;
         let keep = self.run(routes, shared, state, now);
-        if lent {
-            let rest = if self.rbuf.is_empty() {
-                ReadBuf::default()
-            } else {
-                self.rbuf.split_off_remaining()
-            };
-            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
-            self.rbuf = rest;
-        } else if self.rbuf.is_empty() {
-            self.rbuf = ReadBuf::default();
-        }
+        let rest = if self.rbuf.is_empty() {
+            ReadBuf::default()
+        } else {
+            self.rbuf.split_off_remaining()
+        };
+        std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+        self.rbuf = rest;
         if self.wpos == self.wbuf.len() && self.wbuf.capacity() > 4 * INLINE_BODY {
             self.wbuf = Vec::new();
             self.wpos = 0;
@@ -263,6 +285,7 @@ impl Conn {
         state: &mut S,
         now: Instant,
     ) -> bool {
+        let mut reads = 0;
         loop {
             let mut progress = false;
             if self.ready.writable && self.has_output() {
@@ -305,6 +328,17 @@ impl Conn {
                 self.mark_ws_ready(shared);
             }
             if self.ready.readable && !self.peer_eof && self.wants_read() {
+                if reads == READS_PER_ROUND {
+                    // This peer has had its share of the round: what it sent
+                    // is answered and flushed, the others go next, and its
+                    // socket is read again at the next poll.
+                    self.more = true;
+                    if progress {
+                        continue;
+                    }
+                    break;
+                }
+                reads += 1;
                 match self
                     .rbuf
                     .read_from(&mut ReadHalf(&mut *self.io), READ_CHUNK)

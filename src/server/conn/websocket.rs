@@ -245,10 +245,7 @@ impl Conn {
     /// is written straight from `payload` with one vectored write (header +
     /// payload), so only what the kernel does not take is copied.
     pub(crate) fn ws_send_data(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
-        let direct = self.ready.writable
-            && self.pending_len() == 0
-            && self.out.is_none()
-            && payload.len() >= INLINE_WS;
+        self.ws_room(|session| session.message_wire_len(payload.len()))?;
         let queue = |s: &mut WsSession, out: &mut Vec<u8>| {
             if text {
                 s.send_text_bytes(payload, out)
@@ -256,8 +253,12 @@ impl Conn {
                 s.send_binary(payload, out)
             }
         };
-        if !direct || self.dead {
-            return self.ws_send(queue);
+        let direct = self.ready.writable
+            && self.pending_len() == 0
+            && self.out.is_none()
+            && payload.len() >= INLINE_WS;
+        if !direct {
+            return self.ws_write(queue);
         }
         let Some(ws) = self.ws.as_mut() else {
             return Err(WsError::NotWebSocket);
@@ -268,7 +269,7 @@ impl Conn {
             .session
             .write_data_header(text, payload.len(), &mut self.wbuf)?
         {
-            return self.ws_send(queue);
+            return self.ws_write(queue);
         }
         let head = self.wbuf.len();
         match self
@@ -301,26 +302,11 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends a ping (payload of at most 125 bytes).
-    pub(crate) fn ws_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
-        self.ws_send(|s, out| s.send_ping(payload, out))
-    }
-
-    /// Starts the closing handshake.
-    pub(crate) fn ws_close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
-        let now = Instant::now();
-        self.ws_send(|s, out| s.close(code, reason, now, out))?;
-        if let Some(ws) = self.ws.as_mut() {
-            ws.set_status(CloseStatus::Local);
-        }
-        Ok(())
-    }
-
-    /// Runs `send` against the session and pushes the result to the socket.
-    fn ws_send(
-        &mut self,
-        send: impl FnOnce(&mut WsSession, &mut Vec<u8>) -> Result<(), SendError>,
-    ) -> Result<(), WsError> {
+    /// The send bound, checked before anything is queued: `size` gives the
+    /// wire size of what is about to be sent (0 for a control frame). A
+    /// message that can never fit is refused; one that does not fit now
+    /// means the peer is not reading, and the connection is to be closed.
+    fn ws_room(&mut self, size: impl FnOnce(&WsSession) -> usize) -> Result<(), WsError> {
         if self.dead {
             return Err(WsError::Closed);
         }
@@ -328,10 +314,49 @@ impl Conn {
         let Some(ws) = self.ws.as_mut() else {
             return Err(WsError::NotWebSocket);
         };
-        if pending > ws.max_send_buffer {
+        if !ws.session.is_open() {
+            return Err(WsError::Closed);
+        }
+        let size = size(&ws.session);
+        if size > ws.max_send_buffer {
+            return Err(WsError::MessageTooLarge {
+                len: size,
+                limit: ws.max_send_buffer,
+            });
+        }
+        if pending.saturating_add(size) > ws.max_send_buffer {
             ws.set_status(CloseStatus::Abnormal);
             return Err(WsError::Backpressure);
         }
+        Ok(())
+    }
+
+    /// Sends a ping (payload of at most 125 bytes).
+    pub(crate) fn ws_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        self.ws_room(|_| 0)?;
+        self.ws_write(|s, out| s.send_ping(payload, out))
+    }
+
+    /// Starts the closing handshake.
+    pub(crate) fn ws_close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
+        let now = Instant::now();
+        self.ws_room(|_| 0)?;
+        self.ws_write(|s, out| s.close(code, reason, now, out))?;
+        if let Some(ws) = self.ws.as_mut() {
+            ws.set_status(CloseStatus::Local);
+        }
+        Ok(())
+    }
+
+    /// Runs `send` against the session (after [`ws_room`](Self::ws_room)
+    /// said it fits) and pushes the result to the socket.
+    fn ws_write(
+        &mut self,
+        send: impl FnOnce(&mut WsSession, &mut Vec<u8>) -> Result<(), SendError>,
+    ) -> Result<(), WsError> {
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(WsError::NotWebSocket);
+        };
         send(&mut ws.session, &mut self.wbuf)?;
         if ws.session.wants_shutdown() && self.phase == Phase::Ws {
             self.phase = Phase::Closing;
