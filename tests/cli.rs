@@ -1,10 +1,11 @@
 //! The `pollserve` command over loopback: `serve` (listing, --no-listing,
-//! --auth, --header, the secrets warning) and `demo` (status, colour, upload).
+//! --auth, --header, the secrets warning), `demo` (status, colour, upload,
+//! the bounded upload list), and both surviving closed stdout/stderr pipes.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -157,4 +158,125 @@ fn demo_status_colour_and_upload() {
         serde_json::from_slice(&common::get(srv.addr, "/api/status").body).unwrap();
     assert_eq!(status["color"], "#ff8800");
     assert_eq!(status["uploads"][0]["name"], "n.bin");
+}
+
+/// Whether the process has not exited.
+fn still_running(srv: &mut Running) -> bool {
+    srv.child.try_wait().expect("try_wait").is_none()
+}
+
+/// After a failed request: waits up to 5 s for the child to exit and
+/// describes how it ended, or says it is still running.
+fn exit_of(srv: &mut Running) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match srv.child.try_wait().expect("try_wait") {
+            Some(status) => return format!("pollserve exited ({status})"),
+            None if Instant::now() >= deadline => return "pollserve is still running".into(),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// `GET path` on a new connection; the status, or a panic that says whether
+/// the process is gone (the common helpers only say "connection refused").
+fn status_of(srv: &mut Running, path: &str) -> u16 {
+    let attempt = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(srv.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply)?;
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    };
+    match attempt() {
+        Ok(reply) => match reply.split(' ').nth(1).and_then(|s| s.parse().ok()) {
+            Some(status) => status,
+            None => panic!("no HTTP response ({:?}); {}", reply, exit_of(srv)),
+        },
+        Err(e) => panic!("GET {path} failed: {e}; {}", exit_of(srv)),
+    }
+}
+
+/// Reads `child`'s stderr until pollserve says it is listening, so the log
+/// has written at least one line before the caller closes the pipe.
+fn read_listening_line(stderr: std::process::ChildStderr) {
+    let mut lines = BufReader::new(stderr).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("listening on http://") => return,
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    panic!("pollserve did not log that it is listening");
+}
+
+/// `pollserve serve DIR 2>&1 >/dev/null | head -n 3`: once the reader of the
+/// log is gone, every access-log line meets EPIPE. `eprintln!` panicked on
+/// it, so the first request after `head` exited ended the server (101).
+#[test]
+fn serve_survives_its_log_pipe_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "ay").unwrap();
+    // `run` has read the URL line from stdout and closed that pipe.
+    let mut srv = run(&["serve", dir.path().to_str().unwrap()]);
+    read_listening_line(srv.stderr.take().unwrap());
+    for i in 0..5 {
+        assert_eq!(status_of(&mut srv, "/a.txt"), 200, "request {i}");
+    }
+    assert_eq!(status_of(&mut srv, "/missing"), 404);
+    assert!(still_running(&mut srv));
+    assert_eq!(status_of(&mut srv, "/a.txt"), 200);
+}
+
+/// stdout already closed when pollserve starts (`pollserve serve >&-`-like,
+/// or a reader that exited early): the "Serving … on http://…" line meets
+/// EPIPE, which `println!` turned into a panic before the first request.
+#[test]
+fn serve_and_demo_survive_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "ay").unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (args, path) in [(vec!["serve", d], "/a.txt"), (vec!["demo"], "/api/status")] {
+        let mut srv = None;
+        for _ in 0..5 {
+            // A socket whose peer is gone: every write to it fails with EPIPE.
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            drop(ours);
+            let port = free_port();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_pollserve"))
+                .args(&args)
+                .args(["--port", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start pollserve");
+            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            let listening = lines
+                .next()
+                .and_then(Result::ok)
+                .is_some_and(|l| l.contains(&format!("127.0.0.1:{port}")));
+            drop(lines);
+            let running = Running {
+                child,
+                addr: format!("127.0.0.1:{port}").parse().unwrap(),
+                stderr: None,
+            };
+            if listening {
+                srv = Some(running);
+                break;
+            }
+        }
+        let mut srv = srv.unwrap_or_else(|| panic!("pollserve {args:?} did not start"));
+        for i in 0..3 {
+            assert_eq!(status_of(&mut srv, path), 200, "{args:?} request {i}");
+        }
+        assert!(still_running(&mut srv), "{args:?}");
+    }
 }

@@ -108,7 +108,9 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     )?;
 
     let addr = server.start(&args.host, args.port)?;
-    println!("pollserve demo on http://{addr}/  (WebSocket echo: ws://{addr}/ws/echo)");
+    crate::print_out(format_args!(
+        "pollserve demo on http://{addr}/  (WebSocket echo: ws://{addr}/ws/echo)"
+    ));
     let mut app = Demo {
         echo_options,
         echo: Vec::new(),
