@@ -157,7 +157,67 @@ fn demo_status_colour_and_upload() {
     let status: serde_json::Value =
         serde_json::from_slice(&common::get(srv.addr, "/api/status").body).unwrap();
     assert_eq!(status["color"], "#ff8800");
-    assert_eq!(status["uploads"][0]["name"], "n.bin");
+    assert_eq!(status["uploads"]["recent"][0]["name"], "n.bin");
+    assert_eq!(status["uploads"]["count"], 1);
+    assert_eq!(status["uploads"]["bytes"], 3);
+}
+
+/// Every dashboard viewer receives the status once a second, so what an
+/// anonymous upload can put into it is bounded: 20 files with 7.8 KB names
+/// made `/api/status` and every SSE `stats` event about 158 KB.
+#[test]
+fn demo_status_stays_small_after_uploads_with_long_names() {
+    let srv = run(&["demo", "-q"]);
+    // Two-byte characters, so a cut at a byte count could split one.
+    let long = "aé".repeat(2600);
+    let mut body = String::new();
+    for i in 0..20 {
+        body.push_str(&format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{i:02}-{long}\"\r\n\r\n{}\r\n",
+            "x".repeat(i + 1)
+        ));
+    }
+    body.push_str("--XyZ--\r\n");
+    let r = common::request(
+        srv.addr,
+        &format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let raw = common::get(srv.addr, "/api/status").body;
+    assert!(raw.len() < 2048, "/api/status is {} bytes", raw.len());
+    let status: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let uploads = &status["uploads"];
+    assert_eq!(uploads["count"], 20);
+    assert_eq!(uploads["bytes"], (1..=20).sum::<u64>());
+    let recent = uploads["recent"].as_array().unwrap();
+    assert!(!recent.is_empty() && recent.len() <= 5, "{recent:?}");
+    // Newest last, its name cut short (and marked so) but recognisable.
+    let newest = recent.last().unwrap();
+    assert_eq!(newest["size"], 20);
+    let name = newest["name"].as_str().unwrap();
+    assert!(name.starts_with("19-aéaé") && name.ends_with('…'), "{name}");
+    assert!(name.chars().count() <= 64, "{name}");
+
+    // The same status is what the once-a-second `stats` event carries.
+    let mut events = common::connect(srv.addr);
+    events
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let mut lines = BufReader::new(events).lines();
+    let mut stats = None;
+    let mut in_stats = false;
+    for line in lines.by_ref().take(100) {
+        let line = line.expect("read the event stream");
+        if line == "event: stats" {
+            in_stats = true;
+        } else if let (true, Some(data)) = (in_stats, line.strip_prefix("data: ")) {
+            stats = Some(data.len());
+            break;
+        }
+    }
+    let stats = stats.expect("a stats event");
+    assert!(stats < 2048, "a stats event carries {stats} bytes");
 }
 
 /// Whether the process has not exited.
