@@ -261,19 +261,27 @@ fn status_of(srv: &mut Running, path: &str) -> u16 {
     }
 }
 
-/// Reads `child`'s stderr until pollserve says it is listening, so the log
-/// has written at least one line before the caller closes the pipe.
-fn read_listening_line(stderr: std::process::ChildStderr) {
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("listening on http://") => return,
-            Some(Ok(_)) => {}
-            _ => break,
+/// Reads `stderr` until a line contains `needle`, then closes the pipe's
+/// read end; false if no such line came within 20 s (or before EOF). A
+/// thread reads, so a silent process cannot hang the test.
+fn await_line_then_close(stderr: std::process::ChildStderr, needle: String) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        // The reader (and with it the pipe) is dropped before the answer is sent.
+        let found = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains(&needle));
+        let _ = tx.send(found);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(found) => {
+            reader.join().unwrap();
+            found
         }
+        // The thread ends when the caller's `Running` kills the process.
+        Err(_) => false,
     }
-    panic!("pollserve did not log that it is listening");
 }
 
 /// `pollserve serve DIR 2>&1 >/dev/null | head -n 3`: once the reader of the
@@ -285,7 +293,11 @@ fn serve_survives_its_log_pipe_closing() {
     std::fs::write(dir.path().join("a.txt"), "ay").unwrap();
     // `run` has read the URL line from stdout and closed that pipe.
     let mut srv = run(&["serve", dir.path().to_str().unwrap()]);
-    read_listening_line(srv.stderr.take().unwrap());
+    let stderr = srv.stderr.take().unwrap();
+    assert!(
+        await_line_then_close(stderr, "listening on http://".into()),
+        "pollserve logs that it is listening"
+    );
     for i in 0..5 {
         assert_eq!(status_of(&mut srv, "/a.txt"), 200, "request {i}");
     }
@@ -317,12 +329,8 @@ fn serve_and_demo_survive_a_closed_stdout() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .expect("start pollserve");
-            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-            let listening = lines
-                .next()
-                .and_then(Result::ok)
-                .is_some_and(|l| l.contains(&format!("127.0.0.1:{port}")));
-            drop(lines);
+            let stderr = child.stderr.take().unwrap();
+            let listening = await_line_then_close(stderr, format!("127.0.0.1:{port}"));
             let running = Running {
                 child,
                 addr: format!("127.0.0.1:{port}").parse().unwrap(),
