@@ -1,10 +1,11 @@
 //! The `pollserve` command over loopback: `serve` (listing, --no-listing,
-//! --auth, --header, the secrets warning) and `demo` (status, colour, upload).
+//! --auth, --header, the secrets warning), `demo` (status, colour, upload,
+//! the bounded upload list), and both surviving closed stdout/stderr pipes.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -156,5 +157,194 @@ fn demo_status_colour_and_upload() {
     let status: serde_json::Value =
         serde_json::from_slice(&common::get(srv.addr, "/api/status").body).unwrap();
     assert_eq!(status["color"], "#ff8800");
-    assert_eq!(status["uploads"][0]["name"], "n.bin");
+    assert_eq!(status["uploads"]["recent"][0]["name"], "n.bin");
+    assert_eq!(status["uploads"]["count"], 1);
+    assert_eq!(status["uploads"]["bytes"], 3);
+}
+
+/// Every dashboard viewer receives the status once a second, so what an
+/// anonymous upload can put into it is bounded: 20 files with 7.8 KB names
+/// made `/api/status` and every SSE `stats` event about 158 KB.
+#[test]
+fn demo_status_stays_small_after_uploads_with_long_names() {
+    let srv = run(&["demo", "-q"]);
+    // Two-byte characters, so a cut at a byte count could split one.
+    let long = "aé".repeat(2600);
+    let mut body = String::new();
+    for i in 0..20 {
+        body.push_str(&format!(
+            "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{i:02}-{long}\"\r\n\r\n{}\r\n",
+            "x".repeat(i + 1)
+        ));
+    }
+    body.push_str("--XyZ--\r\n");
+    let r = common::request(
+        srv.addr,
+        &format!("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let raw = common::get(srv.addr, "/api/status").body;
+    assert!(raw.len() < 2048, "/api/status is {} bytes", raw.len());
+    let status: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let uploads = &status["uploads"];
+    assert_eq!(uploads["count"], 20);
+    assert_eq!(uploads["bytes"], (1..=20).sum::<u64>());
+    let recent = uploads["recent"].as_array().unwrap();
+    assert!(!recent.is_empty() && recent.len() <= 5, "{recent:?}");
+    // Newest last, its name cut short (and marked so) but recognisable.
+    let newest = recent.last().unwrap();
+    assert_eq!(newest["size"], 20);
+    let name = newest["name"].as_str().unwrap();
+    assert!(name.starts_with("19-aéaé") && name.ends_with('…'), "{name}");
+    assert!(name.chars().count() <= 64, "{name}");
+
+    // The same status is what the once-a-second `stats` event carries.
+    let mut events = common::connect(srv.addr);
+    events
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let mut lines = BufReader::new(events).lines();
+    let mut stats = None;
+    let mut in_stats = false;
+    for line in lines.by_ref().take(100) {
+        let line = line.expect("read the event stream");
+        if line == "event: stats" {
+            in_stats = true;
+        } else if let (true, Some(data)) = (in_stats, line.strip_prefix("data: ")) {
+            stats = Some(data.len());
+            break;
+        }
+    }
+    let stats = stats.expect("a stats event");
+    assert!(stats < 2048, "a stats event carries {stats} bytes");
+}
+
+/// Whether the process has not exited.
+fn still_running(srv: &mut Running) -> bool {
+    srv.child.try_wait().expect("try_wait").is_none()
+}
+
+/// After a failed request: waits up to 5 s for the child to exit and
+/// describes how it ended, or says it is still running.
+fn exit_of(srv: &mut Running) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match srv.child.try_wait().expect("try_wait") {
+            Some(status) => return format!("pollserve exited ({status})"),
+            None if Instant::now() >= deadline => return "pollserve is still running".into(),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// `GET path` on a new connection; the status, or a panic that says whether
+/// the process is gone (the common helpers only say "connection refused").
+fn status_of(srv: &mut Running, path: &str) -> u16 {
+    let attempt = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(srv.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply)?;
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    };
+    match attempt() {
+        Ok(reply) => match reply.split(' ').nth(1).and_then(|s| s.parse().ok()) {
+            Some(status) => status,
+            None => panic!("no HTTP response ({:?}); {}", reply, exit_of(srv)),
+        },
+        Err(e) => panic!("GET {path} failed: {e}; {}", exit_of(srv)),
+    }
+}
+
+/// Reads `stderr` until a line contains `needle`, then closes the pipe's
+/// read end; false if no such line came within 20 s (or before EOF). A
+/// thread reads, so a silent process cannot hang the test.
+fn await_line_then_close(stderr: std::process::ChildStderr, needle: String) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        // The reader (and with it the pipe) is dropped before the answer is sent.
+        let found = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains(&needle));
+        let _ = tx.send(found);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(found) => {
+            reader.join().unwrap();
+            found
+        }
+        // The thread ends when the caller's `Running` kills the process.
+        Err(_) => false,
+    }
+}
+
+/// `pollserve serve DIR 2>&1 >/dev/null | head -n 3`: once the reader of the
+/// log is gone, every access-log line meets EPIPE. `eprintln!` panicked on
+/// it, so the first request after `head` exited ended the server (101).
+#[test]
+fn serve_survives_its_log_pipe_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "ay").unwrap();
+    // `run` has read the URL line from stdout and closed that pipe.
+    let mut srv = run(&["serve", dir.path().to_str().unwrap()]);
+    let stderr = srv.stderr.take().unwrap();
+    assert!(
+        await_line_then_close(stderr, "listening on http://".into()),
+        "pollserve logs that it is listening"
+    );
+    for i in 0..5 {
+        assert_eq!(status_of(&mut srv, "/a.txt"), 200, "request {i}");
+    }
+    assert_eq!(status_of(&mut srv, "/missing"), 404);
+    assert!(still_running(&mut srv));
+    assert_eq!(status_of(&mut srv, "/a.txt"), 200);
+}
+
+/// stdout already closed when pollserve starts (`pollserve serve >&-`-like,
+/// or a reader that exited early): the "Serving … on http://…" line meets
+/// EPIPE, which `println!` turned into a panic before the first request.
+#[test]
+fn serve_and_demo_survive_a_closed_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "ay").unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (args, path) in [(vec!["serve", d], "/a.txt"), (vec!["demo"], "/api/status")] {
+        let mut srv = None;
+        for _ in 0..5 {
+            // A socket whose peer is gone: every write to it fails with EPIPE.
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            drop(ours);
+            let port = free_port();
+            let mut child = Command::new(env!("CARGO_BIN_EXE_pollserve"))
+                .args(&args)
+                .args(["--port", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start pollserve");
+            let stderr = child.stderr.take().unwrap();
+            let listening = await_line_then_close(stderr, format!("127.0.0.1:{port}"));
+            let running = Running {
+                child,
+                addr: format!("127.0.0.1:{port}").parse().unwrap(),
+                stderr: None,
+            };
+            if listening {
+                srv = Some(running);
+                break;
+            }
+        }
+        let mut srv = srv.unwrap_or_else(|| panic!("pollserve {args:?} did not start"));
+        for i in 0..3 {
+            assert_eq!(status_of(&mut srv, path), 200, "{args:?} request {i}");
+        }
+        assert!(still_running(&mut srv), "{args:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! `pollserve demo`: the showcase dashboard and the endpoint external tests
 //! (Autobahn, benchmarks, the browser test) point at.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use pollserve::sse::{SseEvent, SseId};
@@ -32,13 +33,52 @@ pub struct DemoArgs {
     quiet: bool,
 }
 
+/// Names kept for the dashboard; older uploads only count in the totals.
+const RECENT_UPLOADS: usize = 5;
+/// Longest file name shown, in characters; longer ones are cut and end in `…`.
+const UPLOAD_NAME_CHARS: usize = 48;
+
+/// What the dashboard shows about uploads. Every viewer is sent the status
+/// once a second, so anonymous uploads may add only a bounded amount to it:
+/// 20 kept names of 8 KB each made every `stats` event 158 KB per viewer.
+#[derive(Default)]
+struct Uploads {
+    count: u64,
+    bytes: u64,
+    /// Name (shortened) and size of the newest files, newest last.
+    recent: VecDeque<(String, usize)>,
+}
+
+impl Uploads {
+    fn add(&mut self, name: &str, size: usize) {
+        self.count += 1;
+        self.bytes += size as u64;
+        if self.recent.len() == RECENT_UPLOADS {
+            self.recent.pop_front();
+        }
+        let shown = match name.char_indices().nth(UPLOAD_NAME_CHARS) {
+            Some((cut, _)) => format!("{}…", &name[..cut]),
+            None => name.to_owned(),
+        };
+        self.recent.push_back((shown, size));
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let recent: Vec<_> = self
+            .recent
+            .iter()
+            .map(|(name, size)| serde_json::json!({ "name": name, "size": size }))
+            .collect();
+        serde_json::json!({ "count": self.count, "bytes": self.bytes, "recent": recent })
+    }
+}
+
 struct Demo {
     echo_options: WsOptions,
     echo: Vec<WsId>,
     chat: Vec<WsId>,
     events: Vec<SseId>,
-    /// Name and size of every uploaded file, newest last (at most 20 kept).
-    uploads: Vec<(String, usize)>,
+    uploads: Uploads,
     requests: u64,
     color: String,
     started: Instant,
@@ -87,12 +127,11 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         let form = req.form()?;
         let mut saved = Vec::new();
         for file in form.all_files() {
-            let name = file.safe_filename().unwrap_or("upload").to_owned();
+            let name = file.safe_filename().unwrap_or("upload");
+            // The uploader alone gets the full names back.
             saved.push(serde_json::json!({ "name": name, "size": file.data.len() }));
-            app.uploads.push((name, file.data.len()));
+            app.uploads.add(name, file.data.len());
         }
-        let excess = app.uploads.len().saturating_sub(20);
-        app.uploads.drain(..excess);
         Response::json(&serde_json::json!({ "saved": saved }))
     })?;
     server.route(
@@ -108,14 +147,16 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     )?;
 
     let addr = server.start(&args.host, args.port)?;
-    println!("pollserve demo on http://{addr}/  (WebSocket echo: ws://{addr}/ws/echo)");
+    crate::print_out(format_args!(
+        "pollserve demo on http://{addr}/  (WebSocket echo: ws://{addr}/ws/echo)"
+    ));
     let mut app = Demo {
         echo_options,
         echo: Vec::new(),
         chat: Vec::new(),
         color: "#3366ff".into(),
         events: Vec::new(),
-        uploads: Vec::new(),
+        uploads: Uploads::default(),
         requests: 0,
         started: Instant::now(),
         messages: 0,
@@ -172,7 +213,7 @@ fn status(app: &Demo) -> serde_json::Value {
         "event_streams": app.events.len(),
         "messages": app.messages,
         "color": app.color,
-        "uploads": app.uploads.iter().map(|(n, s)| serde_json::json!({ "name": n, "size": s })).collect::<Vec<_>>(),
+        "uploads": app.uploads.to_json(),
     })
 }
 

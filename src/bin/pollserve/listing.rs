@@ -32,7 +32,9 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
             Some((name, value)) => {
                 server.default_header(name.trim(), value.trim());
             }
-            None => eprintln!("pollserve: ignoring --header {h:?}: expected 'Name: value'"),
+            None => crate::print_err(format_args!(
+                "pollserve: ignoring --header {h:?}: expected 'Name: value'"
+            )),
         }
     }
     if let Some(auth) = &args.auth {
@@ -40,11 +42,11 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
     }
     warn_about_secrets(&args.dir);
     let addr = server.start(&args.host, args.port)?;
-    println!(
+    crate::print_out(format_args!(
         "Serving {} on http://{}/",
         args.dir.display(),
         display(addr)
-    );
+    ));
     loop {
         server.poll(&mut (), Duration::from_secs(1))?;
     }
@@ -70,10 +72,10 @@ fn warn_about_secrets(dir: &std::path::Path) {
         })
         .collect();
     if !found.is_empty() {
-        eprintln!(
+        crate::print_err(format_args!(
             "pollserve: warning: {} holds {} — dotfiles are never served, but check that nothing else here is private",
             dir.display(),
             found.join(", ")
-        );
+        ));
     }
 }

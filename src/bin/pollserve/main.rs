@@ -3,6 +3,8 @@
 mod demo;
 mod listing;
 
+use std::fmt;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,10 +63,24 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pollserve: {e}");
+            print_err(format_args!("pollserve: {e}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes one line to stdout and ignores failure. `println!` panics when the
+/// write fails, and a reader that went away (`pollserve serve | head -n 1`)
+/// makes every write fail with EPIPE: a message must never end the server.
+pub(crate) fn print_out(line: fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// [`print_out`] for stderr (where `eprintln!` panics the same way).
+pub(crate) fn print_err(line: fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// A minimal logger for the access log and server messages on stderr.
@@ -78,7 +94,7 @@ impl log::Log for StderrLog {
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!("{}", r.args());
+            print_err(*r.args());
         }
     }
     fn flush(&self) {}
