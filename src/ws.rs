@@ -144,10 +144,20 @@ pub struct WsOptions {
     pub max_receive_buffer: usize,
 }
 
+/// The server's keepalive: a ping after 30 s without a word from the peer,
+/// which then has 30 s to answer.
+fn with_keepalive(mut protocol: WsConfig) -> WsConfig {
+    protocol.keepalive_interval = Some(std::time::Duration::from_secs(30));
+    protocol
+}
+
 impl Default for WsOptions {
+    /// [`WsConfig::default`] with keepalive pings on (a ping after 30 s of
+    /// silence, dropped 30 s later without an answer), an 8 MiB send bound
+    /// and a 4 MiB receive bound.
     fn default() -> Self {
         WsOptions {
-            protocol: WsConfig::default(),
+            protocol: with_keepalive(WsConfig::default()),
             max_send_buffer: 8 << 20,
             max_receive_buffer: 4 << 20,
         }
@@ -156,10 +166,11 @@ impl Default for WsOptions {
 
 impl WsOptions {
     /// `adafruit_httpserver`'s limits (4096-byte messages, 16 fragments, 5 s between
-    /// fragments) with buffers to match, for small devices.
+    /// fragments) with buffers to match, for small devices; keepalive as in
+    /// the default.
     pub fn embedded() -> WsOptions {
         WsOptions {
-            protocol: WsConfig::embedded(),
+            protocol: with_keepalive(WsConfig::embedded()),
             max_send_buffer: 64 << 10,
             max_receive_buffer: 16 << 10,
         }

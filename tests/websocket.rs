@@ -4,10 +4,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::ws::*;
 use common::*;
 use pollserve::ws::{CloseCode, CloseStatus, Message, WsConfig, WsId, WsOptions};
 use pollserve::{Method, Server, ServerConfig};
@@ -74,90 +75,6 @@ fn ws_routes(server: &mut Server<App>) {
             Ok(resp)
         })
         .unwrap();
-}
-
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-
-fn handshake(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
-    let mut s = connect(addr);
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "closed during handshake");
-        head.push(b[0]);
-    }
-    (s, String::from_utf8(head).unwrap())
-}
-
-fn open(addr: SocketAddr, path: &str) -> TcpStream {
-    let (s, head) = handshake(addr, path, "");
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
-    s
-}
-
-/// A masked client frame.
-fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    let len = payload.len();
-    if len < 126 {
-        f.push(0x80 | len as u8);
-    } else if len < 65536 {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
-/// Reads one unmasked server frame: (fin, opcode, payload).
-fn read_frame(s: &mut TcpStream) -> (bool, u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).expect("frame header");
-    assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut l = [0u8; 2];
-            s.read_exact(&mut l).unwrap();
-            u16::from_be_bytes(l) as usize
-        }
-        127 => {
-            let mut l = [0u8; 8];
-            s.read_exact(&mut l).unwrap();
-            u64::from_be_bytes(l) as usize
-        }
-        n => n as usize,
-    };
-    let mut p = vec![0; len];
-    s.read_exact(&mut p).unwrap();
-    (h[0] & 0x80 != 0, h[0] & 0x0f, p)
-}
-
-/// Reads frames until a close arrives; returns its code, then expects EOF.
-fn expect_close(s: &mut TcpStream) -> u16 {
-    loop {
-        let (_, op, p) = read_frame(s);
-        if op == 8 {
-            let code = if p.len() >= 2 {
-                u16::from_be_bytes([p[0], p[1]])
-            } else {
-                1005
-            };
-            s.write_all(&frame(true, 8, &p[..p.len().min(2)])).ok();
-            let mut rest = Vec::new();
-            let _ = s.read_to_end(&mut rest);
-            return code;
-        }
-    }
 }
 
 #[test]
@@ -382,10 +299,12 @@ fn seed_limits_size_fragments_and_timeout() {
 #[test]
 fn slow_reader_is_disconnected_and_others_continue() {
     let srv = ws_server(ServerConfig::default(), |server, app| {
-        // Push 64 KiB to every socket on every poll; nobody reads one of them.
+        // Push 16 KiB to every socket on every poll (a message must fit the
+        // 64 KiB send bound of `/small` to be queued at all); nobody reads
+        // one of them.
         for &id in &app.sockets {
             while server.ws(id).receive().is_some() {}
-            let _ = server.ws(id).send_binary(&[7u8; 65536]);
+            let _ = server.ws(id).send_binary(&[7u8; 16384]);
         }
         app.sockets.retain(|&id| !server.ws(id).is_closed());
     });

@@ -240,11 +240,28 @@ pub struct WsConfig {
     /// How long to wait for the peer's close reply after we sent a close
     /// frame; then [`WsSession::wants_shutdown`] becomes true. Default 5 s.
     pub close_timeout: Duration,
+    /// After this long without receiving anything, a ping is sent to check
+    /// the peer is still there (a vanished peer, a phone that left the
+    /// network, sends no FIN). `None` disables keepalive pings. Default
+    /// `None` here; the server's [`WsOptions`](crate::ws::WsOptions) turn it
+    /// on (30 s).
+    pub keepalive_interval: Option<Duration>,
+    /// How long the peer has to send anything (its pong, or any frame)
+    /// after a keepalive ping; then the connection is failed with
+    /// [`ProtocolError::KeepaliveTimeout`]. Default 30 s, so with a 30 s
+    /// interval a silent peer is dropped after about a minute.
+    pub keepalive_timeout: Duration,
+    /// Closes the WebSocket (code 1001) after this long without a data
+    /// message from the peer, even if it answers pings. `None` (the default)
+    /// keeps quiet clients, such as dashboards that only listen.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for WsConfig {
     /// Desktop/server defaults: 16 MiB messages, 131072 fragments, 30 s
-    /// fragment timeout, 1 MiB outgoing frames, 5 s close timeout.
+    /// fragment timeout, 1 MiB outgoing frames, 5 s close timeout; no
+    /// keepalive pings (a bare session sends nothing unasked; the server's
+    /// [`WsOptions`](crate::ws::WsOptions) turn them on) and no idle timeout.
     fn default() -> Self {
         WsConfig {
             max_message_size: 16 * 1024 * 1024,
@@ -252,6 +269,9 @@ impl Default for WsConfig {
             fragment_timeout: Some(Duration::from_secs(30)),
             max_frame_size: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(30),
+            idle_timeout: None,
         }
     }
 }
@@ -266,7 +286,7 @@ impl WsConfig {
             max_fragments: 16,
             fragment_timeout: Some(Duration::from_secs(5)),
             max_frame_size: 4096,
-            close_timeout: Duration::from_secs(5),
+            ..WsConfig::default()
         }
     }
 }
@@ -349,6 +369,13 @@ pub enum ProtocolError {
     /// A fragmented message stalled longer than [`WsConfig::fragment_timeout`].
     #[error("fragmented message timed out")]
     FragmentTimeout,
+    /// Nothing arrived within [`WsConfig::keepalive_timeout`] of a keepalive
+    /// ping: the peer is gone.
+    #[error("no answer to a keepalive ping")]
+    KeepaliveTimeout,
+    /// No data message for [`WsConfig::idle_timeout`].
+    #[error("idle for too long")]
+    IdleTimeout,
 }
 
 impl ProtocolError {
@@ -360,6 +387,7 @@ impl ProtocolError {
             ProtocolError::TooManyFragments | ProtocolError::FragmentTimeout => {
                 CloseCode::POLICY_VIOLATION
             }
+            ProtocolError::KeepaliveTimeout | ProtocolError::IdleTimeout => CloseCode::GOING_AWAY,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -646,6 +674,12 @@ pub struct WsSession {
     /// bytes after it are an incomplete code point awaiting more input.
     utf8_ok: usize,
     frag_deadline: Option<Instant>,
+    /// When bytes last arrived (keepalive), once the timers are started.
+    last_rx: Option<Instant>,
+    /// When the last data message completed (idle timeout).
+    last_message: Option<Instant>,
+    /// A keepalive ping was sent at this instant and nothing arrived since.
+    ping_sent: Option<Instant>,
     /// xorshift64 state for client mask keys. Not cryptographic: the client
     /// role exists for tests and benchmark load generators.
     rng: u64,
@@ -681,6 +715,9 @@ impl WsSession {
             msg_frames: 0,
             utf8_ok: 0,
             frag_deadline: None,
+            last_rx: None,
+            last_message: None,
+            ping_sent: None,
             rng: seed,
         }
     }
@@ -736,24 +773,67 @@ impl WsSession {
         self.state == State::Closed
     }
 
+    /// Starts the keepalive and idle timers at `now` (the driver calls this
+    /// when the upgrade completes; otherwise they start with the first
+    /// [`feed`](Self::feed)).
+    pub fn start_timers(&mut self, now: Instant) {
+        self.last_rx = Some(now);
+        self.last_message = Some(now);
+    }
+
     /// The earliest instant at which [`WsSession::on_timeout`] has work to
-    /// do (fragment timeout or close timeout), if any.
+    /// do (fragment, keepalive, idle or close timeout), if any.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Open => self.frag_deadline,
+            State::Open => [
+                self.frag_deadline,
+                self.keepalive_deadline(),
+                self.idle_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             State::CloseSent { deadline } => deadline,
             State::Closed => None,
         }
     }
 
+    /// When the next keepalive ping is due, or the answer to the last one.
+    fn keepalive_deadline(&self) -> Option<Instant> {
+        let interval = self.config.keepalive_interval?;
+        match self.ping_sent {
+            Some(at) => at.checked_add(self.config.keepalive_timeout),
+            None => self.last_rx?.checked_add(interval),
+        }
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        self.last_message?.checked_add(self.config.idle_timeout?)
+    }
+
     /// Handles expired deadlines. A fragment timeout fails the connection
-    /// (close 1008 written to `out`, returns [`Event::Error`]); a close
-    /// timeout just makes [`WsSession::wants_shutdown`] true.
+    /// (close 1008 written to `out`, returns [`Event::Error`]); a due
+    /// keepalive writes a ping to `out`; an unanswered one fails the
+    /// connection at once (close 1001, [`wants_shutdown`](Self::wants_shutdown)
+    /// becomes true: the peer is not there to answer); the idle timeout
+    /// starts the closing handshake with 1001; a close timeout just makes
+    /// [`WsSession::wants_shutdown`] true.
     pub fn on_timeout(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Event> {
         match self.state {
             State::Open => {
-                if self.frag_deadline.is_some_and(|d| now >= d) {
+                let due = |d: Option<Instant>| d.is_some_and(|d| now >= d);
+                if due(self.frag_deadline) {
                     Some(self.fail(ProtocolError::FragmentTimeout, true, now, out))
+                } else if due(self.keepalive_deadline()) {
+                    if self.ping_sent.is_some() {
+                        return Some(self.fail(ProtocolError::KeepaliveTimeout, false, now, out));
+                    }
+                    let mask = self.next_mask();
+                    write_frame(out, true, Opcode::Ping, b"", mask);
+                    self.ping_sent = Some(now);
+                    None
+                } else if due(self.idle_deadline()) {
+                    Some(self.fail(ProtocolError::IdleTimeout, true, now, out))
                 } else {
                     None
                 }
@@ -771,6 +851,12 @@ impl WsSession {
     /// stream is accepted; partial headers and payloads are consumed and
     /// buffered internally. Returns early only to deliver an event.
     pub fn feed(&mut self, input: &mut [u8], now: Instant, out: &mut Vec<u8>) -> Feed {
+        if !input.is_empty() {
+            // The peer is there: any byte answers a keepalive ping.
+            self.last_rx = Some(now);
+            self.ping_sent = None;
+            self.last_message.get_or_insert(now);
+        }
         if let Some(event) = self.on_timeout(now, out) {
             return Feed {
                 consumed: 0,
@@ -1108,7 +1194,9 @@ impl WsSession {
         self.msg_frames = 0;
         let validated = std::mem::take(&mut self.utf8_ok);
         let data = std::mem::take(&mut self.msg);
-        match kind? {
+        let kind = kind?;
+        self.last_message = Some(now);
+        match kind {
             MsgKind::Binary => Some(Event::Message(Message::Binary(data))),
             MsgKind::Text => {
                 if validated != data.len() {
@@ -2562,5 +2650,68 @@ mod tests {
                 assert!(!s.is_open() || s.next_deadline().is_none());
             }
         }
+    }
+
+    #[test]
+    fn keepalive_pings_a_silent_peer_and_fails_one_that_never_answers() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut s = WsSession::new(
+            Role::Server,
+            WsConfig {
+                keepalive_interval: Some(secs(10)),
+                keepalive_timeout: secs(5),
+                ..WsConfig::default()
+            },
+        );
+        s.start_timers(t0);
+        assert_eq!(s.next_deadline(), Some(t0 + secs(10)));
+        let mut out = Vec::new();
+        assert_eq!(s.on_timeout(t0 + secs(9), &mut out), None);
+        assert!(out.is_empty(), "nothing is due before the interval");
+        assert_eq!(s.on_timeout(t0 + secs(10), &mut out), None);
+        assert_eq!(out, [0x89, 0x00], "an empty ping");
+        assert_eq!(s.next_deadline(), Some(t0 + secs(15)));
+        // Any frame answers it (here the pong) and restarts the interval.
+        let ev = drive(&mut s, &cf(0x8A, b""), t0 + secs(12), &mut out);
+        assert_eq!(ev, [Event::Pong(Vec::new())]);
+        assert_eq!(s.next_deadline(), Some(t0 + secs(22)));
+        out.clear();
+        assert_eq!(s.on_timeout(t0 + secs(22), &mut out), None);
+        assert_eq!(out, [0x89, 0x00]);
+        out.clear();
+        // No answer within the timeout: failed at once with 1001.
+        let ev = s.on_timeout(t0 + secs(27), &mut out);
+        assert_eq!(ev, Some(Event::Error(ProtocolError::KeepaliveTimeout)));
+        assert_eq!(close_code_of(&out), Some(1001));
+        assert!(s.wants_shutdown());
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn idle_timeout_counts_only_data_messages() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let mut s = WsSession::new(
+            Role::Server,
+            WsConfig {
+                idle_timeout: Some(secs(20)),
+                ..WsConfig::default()
+            },
+        );
+        s.start_timers(t0);
+        assert_eq!(s.next_deadline(), Some(t0 + secs(20)));
+        let mut out = Vec::new();
+        drive(&mut s, &cf(0x81, b"hi"), t0 + secs(5), &mut out);
+        assert_eq!(s.next_deadline(), Some(t0 + secs(25)));
+        // Pings keep the connection alive but do not make it active.
+        drive(&mut s, &cf(0x89, b"p"), t0 + secs(15), &mut out);
+        assert_eq!(s.next_deadline(), Some(t0 + secs(25)));
+        out.clear();
+        let ev = s.on_timeout(t0 + secs(25), &mut out);
+        assert_eq!(ev, Some(Event::Error(ProtocolError::IdleTimeout)));
+        assert_eq!(close_code_of(&out), Some(1001));
+        // A closing handshake: the peer may still answer.
+        assert_eq!(s.state(), SessionState::Closing);
     }
 }

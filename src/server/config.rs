@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub(crate) send_timeout: Duration,
     pub(crate) linger_timeout: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: Option<usize>,
+    pub(crate) min_body_rate: u64,
+    pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) backlog: i32,
     pub(crate) reuse_port: bool,
 }
@@ -39,6 +42,9 @@ impl Default for ServerConfig {
             send_timeout: Duration::from_secs(60),
             linger_timeout: Duration::from_secs(2),
             max_connections: 16_384,
+            max_connections_per_ip: None,
+            min_body_rate: 1024,
+            tcp_keepalive: Some(Duration::from_secs(60)),
             backlog: 1024,
             reuse_port: false,
         }
@@ -77,6 +83,13 @@ impl ServerConfig {
         /// Longest pause while reading a request body; `408` and close. Default 60 s.
         body_timeout: Duration => body_timeout);
     setter!(
+        /// Slowest average rate, in bytes per second, at which a request body
+        /// may arrive: the whole body must be in by `body_timeout` plus one
+        /// second per this many bytes received, so a client trickling a byte
+        /// now and then (each pause shorter than `body_timeout`) cannot hold
+        /// a connection for ever. `408` and close. 0 disables. Default 1024.
+        min_body_rate: u64 => min_body_rate);
+    setter!(
         /// How long an idle keep-alive connection stays open. Default 60 s.
         keep_alive_timeout: Duration => keep_alive_timeout);
     setter!(
@@ -92,6 +105,19 @@ impl ServerConfig {
         /// Most open connections; further clients wait in the listen backlog.
         /// Default 16384.
         max_connections: usize => max_connections);
+    setter!(
+        /// Most connections open at once from one IP address; a client over
+        /// it gets `503` and is closed. Off (`None`) by default, since many
+        /// clients can share one address behind NAT.
+        max_connections_per_ip: Option<usize> => max_connections_per_ip);
+    setter!(
+        /// TCP keepalive on accepted sockets: probes after this long without
+        /// traffic, so a peer that vanished without a FIN (power loss, a
+        /// phone leaving the network) is found even on a connection that
+        /// waits for nothing. On Linux, data left unacknowledged for
+        /// `send_timeout` also ends the connection (`TCP_USER_TIMEOUT`).
+        /// `None` disables both. Default 60 s.
+        tcp_keepalive: Option<Duration> => tcp_keepalive);
     setter!(
         /// Listen backlog passed to `listen(2)`. Default 1024.
         backlog: i32 => backlog);

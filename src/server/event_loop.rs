@@ -9,12 +9,31 @@ use mio::{Interest, Token};
 
 use super::config::{Activity, ServerConfig};
 use super::conn::{Conn, Readiness};
+use super::shared::after;
 use super::Server;
 use crate::error::Error;
 use crate::request::ConnId;
 
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
 pub(super) const WAKER: Token = Token(usize::MAX - 2);
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn throttle_lets_one_warning_through_per_interval_and_counts_the_rest() {
+        let t0 = Instant::now();
+        let mut t = Throttle::default();
+        assert_eq!(t.allow(t0), Some(0));
+        for ms in (100..10_000).step_by(100) {
+            assert_eq!(t.allow(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(t.allow(t0 + Duration::from_secs(10)), Some(99));
+        assert_eq!(t.allow(t0 + Duration::from_secs(11)), None);
+    }
+}
 
 impl<S> Server<S> {
     /// Waits up to `timeout` for network activity, then accepts, reads, parses,
@@ -99,7 +118,15 @@ impl<S> Server<S> {
             };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
+                    let config = &self.shared.config;
+                    if let Some(cap) = config.max_connections_per_ip {
+                        if self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= cap) {
+                            log::debug!("{peer}: over {cap} connections from its address");
+                            refuse_over_cap(&mut stream);
+                            continue;
+                        }
+                    }
+                    configure_socket(&stream, config);
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -109,6 +136,9 @@ impl<S> Server<S> {
                     ) {
                         log::warn!("cannot register connection from {peer}: {e}");
                         continue;
+                    }
+                    if self.shared.config.max_connections_per_ip.is_some() {
+                        *self.per_ip.entry(peer.ip()).or_default() += 1;
                     }
                     self.generation = self.generation.wrapping_add(1);
                     entry.insert(Conn::new(
@@ -120,7 +150,7 @@ impl<S> Server<S> {
                     ));
                     self.shared.activity.accepted += 1;
                     self.shared
-                        .schedule(now + self.shared.config.header_timeout);
+                        .schedule(after(now, self.shared.config.header_timeout));
                     // Data that arrived with the connection is read on the next
                     // readiness event, which epoll reports right after registration.
                 }
@@ -130,7 +160,12 @@ impl<S> Server<S> {
                 Err(e) => {
                     // EMFILE/ENFILE/ENOBUFS: leave the client in the backlog and
                     // retry at the next sweep instead of spinning.
-                    log::warn!("accept failed: {e}; pausing accepts briefly");
+                    if let Some(repeats) = self.accept_warning.allow(now) {
+                        log::warn!(
+                            "accept failed: {e}; pausing accepts briefly \
+                             ({repeats} more such failures since the last warning)"
+                        );
+                    }
                     self.accept_paused = true;
                     self.shared
                         .schedule(Instant::now() + Duration::from_millis(100));
@@ -155,7 +190,7 @@ impl<S> Server<S> {
         for key in expired {
             let keep = match self.conns.get_mut(key) {
                 Some(conn) if conn.is_dead() => {
-                    self.conns.remove(key);
+                    self.remove_conn(key);
                     continue;
                 }
                 Some(conn) => conn.on_timeout(&mut self.shared, now),
@@ -180,16 +215,23 @@ impl<S> Server<S> {
             return;
         };
         if !conn.retire(&mut self.shared, self.poll.registry(), Instant::now()) {
-            // Dropping the stream closes its descriptor, which also takes it
-            // out of the epoll set: no deregister or shutdown call is needed.
-            self.conns.remove(key);
+            self.remove_conn(key);
         }
     }
 
-    /// Frees the slot of a closed connection.
-    pub(super) fn release(&mut self, key: usize) {
-        if self.conns.contains(key) {
-            self.conns.remove(key);
+    /// Frees the slot of connection `key`. Dropping the stream closes its
+    /// descriptor, which also takes it out of the epoll set: no deregister
+    /// or shutdown call is needed.
+    pub(super) fn remove_conn(&mut self, key: usize) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        let ip = conn.peer().ip();
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
         }
     }
 
@@ -204,6 +246,65 @@ impl<S> Server<S> {
     pub(super) fn conn_for(&mut self, id: ConnId) -> Option<&mut Conn> {
         let conn = self.conns.get_mut(id.slot as usize)?;
         (conn.id() == id).then_some(conn)
+    }
+}
+
+/// Socket options of an accepted connection: no Nagle delay (responses
+/// leave as soon as they are written), TCP keepalive and a bound on how long
+/// sent data may stay unacknowledged, so a vanished peer is found.
+fn configure_socket(stream: &mio::net::TcpStream, config: &ServerConfig) {
+    let _ = stream.set_nodelay(true);
+    if let Some(idle) = config.tcp_keepalive {
+        let socket = socket2::SockRef::from(stream);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(Duration::from_secs(10));
+        #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+        let keepalive = keepalive.with_retries(3);
+        let _ = socket.set_tcp_keepalive(&keepalive);
+        #[cfg(target_os = "linux")]
+        let _ = socket.set_tcp_user_timeout(Some(config.send_timeout));
+    }
+}
+
+/// Tells a client over the per-address cap why it is turned away (best
+/// effort: one non-blocking write), then the connection is dropped.
+fn refuse_over_cap(stream: &mut mio::net::TcpStream) {
+    use std::io::Write;
+    const BODY: &str = "too many connections from your address\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.write(response.as_bytes());
+}
+
+/// Lets a repeated warning through at most once per `INTERVAL`, counting
+/// the ones held back, so a condition that recurs every few milliseconds
+/// (out of descriptors) neither floods the log nor hides.
+#[derive(Default)]
+pub(super) struct Throttle {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    /// `Some(number held back since the last one let through)` when the
+    /// warning may be logged now.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(at) if now < at + Self::INTERVAL => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
     }
 }
 

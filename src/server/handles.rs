@@ -77,7 +77,7 @@ impl<S> WsHandle<'_, S> {
         match after {
             WsPop::Stay => {}
             WsPop::Resume => self.server.resume.push(key),
-            WsPop::Release => self.server.release(key),
+            WsPop::Release => self.server.remove_conn(key),
         }
         event
     }

@@ -22,7 +22,8 @@ mod transport;
 #[cfg(test)]
 mod tests;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -70,6 +71,11 @@ pub struct Server<S = ()> {
     resume: Vec<usize>,
     /// Commands from other threads, created with the first `sender()`.
     remote: Option<Arc<Remote>>,
+    /// Open connections per client address, kept only when
+    /// `max_connections_per_ip` is set.
+    per_ip: HashMap<IpAddr, usize>,
+    /// Holds back repeats of the "accept failed" warning.
+    accept_warning: event_loop::Throttle,
 }
 
 impl<S> Server<S> {
@@ -101,6 +107,8 @@ impl<S> Server<S> {
             resume: Vec::new(),
             ready: Vec::new(),
             remote: None,
+            per_ip: HashMap::new(),
+            accept_warning: event_loop::Throttle::default(),
         })
     }
 

@@ -81,11 +81,18 @@ impl Shared {
         // all connections happens at most every SWEEP_GRAIN however many
         // connections have deadlines.
         const SWEEP_GRAIN: Duration = Duration::from_millis(50);
-        let at = at + SWEEP_GRAIN;
+        let at = after(at, SWEEP_GRAIN);
         if self.next_sweep.is_none_or(|n| at < n) {
             self.next_sweep = Some(at);
         }
     }
+}
+
+/// `t + d`, saturating: a configured timeout of `Duration::MAX` means
+/// "practically never" instead of an overflow panic.
+pub(crate) fn after(t: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d.min(CENTURY)).unwrap_or(t)
 }
 
 /// Cached `Date` header value, formatted once per second.

@@ -3,6 +3,8 @@
 //! loopback clients, and helpers for client processes (Python, curl).
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use super::{Conn, Phase};
+use crate::server::shared::after;
 use crate::sse::{SseError, SseOptions, SseSendError};
 
 /// The state of a connection that became an event stream.
@@ -81,7 +82,7 @@ impl Conn {
             self.phase = Phase::Closing;
             if self.flush_outside_loop().is_ok() && !self.has_output() {
                 let _ = self.io.shutdown(Shutdown::Write);
-                self.phase = Phase::Lingering(Instant::now() + linger);
+                self.phase = Phase::Lingering(after(Instant::now(), linger));
             }
         }
     }

@@ -160,6 +160,7 @@ impl Conn {
                 self.decoder = Some(d);
                 self.decision = Some(decision);
                 self.body_limit = limit;
+                self.body_start = now;
                 self.phase = Phase::Body;
             }
         }
@@ -400,7 +401,7 @@ impl Conn {
         let head_bytes = self.wbuf.len() - self.wpos;
 
         if let (true, Body::Upgrade(options)) = (upgrade, &body) {
-            self.ws = Some(Box::new(WsConn::new((**options).clone())));
+            self.ws = Some(Box::new(WsConn::new((**options).clone(), now)));
         }
         if let (false, false, Body::Sse(options)) = (is_head, no_body, &body) {
             self.sse = Some(Box::new(SseConn::new((**options).clone())));

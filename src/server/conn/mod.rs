@@ -13,14 +13,14 @@ mod websocket;
 use std::borrow::Cow;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Registry;
 
 use super::buf::ReadBuf;
 use super::dispatch::Decision;
 use super::routes::{BodySink, RouteHandler};
-use super::shared::Shared;
+use super::shared::{after, Shared};
 use super::transport::{ReadHalf, Transport};
 use crate::files::FileBody;
 use crate::proto::http::{BodyDecoder, RequestHead};
@@ -115,6 +115,8 @@ pub(crate) struct Conn {
     decoder: Option<BodyDecoder>,
     /// When the first byte of the current request arrived.
     request_start: Option<Instant>,
+    /// When the current request's head was complete and its body began.
+    body_start: Instant,
     /// Bytes of the current request (head and body) as received.
     request_size: usize,
     /// Last time bytes moved in either direction.
@@ -168,6 +170,7 @@ impl Conn {
             decision: None,
             decoder: None,
             request_start: None,
+            body_start: now,
             request_size: 0,
             last_io: now,
             ws: None,
@@ -316,7 +319,7 @@ impl Conn {
                     return false;
                 }
                 let _ = self.io.shutdown(Shutdown::Write);
-                self.phase = Phase::Lingering(now + shared.config.linger_timeout);
+                self.phase = Phase::Lingering(after(now, shared.config.linger_timeout));
                 self.rbuf.clear();
                 progress = true;
             }
@@ -545,18 +548,33 @@ impl Conn {
     pub fn update_deadline(&mut self, shared: &mut Shared) {
         let c = &shared.config;
         let deadline = if self.has_output() || self.out.is_some() {
-            self.last_io + c.send_timeout
+            after(self.last_io, c.send_timeout)
         } else {
             match self.phase {
                 Phase::Head => match self.request_start {
-                    Some(t) => t + c.header_timeout,
-                    None => self.last_io + c.keep_alive_timeout,
+                    Some(t) => after(t, c.header_timeout),
+                    None => after(self.last_io, c.keep_alive_timeout),
                 },
-                Phase::Body => self.last_io + c.body_timeout,
-                Phase::Closing => self.last_io + c.send_timeout,
+                Phase::Body => {
+                    let pause = after(self.last_io, c.body_timeout);
+                    if c.min_body_rate == 0 {
+                        pause
+                    } else {
+                        // The whole body is due by `body_timeout` plus one
+                        // second per `min_body_rate` bytes received.
+                        let received = self.request_size.saturating_sub(self.req.head.head_len);
+                        let allowance = received as f64 / c.min_body_rate as f64;
+                        let allowance =
+                            Duration::try_from_secs_f64(allowance).unwrap_or(Duration::MAX);
+                        let whole =
+                            after(self.body_start, c.body_timeout.saturating_add(allowance));
+                        pause.min(whole)
+                    }
+                }
+                Phase::Closing => after(self.last_io, c.send_timeout),
                 Phase::Lingering(until) => until,
                 Phase::Sse => match self.sse_heartbeat() {
-                    Some(h) => self.last_io + h,
+                    Some(h) => after(self.last_io, h),
                     None => {
                         self.deadline = None;
                         return;
@@ -578,7 +596,7 @@ impl Conn {
     /// The deadline passed. Returns whether to keep the connection; a request
     /// caught half-way gets a best-effort `408` first.
     pub fn on_timeout(&mut self, shared: &mut Shared, now: Instant) -> bool {
-        let stalled = self.has_output() && self.last_io + shared.config.send_timeout <= now;
+        let stalled = self.has_output() && after(self.last_io, shared.config.send_timeout) <= now;
         if !stalled {
             match self.phase {
                 Phase::Sse => return self.sse_heartbeat_due(now),
@@ -625,7 +643,7 @@ impl Conn {
         let _ = registry.deregister(&mut self.io);
         let _ = self.io.shutdown(Shutdown::Both);
         self.dead = true;
-        let deadline = now + shared.config.keep_alive_timeout;
+        let deadline = after(now, shared.config.keep_alive_timeout);
         self.deadline = Some(deadline);
         shared.schedule(deadline);
         true

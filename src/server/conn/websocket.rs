@@ -29,9 +29,11 @@ pub(crate) struct WsConn {
 }
 
 impl WsConn {
-    pub fn new(options: WsOptions) -> WsConn {
+    pub fn new(options: WsOptions, now: Instant) -> WsConn {
+        let mut session = WsSession::new(Role::Server, options.protocol);
+        session.start_timers(now);
         WsConn {
-            session: WsSession::new(Role::Server, options.protocol),
+            session,
             inbox: VecDeque::new(),
             inbox_bytes: 0,
             status: None,
