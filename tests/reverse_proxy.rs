@@ -16,11 +16,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{serve_loop, TestServer};
 use pollserve::proto::ws::{accept_key, Event, Role, WsSession};
 use pollserve::sse::SseId;
 use pollserve::ws::{CloseCode, Message, WsConfig, WsId};
@@ -45,80 +45,66 @@ struct App {
 /// One pollserve instance on its own thread that names itself in every
 /// answer, echoes WebSocket messages and records its event streams.
 struct Upstream {
-    server: TestServer,
+    server: TestServer<App>,
     /// Event streams this instance accepted, for `sender` to push to.
     streams: Arc<Mutex<Vec<SseId>>>,
     sender: pollserve::Sender,
 }
 
 fn upstream(name: &'static str) -> Upstream {
-    let stop = Arc::new(AtomicBool::new(false));
-    let accepted = Arc::new(AtomicUsize::new(0));
     let streams = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let thread = std::thread::spawn({
-        let (stop, accepted, streams) = (stop.clone(), accepted.clone(), streams.clone());
-        move || {
-            let config = ServerConfig::default().max_body_size(MAX_BODY);
-            let mut server = Server::<App>::with_config(config);
-            server
-                .route("/whoami", Method::GET, |_, app: &mut App| {
-                    Ok(Response::text(app.name).with_header("X-Upstream", app.name))
-                })
-                .unwrap();
-            server
-                .route("/upload", Method::POST, |req, app: &mut App| {
-                    Ok(Response::text(format!(
-                        "{} got {} bytes",
-                        app.name,
-                        req.body().len()
-                    )))
-                })
-                .unwrap();
-            server
-                .route("/events", Method::GET, |req, app: &mut App| {
-                    let (response, id) = req.accept_sse()?;
-                    app.streams.lock().unwrap().push(id);
-                    Ok(response.with_header("X-Upstream", app.name))
-                })
-                .unwrap();
-            server
-                .route("/ws/echo", Method::GET, |req, app: &mut App| {
-                    let (response, id) = req.accept_websocket()?;
-                    app.sockets.push(id);
-                    Ok(response.with_header("X-Upstream", app.name))
-                })
-                .unwrap();
-            let sender = server.sender().unwrap();
-            let addr = server.start("127.0.0.1", 0).unwrap();
-            tx.send((addr, sender)).unwrap();
-            let mut app = App {
-                name,
-                sockets: Vec::new(),
-                streams,
-            };
-            while !stop.load(Ordering::SeqCst) {
-                let activity = server.poll(&mut app, Duration::from_millis(20)).unwrap();
-                accepted.fetch_add(activity.accepted, Ordering::SeqCst);
-                for &id in &app.sockets {
-                    while let Some(message) = server.ws(id).receive() {
-                        let _ = server.ws(id).send(&message);
-                    }
-                }
-                app.sockets.retain(|&id| !server.ws(id).is_closed());
-            }
-        }
+    let app = App {
+        name,
+        sockets: Vec::new(),
+        streams: streams.clone(),
+    };
+    let config = ServerConfig::default().max_body_size(MAX_BODY);
+    let server = serve_loop(config, app, echo, |server| {
+        server
+            .route("/whoami", Method::GET, |_, app: &mut App| {
+                Ok(Response::text(app.name).with_header("X-Upstream", app.name))
+            })
+            .unwrap();
+        server
+            .route("/upload", Method::POST, |req, app: &mut App| {
+                Ok(Response::text(format!(
+                    "{} got {} bytes",
+                    app.name,
+                    req.body().len()
+                )))
+            })
+            .unwrap();
+        server
+            .route("/events", Method::GET, |req, app: &mut App| {
+                let (response, id) = req.accept_sse()?;
+                app.streams.lock().unwrap().push(id);
+                Ok(response.with_header("X-Upstream", app.name))
+            })
+            .unwrap();
+        server
+            .route("/ws/echo", Method::GET, |req, app: &mut App| {
+                let (response, id) = req.accept_websocket()?;
+                app.sockets.push(id);
+                Ok(response.with_header("X-Upstream", app.name))
+            })
+            .unwrap();
     });
-    let (addr, sender) = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("upstream started");
-    let mut server = TestServer::from_parts(addr, stop, thread);
-    server.accepted = accepted;
+    let sender = server.on_server(|s, _| s.sender().unwrap());
     Upstream {
         server,
         streams,
         sender,
     }
+}
+
+/// Echoes every WebSocket message, between polls.
+fn echo(server: &mut Server<App>, app: &mut App) {
+    for &id in &app.sockets {
+        while let Some(message) = server.ws(id).receive() {
+            let _ = server.ws(id).send(&message);
+        }
+    }
+    app.sockets.retain(|&id| !server.ws(id).is_closed());
 }
 
 // ---------------------------------------------------------------------------
