@@ -348,3 +348,64 @@ fn serve_and_demo_survive_a_closed_stdout() {
         assert!(still_running(&mut srv), "{args:?}");
     }
 }
+
+/// SIGTERM: the demo stops accepting, sends its WebSocket clients a close
+/// with 1001 (going away), ends event streams, finishes a request whose body
+/// is still arriving, and exits with success.
+#[test]
+fn demo_shuts_down_gracefully_on_sigterm() {
+    use common::ws::{expect_close, open};
+    let mut srv = run(&["demo", "--quiet"]);
+    let mut ws = open(srv.addr, "/ws/echo");
+    let mut events = TcpStream::connect(srv.addr).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(events, "GET /events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    events.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // A request in flight: head and half its body sent.
+    let mut upload = TcpStream::connect(srv.addr).unwrap();
+    upload
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let body = br##"{"color": "#123456"}"##;
+    write!(
+        upload,
+        "POST /api/color HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    upload.write_all(&body[..5]).unwrap();
+    // Let the server take the head before the signal.
+    assert_eq!(status_of(&mut srv, "/api/status"), 200);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &srv.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(expect_close(&mut ws), 1001);
+    // The event stream ends with EOF (a read timeout would be an error).
+    let mut rest = Vec::new();
+    events
+        .read_to_end(&mut rest)
+        .expect("event stream ended by the server");
+    upload.write_all(&body[5..]).unwrap();
+    let mut reply = String::new();
+    upload.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 "), "{reply}");
+    assert!(reply.contains("Connection: close"), "{reply}");
+    assert!(reply.ends_with(r##"{"color":"#123456"}"##), "{reply}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = srv.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "pollserve did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(TcpStream::connect(srv.addr).is_err(), "still accepting");
+}

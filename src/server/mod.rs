@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -314,6 +315,56 @@ impl<S> Server<S> {
         for key in idle {
             self.close_conn(key);
         }
+    }
+
+    /// Shuts down gracefully, for a program that is about to exit: stops
+    /// listening (new clients are refused), closes idle connections, sends
+    /// every WebSocket a close with code 1001 (going away) and ends every
+    /// event stream, then keeps polling — so requests already in flight are
+    /// read, handled and answered (with `Connection: close`) — until no
+    /// connection is left or `grace` has passed. Connections still open then
+    /// are dropped; their number is returned. Messages that WebSockets
+    /// received before closing can still be taken with
+    /// [`receive`](WsHandle::receive) afterwards.
+    ///
+    /// ```no_run
+    /// # let mut server = pollserve::Server::<()>::new();
+    /// let dropped = server.shutdown(&mut (), std::time::Duration::from_secs(5))?;
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    pub fn shutdown(&mut self, state: &mut S, grace: Duration) -> Result<usize, Error> {
+        let deadline = shared::after(Instant::now(), grace);
+        self.stop();
+        let linger = self.shared.config.linger_timeout;
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if self.conns.get_mut(key).is_some_and(|c| c.go_away(linger)) {
+                self.refresh_deadline(key);
+            } else {
+                self.close_conn(key);
+            }
+        }
+        loop {
+            let live = self.live_connections().count();
+            let now = Instant::now();
+            if live == 0 || now >= deadline {
+                break;
+            }
+            self.poll(state, (deadline - now).min(Duration::from_millis(100)))?;
+        }
+        let left: Vec<usize> = self.live_connections().collect();
+        for &key in &left {
+            self.close_conn(key);
+        }
+        Ok(left.len())
+    }
+
+    /// Keys of connections whose socket is still open.
+    fn live_connections(&self) -> impl Iterator<Item = usize> + '_ {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.is_dead())
+            .map(|(key, _)| key)
     }
 
     /// The WebSockets that received a message or pong, or ended, during the

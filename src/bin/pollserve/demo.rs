@@ -2,6 +2,7 @@
 //! (Autobahn, benchmarks, the browser test) point at.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pollserve::sse::{SseEvent, SseId};
@@ -164,7 +165,8 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     };
     let mut next_tick = Instant::now();
     let mut tick: u64 = 0;
-    loop {
+    let terminate = crate::termination_requested()?;
+    while !terminate.load(Ordering::SeqCst) {
         let activity = server.poll(&mut app, Duration::from_millis(250))?;
         app.requests += activity.responses as u64;
         if Instant::now() >= next_tick {
@@ -203,6 +205,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         app.chat.retain(|&id| !server.ws(id).is_closed());
         app.events.retain(|&id| !server.sse(id).is_closed());
     }
+    crate::shut_down(&mut server, &mut app)
 }
 
 fn status(app: &Demo) -> serde_json::Value {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use pollserve::files::StaticRoot;
 use pollserve::{Error, Server};
+use std::sync::atomic::Ordering;
 
 use crate::ServeArgs;
 
@@ -47,9 +48,11 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
         args.dir.display(),
         display(addr)
     ));
-    loop {
+    let terminate = crate::termination_requested()?;
+    while !terminate.load(Ordering::SeqCst) {
         server.poll(&mut (), Duration::from_secs(1))?;
     }
+    crate::shut_down(&mut server, &mut ())
 }
 
 fn display(addr: std::net::SocketAddr) -> String {

@@ -7,6 +7,9 @@ use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -81,6 +84,35 @@ pub(crate) fn print_out(line: fmt::Arguments<'_>) {
 /// [`print_out`] for stderr (where `eprintln!` panics the same way).
 pub(crate) fn print_err(line: fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// How long a shutdown (SIGTERM, or Ctrl-C) waits for requests in flight,
+/// WebSocket close replies and the last events to go out.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Set when SIGTERM or SIGINT arrives; the poll loops check it after every
+/// poll (the signal also interrupts a waiting poll). A second SIGINT while
+/// shutting down exits at once.
+pub(crate) fn termination_requested() -> Result<Arc<AtomicBool>, pollserve::Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register_conditional_shutdown(SIGINT, 130, flag.clone())?;
+    signal_hook::flag::register(SIGINT, flag.clone())?;
+    signal_hook::flag::register(SIGTERM, flag.clone())?;
+    Ok(flag)
+}
+
+/// Shuts `server` down gracefully and says how it went.
+pub(crate) fn shut_down<S>(
+    server: &mut pollserve::Server<S>,
+    state: &mut S,
+) -> Result<(), pollserve::Error> {
+    log::info!("pollserve: shutting down");
+    let dropped = server.shutdown(state, SHUTDOWN_GRACE)?;
+    if dropped > 0 {
+        log::warn!("pollserve: {dropped} connections still open after {SHUTDOWN_GRACE:?}, dropped");
+    }
+    Ok(())
 }
 
 /// A minimal logger for the access log and server messages on stderr.

@@ -623,6 +623,24 @@ impl Conn {
         false
     }
 
+    /// The server is shutting down: a WebSocket is sent a close (1001), an
+    /// event stream is ended; an HTTP exchange finishes on its own (the
+    /// server answers with `Connection: close` while stopping). Returns
+    /// false when the connection failed and must be closed now.
+    pub fn go_away(&mut self, linger: Duration) -> bool {
+        match self.phase {
+            Phase::Ws => !matches!(
+                self.ws_close(crate::ws::CloseCode::GOING_AWAY, "server shutting down"),
+                Err(crate::ws::WsError::Backpressure | crate::ws::WsError::Io)
+            ),
+            Phase::Sse => {
+                self.sse_close(linger);
+                true
+            }
+            _ => true,
+        }
+    }
+
     /// The connection is being closed (error, timeout, or the program's
     /// decision). Returns true when the slot must stay: the socket is shut
     /// and taken out of the poller, but a WebSocket's received messages
