@@ -167,6 +167,7 @@ pub mod error;
 pub mod escape;
 pub mod files;
 pub mod form;
+pub mod forwarded;
 pub mod headers;
 pub mod method;
 pub mod mime;

@@ -1,6 +1,6 @@
 //! The request a handler sees.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::error::HttpError;
 use crate::headers::Headers;
@@ -34,6 +34,8 @@ pub struct Request {
     pub(crate) params: RouteParams,
     pub(crate) body: Vec<u8>,
     pub(crate) peer: SocketAddr,
+    /// The client's address: `peer`'s, or the one a trusted proxy forwarded.
+    pub(crate) client_ip: IpAddr,
     pub(crate) conn: ConnId,
 }
 
@@ -127,9 +129,18 @@ impl Request {
         crate::Cookies::from_headers(&self.head.headers)
     }
 
-    /// The client's address.
+    /// The TCP peer's address: the client's, or, behind a reverse proxy,
+    /// the proxy's. See [`client_ip`](Self::client_ip).
     pub fn client_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The client's IP address: the TCP peer's, unless the peer is a proxy
+    /// the server trusts ([`Server::trust_proxies`](crate::Server::trust_proxies)),
+    /// whose `Forwarded` / `X-Forwarded-For` header then names the client.
+    /// The access log shows this address.
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
     }
 
     /// The HTTP version of the request.

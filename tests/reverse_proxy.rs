@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{serve_loop, TestServer};
+use pollserve::forwarded::TrustedProxies;
 use pollserve::proto::ws::{accept_key, Event, Role, WsSession};
 use pollserve::sse::SseId;
 use pollserve::ws::{CloseCode, Message, WsConfig, WsId};
@@ -61,10 +62,13 @@ fn upstream(name: &'static str) -> Upstream {
     let config = ServerConfig::default().max_body_size(MAX_BODY);
     let server = serve_loop(config, app, echo, |server| {
         server
-            .route("/whoami", Method::GET, |_, app: &mut App| {
-                Ok(Response::text(app.name).with_header("X-Upstream", app.name))
+            .route("/whoami", Method::GET, |req, app: &mut App| {
+                Ok(Response::text(app.name)
+                    .with_header("X-Upstream", app.name)
+                    .with_header("X-Client-Ip", &req.client_ip().to_string()))
             })
             .unwrap();
+        server.trust_proxies(TrustedProxies::loopback());
         server
             .route("/upload", Method::POST, |req, app: &mut App| {
                 Ok(Response::text(format!(
@@ -424,6 +428,37 @@ fn plain_gets_reach_both_instances_over_reused_connections() {
         a >= 1 && b >= 1 && a + b <= 4,
         "20 requests through nginx opened {a} + {b} upstream connections"
     );
+}
+
+/// The client's address behind the proxy: pollserve trusts loopback proxies
+/// here, so the `X-Forwarded-For` list nginx extends names the client. A
+/// client that is itself on loopback (a trusted hop) may add an address
+/// further out; without one, the client is 127.0.0.1.
+#[test]
+fn forwarded_client_address_from_trusted_proxies() {
+    let Some(proxy) = Proxy::start("forwarded_client_address_from_trusted_proxies") else {
+        return;
+    };
+    let mut c = connect(proxy.nginx.addr);
+    let (status, headers, _) = exchange(&mut c, &get("/whoami", false));
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-client-ip"), Some("127.0.0.1"));
+    let (status, headers, _) = exchange(
+        &mut c,
+        "GET /whoami HTTP/1.1\r\nHost: proxy.test\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-client-ip"), Some("203.0.113.9"));
+    // Straight to an instance: the peer (this test) is on loopback, so
+    // trusted too; the spoofed left entry beyond the first untrusted
+    // address is not believed.
+    let mut direct = connect(proxy.upstreams[0].server.addr);
+    let (status, headers, _) = exchange(
+        &mut direct,
+        "GET /whoami HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6, 198.51.100.4\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-client-ip"), Some("198.51.100.4"));
 }
 
 /// An event pushed after the stream opened arrives through nginx while the

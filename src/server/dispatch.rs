@@ -1,7 +1,8 @@
 //! Deciding what answers a request, once, when its head is complete.
 //!
-//! [`decide`] runs, in order: the CORS preflight, server-wide
-//! authentication, `OPTIONS *`, the route match, and the static-file root.
+//! [`decide`] finds the client's address (through trusted proxies), then
+//! runs, in order: the CORS preflight, server-wide authentication,
+//! `OPTIONS *`, the route match, and the static-file root.
 //! The connection stores the [`Decision`]; reading the body, sending
 //! `100 Continue` or not, and calling the handler all follow from it, so no
 //! request is routed, authenticated or checked against CORS twice.
@@ -53,6 +54,7 @@ pub(crate) fn decide<S>(
     routes: &Router<RouteHandler<S>>,
     site: &Site,
 ) -> Decision {
+    req.client_ip = site.proxies.client_ip(req.peer.ip(), &req.head.headers);
     let method = req.method();
     let headers = &req.head.headers;
     // A client waiting for `100 Continue` gets any final answer instead.
@@ -200,6 +202,7 @@ mod tests {
             params: RouteParams::default(),
             body: Vec::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
+            client_ip: "127.0.0.1".parse().unwrap(),
             conn: ConnId {
                 slot: 0,
                 generation: 0,
@@ -356,6 +359,23 @@ mod tests {
         let body = String::from_utf8_lossy(r.body_bytes().unwrap()).into_owned();
         assert!(body.contains("invalid request path"), "{body}");
         assert_eq!(routes.lookups.get(), 0);
+    }
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        let routes = routes();
+        let raw = "GET /item/1 HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.5\r\n\r\n";
+        let mut req = request(raw);
+        decide(&mut req, &routes, &Site::default());
+        assert_eq!(req.client_ip().to_string(), "127.0.0.1");
+        let site = Site {
+            proxies: crate::forwarded::TrustedProxies::loopback(),
+            ..Site::default()
+        };
+        let mut req = request(raw);
+        decide(&mut req, &routes, &site);
+        assert_eq!(req.client_ip().to_string(), "203.0.113.5");
+        assert_eq!(req.client_addr().to_string(), "127.0.0.1:1");
     }
 
     #[test]

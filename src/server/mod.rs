@@ -222,6 +222,16 @@ impl<S> Server<S> {
         self
     }
 
+    /// Believes `Forwarded` / `X-Forwarded-For` from these proxies (and
+    /// only from them) for the client's address:
+    /// [`Request::client_ip`] and the access log. For a reverse proxy on the
+    /// same machine, `TrustedProxies::loopback()`; see
+    /// [`forwarded`](crate::forwarded).
+    pub fn trust_proxies(&mut self, proxies: crate::forwarded::TrustedProxies) -> &mut Self {
+        self.shared.site.proxies = proxies;
+        self
+    }
+
     /// Adds a header sent with every response unless the handler sets the same
     /// field itself (the handler's value wins).
     pub fn default_header(&mut self, name: &str, value: &str) -> &mut Self {

@@ -9,6 +9,7 @@ use super::conn::BufferPool;
 use crate::auth::Authentication;
 use crate::cors::Cors;
 use crate::files::StaticRoot;
+use crate::forwarded::TrustedProxies;
 use crate::headers::Headers;
 use crate::ws::WsId;
 
@@ -23,6 +24,8 @@ pub(crate) struct Site {
     pub cors: Option<Cors>,
     pub static_root: Option<StaticRoot>,
     pub default_headers: Headers,
+    /// Proxies whose forwarding headers name the client.
+    pub proxies: TrustedProxies,
 }
 
 pub(crate) struct Shared {

@@ -450,7 +450,7 @@ impl Conn {
         log::info!(
             target: "pollserve::access",
             "{} -- \"{} {}\" {} -- \"{} {}\" {} -- {}ms",
-            self.peer.ip(),
+            self.req.client_ip,
             self.req.head.method.map(|m| m.as_str()).unwrap_or("-"),
             path,
             self.request_size,
@@ -460,6 +460,8 @@ impl Conn {
             elapsed.as_millis()
         );
         shared.activity.responses += 1;
+        // A proxy reuses its connection for other clients' requests.
+        self.req.client_ip = self.peer.ip();
         self.request_start = None;
         self.request_size = 0;
         self.phase = if self.sse.is_some() || self.ws.is_some() {

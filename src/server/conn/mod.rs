@@ -165,6 +165,7 @@ impl Conn {
                 params: RouteParams::default(),
                 body: Vec::new(),
                 peer,
+                client_ip: peer.ip(),
                 conn: id,
             },
             decision: None,
