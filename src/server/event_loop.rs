@@ -95,7 +95,7 @@ impl<S> Server<S> {
         }
     }
 
-    fn drive(&mut self, key: usize, state: &mut S, now: Instant) {
+    pub(super) fn drive(&mut self, key: usize, state: &mut S, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -175,7 +175,7 @@ impl<S> Server<S> {
         }
     }
 
-    fn sweep(&mut self, now: Instant) {
+    pub(super) fn sweep(&mut self, now: Instant) {
         self.shared.next_sweep = None;
         let mut expired = Vec::new();
         for (key, conn) in self.conns.iter() {

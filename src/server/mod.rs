@@ -19,6 +19,9 @@ mod routes;
 mod shared;
 mod transport;
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -134,3 +134,130 @@ fn application_modules_do_not_import_the_driver() {
     }
     assert!(checked >= 20, "only {checked} files checked");
 }
+
+/// Requests (and bad input) a connection test stream is made of.
+const FRAGMENTS: &[&str] = &[
+    "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /item/a%20b?x=1 HTTP/1.1\r\nHost: t\r\n\r\n",
+    "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n",
+    "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789",
+    "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n",
+    "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
+    "PUT /hello HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab",
+    "\r\n",
+    "GET /hello HTTP/1.0\r\n\r\n",
+    "BLAH / HTTP/1.1\r\nHost: t\r\n\r\n",
+    "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999\r\n\r\n",
+    "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    "GET /hello HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n",
+    "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+];
+
+/// xorshift64: reproducible choices without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// The driver answers a byte stream the same however it is cut into reads
+/// and however little the peer takes per write: whole, at random points
+/// with 1–97 bytes written per round, and byte by byte with 7.
+#[test]
+fn a_connection_answers_the_same_however_its_input_is_split() {
+    use super::testing::run_connection;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for case in 0..300 {
+        let stream: Vec<u8> = (0..1 + rng.below(6))
+            .flat_map(|_| FRAGMENTS[rng.below(FRAGMENTS.len())].bytes())
+            .collect();
+        let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let whole = run_connection(&[&stream], usize::MAX);
+        // Blank lines alone are not a request: nothing to answer.
+        let blank = stream.iter().all(|&b| b == b'\r' || b == b'\n');
+        assert_eq!(
+            whole.starts_with(b"HTTP/1."),
+            !blank,
+            "case {case}: {:?}",
+            show(&stream)
+        );
+        let mut cuts: Vec<usize> = (0..rng.below(8))
+            .map(|_| rng.below(stream.len() + 1))
+            .collect();
+        cuts.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        for cut in cuts.into_iter().chain([stream.len()]) {
+            pieces.push(&stream[at..cut]);
+            at = cut;
+        }
+        let split = run_connection(&pieces, 1 + rng.below(97));
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        let trickled = run_connection(&bytes, 7);
+        assert_eq!(
+            show(&split),
+            show(&whole),
+            "case {case}: {:?} in {} pieces",
+            show(&stream),
+            pieces.len()
+        );
+        assert_eq!(
+            show(&trickled),
+            show(&whole),
+            "case {case}: {:?} byte by byte",
+            show(&stream)
+        );
+    }
+}
+
+/// WebSocket traffic over the same harness: an upgrade, masked frames
+/// (fragmented text with a ping between) echoed by the program's loop, then
+/// the closing handshake, however the input is cut and the output paced.
+#[test]
+fn websocket_over_the_memory_transport_echoes_and_closes() {
+    use super::testing::run_connection;
+    let mut input = b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+    let frame = |first: u8, payload: &[u8]| {
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![first, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    };
+    input.extend(frame(0x01, b"hel"));
+    input.extend(frame(0x89, b"p"));
+    input.extend(frame(0x80, b"lo"));
+    // The close comes after the program's loop has run once (a close read
+    // together with the message ends the socket before the echo).
+    let close = frame(0x88, &[0x03, 0xe8]);
+    for room in [usize::MAX, 5] {
+        for step in [input.len(), 3, 1] {
+            let mut pieces: Vec<&[u8]> = input.chunks(step).collect();
+            pieces.push(&close);
+            let out = run_connection(&pieces, room);
+            let text = String::from_utf8_lossy(&out);
+            assert!(
+                text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+                "{text}"
+            );
+            let frames = &out[text.find("\r\n\r\n").unwrap() + 4..];
+            // The pong, the reassembled echo and the close reply, in the
+            // order the program's loop and the reads decide.
+            for want in [&b"\x8a\x01p"[..], b"\x81\x05hello", b"\x88\x02\x03\xe8"] {
+                assert!(
+                    frames.windows(want.len()).any(|w| w == want),
+                    "{want:?} missing from {frames:?} (step {step}, room {room})"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! A whole connection driven over an in-memory transport, for property
+//! tests and the `connection` fuzz target: the driver's buffering, phases
+//! and answers, with the socket replaced by byte queues the caller controls.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::{event::Source, Interest, Registry, Token};
+
+use super::conn::{Conn, Readiness};
+use super::transport::Transport;
+use super::{BodySink, Route, Server};
+use crate::error::HttpError;
+use crate::method::Method;
+use crate::response::Response;
+use crate::ws::{WsId, WsOptions};
+
+/// The two byte queues of an in-memory stream, seen from the server.
+#[derive(Default)]
+struct Pipe {
+    /// Bytes the peer has sent that the server has not read.
+    input: VecDeque<u8>,
+    /// The peer closed its side.
+    eof: bool,
+    /// Everything the server wrote.
+    output: Vec<u8>,
+    /// Bytes the server may still write before it hears `WouldBlock`.
+    room: usize,
+    /// The server shut its write side.
+    write_shut: bool,
+}
+
+struct MemTransport(Rc<RefCell<Pipe>>);
+
+impl Source for MemTransport {
+    fn register(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+        Ok(())
+    }
+    fn reregister(&mut self, _: &Registry, _: Token, _: Interest) -> io::Result<()> {
+        Ok(())
+    }
+    fn deregister(&mut self, _: &Registry) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for MemTransport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut pipe = self.0.borrow_mut();
+        if pipe.input.is_empty() {
+            return if pipe.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(pipe.input.len());
+        for (dst, src) in buf.iter_mut().zip(pipe.input.drain(..n)) {
+            *dst = src;
+        }
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut pipe = self.0.borrow_mut();
+        if pipe.write_shut {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if pipe.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut written = 0;
+        for b in bufs {
+            let n = b.len().min(pipe.room);
+            pipe.output.extend_from_slice(&b[..n]);
+            pipe.room -= n;
+            written += n;
+            if n < b.len() {
+                break;
+            }
+        }
+        Ok(written)
+    }
+
+    fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        if how != Shutdown::Read {
+            self.0.borrow_mut().write_shut = true;
+        }
+        Ok(())
+    }
+}
+
+/// Application state of the test server: the WebSockets to echo on.
+#[derive(Default)]
+struct Echo {
+    sockets: Vec<WsId>,
+}
+
+struct CountingSink(usize);
+
+impl BodySink for CountingSink {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), HttpError> {
+        self.0 += chunk.len();
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Response, HttpError> {
+        Ok(Response::text(format!("{} bytes", self.0)))
+    }
+}
+
+fn test_server() -> Server<Echo> {
+    let mut server = Server::<Echo>::with_config(
+        super::ServerConfig::default()
+            .max_body_size(4096)
+            .max_head_size(2048)
+            .max_request_line(512),
+    );
+    let routes = [
+        Route::new("/hello", Method::GET, |_, _| Ok(Response::text("hello"))),
+        Route::new("/echo", [Method::POST, Method::PUT], |req, _| {
+            Ok(Response::bytes("application/octet-stream", req.body()))
+        }),
+        Route::new("/item/<id>", Method::GET, |req, _| {
+            Ok(Response::text(req.param("id").unwrap_or_default()))
+        }),
+        Route::new("/stream", Method::GET, |_, _| {
+            Ok(Response::chunked(
+                "text/plain",
+                (0..3).map(|i| format!("part {i}\n")),
+            ))
+        }),
+        Route::new("/ws", Method::GET, |req, app: &mut Echo| {
+            let mut options = WsOptions::embedded();
+            options.protocol.max_message_size = 1024;
+            let (response, id) = req.websocket().options(options).accept()?;
+            app.sockets.push(id);
+            Ok(response)
+        }),
+        Route::new("/events", Method::GET, |req, _| Ok(req.accept_sse()?.0)),
+        Route::streaming("/upload", Method::POST, 8192, |_, _| {
+            Ok(Box::new(CountingSink(0)))
+        }),
+    ];
+    server.add_routes(routes).expect("valid routes");
+    server
+}
+
+/// Runs one connection of a test server (routes `/hello`, `/echo`,
+/// `/item/<id>`, `/stream`, `/ws` echoing messages, `/events`, streaming
+/// `/upload`) over memory: `pieces` arrive one per poll round,
+/// the server may write `write_room` bytes per round, the peer closes after
+/// the last piece, and the rounds go on until the connection ends (or
+/// stops making progress, then its timeout is run).
+/// Returns every byte the server wrote (`Date` is the Unix epoch, so
+/// runs compare equal).
+pub fn run_connection(pieces: &[&[u8]], write_room: usize) -> Vec<u8> {
+    let mut server = test_server();
+    let mut app = Echo::default();
+    let pipe = Rc::new(RefCell::new(Pipe::default()));
+    let peer = "127.0.0.1:40000".parse().expect("address");
+    let now = Instant::now();
+    let key = server.conns.insert(Conn::new(
+        Box::new(MemTransport(pipe.clone())),
+        peer,
+        0,
+        1,
+        now,
+    ));
+    let mut pieces = pieces.iter();
+    // Rounds after the last piece in which nothing was written.
+    let mut idle_rounds = 0;
+    while idle_rounds < 3 && server.conns.contains(key) {
+        let written = pipe.borrow().output.len();
+        {
+            let mut p = pipe.borrow_mut();
+            match pieces.next() {
+                Some(piece) => p.input.extend(piece.iter()),
+                None => p.eof = true,
+            }
+            p.room = write_room;
+        }
+        let hangup = pipe.borrow().eof;
+        server.shared.begin_round(std::time::SystemTime::UNIX_EPOCH);
+        if let Some(conn) = server.conns.get_mut(key) {
+            conn.on_ready(Readiness {
+                readable: true,
+                writable: true,
+                hangup,
+            });
+        }
+        server.drive(key, &mut app, now);
+        for key in std::mem::take(&mut server.resume) {
+            server.drive(key, &mut app, now);
+        }
+        // The program's loop: echo every message.
+        for &id in &app.sockets {
+            while let Some(message) = server.ws(id).receive() {
+                let _ = server.ws(id).send(&message);
+            }
+        }
+        app.sockets.retain(|&id| !server.ws(id).is_closed());
+        let p = pipe.borrow();
+        if p.eof && p.output.len() == written {
+            idle_rounds += 1;
+        }
+    }
+    // Whatever is left meets its timeout.
+    if server.conns.contains(key) {
+        pipe.borrow_mut().room = usize::MAX;
+        server.sweep(now + Duration::from_secs(3600));
+    }
+    let output = std::mem::take(&mut pipe.borrow_mut().output);
+    output
+}
