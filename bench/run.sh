@@ -422,16 +422,16 @@ hostile_case() {
         stop "$name"
         log "hostile_$cond $s r$round: $line"
         local n
-        for n in p50_us p99_us max_us probes answered failures rss_kib busy timeout_us; do
+        for n in p50_us p99_us max_us probes answered failures rss_kib busy timeout_us missed; do
           [[ $(kv "$n" "$line") =~ ^[0-9.]+$ ]] || die "hostile $cond $s: no number for $n in: $line"
         done
         # case subject round rate p50 p99 cpu, then max_us failures probes
-        # rss_kib busy closes timeout_us
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "hostile_$cond" "$s" "$round" \
+        # rss_kib busy closes timeout_us missed
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "hostile_$cond" "$s" "$round" \
           "$(awk -v a="$(kv answered "$line")" -v t="$(kv secs "$line")" 'BEGIN { printf "%.1f", a / t }')" \
           "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv max_us "$line")" "$(kv failures "$line")" \
           "$(kv probes "$line")" "$(kv rss_kib "$line")" "$(kv busy "$line")" "$(kv closes "$line")" \
-          "$(kv timeout_us "$line")" >> "$RAW"
+          "$(kv timeout_us "$line")" "$(kv missed "$line")" >> "$RAW"
       done
     done
   done
@@ -487,7 +487,7 @@ CHART="$OUT_DIR/chart.svg"
   echo
   echo "## Raw measurements"
   echo
-  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection; hostile: probes answered per second), p50 µs (connections for ws_idle), p99 µs, server CPU µs per message; hostile rows go on with max µs, failures, probes, server RSS KiB (largest), server busy (share of a core), attack connections closed by the server, probe timeout µs:"
+  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection; hostile: probes answered per second), p50 µs (connections for ws_idle), p99 µs, server CPU µs per message; hostile rows go on with max µs, failures, probes, server RSS KiB (largest), server busy (share of a core), attack connections closed by the server, probe timeout µs, ticks missed:"
   echo
   echo '```'
   cat "$RAW"

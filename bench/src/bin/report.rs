@@ -5,7 +5,7 @@
 //!
 //! RAW.tsv lines: `case subject round rate p50_us p99_us cpu_us_per_op`
 //! (tab separated, `-` for a missing value); the hostile rows go on with
-//! `max_us failures probes rss_kib busy closes timeout_us`. Every ratio is
+//! `max_us failures probes rss_kib busy closes timeout_us missed`. Every ratio is
 //! computed per round, from runs made side by side (A, B, A, B…), and the
 //! median over the rounds is reported.
 use std::collections::BTreeMap;
@@ -38,6 +38,7 @@ enum Hostile {
     Busy,
     Closes,
     TimeoutUs,
+    Missed,
 }
 
 impl Row {
@@ -392,15 +393,16 @@ fn main() {
         out.push_str("## Normal-client latency under hostile connections\n\n");
         out.push_str(
             "A probe client sends `GET /small.txt` (1 KiB) at a fixed rate, one request at a time on its own \
-             keep-alive connection, with no attacker (quiet) and while hostile connections run (attacked: \
+             keep-alive connection (a tick of the schedule that passes while the previous request is in flight \
+             is skipped and counted as missed; latency counts from each request's start), with no attacker (quiet) and while hostile connections run (attacked: \
              slowloris, slow body, blank-line flood, idle WebSockets — idle keep-alive connections for nginx; \
              see bench/README.md). A fresh server for every run. Latencies in µs, medians over rounds; a failed \
              probe (no answer within the timeout) counts as the timeout, so a p99 marked ≥ is a lower bound \
              (more than 1 % failed). Failures and closes are totals over all rounds; RSS is the server's largest \
              VmRSS during the measured window (nginx: master + worker); busy is the server's share of one core.\n\n",
         );
-        out.push_str("| server | condition | p50 µs | p99 µs | max µs | failures / probes | busy | RSS MiB | attack connections closed by the server |\n");
-        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("| server | condition | p50 µs | p99 µs | max µs | failures / probes | ticks missed | busy | RSS MiB | attack connections closed by the server |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let mut subjects: Vec<&str> = [QUIET, ATTACKED]
             .iter()
             .filter_map(|c| by.get(c))
@@ -416,12 +418,13 @@ fn main() {
                 let p99 = fmt_opt(med(case, s, &|r| r.p99), 0);
                 let _ = writeln!(
                     out,
-                    "| {s} | {cond} | {} | {}{p99} | {} | {:.0} / {:.0} | {} | {} | {} |",
+                    "| {s} | {cond} | {} | {}{p99} | {} | {:.0} / {:.0} | {:.0} | {} | {} | {} |",
                     fmt_opt(med(case, s, &|r| r.p50), 0),
                     if capped(case, s) { "≥ " } else { "" },
                     fmt_opt(med(case, s, &|r| r.hostile(Hostile::Max)), 0),
                     sum(case, s, Hostile::Failures),
                     sum(case, s, Hostile::Probes),
+                    sum(case, s, Hostile::Missed),
                     fmt_pct(med(case, s, &|r| r.hostile(Hostile::Busy))),
                     fmt_opt(
                         med(case, s, &|r| r.hostile(Hostile::RssKib)).map(|k| k / 1024.0),

@@ -385,9 +385,8 @@ impl Attack {
 /// The probe in flight.
 struct Current {
     seq: u64,
-    /// Where its latency is counted from: its scheduled time when it had to
-    /// wait for the previous probe, else the moment it was started (so the
-    /// poll timer's millisecond rounding is not counted).
+    /// When it was started (its connect included when it needed a new
+    /// connection): its latency and its timeout count from here.
     began: Instant,
     /// The request is written (or being written) on the current connection.
     sent: bool,
@@ -410,11 +409,13 @@ struct Probe {
     t0: Option<Instant>,
     next: u64,
     current: Option<Current>,
-    last_done: Instant,
-    /// Probes (by number) whose outcome is recorded.
+    /// Ticks of the schedule (by number) whose probes are recorded.
     window: Range<u64>,
     latencies: Vec<u64>,
     failures: u64,
+    /// Ticks of the window skipped because the probe before was still in
+    /// flight: the server held this client below the rate.
+    missed: u64,
     answered: u64,
     connects: u64,
 }
@@ -442,10 +443,10 @@ impl Probe {
             t0: None,
             next: 0,
             current: None,
-            last_done: Instant::now(),
             window: first..first + (args.secs * rate).round() as u64,
             latencies: Vec::new(),
             failures: 0,
+            missed: 0,
             answered: 0,
             connects: 0,
         }
@@ -463,7 +464,7 @@ impl Probe {
         }
     }
 
-    /// Every probe of the window has an outcome.
+    /// Every tick of the window has passed and its probe has an outcome.
     fn settled(&self) -> bool {
         self.next >= self.window.end && self.current.is_none()
     }
@@ -479,62 +480,57 @@ impl Probe {
     }
 
     /// The probe in flight failed (timeout, refused, closed, error status):
-    /// recorded, and the connection dropped so the next probe gets a fresh
-    /// one. The probes scheduled while it was in flight, queued behind it,
-    /// fail with it: the next probe starts on time with its whole timeout,
-    /// and a server that answers nothing meets one new connection per
-    /// timeout, not a burst of attempts that could not succeed anyway.
-    fn failed(&mut self, now: Instant) {
+    /// recorded, and the connection dropped so the next probe gets a fresh one.
+    fn failed(&mut self) {
         if let Some(c) = self.current.take() {
             self.record(c.seq, None);
         }
         self.stream = None;
-        self.last_done = now;
-        while self.next < self.window.end && self.scheduled(self.next).is_some_and(|at| at <= now) {
-            self.record(self.next, None);
-            self.next += 1;
-        }
     }
 
-    /// Times out the probe in flight and starts the next one when due (none
-    /// after the window). Probes whose scheduled time is more than the
-    /// timeout ago (this loop was held up) are failures without being sent.
+    /// Times out the probe in flight; with none in flight, starts a probe
+    /// once a tick of the schedule has come: at the latest tick passed, the
+    /// ones before it that went by while the previous probe was in flight
+    /// counted as missed. No probe starts after the window.
     fn service(&mut self, registry: &Registry, now: Instant) {
         if self
             .current
             .as_ref()
             .is_some_and(|c| now >= c.began + self.timeout)
         {
-            self.failed(now);
+            self.failed();
         }
-        while self.current.is_none() && self.next < self.window.end {
-            let Some(at) = self.scheduled(self.next) else {
-                return;
-            };
-            if at > now {
-                return;
-            }
-            let seq = self.next;
-            self.next += 1;
-            if now >= at + self.timeout {
-                self.record(seq, None);
-                continue;
-            }
-            let began = if self.last_done > at { at } else { now };
-            self.current = Some(Current {
-                seq,
-                began,
-                sent: false,
-            });
-            self.send(registry, now);
+        if self.current.is_some() || self.next >= self.window.end {
+            return;
         }
+        let (Some(t0), Some(at)) = (self.t0, self.scheduled(self.next)) else {
+            return;
+        };
+        if at > now {
+            return;
+        }
+        let latest = ((now - t0).as_secs_f64() / self.interval.as_secs_f64()) as u64;
+        let seq = latest.max(self.next);
+        let skipped = self.next.max(self.window.start)..seq.min(self.window.end);
+        self.missed += skipped.end.saturating_sub(skipped.start);
+        if seq >= self.window.end {
+            self.next = self.window.end;
+            return;
+        }
+        self.next = seq + 1;
+        self.current = Some(Current {
+            seq,
+            began: now,
+            sent: false,
+        });
+        self.send(registry);
     }
 
-    fn send(&mut self, registry: &Registry, now: Instant) {
+    fn send(&mut self, registry: &Registry) {
         if self.stream.is_none() {
             let mut stream = match TcpStream::connect(self.addr) {
                 Ok(s) => s,
-                Err(_) => return self.failed(now),
+                Err(_) => return self.failed(),
             };
             registry
                 .register(&mut stream, PROBE, Interest::READABLE | Interest::WRITABLE)
@@ -551,10 +547,10 @@ impl Probe {
                 self.unsent = self.request.len();
             }
         }
-        self.flush(now);
+        self.flush();
     }
 
-    fn flush(&mut self, now: Instant) {
+    fn flush(&mut self) {
         if !(self.connected && self.writable) || self.unsent == 0 {
             return;
         }
@@ -565,7 +561,7 @@ impl Probe {
                 self.unsent -= n;
                 self.writable = self.unsent == 0;
             }
-            Err(_) => self.failed(now),
+            Err(_) => self.failed(),
         }
     }
 
@@ -574,12 +570,12 @@ impl Probe {
     fn check(&mut self, registry: &Registry, now: Instant) {
         self.service(registry, now);
         if self.current.as_ref().is_some_and(|c| c.sent) && self.connected {
-            self.ready(true, false, now);
+            self.ready(true, false);
         }
     }
 
     /// Readiness of the probe's connection.
-    fn ready(&mut self, readable: bool, writable: bool, now: Instant) {
+    fn ready(&mut self, readable: bool, writable: bool) {
         let Some(stream) = self.stream.as_mut() else {
             return;
         };
@@ -587,12 +583,12 @@ impl Probe {
             match connect_done(stream) {
                 Ok(true) => self.connected = true,
                 Ok(false) => return,
-                Err(_) => return self.failed(now),
+                Err(_) => return self.failed(),
             }
         }
         if writable {
             self.writable = true;
-            self.flush(now);
+            self.flush();
         }
         if !readable || !self.connected {
             return;
@@ -610,7 +606,7 @@ impl Probe {
                     // Closed between probes (e.g. a keep-alive timeout): the
                     // next probe opens a new connection and nothing failed.
                     if self.current.as_ref().is_some_and(|c| c.sent) {
-                        self.failed(now);
+                        self.failed();
                     }
                     self.stream = None;
                     return;
@@ -638,7 +634,7 @@ impl Probe {
         if head.status != 200 {
             // An overloaded server may refuse (503 and the like): a failure
             // of this probe, not of the harness.
-            return self.failed(now);
+            return self.failed();
         }
         if head.content_length != Some(self.expect.len()) || head.chunked {
             fail(format!(
@@ -662,7 +658,6 @@ impl Probe {
         self.current = None;
         self.rend = 0;
         self.answered += 1;
-        self.last_done = now;
         self.record(seq, Some(latency));
         if head.close {
             self.stream = None;
@@ -721,7 +716,7 @@ impl Hostile {
             let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
             let writable = ev.is_writable() || ev.is_error();
             match ev.token() {
-                PROBE => self.probe.ready(readable, writable, now),
+                PROBE => self.probe.ready(readable, writable),
                 Token(t) => self.attack.ready(t - 1, readable, writable, now),
             }
         }
@@ -757,7 +752,6 @@ pub fn run(args: Args) {
     // probe scheduled in the window has its outcome.
     let t0 = Instant::now();
     h.probe.t0 = Some(t0);
-    h.probe.last_done = t0;
     let window_start = t0 + Duration::from_secs_f64(args.warmup);
     let window_end = window_start + Duration::from_secs_f64(args.secs);
     while Instant::now() < window_start {
@@ -805,7 +799,7 @@ pub fn run(args: Args) {
     println!(
         "probes={} answered={} failures={} p50_us={:.1} p99_us={:.1} max_us={:.1} timeout_us={:.0} \
          secs={elapsed:.3}{cpu} rss_kib={} attackers={} flooders={} setup_established={setup_established} \
-         established={established} closes={}{closes} connect_errors={} flood_mib={:.1} probe_connects={} verified=ok",
+         established={established} closes={}{closes} connect_errors={} flood_mib={:.1} probe_connects={} missed={} verified=ok",
         all.len(),
         p.latencies.len(),
         p.failures,
@@ -820,5 +814,6 @@ pub fn run(args: Args) {
         a.connect_errors,
         a.flood_bytes as f64 / (1 << 20) as f64,
         p.connects,
+        p.missed,
     );
 }

@@ -39,18 +39,21 @@
 //! body byte every P ms) and idle (`--idle ws`: a WebSocket upgrade to
 //! `--ws-path`, then silence; `--idle http`: one `GET PATH`, then silence on
 //! the kept-alive connection). A connection the server closes is counted
-//! (per kind) and opened again 50 ms later. Then the probe: its own
-//! keep-alive connection, `GET PATH` at R requests per second (default 200),
-//! one at a time, every answer checked against FILE. A probe that waited for
-//! the one before it counts from its scheduled time (no coordinated
-//! omission); one not answered within T ms (default 1000) of that, or
-//! refused, or answered with another status than 200, is a failure, counted
-//! as T in the percentiles, and the next probe opens a new connection. After
-//! W seconds of warm-up, the probes scheduled in the next D seconds are the
-//! result: p50/p99/max, failures, the server's CPU share (`busy`) and its
-//! largest VmRSS (summed over the `--pid`s, read every 200 ms), the attack's
-//! closes and flood volume. Exits non-zero on a wrong answer to the probe,
-//! or when no probe at all was answered in a run without attackers.
+//! (per kind) and opened again 50 ms later. The flooding connections open
+//! last, once the others are set up. Then the probe: its own keep-alive
+//! connection, `GET PATH` on a schedule of R ticks per second (default 200),
+//! one request at a time, every answer checked against FILE. A tick that
+//! passes while the request before is still in flight is skipped and counted
+//! as missed; latency counts from the request's start (its connect included
+//! when it needs a new connection). A request not answered within T ms
+//! (default 1000), refused, or answered with another status than 200 is a
+//! failure, counted as T in the percentiles, and the next one opens a new
+//! connection. After W seconds of warm-up, the ticks of the next D seconds
+//! are the result: p50/p99/max, failures, missed ticks, the server's CPU
+//! share (`busy`) and its largest VmRSS (summed over the `--pid`s, read every
+//! 200 ms), the attack's closes and flood volume. Exits non-zero on a wrong
+//! answer to the probe, or when no probe was answered in a run without
+//! attackers.
 //!
 //! `idle`: reads the server's VmRSS, opens N WebSockets (each does one 20-byte
 //! echo so the connection is fully set up), waits a second, reads VmRSS again
