@@ -409,7 +409,8 @@ struct Probe {
     t0: Option<Instant>,
     next: u64,
     current: Option<Current>,
-    /// Ticks of the schedule (by number) whose probes are recorded.
+    /// Ticks of the measured window: probes started from its end on are not
+    /// sent, and the ones skipped inside it are counted as missed.
     window: Range<u64>,
     latencies: Vec<u64>,
     failures: u64,
@@ -469,8 +470,13 @@ impl Probe {
         self.next >= self.window.end && self.current.is_none()
     }
 
+    /// Records the outcome, now, of the probe started at tick `seq`: it
+    /// counts when it started before the window's end and ended after the
+    /// window's start (so a probe that began in the warm-up and timed out
+    /// in the window is one of the window's failures).
     fn record(&mut self, seq: u64, latency: Option<Duration>) {
-        if !self.window.contains(&seq) {
+        let opened = self.scheduled(self.window.start);
+        if seq >= self.window.end || opened.is_none_or(|at| Instant::now() < at) {
             return;
         }
         match latency {
@@ -779,6 +785,9 @@ pub fn run(args: Args) {
     let p = &h.probe;
     if args.attackers == 0 && p.latencies.is_empty() {
         fail("no probe answered without any attacker");
+    }
+    if p.latencies.is_empty() && p.failures == 0 {
+        fail("no probe ended in the measured window");
     }
     // Failures count as the timeout: a lower bound of what they would have
     // taken, so a p99 at the timeout means more than 1 % failed.
