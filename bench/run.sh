@@ -2,7 +2,7 @@
 # pollserve benchmark matrix: pollserve against fastwebsockets, tokio-tungstenite,
 # hyper, tiny_http and nginx, side by side on 127.0.0.1.
 #
-#   bench/run.sh           full matrix (~11 min): writes bench/results.md and bench/chart.svg
+#   bench/run.sh           full matrix (~15 min): writes bench/results.md and bench/chart.svg
 #   bench/run.sh --smoke   every benchmark for ~1 s, echo bytes verified; writes
 #                          only under target/bench-smoke/ (non-zero exit on any failure)
 #
@@ -14,6 +14,9 @@
 # Env: BENCH_PORT_BASE (default 19100): first port tried; ports in use are skipped.
 #      BENCH_BIN_DIR: use the binaries there instead of building (cargo test does this).
 #      BENCH_SKIP_MICRO: leave out the criterion micro-benchmarks.
+#      BENCH_ONLY: comma-separated parts to run (ws, idle, http, hostile, micro),
+#        e.g. BENCH_ONLY=hostile bench/run.sh; without --smoke the output then
+#        goes to target/bench-only/ so bench/results.md keeps the full matrix.
 set -euo pipefail
 
 SMOKE=0
@@ -36,13 +39,23 @@ done
 # of seconds that slow whichever server runs then, so short runs side by side
 # see the same conditions more often than long ones (measured: 16 pairs of
 # 0.5 s runs agree far better than 4 pairs of 3 s runs).
+# Hostile row: HOSTILE_CONNS attack connections, HOSTILE_FLOODERS of them
+# flooding; the probe sends HOSTILE_RATE requests/s for HOSTILE_SECS after
+# HOSTILE_WARMUP, each failed after HOSTILE_TIMEOUT_MS.
+HOSTILE_RATE=200; HOSTILE_TIMEOUT_MS=1000
 if [ "$SMOKE" = 1 ]; then
   WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
+  HOSTILE_ROUNDS=1; HOSTILE_SECS=1; HOSTILE_WARMUP=0.2; HOSTILE_CONNS=40; HOSTILE_FLOODERS=2
   OUT_DIR="$ROOT/target/bench-smoke"
 else
   WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=16; IDLE_ROUNDS=5; IDLE_CONNS=10000
+  HOSTILE_ROUNDS=4; HOSTILE_SECS=5; HOSTILE_WARMUP=0.5; HOSTILE_CONNS=1000; HOSTILE_FLOODERS=16
   OUT_DIR="$ROOT/bench"
 fi
+# BENCH_ONLY=hostile,http,...: only those parts (ws, idle, http, hostile,
+# micro); a partial full run writes to target/bench-only/, not bench/.
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
+if [ -n "${BENCH_ONLY:-}" ] && [ "$SMOKE" = 0 ]; then OUT_DIR="$ROOT/target/bench-only"; fi
 WRK_WARMUP=1   # wrk takes whole seconds only
 mkdir -p "$OUT_DIR"
 
@@ -185,37 +198,41 @@ ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
   done
 }
 
-WS_SERVERS=(pollserve fws_st fws_mt tungstenite_st tungstenite_mt)
-start pollserve "$BIN/pollserve_echo" @PORT@
-start fws_st "$BIN/fws_echo" @PORT@ st
-start fws_mt "$BIN/fws_echo" @PORT@ mt
-start tungstenite_st "$BIN/tungstenite_echo" @PORT@ st
-start tungstenite_mt "$BIN/tungstenite_echo" @PORT@ mt
+if want ws; then
+  WS_SERVERS=(pollserve fws_st fws_mt tungstenite_st tungstenite_mt)
+  start pollserve "$BIN/pollserve_echo" @PORT@
+  start fws_st "$BIN/fws_echo" @PORT@ st
+  start fws_mt "$BIN/fws_echo" @PORT@ mt
+  start tungstenite_st "$BIN/tungstenite_echo" @PORT@ st
+  start tungstenite_mt "$BIN/tungstenite_echo" @PORT@ mt
 
-ws_case ws_1x20 1 20 "${WS_SERVERS[@]}"
-ws_case ws_100x20 100 20 "${WS_SERVERS[@]}"
-ws_case ws_200x16k 200 16384 "${WS_SERVERS[@]}"
-ws_case ws_500x16k 500 16384 "${WS_SERVERS[@]}"
-for s in "${WS_SERVERS[@]}"; do stop "$s"; done
+  ws_case ws_1x20 1 20 "${WS_SERVERS[@]}"
+  ws_case ws_100x20 100 20 "${WS_SERVERS[@]}"
+  ws_case ws_200x16k 200 16384 "${WS_SERVERS[@]}"
+  ws_case ws_500x16k 500 16384 "${WS_SERVERS[@]}"
+  for s in "${WS_SERVERS[@]}"; do stop "$s"; done
+fi
 
 # Idle memory: fresh servers, so earlier load does not pre-grow their heaps.
-for round in $(seq "$IDLE_ROUNDS"); do
-  for s in $(order "$round" pollserve tungstenite_st); do
-    case $s in
-      pollserve) start idle_pollserve "$BIN/pollserve_echo" @PORT@ ;;
-      tungstenite_st) start idle_tungstenite_st "$BIN/tungstenite_echo" @PORT@ st ;;
-    esac
-    name=idle_$s
-    sleep 0.3
-    cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$IDLE_CONNS" --pid "${PID_OF[$name]}")
-    [ "$round" = 1 ] && echo "ws_idle/$s: ${cmd[*]}" >> "$COMMANDS"
-    line=$("${cmd[@]}") || { alive "$name"; die "idle: loadgen against $s failed"; }
-    alive "$name"
-    log "ws_idle $s r$round: $line"
-    printf 'ws_idle\t%s\t%s\t%s\t%s\t-\t-\n' "$s" "$round" "$(kv bytes_per_conn "$line")" "$(kv conns "$line")" >> "$RAW"
-    stop "$name"
+if want idle; then
+  for round in $(seq "$IDLE_ROUNDS"); do
+    for s in $(order "$round" pollserve tungstenite_st); do
+      case $s in
+        pollserve) start idle_pollserve "$BIN/pollserve_echo" @PORT@ ;;
+        tungstenite_st) start idle_tungstenite_st "$BIN/tungstenite_echo" @PORT@ st ;;
+      esac
+      name=idle_$s
+      sleep 0.3
+      cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$IDLE_CONNS" --pid "${PID_OF[$name]}")
+      [ "$round" = 1 ] && echo "ws_idle/$s: ${cmd[*]}" >> "$COMMANDS"
+      line=$("${cmd[@]}") || { alive "$name"; die "idle: loadgen against $s failed"; }
+      alive "$name"
+      log "ws_idle $s r$round: $line"
+      printf 'ws_idle\t%s\t%s\t%s\t%s\t-\t-\n' "$s" "$round" "$(kv bytes_per_conn "$line")" "$(kv conns "$line")" >> "$RAW"
+      stop "$name"
+    done
   done
-done
+fi
 
 # --------------------------------------------------------------------- HTTP
 STATIC="$WORK/static"
@@ -225,7 +242,7 @@ head -c 1048576 /dev/urandom > "$STATIC/big.bin"
 printf 'Hello, world!\n' > "$WORK/hello.txt"   # what every hello server answers
 chmod -R a+rX "$STATIC"
 
-cat > "$WORK/nginx.conf" <<EOF
+cat > "$WORK/nginx.conf.in" <<EOF
 worker_processes 1;
 daemon off;
 pid $WORK/nginx.pid;
@@ -251,28 +268,35 @@ http {
 }
 EOF
 
-start pollserve_http "$BIN/pollserve_http" @PORT@ "$STATIC"
-start pollserve_http_2loops "$BIN/pollserve_http" @PORT@ "$STATIC" 2
-start hyper_st "$BIN/hyper_hello" @PORT@ st
-start hyper_mt "$BIN/hyper_hello" @PORT@ mt
-start tiny_http "$BIN/tiny_hello" @PORT@
-pick_port
-sed -i "s/@PORT@/$PORT/" "$WORK/nginx.conf"
-NEXT_PORT=$PORT  # let `start` take the same port
-start nginx nginx -c "$WORK/nginx.conf" -p "$WORK" -e "$WORK/nginx-error.log"
+# start_nginx NAME: nginx with the configuration above on a free port.
+start_nginx() {
+  pick_port
+  sed "s/@PORT@/$PORT/" "$WORK/nginx.conf.in" > "$WORK/$1.conf"
+  NEXT_PORT=$PORT  # let `start` take the same port
+  start "$1" nginx -c "$WORK/$1.conf" -p "$WORK" -e "$WORK/nginx-error.log"
+}
 
-# Correctness first: every server's answer, byte for byte.
-for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http; do
-  body=$(curl -sS --max-time 5 "http://127.0.0.1:${PORT_OF[$s]}/") || die "curl $s failed"
-  [ "$body" = "Hello, world!" ] || die "$s answered '$body'"
-done
-for s in pollserve_http nginx; do
-  for f in small.txt big.bin; do
-    curl -sS --max-time 5 -o "$WORK/got" "http://127.0.0.1:${PORT_OF[$s]}/$f" || die "curl $s/$f failed"
-    cmp -s "$WORK/got" "$STATIC/$f" || die "$s served a wrong $f"
+if want http; then
+  start pollserve_http "$BIN/pollserve_http" @PORT@ "$STATIC"
+  start pollserve_http_2loops "$BIN/pollserve_http" @PORT@ "$STATIC" 2
+  start hyper_st "$BIN/hyper_hello" @PORT@ st
+  start hyper_mt "$BIN/hyper_hello" @PORT@ mt
+  start tiny_http "$BIN/tiny_hello" @PORT@
+  start_nginx nginx
+
+  # Correctness first: every server's answer, byte for byte.
+  for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http; do
+    body=$(curl -sS --max-time 5 "http://127.0.0.1:${PORT_OF[$s]}/") || die "curl $s failed"
+    [ "$body" = "Hello, world!" ] || die "$s answered '$body'"
   done
-done
-log "HTTP answers verified"
+  for s in pollserve_http nginx; do
+    for f in small.txt big.bin; do
+      curl -sS --max-time 5 -o "$WORK/got" "http://127.0.0.1:${PORT_OF[$s]}/$f" || die "curl $s/$f failed"
+      cmp -s "$WORK/got" "$STATIC/$f" || die "$s served a wrong $f"
+    done
+  done
+  log "HTTP answers verified"
+fi
 
 # server_pids NAME: the server's process and its direct children (nginx's
 # worker is a child of the master we started).
@@ -349,16 +373,70 @@ to_us() { # wrk latency (e.g. 512.00us, 1.23ms, 2.00s) -> microseconds
     else print "-" }'
 }
 
-# pollserve_http_2loops: two poll loops on one port (SO_REUSEPORT); its row
-# shows 1 loop ÷ 2 loops, i.e. the inverse of the scaling.
-http_case http_hello_ka / "" pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http
-http_case http_hello_close / "Connection: close" pollserve_http hyper_st hyper_mt tiny_http
-http_case static_small /small.txt "" pollserve_http nginx
-http_case static_1m /big.bin "" pollserve_http nginx
-lg_case lg_hello_ka / "$WORK/hello.txt" pollserve_http hyper_st tiny_http
-lg_case lg_static_small /small.txt "$STATIC/small.txt" pollserve_http nginx
-lg_case lg_static_1m /big.bin "$STATIC/big.bin" pollserve_http nginx
-for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
+if want http; then
+  # pollserve_http_2loops: two poll loops on one port (SO_REUSEPORT); its row
+  # shows 1 loop ÷ 2 loops, i.e. the inverse of the scaling.
+  http_case http_hello_ka / "" pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http
+  http_case http_hello_close / "Connection: close" pollserve_http hyper_st hyper_mt tiny_http
+  http_case static_small /small.txt "" pollserve_http nginx
+  http_case static_1m /big.bin "" pollserve_http nginx
+  lg_case lg_hello_ka / "$WORK/hello.txt" pollserve_http hyper_st tiny_http
+  lg_case lg_static_small /small.txt "$STATIC/small.txt" pollserve_http nginx
+  lg_case lg_static_1m /big.bin "$STATIC/big.bin" pollserve_http nginx
+  for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
+fi
+
+# ------------------------------------------------------ hostile connections
+# A probe's latency (GET /small.txt, one at a time at HOSTILE_RATE/s, on its
+# own keep-alive connection) with no attacker and with HOSTILE_CONNS hostile
+# connections (slowloris, slow body, blank-line flood, idle WebSockets or,
+# for nginx, idle keep-alive connections): `loadgen hostile`. Every run gets
+# a fresh server, stopped after it: a flood can leave a server busy for many
+# seconds after the attackers are gone (pollserve at d5b70e4: ~40 s after a
+# 15 s flood), which would spill into the next run.
+hostile_case() {
+  local round s cond name line p
+  for round in $(seq "$HOSTILE_ROUNDS"); do
+    for s in $(order "$round" pollserve nginx); do
+      for cond in $(order "$round" quiet attacked); do
+        name=hostile_$s
+        local idle=()
+        case $s in
+          pollserve) start "$name" "$BIN/pollserve_http" @PORT@ "$STATIC"; idle=(--idle ws --ws-path /ws) ;;
+          nginx) start_nginx "$name"; idle=(--idle http) ;;
+        esac
+        if [ "$s" = nginx ]; then
+          # nginx forks its worker after it listens: wait for it (its RSS and CPU count).
+          for p in $(seq 50); do
+            [ "$(server_pids "$name" | wc -w)" -gt 1 ] && break
+            sleep 0.1
+          done
+        fi
+        local pid_args=() attack=()
+        for p in $(server_pids "$name"); do pid_args+=(--pid "$p"); done
+        [ "$cond" = attacked ] && attack=(--attackers "$HOSTILE_CONNS" --flooders "$HOSTILE_FLOODERS")
+        local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" hostile --addr "127.0.0.1:${PORT_OF[$name]}" --path /small.txt --expect "$STATIC/small.txt" "${attack[@]}" "${idle[@]}" --rate "$HOSTILE_RATE" --timeout-ms "$HOSTILE_TIMEOUT_MS" --secs "$HOSTILE_SECS" --warmup "$HOSTILE_WARMUP" "${pid_args[@]}")
+        [ "$round" = 1 ] && echo "hostile_$cond/$s: ${cmd[*]}" | sed "s#$WORK#\$WORK#g" >> "$COMMANDS"
+        line=$("${cmd[@]}") || { alive "$name"; die "hostile $cond: loadgen against $s failed"; }
+        alive "$name"
+        stop "$name"
+        log "hostile_$cond $s r$round: $line"
+        local n
+        for n in p50_us p99_us max_us probes answered failures rss_kib busy timeout_us missed; do
+          [[ $(kv "$n" "$line") =~ ^[0-9.]+$ ]] || die "hostile $cond $s: no number for $n in: $line"
+        done
+        # case subject round rate p50 p99 cpu, then max_us failures probes
+        # rss_kib busy closes timeout_us missed
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t-\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "hostile_$cond" "$s" "$round" \
+          "$(awk -v a="$(kv answered "$line")" -v t="$(kv secs "$line")" 'BEGIN { printf "%.1f", a / t }')" \
+          "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv max_us "$line")" "$(kv failures "$line")" \
+          "$(kv probes "$line")" "$(kv rss_kib "$line")" "$(kv busy "$line")" "$(kv closes "$line")" \
+          "$(kv timeout_us "$line")" "$(kv missed "$line")" >> "$RAW"
+      done
+    done
+  done
+}
+if want hostile; then hostile_case; fi
 
 # --------------------------------------------------------- micro-benchmarks
 CRIT_DIR="$ROOT/target/criterion"
@@ -369,6 +447,8 @@ else
 fi
 if [ -n "${BENCH_SKIP_MICRO:-}" ]; then
   log "BENCH_SKIP_MICRO set: micro-benchmarks not run here"
+elif ! want micro; then
+  log "BENCH_ONLY=$BENCH_ONLY: micro-benchmarks not run"
 else
   echo "micro: $MICRO_CMD" >> "$COMMANDS"
   log "$MICRO_CMD"
@@ -385,7 +465,7 @@ CHART="$OUT_DIR/chart.svg"
   echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "- Toolchain: $(rustc --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(nginx -v 2>&1 | sed 's/.*: //')"
   echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (wrk: after a ${WRK_WARMUP} s warm-up before the first round; loadgen: after ${HTTP_WARMUP} s warm-up every round), idle memory ${IDLE_ROUNDS} round(s); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
+  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (wrk: after a ${WRK_WARMUP} s warm-up before the first round; loadgen: after ${HTTP_WARMUP} s warm-up every round), idle memory ${IDLE_ROUNDS} round(s), hostile connections ${HOSTILE_ROUNDS} round(s) of ${HOSTILE_SECS} s per server and condition (after ${HOSTILE_WARMUP} s warm-up, fresh server each run); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
   echo
   echo "![ratio chart](chart.svg)"
   echo
@@ -402,12 +482,12 @@ CHART="$OUT_DIR/chart.svg"
   echo "nginx configuration written by the script:"
   echo
   echo '```nginx'
-  sed "s#$WORK#\$WORK#g" "$WORK/nginx.conf"
+  sed "s#$WORK#\$WORK#g" "$WORK/nginx.conf.in"
   echo '```'
   echo
   echo "## Raw measurements"
   echo
-  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection), p50 µs (connections for ws_idle), p99 µs, server CPU µs per message:"
+  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection; hostile: probes answered per second), p50 µs (connections for ws_idle), p99 µs, server CPU µs per message; hostile rows go on with max µs, failures, probes, server RSS KiB (largest), server busy (share of a core), attack connections closed by the server, probe timeout µs, ticks missed:"
   echo
   echo '```'
   cat "$RAW"

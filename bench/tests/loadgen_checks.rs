@@ -191,3 +191,86 @@ fn echo_mode_verifies_every_echo() {
     assert!(!out.status.success(), "a corrupted echo went unnoticed");
     assert!(stderr(&out).contains("echo mismatch"), "{}", stderr(&out));
 }
+
+fn hostile_run(addr: &str, expect: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "hostile",
+        "--addr",
+        addr,
+        "--path",
+        "/",
+        "--expect",
+        expect.to_str().expect("utf-8 path"),
+        "--secs",
+        "0.3",
+        "--warmup",
+        "0.05",
+    ];
+    args.extend_from_slice(extra);
+    loadgen(&args)
+}
+
+/// The value of `key=` in loadgen's result line.
+fn field(line: &str, key: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number for {key} in {line}"))
+}
+
+#[test]
+fn hostile_mode_answers_and_counts_every_probe() {
+    let (addr, stop) = canned_http(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    // A generous timeout: a loaded test machine must not turn into failures.
+    let out = hostile_run(
+        &addr,
+        &expect_file("hostile", b"hello"),
+        &["--timeout-ms", "5000"],
+    );
+    finish(&addr, stop);
+    assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let probes = field(&line, "probes");
+    assert!(probes > 0.0, "{line}");
+    // Every probe of the window has an outcome, and a quiet, correct server
+    // fails none.
+    assert_eq!(field(&line, "answered"), probes, "{line}");
+    assert_eq!(field(&line, "failures"), 0.0, "{line}");
+    assert!(line.contains("verified=ok"), "{line}");
+}
+
+#[test]
+fn hostile_mode_sets_up_its_attack_connections() {
+    let (addr, stop) = canned_http(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    let out = hostile_run(
+        &addr,
+        &expect_file("hostile-attack", b"hello"),
+        &["--attackers", "6", "--flooders", "0", "--idle", "http"],
+    );
+    finish(&addr, stop);
+    assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(field(&line, "setup_established"), 6.0, "{line}");
+    assert_eq!(field(&line, "closes"), 0.0, "{line}");
+}
+
+#[test]
+fn hostile_mode_fails_on_a_wrong_body_or_a_refused_upgrade() {
+    let (addr, stop) = canned_http(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhellO");
+    let out = hostile_run(&addr, &expect_file("hostile-byte", b"hello"), &[]);
+    finish(&addr, stop);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("body differs"), "{}", stderr(&out));
+
+    // Idle WebSockets against a server that does not upgrade: the attack
+    // would silently be something else, so the run stops.
+    let (addr, stop) = canned_http(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    let out = hostile_run(
+        &addr,
+        &expect_file("hostile-ws", b"hello"),
+        &["--attackers", "3", "--flooders", "0", "--idle", "ws"],
+    );
+    finish(&addr, stop);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("idle connection"), "{}", stderr(&out));
+}

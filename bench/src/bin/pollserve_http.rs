@@ -1,5 +1,7 @@
 //! pollserve HTTP server for the benchmarks: `GET /` answers the hello text,
-//! anything else is served from the static directory.
+//! `GET /ws` accepts a WebSocket and keeps it open without reading from it
+//! (the idle WebSockets of the hostile-connections row), anything else is
+//! served from the static directory.
 //!
 //! `pollserve_http PORT DIR [LOOPS]` — LOOPS poll loops (default 1), each on
 //! its own thread, share the port through `SO_REUSEPORT`
@@ -15,6 +17,7 @@ fn serve(port: u16, dir: &str) -> Result<(), pollserve::Error> {
     server.route("/", Method::GET, |_req, _| {
         Ok(Response::text(pollserve_bench::HELLO))
     })?;
+    server.route("/ws", Method::GET, |req, _| Ok(req.accept_websocket()?.0))?;
     server.serve_files(dir)?;
     server.start("127.0.0.1", port)?;
     loop {

@@ -4,9 +4,10 @@
 //! `report RAW.tsv CHART.svg [CRITERION_DIR]`
 //!
 //! RAW.tsv lines: `case subject round rate p50_us p99_us cpu_us_per_op`
-//! (tab separated, `-` for a missing value). Every ratio is computed per
-//! round, from runs made side by side (A, B, A, B…), and the median over the
-//! rounds is reported.
+//! (tab separated, `-` for a missing value); the hostile rows go on with
+//! `max_us failures probes rss_kib busy closes timeout_us missed`. Every ratio is
+//! computed per round, from runs made side by side (A, B, A, B…), and the
+//! median over the rounds is reported.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -22,6 +23,36 @@ struct Row {
     p50: Option<f64>,
     p99: Option<f64>,
     cpu: Option<f64>,
+    /// Columns after the seventh (the hostile rows' `Hostile` fields).
+    extra: Vec<Option<f64>>,
+}
+
+/// Columns of `Row::extra` in the hostile rows (`hostile_quiet`,
+/// `hostile_attacked`), as bench/run.sh writes them.
+#[derive(Clone, Copy)]
+enum Hostile {
+    Max,
+    Failures,
+    Probes,
+    RssKib,
+    Busy,
+    Closes,
+    TimeoutUs,
+    Missed,
+}
+
+impl Row {
+    fn hostile(&self, field: Hostile) -> Option<f64> {
+        self.extra.get(field as usize).copied().flatten()
+    }
+
+    /// The probe's p99 is the timeout: more than 1 % of the probes failed,
+    /// so the real p99 is at least this (a lower bound, not a measurement).
+    fn p99_capped(&self) -> bool {
+        self.p99
+            .zip(self.hostile(Hostile::TimeoutUs))
+            .is_some_and(|(p, t)| p >= t)
+    }
 }
 
 fn num(s: &str) -> Option<f64> {
@@ -173,6 +204,7 @@ fn main() {
                 p50: f.get(4).and_then(|s| num(s)),
                 p99: f.get(5).and_then(|s| num(s)),
                 cpu: f.get(6).and_then(|s| num(s)),
+                extra: f.iter().skip(7).map(|s| num(s)).collect(),
             }
         })
         .collect();
@@ -188,18 +220,25 @@ fn main() {
             .or_default()
             .insert(r.round, r);
     }
-    // Ratio of pollserve's value to the peer's, per round: quartiles.
-    let ratio_q =
-        |case: &str, peer: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<(f64, f64, f64)> {
-            let c = by.get(case)?;
-            let (a, b) = (c.get(US)?, c.get(peer)?);
-            quartiles(
-                a.iter()
-                    .filter_map(|(round, ra)| Some(get(ra)? / get(b.get(round)?)?))
-                    .filter(|x| x.is_finite())
-                    .collect(),
-            )
-        };
+    // Ratio of one (case, subject)'s value to another's, per round: quartiles.
+    let paired = |(case_a, subj_a): (&str, &str),
+                  (case_b, subj_b): (&str, &str),
+                  get: &dyn Fn(&Row) -> Option<f64>|
+     -> Option<(f64, f64, f64)> {
+        let a = by.get(case_a)?.get(subj_a)?;
+        let b = by.get(case_b)?.get(subj_b)?;
+        quartiles(
+            a.iter()
+                .filter_map(|(round, ra)| Some(get(ra)? / get(b.get(round)?)?))
+                .filter(|x| x.is_finite())
+                .collect(),
+        )
+    };
+    // Ratio of pollserve's value to the peer's in the same case.
+    let ratio_q = |case: &str,
+                   peer: &str,
+                   get: &dyn Fn(&Row) -> Option<f64>|
+     -> Option<(f64, f64, f64)> { paired((case, US), (case, peer), get) };
     let ratio = |case: &str, peer: &str, get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
         ratio_q(case, peer, get).map(|q| q.1)
     };
@@ -215,14 +254,16 @@ fn main() {
         )
     };
 
-    out.push_str("## Throughput, latency and CPU\n\n");
-    out.push_str("Ratios are pollserve ÷ peer, computed per round from side-by-side runs, median over rounds. \
-                  Throughput ratio > 1: pollserve is faster. Latency and CPU-per-operation ratios < 1: pollserve is better \
-                  (an operation is a message echoed or a request answered; server CPU is the on-CPU time of all \
-                  the server's threads from /proc/PID/task/*/schedstat, nginx counted with its worker). \
-                  \"Busy\" is the share of one core the server used: near 100 % for a single-core server means the \
-                  server was the bottleneck, well below means the load generator was. \
-                  Absolute numbers are medians, for orientation only (noisy shared 2-core machine).\n\n");
+    if CASES.iter().any(|c| by.contains_key(c.id)) {
+        out.push_str("## Throughput, latency and CPU\n\n");
+        out.push_str("Ratios are pollserve ÷ peer, computed per round from side-by-side runs, median over rounds. \
+                      Throughput ratio > 1: pollserve is faster. Latency and CPU-per-operation ratios < 1: pollserve is better \
+                      (an operation is a message echoed or a request answered; server CPU is the on-CPU time of all \
+                      the server's threads from /proc/PID/task/*/schedstat, nginx counted with its worker). \
+                      \"Busy\" is the share of one core the server used: near 100 % for a single-core server means the \
+                      server was the bottleneck, well below means the load generator was. \
+                      Absolute numbers are medians, for orientation only (noisy shared 2-core machine).\n\n");
+    }
     for info in CASES {
         let Some(subjects) = by.get(info.id) else {
             continue;
@@ -331,6 +372,112 @@ fn main() {
         );
     }
 
+    // Normal-client latency under hostile connections.
+    const QUIET: &str = "hostile_quiet";
+    const ATTACKED: &str = "hostile_attacked";
+    if by.contains_key(QUIET) || by.contains_key(ATTACKED) {
+        let rounds = |case: &str, s: &str| -> Vec<&Row> {
+            by.get(case)
+                .and_then(|c| c.get(s))
+                .map(|r| r.values().copied().collect())
+                .unwrap_or_default()
+        };
+        let sum = |case: &str, s: &str, f: Hostile| -> f64 {
+            rounds(case, s).iter().filter_map(|r| r.hostile(f)).sum()
+        };
+        // Capped in most rounds: the median p99 is the timeout.
+        let capped = |case: &str, s: &str| -> bool {
+            let r = rounds(case, s);
+            r.iter().filter(|r| r.p99_capped()).count() * 2 > r.len()
+        };
+        out.push_str("## Normal-client latency under hostile connections\n\n");
+        out.push_str(
+            "A probe client sends `GET /small.txt` (1 KiB) at a fixed rate, one request at a time on its own \
+             keep-alive connection (a tick of the schedule that passes while the previous request is in flight \
+             is skipped and counted as missed; latency counts from each request's start), with no attacker (quiet) and while hostile connections run (attacked: \
+             slowloris, slow body, blank-line flood, idle WebSockets — idle keep-alive connections for nginx; \
+             see bench/README.md). A fresh server for every run. Latencies in µs, medians over rounds; a failed \
+             probe (no answer within the timeout) counts as the timeout, so a p99 marked ≥ is a lower bound \
+             (more than 1 % failed). Failures and closes are totals over all rounds; RSS is the server's largest \
+             VmRSS during the measured window (nginx: master + worker); busy is the server's share of one core.\n\n",
+        );
+        out.push_str("| server | condition | p50 µs | p99 µs | max µs | failures / probes | ticks missed | busy | RSS MiB | attack connections closed by the server |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut subjects: Vec<&str> = [QUIET, ATTACKED]
+            .iter()
+            .filter_map(|c| by.get(c))
+            .flat_map(|c| c.keys().copied())
+            .collect();
+        subjects.sort_by_key(|n| (*n != US, n.to_string()));
+        subjects.dedup();
+        for s in &subjects {
+            for (case, cond) in [(QUIET, "quiet"), (ATTACKED, "attacked")] {
+                if rounds(case, s).is_empty() {
+                    continue;
+                }
+                let p99 = fmt_opt(med(case, s, &|r| r.p99), 0);
+                let _ = writeln!(
+                    out,
+                    "| {s} | {cond} | {} | {}{p99} | {} | {:.0} / {:.0} | {:.0} | {} | {} | {} |",
+                    fmt_opt(med(case, s, &|r| r.p50), 0),
+                    if capped(case, s) { "≥ " } else { "" },
+                    fmt_opt(med(case, s, &|r| r.hostile(Hostile::Max)), 0),
+                    sum(case, s, Hostile::Failures),
+                    sum(case, s, Hostile::Probes),
+                    sum(case, s, Hostile::Missed),
+                    fmt_pct(med(case, s, &|r| r.hostile(Hostile::Busy))),
+                    fmt_opt(
+                        med(case, s, &|r| r.hostile(Hostile::RssKib)).map(|k| k / 1024.0),
+                        1
+                    ),
+                    if case == QUIET {
+                        "–".to_string()
+                    } else {
+                        format!("{:.0}", sum(case, s, Hostile::Closes))
+                    },
+                );
+            }
+        }
+        out.push('\n');
+        let p99 = |r: &Row| r.p99;
+        out.push_str("| p99 ratio (median of per-round ratios) | value |\n|---|---|\n");
+        for s in &subjects {
+            let _ = writeln!(
+                out,
+                "| {s}: attacked ÷ quiet | {} |",
+                fmt_q(paired((ATTACKED, s), (QUIET, s), &p99))
+            );
+        }
+        for s in subjects.iter().filter(|s| **s != US) {
+            let _ = writeln!(
+                out,
+                "| attacked: pollserve ÷ {s} | {} |",
+                fmt_q(paired((ATTACKED, US), (ATTACKED, s), &p99))
+            );
+        }
+        out.push('\n');
+        let goals = [
+            (
+                "pollserve p99 with hostile connections ≤ 2× its quiet p99",
+                (ATTACKED, US),
+                (QUIET, US),
+                2.0,
+            ),
+            (
+                "pollserve p99 with hostile connections ≤ nginx's",
+                (ATTACKED, US),
+                (ATTACKED, "nginx"),
+                1.0,
+            ),
+        ];
+        for (title, a, b, goal) in goals {
+            let got = paired(a, b, &p99);
+            let verdict_text =
+                bounded_verdict(got.map(|q| q.1), goal, capped(a.0, a.1), capped(b.0, b.1));
+            let _ = writeln!(goals_md, "| {title} | {} | {verdict_text} |", fmt_q(got));
+        }
+    }
+
     // Criterion micro-benchmarks.
     if let Some(dir) = args.get(3) {
         let est = |id: &str| -> Option<f64> {
@@ -434,6 +581,27 @@ fn main() {
          | goal | measured | verdict |\n|---|---|---|\n{goals_md}\n{out}"
     );
     draw_chart(&args[2], &bars).expect("draw chart");
+}
+
+/// Verdict on `ratio ≤ goal` where either side's p99 may be capped at the
+/// probe timeout (a lower bound): a capped numerator can only make the real
+/// ratio larger, a capped denominator only smaller, so only the outcome
+/// that the bound proves is given.
+fn bounded_verdict(
+    ratio: Option<f64>,
+    goal: f64,
+    num_capped: bool,
+    den_capped: bool,
+) -> &'static str {
+    let Some(r) = ratio else {
+        return verdict(None);
+    };
+    match (num_capped, den_capped) {
+        (true, true) => "no verdict: both p99 at the probe timeout",
+        (true, false) if r <= goal => "no verdict: pollserve's p99 at the probe timeout",
+        (false, true) if r > goal => "no verdict: the reference p99 at the probe timeout",
+        _ => verdict(Some(r <= goal)),
+    }
 }
 
 fn verdict(ok: Option<bool>) -> &'static str {

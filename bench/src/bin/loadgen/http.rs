@@ -229,34 +229,70 @@ fn consume(load: &mut Load, c: &mut Conn, i: usize) {
     c.rend -= pos;
 }
 
-/// Status 200, `Content-Length` equal to the expected body, no `close`.
-fn check_head(head: &str, want: usize, i: usize) {
+/// What the load generators need from a response head.
+pub struct ResponseHead {
+    pub status: u16,
+    pub content_length: Option<usize>,
+    /// `Connection: close`: the server ends the connection after this response.
+    pub close: bool,
+    pub chunked: bool,
+}
+
+/// Parses a response head (without its final empty line); `Err` says what
+/// is malformed.
+pub fn parse_head(head: &str) -> Result<ResponseHead, String> {
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap_or("");
-    if !status.starts_with("HTTP/1.1 200 ") {
-        fail(format!("connection {i}: status line {status:?}"));
-    }
-    let mut length = None;
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("status line {status_line:?}"))?;
+    let mut parsed = ResponseHead {
+        status,
+        content_length: None,
+        close: false,
+        chunked: false,
+    };
     for line in lines {
         let (name, value) = line
             .split_once(':')
-            .unwrap_or_else(|| fail(format!("connection {i}: bad header line {line:?}")));
+            .ok_or_else(|| format!("bad header line {line:?}"))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            length = value.parse::<usize>().ok();
+            parsed.content_length = value.parse::<usize>().ok();
         } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
-            fail(format!(
-                "connection {i}: server ends the keep-alive connection"
-            ));
+            parsed.close = true;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            fail(format!(
-                "connection {i}: chunked response (Content-Length expected)"
-            ));
+            parsed.chunked = true;
         }
     }
-    if length != Some(want) {
+    Ok(parsed)
+}
+
+/// Status 200, `Content-Length` equal to the expected body, no `close`.
+fn check_head(head: &str, want: usize, i: usize) {
+    let parsed = parse_head(head).unwrap_or_else(|e| fail(format!("connection {i}: {e}")));
+    if parsed.status != 200 {
         fail(format!(
-            "connection {i}: Content-Length {length:?}, expected {want}"
+            "connection {i}: status line {:?}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    if parsed.close {
+        fail(format!(
+            "connection {i}: server ends the keep-alive connection"
+        ));
+    }
+    if parsed.chunked {
+        fail(format!(
+            "connection {i}: chunked response (Content-Length expected)"
+        ));
+    }
+    if parsed.content_length != Some(want) {
+        fail(format!(
+            "connection {i}: Content-Length {:?}, expected {want}",
+            parsed.content_length
         ));
     }
 }

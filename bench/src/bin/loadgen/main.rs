@@ -7,6 +7,10 @@
 //! loadgen idle --addr 127.0.0.1:PORT [--path /ws] --conns N --pid SERVER_PID
 //! loadgen http --addr 127.0.0.1:PORT --path /file --expect FILE --conns N
 //!              --secs D [--warmup W] [--pid SERVER_PID]...
+//! loadgen hostile --addr 127.0.0.1:PORT --path /file --expect FILE
+//!              [--attackers N] [--flooders F] [--idle ws|http] [--ws-path /ws]
+//!              [--rate R] [--timeout-ms T] [--trickle-ms P]
+//!              --secs D [--warmup W] [--pid SERVER_PID]...
 //! ```
 //!
 //! `echo`: N connections each send a masked binary message of S bytes, wait
@@ -25,6 +29,31 @@
 //! `--pid` may be given more than once (nginx: master and worker); server CPU
 //! is the on-CPU time of every thread of those processes
 //! (`/proc/PID/task/*/schedstat`, nanoseconds).
+//!
+//! `hostile`: a probe client's latency while hostile connections run. First
+//! N attack connections (default 0: a quiet run) are opened and set up: F of
+//! them (default 16) flood the server with blank lines (`\r\n`, as fast as
+//! the socket takes them), the rest are dealt out in turn to slowloris (a
+//! partial `GET` head, then one more header byte every P ms, default 2000),
+//! slow body (a complete `POST` head with `Content-Length: 1000000`, then one
+//! body byte every P ms) and idle (`--idle ws`: a WebSocket upgrade to
+//! `--ws-path`, then silence; `--idle http`: one `GET PATH`, then silence on
+//! the kept-alive connection). A connection the server closes is counted
+//! (per kind) and opened again 50 ms later. The flooding connections open
+//! last, once the others are set up. Then the probe: its own keep-alive
+//! connection, `GET PATH` on a schedule of R ticks per second (default 200),
+//! one request at a time, every answer checked against FILE. A tick that
+//! passes while the request before is still in flight is skipped and counted
+//! as missed; latency counts from the request's start (its connect included
+//! when it needs a new connection). A request not answered within T ms
+//! (default 1000), refused, or answered with another status than 200 is a
+//! failure, counted as T in the percentiles, and the next one opens a new
+//! connection. After W seconds of warm-up, the ticks of the next D seconds
+//! are the result: p50/p99/max, failures, missed ticks, the server's CPU
+//! share (`busy`) and its largest VmRSS (summed over the `--pid`s, read every
+//! 200 ms), the attack's closes and flood volume. Exits non-zero on a wrong
+//! answer to the probe, or when no probe was answered in a run without
+//! attackers.
 //!
 //! `idle`: reads the server's VmRSS, opens N WebSockets (each does one 20-byte
 //! echo so the connection is fully set up), waits a second, reads VmRSS again
@@ -57,13 +86,20 @@ struct Args {
     warmup: f64,
     pids: Vec<u32>,
     expect: Option<String>,
+    attackers: usize,
+    flooders: usize,
+    idle: String,
+    ws_path: String,
+    rate: f64,
+    timeout_ms: f64,
+    trickle_ms: f64,
 }
 
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let mode = it.next().unwrap_or_default();
-    if !matches!(mode.as_str(), "echo" | "idle" | "http") {
-        eprintln!("usage: loadgen echo|idle|http --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE]");
+    if !matches!(mode.as_str(), "echo" | "idle" | "http" | "hostile") {
+        eprintln!("usage: loadgen echo|idle|http|hostile --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE] (hostile: see the doc comment of bench/src/bin/loadgen/main.rs)");
         exit(2);
     }
     let mut a = Args {
@@ -76,6 +112,13 @@ fn parse_args() -> Args {
         warmup: 0.5,
         pids: Vec::new(),
         expect: None,
+        attackers: 0,
+        flooders: 16,
+        idle: "ws".into(),
+        ws_path: "/ws".into(),
+        rate: 200.0,
+        timeout_ms: 1000.0,
+        trickle_ms: 2000.0,
     };
     while let Some(flag) = it.next() {
         let v = it.next().unwrap_or_else(|| {
@@ -101,6 +144,13 @@ fn parse_args() -> Args {
             "--warmup" => a.warmup = value(&flag, &v),
             "--pid" => a.pids.push(value(&flag, &v)),
             "--expect" => a.expect = Some(v.clone()),
+            "--attackers" => a.attackers = value(&flag, &v),
+            "--flooders" => a.flooders = value(&flag, &v),
+            "--idle" => a.idle = v.clone(),
+            "--ws-path" => a.ws_path = v.clone(),
+            "--rate" => a.rate = value(&flag, &v),
+            "--timeout-ms" => a.timeout_ms = value(&flag, &v),
+            "--trickle-ms" => a.trickle_ms = value(&flag, &v),
             _ => {
                 eprintln!("unknown flag {flag}");
                 exit(2)
@@ -437,52 +487,69 @@ fn flush(c: &mut Conn, i: usize) {
     c.wpos = 0;
 }
 
-/// Whether the non-blocking connect of connection `i` has completed (then
-/// `TCP_NODELAY` is set); a refused or failed connect is fatal.
-fn connected(stream: &TcpStream, i: usize) -> bool {
-    if let Ok(Some(e)) | Err(e) = stream.take_error() {
-        fail(format!("connection {i}: {e}"));
+/// Whether a non-blocking connect has completed (then `TCP_NODELAY` is
+/// set); `Err` when it failed.
+fn connect_done(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
     }
     match stream.peer_addr() {
         Ok(_) => {
             let _ = stream.set_nodelay(true);
-            true
+            Ok(true)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => false,
-        Err(e) => fail(format!("connection {i}: {e}")),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
-/// One read into `buf` (retried when interrupted): `None` when the socket
-/// has nothing now. End of stream or an error on connection `i` is fatal
-/// (servers under test never close first).
-fn read_some(stream: &mut TcpStream, buf: &mut [u8], i: usize) -> Option<usize> {
+/// [`connect_done`] for connection `i`, where a failed connect is fatal.
+fn connected(stream: &TcpStream, i: usize) -> bool {
+    connect_done(stream).unwrap_or_else(|e| fail(format!("connection {i}: {e}")))
+}
+
+/// One read into `buf` (retried when interrupted): `Ok(None)` when the
+/// socket has nothing now, `Ok(Some(0))` at end of stream.
+fn read_now(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
         match stream.read(buf) {
-            Ok(0) => fail(format!("connection {i}: server closed the connection")),
-            Ok(n) => return Some(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => fail(format!("connection {i}: read: {e}")),
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// [`read_now`] for connection `i`, where end of stream or an error is
+/// fatal (servers under test never close first).
+fn read_some(stream: &mut TcpStream, buf: &mut [u8], i: usize) -> Option<usize> {
+    match read_now(stream, buf) {
+        Ok(Some(0)) => fail(format!("connection {i}: server closed the connection")),
+        Ok(n) => n,
+        Err(e) => fail(format!("connection {i}: read: {e}")),
     }
 }
 
 /// Writes as much of `data` as the socket takes and returns how much that
-/// was (less than all of it when the socket would block). Connection `i`
-/// failing is fatal.
-fn write_some(stream: &mut TcpStream, data: &[u8], i: usize) -> usize {
+/// was (less than all of it when the socket would block).
+fn write_now(stream: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
     while sent < data.len() {
         match stream.write(&data[sent..]) {
-            Ok(0) => fail(format!("connection {i}: write returned 0")),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => fail(format!("connection {i}: write: {e}")),
+            Err(e) => return Err(e),
         }
     }
-    sent
+    Ok(sent)
+}
+
+/// [`write_now`] for connection `i`, where a failed write is fatal.
+fn write_some(stream: &mut TcpStream, data: &[u8], i: usize) -> usize {
+    write_now(stream, data).unwrap_or_else(|e| fail(format!("connection {i}: write: {e}")))
 }
 
 fn main() {
@@ -502,6 +569,11 @@ fn main() {
     }
     if args.mode == "http" {
         http::run(args);
+        return;
+    }
+    if args.mode == "hostile" {
+        let _ = rlimit_raise(args.attackers as u64 + 64);
+        hostile::run(args);
         return;
     }
     let rss_before = match (idle, args.pids.first()) {
@@ -607,6 +679,7 @@ fn report(completed: u64, elapsed: f64, mut lat: Vec<u32>, cpu0: Option<f64>, cp
     );
 }
 
+mod hostile;
 mod http;
 
 fn poll_once(g: &mut Gen, events: &mut Events, timeout: Duration) {
