@@ -63,7 +63,8 @@ impl Default for SseOptions {
     }
 }
 
-/// Why sending on an event stream failed.
+/// Why sending on an event stream failed. The transport outcomes match
+/// [`WsError`](crate::ws::WsError)'s (see there why they are two types).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SseSendError {

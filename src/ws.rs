@@ -62,6 +62,13 @@ pub enum WsEvent {
 }
 
 /// Why a WebSocket operation failed.
+///
+/// [`SseSendError`](crate::sse::SseSendError) has variants of the same names
+/// for the same transport outcomes (`Closed`, `Backpressure`, `Io`, and a
+/// single message over the send bound), on purpose: the send policy is one
+/// for both kinds of stream. They stay two types because the rest differs
+/// (a ping payload limit here, an encoding error there), so each lists only
+/// failures its sends can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WsError {
