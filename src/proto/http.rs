@@ -138,15 +138,33 @@ pub fn parse_request_head(
         }
         None => return Ok(None),
     };
-    // The request line must end within the limit; checked before httparse so a
-    // huge target is refused with 414 whatever follows it.
+    // Each limit is enforced by showing httparse no more than the limit allows:
+    // an error in the bytes before it wins, and the answer is the same however
+    // the input was split across reads (an oversized head used to get 431 or
+    // 400 depending on where the read that completed it ended).
     let line_window = &buf[start..buf.len().min(start + limits.max_request_line + 2)];
-    if memchr::memchr(b'\n', line_window).is_none() {
-        if line_window.len() > limits.max_request_line {
-            return Err(err(StatusCode::URI_TOO_LONG, "request line too long"));
-        }
-        return Ok(None);
-    }
+    let line_end = memchr::memchr(b'\n', line_window).unwrap_or(line_window.len());
+    // A CR before the LF, or last of what has arrived, is part of the line end.
+    let line = &line_window[..line_end];
+    let line_len = line.strip_suffix(b"\r").unwrap_or(line).len();
+    let (visible, over_limit) = if line_len > limits.max_request_line
+        && start + limits.max_request_line < limits.max_head_size
+    {
+        (
+            start + limits.max_request_line,
+            err(StatusCode::URI_TOO_LONG, "request line too long"),
+        )
+    } else {
+        (
+            limits.max_head_size,
+            err(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head too large",
+            ),
+        )
+    };
+    let exceeded = buf.len() > visible;
+    let visible = &buf[..buf.len().min(visible)];
 
     let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
         [const { MaybeUninit::uninit() }; STACK_HEADERS];
@@ -160,33 +178,24 @@ pub fn parse_request_head(
         &mut heap
     };
     let mut req = httparse::Request::new(&mut []);
-    let status = req.parse_with_uninit_headers(buf, slots);
+    let status = req.parse_with_uninit_headers(visible, slots);
     let len = match status {
-        Ok(httparse::Status::Complete(len)) => {
-            if len > limits.max_head_size {
-                return Err(err(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "request head too large",
-                ));
-            }
-            len
-        }
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.max_head_size {
-                return Err(err(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "request head too large",
-                ));
-            }
-            return Ok(None);
-        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if exceeded => return Err(over_limit),
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(err(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "too many header fields",
             ))
         }
-        Err(httparse::Error::Version) => return Err(version_error(&buf[start..])),
+        Err(httparse::Error::Version) => {
+            return match version_error(&visible[start..]) {
+                Some(e) => Err(e),
+                None if exceeded => Err(over_limit),
+                None => Ok(None),
+            }
+        }
         Err(httparse::Error::Token) => return Err(bad("malformed request line")),
         Err(httparse::Error::HeaderName) => return Err(bad("invalid header field name")),
         Err(httparse::Error::HeaderValue) => return Err(bad("invalid header field value")),
@@ -311,23 +320,41 @@ pub fn check_body_length(framing: BodyFraming, limit: u64) -> Result<(), ParseEr
     }
 }
 
-fn version_error(line: &[u8]) -> ParseError {
+/// The answer to a request line whose version httparse refused, or `None`
+/// while the line is incomplete and could still name a version we do not
+/// speak (httparse refuses `HTTP/2` before the `.0` that makes it a 505).
+fn version_error(line: &[u8]) -> Option<ParseError> {
     // `HTTP/2.0` or `HTTP/1.2` is a version we do not speak (505); anything else
     // in that position is just a malformed request line.
-    let end = memchr::memchr(b'\n', line).unwrap_or(line.len());
+    const SHAPE: &[u8] = b"HTTP/0.0\r";
+    let fits = |at: usize, b: u8| match SHAPE[at] {
+        b'0' => b.is_ascii_digit(),
+        s => s == b,
+    };
+    // httparse got past the method and the target: the version is the rest.
+    fn version_of(line: &[u8]) -> &[u8] {
+        line.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default()
+    }
+    let Some(end) = memchr::memchr(b'\n', line) else {
+        let version = version_of(line);
+        let may_grow =
+            version.len() <= SHAPE.len() && version.iter().enumerate().all(|(at, &b)| fits(at, b));
+        return (!may_grow).then(|| bad("malformed request line"));
+    };
     let line = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    match version {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+    let version = version_of(line);
+    Some(
+        if version.len() == SHAPE.len() - 1
+            && version.iter().enumerate().all(|(at, &b)| fits(at, b))
         {
             err(
                 StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                 "unsupported HTTP version",
             )
-        }
-        _ => bad("malformed request line"),
-    }
+        } else {
+            bad("malformed request line")
+        },
+    )
 }
 
 fn parse_content_length(s: &str) -> Result<u64, ParseError> {
@@ -1068,6 +1095,54 @@ mod tests {
         );
     }
 
+    #[test]
+    fn limits_decide_the_same_whatever_the_reads_end_on() {
+        let limits = HttpLimits {
+            max_request_line: 16,
+            max_head_size: 64,
+            ..HttpLimits::default()
+        };
+        let run = |raw: &[u8]| parse_request_head(raw, &limits, &mut RequestHead::default());
+        // A request line of exactly the limit whose read ended between CR and LF.
+        let exact = b"GET /ab HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(exact.iter().position(|&b| b == b'\r'), Some(16));
+        assert_eq!(run(&exact[..17]), Ok(None));
+        assert!(run(exact).unwrap().is_some());
+        // One byte over with a bare LF is too long, arriving whole or not.
+        let long = b"GET /abcdefghijk HTTP/1.1\n\n";
+        assert_eq!(run(long).unwrap_err().status, StatusCode::URI_TOO_LONG);
+        assert_eq!(
+            run(&long[..20]).unwrap_err().status,
+            StatusCode::URI_TOO_LONG
+        );
+        // An error before a limit wins over the limit.
+        let bad_then_long = b"GET /a\x01bcdefghijklmnop HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            run(bad_then_long).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        let mut bad_field = b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n".to_vec();
+        bad_field.resize(100, b'a');
+        assert_eq!(run(&bad_field).unwrap_err().status, StatusCode::BAD_REQUEST);
+        // `HTTP/2` is refused by httparse before the `.0` makes it a 505.
+        for end in 12..16 {
+            assert_eq!(run(&b"GET / HTTP/2.0\r\n\r\n"[..end]), Ok(None), "{end}");
+        }
+        assert_eq!(
+            run(b"GET / HTTP/2.0\r\n\r\n").unwrap_err().status,
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        );
+        assert_eq!(
+            run(b"GET / HTTP/2.x").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        // The version is the third token, not the last one.
+        assert_eq!(
+            run(b"G T /a HTTP/1.1\r\n\r\n").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
     // --- response heads ----------------------------------------------------
 
     const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
@@ -1540,6 +1615,236 @@ mod tests {
             let mut w = b"x".to_vec();
             push_decimal(&mut w, n);
             assert_eq!(w, format!("x{n}").into_bytes());
+        }
+    }
+
+    /// Split invariance: the driver calls the parsers on whatever has arrived,
+    /// so no boundary between reads may change what a request means.
+    mod split_properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::{select, Index};
+
+        /// Small limits, so that generated inputs cross every one of them.
+        const LIMITS: HttpLimits = HttpLimits {
+            max_request_line: 64,
+            max_head_size: 256,
+            max_headers: 8,
+            max_body_size: 48,
+        };
+
+        /// Everything a parse decides, comparable.
+        #[derive(Debug, PartialEq)]
+        struct Parsed {
+            result: Result<Option<usize>, ParseError>,
+            head: Option<String>,
+        }
+
+        fn parse_limited(buf: &[u8]) -> Parsed {
+            let mut head = RequestHead::default();
+            let result = parse_request_head(buf, &LIMITS, &mut head);
+            let head = matches!(result, Ok(Some(_))).then(|| {
+                let fields: Vec<_> = head.headers.iter().collect();
+                format!(
+                    "{:?} {} {:?} {fields:?} {:?} ka={} 100={} len={}",
+                    head.method,
+                    head.target,
+                    head.version,
+                    head.framing,
+                    head.keep_alive,
+                    head.expect_continue,
+                    head.head_len
+                )
+            });
+            Parsed { result, head }
+        }
+
+        /// Request heads near the interesting cases (framing fields, limits,
+        /// versions, blank lines), sometimes with a few bytes overwritten.
+        fn request() -> impl Strategy<Value = Vec<u8>> {
+            let blank = "(\r\n|\n){0,40}";
+            let method = select(vec!["GET", "POST", "HEAD", "OPTIONS", "BREW", "get", ""]);
+            let target = prop_oneof![
+                "/[a-z0-9/?=&%.]{0,72}",
+                Just("*".to_owned()),
+                "(http|HTTPS)://[a-z]{0,6}[/?]?[a-z]{0,6}",
+                "[a-z]{1,5}",
+            ];
+            let version = select(vec![
+                "HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.", "FOO/1.1",
+            ]);
+            let field = prop_oneof![
+                Just("Host: x".to_owned()),
+                "Content-Length: [0-9 ,]{0,6}",
+                "Transfer-Encoding: (chunked|Chunked|gzip|gzip, chunked|chunked, gzip|)",
+                "Connection: (close|keep-alive|Upgrade, close)",
+                "Expect: (100-continue|magic)",
+                "X-[a-z]{1,8}:[ -~]{0,60}",
+                "[ -~]{0,20}",
+            ];
+            let eol = select(vec!["\r\n", "\n"]);
+            let edits = prop::collection::vec((any::<Index>(), any::<u8>()), 0..3);
+            let tail = prop::collection::vec(any::<u8>(), 0..24);
+            (
+                blank,
+                method,
+                target,
+                version,
+                prop::collection::vec(field, 0..10),
+                eol,
+                tail,
+                edits,
+            )
+                .prop_map(
+                    |(blank, method, target, version, fields, eol, tail, edits)| {
+                        let mut raw = format!("{blank}{method} {target} {version}{eol}");
+                        for f in fields {
+                            raw.push_str(&f);
+                            raw.push_str(eol);
+                        }
+                        raw.push_str(eol);
+                        let mut raw = raw.into_bytes();
+                        raw.extend_from_slice(&tail);
+                        for (at, byte) in edits {
+                            let i = at.index(raw.len());
+                            raw[i] = byte;
+                        }
+                        raw
+                    },
+                )
+        }
+
+        /// A chunked body (sometimes with extensions, trailers, upper-case
+        /// hex), then the next request's bytes, sometimes corrupted.
+        fn chunked_body() -> impl Strategy<Value = Vec<u8>> {
+            let chunk = (
+                0usize..24,
+                any::<bool>(),
+                prop_oneof![
+                    Just(String::new()),
+                    ";[a-z]{1,4}(=[a-z0-9]{0,8})?",
+                    " {1,2}"
+                ],
+            );
+            (
+                prop::collection::vec(chunk, 0..5),
+                prop::collection::vec("X-[a-z]{1,5}: [a-z]{0,12}", 0..3),
+                prop::collection::vec((any::<Index>(), any::<u8>()), 0..3),
+            )
+                .prop_map(|(chunks, trailers, edits)| {
+                    let mut raw = Vec::new();
+                    for (i, (len, upper, ext)) in chunks.into_iter().enumerate() {
+                        let size = if upper {
+                            format!("{len:X}")
+                        } else {
+                            format!("{len:x}")
+                        };
+                        raw.extend_from_slice(size.as_bytes());
+                        raw.extend_from_slice(ext.as_bytes());
+                        raw.extend_from_slice(b"\r\n");
+                        raw.extend((0..len).map(|j| b'a' + ((i + j) % 26) as u8));
+                        raw.extend_from_slice(b"\r\n");
+                    }
+                    raw.extend_from_slice(b"0\r\n");
+                    for t in trailers {
+                        raw.extend_from_slice(t.as_bytes());
+                        raw.extend_from_slice(b"\r\n");
+                    }
+                    raw.extend_from_slice(b"\r\nNEXT");
+                    for (at, byte) in edits {
+                        let i = at.index(raw.len());
+                        raw[i] = byte;
+                    }
+                    raw
+                })
+        }
+
+        /// Decodes `input` arriving in the pieces `cuts` makes, the way the
+        /// driver does: bytes not consumed stay buffered, and `decode` is
+        /// called again until it consumes nothing or the body is done.
+        fn decode_split(
+            framing: BodyFraming,
+            input: &[u8],
+            cuts: &[usize],
+        ) -> (Vec<u8>, Result<(usize, bool), ParseError>) {
+            let mut decoder = BodyDecoder::new(framing).unwrap();
+            let mut body = Vec::new();
+            let mut consumed = 0;
+            for end in cuts.iter().copied().chain([input.len()]) {
+                loop {
+                    let buffered = &input[consumed..end.max(consumed)];
+                    match decoder.decode(buffered, &mut body, &LIMITS) {
+                        Err(e) => return (body, Err(e)),
+                        Ok((n, done)) => {
+                            assert!(n <= buffered.len());
+                            consumed += n;
+                            if done {
+                                return (body, Ok((consumed, true)));
+                            }
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            (body, Ok((consumed, false)))
+        }
+
+        fn cut_points(len: usize, cuts: Vec<Index>) -> Vec<usize> {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.index(len + 1)).collect();
+            cuts.sort_unstable();
+            cuts
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(160))]
+
+            #[test]
+            fn request_head_is_the_same_however_it_arrives(raw in prop_oneof![
+                4 => request(),
+                1 => prop::collection::vec(any::<u8>(), 0..300),
+            ]) {
+                let whole = parse_limited(&raw);
+                // The driver parses its buffer after every read, so each
+                // prefix is a possible call; the first that decides must
+                // decide like the whole input.
+                for end in 0..raw.len() {
+                    let prefix = parse_limited(&raw[..end]);
+                    if prefix.result != Ok(None) {
+                        prop_assert_eq!(&prefix, &whole, "prefix of {} bytes", end);
+                    }
+                }
+            }
+
+            #[test]
+            fn chunked_body_is_the_same_however_it_arrives(
+                raw in prop_oneof![
+                    4 => chunked_body(),
+                    1 => prop::collection::vec(any::<u8>(), 0..120),
+                ],
+                cuts in prop::collection::vec(any::<Index>(), 0..8),
+            ) {
+                let whole = decode_split(BodyFraming::Chunked, &raw, &[]);
+                let cuts = cut_points(raw.len(), cuts);
+                prop_assert_eq!(decode_split(BodyFraming::Chunked, &raw, &cuts), whole.clone());
+                let bytewise: Vec<usize> = (1..raw.len()).collect();
+                prop_assert_eq!(decode_split(BodyFraming::Chunked, &raw, &bytewise), whole);
+            }
+
+            #[test]
+            fn sized_body_is_the_same_however_it_arrives(
+                raw in prop::collection::vec(any::<u8>(), 0..100),
+                len in 1u64..80,
+                cuts in prop::collection::vec(any::<Index>(), 0..8),
+            ) {
+                let whole = decode_split(BodyFraming::Length(len), &raw, &[]);
+                let done = raw.len() as u64 >= len;
+                let used = len.min(raw.len() as u64) as usize;
+                prop_assert_eq!(&whole, &(raw[..used].to_vec(), Ok((used, done))));
+                let cuts = cut_points(raw.len(), cuts);
+                prop_assert_eq!(decode_split(BodyFraming::Length(len), &raw, &cuts), whole);
+            }
         }
     }
 }
