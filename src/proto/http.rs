@@ -120,25 +120,51 @@ const STACK_HEADERS: usize = 128;
 ///
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some(len))` with the head's
 /// length once it is complete (the body, if any, starts at `buf[len..]`), or the
-/// status to answer with. Leading empty lines are skipped (RFC 9112 §2.2).
+/// status to answer with. Leading empty lines are skipped (RFC 9112 §2.2), up
+/// to `max_request_line` bytes of them; more are refused with `400`.
 pub fn parse_request_head(
     buf: &[u8],
     limits: &HttpLimits,
     head: &mut RequestHead,
 ) -> Result<Option<usize>, ParseError> {
-    // The request line must end within the limit; checked before httparse so a
-    // huge target is refused with 414 whatever follows it.
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line_window = &buf[start..buf.len().min(start + limits.max_request_line + 2)];
-    if memchr::memchr(b'\n', line_window).is_none() {
-        if line_window.len() > limits.max_request_line {
-            return Err(err(StatusCode::URI_TOO_LONG, "request line too long"));
+    // Empty lines before the request line are bounded like the line itself: a
+    // client sending nothing but CRLF would otherwise be buffered without end,
+    // and the whole buffer rescanned on every read.
+    let blank_window = &buf[..buf.len().min(limits.max_request_line + 1)];
+    let start = match blank_window.iter().position(|&b| b != b'\r' && b != b'\n') {
+        Some(start) => start,
+        None if buf.len() > limits.max_request_line => {
+            return Err(bad("too many empty lines before the request line"))
         }
-        return Ok(None);
-    }
+        None => return Ok(None),
+    };
+    // Each limit is enforced by showing httparse no more than the limit allows:
+    // an error in the bytes before it wins, and the answer is the same however
+    // the input was split across reads (an oversized head used to get 431 or
+    // 400 depending on where the read that completed it ended).
+    let line_window = &buf[start..buf.len().min(start + limits.max_request_line + 2)];
+    let line_end = memchr::memchr(b'\n', line_window).unwrap_or(line_window.len());
+    // A CR before the LF, or last of what has arrived, is part of the line end.
+    let line = &line_window[..line_end];
+    let line_len = line.strip_suffix(b"\r").unwrap_or(line).len();
+    let (visible, over_limit) = if line_len > limits.max_request_line
+        && start + limits.max_request_line < limits.max_head_size
+    {
+        (
+            start + limits.max_request_line,
+            err(StatusCode::URI_TOO_LONG, "request line too long"),
+        )
+    } else {
+        (
+            limits.max_head_size,
+            err(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request head too large",
+            ),
+        )
+    };
+    let exceeded = buf.len() > visible;
+    let visible = &buf[..buf.len().min(visible)];
 
     let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
         [const { MaybeUninit::uninit() }; STACK_HEADERS];
@@ -152,33 +178,24 @@ pub fn parse_request_head(
         &mut heap
     };
     let mut req = httparse::Request::new(&mut []);
-    let status = req.parse_with_uninit_headers(buf, slots);
+    let status = req.parse_with_uninit_headers(visible, slots);
     let len = match status {
-        Ok(httparse::Status::Complete(len)) => {
-            if len > limits.max_head_size {
-                return Err(err(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "request head too large",
-                ));
-            }
-            len
-        }
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.max_head_size {
-                return Err(err(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "request head too large",
-                ));
-            }
-            return Ok(None);
-        }
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if exceeded => return Err(over_limit),
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             return Err(err(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "too many header fields",
             ))
         }
-        Err(httparse::Error::Version) => return Err(version_error(&buf[start..])),
+        Err(httparse::Error::Version) => {
+            return match version_error(&visible[start..]) {
+                Some(e) => Err(e),
+                None if exceeded => Err(over_limit),
+                None => Ok(None),
+            }
+        }
         Err(httparse::Error::Token) => return Err(bad("malformed request line")),
         Err(httparse::Error::HeaderName) => return Err(bad("invalid header field name")),
         Err(httparse::Error::HeaderValue) => return Err(bad("invalid header field value")),
@@ -303,23 +320,41 @@ pub fn check_body_length(framing: BodyFraming, limit: u64) -> Result<(), ParseEr
     }
 }
 
-fn version_error(line: &[u8]) -> ParseError {
+/// The answer to a request line whose version httparse refused, or `None`
+/// while the line is incomplete and could still name a version we do not
+/// speak (httparse refuses `HTTP/2` before the `.0` that makes it a 505).
+fn version_error(line: &[u8]) -> Option<ParseError> {
     // `HTTP/2.0` or `HTTP/1.2` is a version we do not speak (505); anything else
     // in that position is just a malformed request line.
-    let end = memchr::memchr(b'\n', line).unwrap_or(line.len());
+    const SHAPE: &[u8] = b"HTTP/0.0\r";
+    let fits = |at: usize, b: u8| match SHAPE[at] {
+        b'0' => b.is_ascii_digit(),
+        s => s == b,
+    };
+    // httparse got past the method and the target: the version is the rest.
+    fn version_of(line: &[u8]) -> &[u8] {
+        line.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default()
+    }
+    let Some(end) = memchr::memchr(b'\n', line) else {
+        let version = version_of(line);
+        let may_grow =
+            version.len() <= SHAPE.len() && version.iter().enumerate().all(|(at, &b)| fits(at, b));
+        return (!may_grow).then(|| bad("malformed request line"));
+    };
     let line = line[..end].strip_suffix(b"\r").unwrap_or(&line[..end]);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    match version {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+    let version = version_of(line);
+    Some(
+        if version.len() == SHAPE.len() - 1
+            && version.iter().enumerate().all(|(at, &b)| fits(at, b))
         {
             err(
                 StatusCode::HTTP_VERSION_NOT_SUPPORTED,
                 "unsupported HTTP version",
             )
-        }
-        _ => bad("malformed request line"),
-    }
+        } else {
+            bad("malformed request line")
+        },
+    )
 }
 
 fn parse_content_length(s: &str) -> Result<u64, ParseError> {
@@ -591,6 +626,202 @@ impl ChunkedDecoder {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Response heads
+// ---------------------------------------------------------------------------
+
+/// What a response carries after its head, as far as framing goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// No body: `Content-Length: 0`.
+    Empty,
+    /// A body of exactly this many bytes (in memory or a file).
+    Length(u64),
+    /// A body of unknown length produced piece by piece: chunked on HTTP/1.1,
+    /// delimited by the connection's close on HTTP/1.0.
+    Stream,
+    /// A `text/event-stream` that lasts until either side closes.
+    EventStream,
+    /// A protocol switch (`101 Switching Protocols` to WebSocket).
+    Upgrade,
+}
+
+/// The facts about the request that the response's framing depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseContext {
+    /// The request's HTTP version.
+    pub version: Version,
+    /// Whether the request was `HEAD` (the head describes a body that is not sent).
+    pub head_request: bool,
+    /// Whether the connection may stay open as far as the request and the
+    /// server go (the request's [`RequestHead::keep_alive`], and the server
+    /// not shutting down). The response can still turn it off.
+    pub keep_alive: bool,
+}
+
+/// How the head written by [`write_response_head`] delimits the body
+/// (RFC 9112 §6.3), which is how a client reading it finds the body's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyDelimiter {
+    /// The status forbids a body (1xx, 204, 304): the message ends with its head.
+    None,
+    /// `Content-Length`: exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// No framing field: the body ends when the server closes the connection.
+    CloseDelimited,
+}
+
+/// What [`write_response_head`] decided: how the body must be written and
+/// whether the connection stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseFraming {
+    /// How the head delimits the body. For a `HEAD` request this is what a
+    /// `GET` would have received, and nothing follows (see `send_body`).
+    pub body: BodyDelimiter,
+    /// Whether the connection may carry another request after this response.
+    /// Always `false` when `body` is [`BodyDelimiter::CloseDelimited`] and a
+    /// body is sent.
+    pub keep_alive: bool,
+    /// Whether the head switched protocols (`101` with `Connection: Upgrade`):
+    /// the bytes after it belong to the new protocol.
+    pub upgrade: bool,
+    /// Whether body bytes follow the head: `false` for a `HEAD` request and
+    /// for statuses that forbid a body.
+    pub send_body: bool,
+}
+
+/// Appends a response head (status line, fields, blank line) to `out` and
+/// returns how the body must follow it.
+///
+/// The encoder owns the framing fields: `Content-Length`,
+/// `Transfer-Encoding` and `Connection` in `fields` are not written (a
+/// `Connection: close` among them still closes the connection); the ones
+/// that match `body` and `cx` are written instead. `date` is the `Date`
+/// value (an IMF-fixdate, formatted by the caller, which owns the clock).
+/// `defaults` are written where `fields` has no field of the same name,
+/// before `fields`; they are written as they are, so they must not hold
+/// framing fields. Names and values must already be valid (no CR or LF),
+/// as [`Headers`] builders ensure.
+///
+/// The status line is always `HTTP/1.1` (RFC 9110 §6.2: a server sends its
+/// own version); an HTTP/1.0 client gets `Connection: keep-alive` when the
+/// connection stays open, and no chunked coding, which 1.0 lacks.
+///
+/// Writes no more than the head and allocates nothing beyond growing `out`.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    date: &str,
+    fields: &Headers,
+    defaults: &Headers,
+    body: ResponseBody,
+    cx: ResponseContext,
+) -> ResponseFraming {
+    let mut keep_alive = cx.keep_alive && !fields.has_token("Connection", "close");
+    // Written piece by piece: `write!` costs more than the rest of the head
+    // for a small response.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status.as_u16()));
+    out.push(b' ');
+    out.extend_from_slice(status.reason().as_bytes());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in defaults.iter() {
+        if !fields.contains(name) {
+            write_field(out, name, value);
+        }
+    }
+    for (name, value) in fields.iter() {
+        if !is_framing_field(name) {
+            write_field(out, name, value);
+        }
+    }
+    let delimiter = if status.forbids_body() {
+        BodyDelimiter::None
+    } else {
+        match body {
+            ResponseBody::Empty | ResponseBody::Upgrade => BodyDelimiter::Length(0),
+            ResponseBody::Length(n) => BodyDelimiter::Length(n),
+            // The stream lasts until either side closes.
+            ResponseBody::EventStream => {
+                keep_alive = false;
+                BodyDelimiter::CloseDelimited
+            }
+            ResponseBody::Stream if cx.version == Version::Http11 => BodyDelimiter::Chunked,
+            ResponseBody::Stream => {
+                // HTTP/1.0 has no chunked coding: the body ends at close,
+                // unless none is sent.
+                keep_alive &= cx.head_request;
+                BodyDelimiter::CloseDelimited
+            }
+        }
+    };
+    match delimiter {
+        BodyDelimiter::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyDelimiter::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyDelimiter::None | BodyDelimiter::CloseDelimited => {}
+    }
+    let upgrade = body == ResponseBody::Upgrade && status == StatusCode::SWITCHING_PROTOCOLS;
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    } else if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if cx.version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    ResponseFraming {
+        body: delimiter,
+        keep_alive,
+        upgrade,
+        send_body: !cx.head_request && !status.forbids_body(),
+    }
+}
+
+/// Appends the interim `100 Continue` response, sent to a client waiting
+/// (`Expect: 100-continue`) before it sends the body.
+pub fn write_continue(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+}
+
+/// Whether `name` is one of the fields [`write_response_head`] owns.
+fn is_framing_field(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length")
+        || name.eq_ignore_ascii_case("transfer-encoding")
+        || name.eq_ignore_ascii_case("connection")
+}
+
+/// Appends `n` in decimal. Hand-written: `core::fmt` measured slower than the
+/// rest of a small response head.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends one `name: value` field line.
+pub(crate) fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,5 +1053,798 @@ mod tests {
             .decode(b"5\r\nhello\r\n", &mut Vec::new(), &limits)
             .unwrap_err();
         assert_eq!(e.status.as_u16(), 413);
+    }
+
+    // --- blank lines before the request line -------------------------------
+
+    #[test]
+    fn a_few_empty_lines_before_the_request_line_are_skipped() {
+        let raw = "\r\n\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (n, h) = parse(raw).unwrap().unwrap();
+        assert_eq!(n, raw.len());
+        assert_eq!(h.target, "/");
+        assert!(parse("\r\n\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn endless_empty_lines_are_refused() {
+        let limits = HttpLimits::default();
+        let mut head = RequestHead::default();
+        let flood = b"\r\n".repeat(limits.max_request_line / 2 + 1);
+        assert_eq!(flood.len(), limits.max_request_line + 2);
+        let e = parse_request_head(&flood, &limits, &mut head).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.reason, "too many empty lines before the request line");
+        // Up to the limit they are still awaited, and a request after them parses.
+        let mut at_limit = b"\n".repeat(limits.max_request_line);
+        assert!(parse_request_head(&at_limit, &limits, &mut head)
+            .unwrap()
+            .is_none());
+        at_limit.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(parse_request_head(&at_limit, &limits, &mut head)
+            .unwrap()
+            .is_some());
+        // One more blank byte before the request line is refused.
+        let mut over = b"\n".repeat(limits.max_request_line + 1);
+        over.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            parse_request_head(&over, &limits, &mut head)
+                .unwrap_err()
+                .status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn limits_decide_the_same_whatever_the_reads_end_on() {
+        let limits = HttpLimits {
+            max_request_line: 16,
+            max_head_size: 64,
+            ..HttpLimits::default()
+        };
+        let run = |raw: &[u8]| parse_request_head(raw, &limits, &mut RequestHead::default());
+        // A request line of exactly the limit whose read ended between CR and LF.
+        let exact = b"GET /ab HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(exact.iter().position(|&b| b == b'\r'), Some(16));
+        assert_eq!(run(&exact[..17]), Ok(None));
+        assert!(run(exact).unwrap().is_some());
+        // One byte over with a bare LF is too long, arriving whole or not.
+        let long = b"GET /abcdefghijk HTTP/1.1\n\n";
+        assert_eq!(run(long).unwrap_err().status, StatusCode::URI_TOO_LONG);
+        assert_eq!(
+            run(&long[..20]).unwrap_err().status,
+            StatusCode::URI_TOO_LONG
+        );
+        // An error before a limit wins over the limit.
+        let bad_then_long = b"GET /a\x01bcdefghijklmnop HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            run(bad_then_long).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        let mut bad_field = b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n".to_vec();
+        bad_field.resize(100, b'a');
+        assert_eq!(run(&bad_field).unwrap_err().status, StatusCode::BAD_REQUEST);
+        // `HTTP/2` is refused by httparse before the `.0` makes it a 505.
+        for end in 12..16 {
+            assert_eq!(run(&b"GET / HTTP/2.0\r\n\r\n"[..end]), Ok(None), "{end}");
+        }
+        assert_eq!(
+            run(b"GET / HTTP/2.0\r\n\r\n").unwrap_err().status,
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED
+        );
+        assert_eq!(
+            run(b"GET / HTTP/2.x").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        // The version is the third token, not the last one.
+        assert_eq!(
+            run(b"G T /a HTTP/1.1\r\n\r\n").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    // --- response heads ----------------------------------------------------
+
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn fields(pairs: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::new();
+        for (name, value) in pairs {
+            h.add(name, value);
+        }
+        h
+    }
+
+    fn cx(version: Version, head_request: bool, keep_alive: bool) -> ResponseContext {
+        ResponseContext {
+            version,
+            head_request,
+            keep_alive,
+        }
+    }
+
+    const GET11: ResponseContext = ResponseContext {
+        version: Version::Http11,
+        head_request: false,
+        keep_alive: true,
+    };
+
+    /// The head as text and the framing, with no default headers.
+    fn encode(
+        status: StatusCode,
+        response_fields: &[(&str, &str)],
+        body: ResponseBody,
+        cx: ResponseContext,
+    ) -> (String, ResponseFraming) {
+        let mut out = Vec::new();
+        let framing = write_response_head(
+            &mut out,
+            status,
+            DATE,
+            &fields(response_fields),
+            &Headers::new(),
+            body,
+            cx,
+        );
+        (String::from_utf8(out).unwrap(), framing)
+    }
+
+    fn plain(body: BodyDelimiter, keep_alive: bool, send_body: bool) -> ResponseFraming {
+        ResponseFraming {
+            body,
+            keep_alive,
+            upgrade: false,
+            send_body,
+        }
+    }
+
+    #[test]
+    fn response_head_with_a_sized_body() {
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[("Content-Type", "text/plain")],
+            ResponseBody::Length(12),
+            GET11,
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: text/plain\r\nContent-Length: 12\r\n\r\n"
+        );
+        assert_eq!(f, plain(BodyDelimiter::Length(12), true, true));
+        let (head, f) = encode(StatusCode::NOT_FOUND, &[], ResponseBody::Empty, GET11);
+        assert_eq!(
+            head,
+            "HTTP/1.1 404 Not Found\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(f, plain(BodyDelimiter::Length(0), true, true));
+        let (head, _) = encode(StatusCode::OK, &[], ResponseBody::Length(u64::MAX), GET11);
+        assert!(head.contains("\r\nContent-Length: 18446744073709551615\r\n"));
+    }
+
+    #[test]
+    fn response_to_head_keeps_the_length_and_sends_no_body() {
+        let head_request = cx(Version::Http11, true, true);
+        let (head, f) = encode(StatusCode::OK, &[], ResponseBody::Length(5), head_request);
+        assert!(head.ends_with("\r\nContent-Length: 5\r\n\r\n"), "{head}");
+        assert_eq!(f, plain(BodyDelimiter::Length(5), true, false));
+        let (head, f) = encode(StatusCode::OK, &[], ResponseBody::Stream, head_request);
+        assert!(
+            head.ends_with("\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(f, plain(BodyDelimiter::Chunked, true, false));
+    }
+
+    #[test]
+    fn bodiless_statuses_get_no_framing_field() {
+        for status in [
+            StatusCode::CONTINUE,
+            StatusCode::NO_CONTENT,
+            StatusCode::NOT_MODIFIED,
+        ] {
+            for body in [
+                ResponseBody::Empty,
+                ResponseBody::Length(7),
+                ResponseBody::Stream,
+                ResponseBody::EventStream,
+            ] {
+                let (head, f) = encode(status, &[("Content-Length", "7")], body, GET11);
+                assert!(
+                    !head.contains("Content-Length"),
+                    "{status} {body:?}: {head}"
+                );
+                assert!(
+                    !head.contains("Transfer-Encoding"),
+                    "{status} {body:?}: {head}"
+                );
+                assert!(!head.contains("Connection"), "{status} {body:?}: {head}");
+                assert_eq!(
+                    f,
+                    plain(BodyDelimiter::None, true, false),
+                    "{status} {body:?}"
+                );
+            }
+        }
+        let (head, _) = encode(
+            StatusCode::NOT_MODIFIED,
+            &[("ETag", "\"x\"")],
+            ResponseBody::Empty,
+            GET11,
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 304 Not Modified\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             ETag: \"x\"\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn switching_protocols_upgrades() {
+        let (head, f) = encode(
+            StatusCode::SWITCHING_PROTOCOLS,
+            &[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ],
+            ResponseBody::Upgrade,
+            GET11,
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 101 Switching Protocols\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+             Connection: Upgrade\r\n\r\n"
+        );
+        assert_eq!(
+            f,
+            ResponseFraming {
+                body: BodyDelimiter::None,
+                keep_alive: true,
+                upgrade: true,
+                send_body: false,
+            }
+        );
+        // A handler that turned the upgrade into another status: an empty
+        // ordinary response, no switch.
+        let (head, f) = encode(
+            StatusCode::FORBIDDEN,
+            &[],
+            ResponseBody::Upgrade,
+            cx(Version::Http11, false, false),
+        );
+        assert!(
+            head.ends_with("\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(f, plain(BodyDelimiter::Length(0), false, true));
+    }
+
+    #[test]
+    fn http10_connections() {
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[],
+            ResponseBody::Length(2),
+            cx(Version::Http10, false, true),
+        );
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.ends_with("\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(f, plain(BodyDelimiter::Length(2), true, true));
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[],
+            ResponseBody::Length(2),
+            cx(Version::Http10, false, false),
+        );
+        assert!(
+            head.ends_with("\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(f, plain(BodyDelimiter::Length(2), false, true));
+    }
+
+    #[test]
+    fn streams_are_chunked_on_http11_and_close_delimited_on_http10() {
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[("Transfer-Encoding", "gzip")],
+            ResponseBody::Stream,
+            GET11,
+        );
+        assert!(
+            head.ends_with("\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(head.matches("Transfer-Encoding").count(), 1);
+        assert_eq!(f, plain(BodyDelimiter::Chunked, true, true));
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[],
+            ResponseBody::Stream,
+            cx(Version::Http10, false, true),
+        );
+        assert!(head.ends_with("GMT\r\nConnection: close\r\n\r\n"), "{head}");
+        assert_eq!(f, plain(BodyDelimiter::CloseDelimited, false, true));
+        // HEAD: no body follows, so the connection can stay.
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[],
+            ResponseBody::Stream,
+            cx(Version::Http10, true, true),
+        );
+        assert!(
+            head.ends_with("GMT\r\nConnection: keep-alive\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(f, plain(BodyDelimiter::CloseDelimited, true, false));
+    }
+
+    #[test]
+    fn event_streams_are_close_delimited() {
+        for version in [Version::Http10, Version::Http11] {
+            let (head, f) = encode(
+                StatusCode::OK,
+                &[("Content-Type", "text/event-stream")],
+                ResponseBody::EventStream,
+                cx(version, false, true),
+            );
+            assert!(
+                head.ends_with("\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"),
+                "{head}"
+            );
+            assert_eq!(f, plain(BodyDelimiter::CloseDelimited, false, true));
+        }
+    }
+
+    #[test]
+    fn connection_close_from_the_handler_closes() {
+        for value in ["close", "Close", "keep-alive, CLOSE"] {
+            let (head, f) = encode(
+                StatusCode::OK,
+                &[("connection", value)],
+                ResponseBody::Length(1),
+                GET11,
+            );
+            assert!(
+                head.ends_with("\r\nContent-Length: 1\r\nConnection: close\r\n\r\n"),
+                "{head}"
+            );
+            assert_eq!(head.to_ascii_lowercase().matches("connection").count(), 1);
+            assert_eq!(f, plain(BodyDelimiter::Length(1), false, true));
+        }
+        // Any other value is dropped and changes nothing.
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[("Connection", "keep-alive")],
+            ResponseBody::Length(1),
+            GET11,
+        );
+        assert!(!head.contains("Connection"), "{head}");
+        assert!(f.keep_alive);
+    }
+
+    #[test]
+    fn framing_fields_from_the_handler_are_dropped() {
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[
+                ("content-length", "999"),
+                ("X-A", "1"),
+                ("TRANSFER-ENCODING", "chunked"),
+                ("Connection", "upgrade"),
+                ("X-B", "2"),
+            ],
+            ResponseBody::Length(3),
+            GET11,
+        );
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             X-A: 1\r\nX-B: 2\r\nContent-Length: 3\r\n\r\n"
+        );
+        assert_eq!(f, plain(BodyDelimiter::Length(3), true, true));
+    }
+
+    #[test]
+    fn default_headers_yield_to_response_fields() {
+        let defaults = fields(&[("Server", "pollserve"), ("X-Frame-Options", "DENY")]);
+        let mut out = Vec::new();
+        write_response_head(
+            &mut out,
+            StatusCode::OK,
+            DATE,
+            &fields(&[
+                ("x-frame-options", "SAMEORIGIN"),
+                ("Set-Cookie", "a=1"),
+                ("Set-Cookie", "b=2"),
+            ]),
+            &defaults,
+            ResponseBody::Empty,
+            GET11,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Server: pollserve\r\nx-frame-options: SAMEORIGIN\r\n\
+             Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn unregistered_status_has_an_empty_reason() {
+        let (head, _) = encode(
+            StatusCode::new(599).unwrap(),
+            &[],
+            ResponseBody::Empty,
+            GET11,
+        );
+        assert!(head.starts_with("HTTP/1.1 599 \r\nDate: "), "{head}");
+    }
+
+    #[test]
+    fn response_head_appends_to_what_is_there() {
+        let mut out = b"earlier bytes".to_vec();
+        write_response_head(
+            &mut out,
+            StatusCode::OK,
+            DATE,
+            &Headers::new(),
+            &Headers::new(),
+            ResponseBody::Empty,
+            GET11,
+        );
+        assert!(out.starts_with(b"earlier bytesHTTP/1.1 200 OK\r\n"));
+        let mut out = b"x".to_vec();
+        write_continue(&mut out);
+        assert_eq!(out, b"xHTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn every_combination_parses_back_and_agrees_with_its_framing() {
+        let statuses = [100, 101, 200, 204, 206, 304, 404, 500, 599];
+        let bodies = [
+            ResponseBody::Empty,
+            ResponseBody::Length(0),
+            ResponseBody::Length(41),
+            ResponseBody::Stream,
+            ResponseBody::EventStream,
+            ResponseBody::Upgrade,
+        ];
+        let handler_fields: [&[(&str, &str)]; 3] = [
+            &[],
+            &[("Connection", "close"), ("Content-Length", "3")],
+            &[("Transfer-Encoding", "chunked"), ("X", "y")],
+        ];
+        for code in statuses {
+            let status = StatusCode::new(code).unwrap();
+            for body in bodies {
+                for response_fields in handler_fields {
+                    for version in [Version::Http10, Version::Http11] {
+                        for head_request in [false, true] {
+                            for keep_alive in [false, true] {
+                                let cx = cx(version, head_request, keep_alive);
+                                let (head, f) = encode(status, response_fields, body, cx);
+                                let what = format!("{code} {body:?} {response_fields:?} {cx:?}");
+                                check_parses_back(&head, status, f, cx, &what);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses `head` as a client would and checks it says what `f` says.
+    fn check_parses_back(
+        head: &str,
+        status: StatusCode,
+        f: ResponseFraming,
+        cx: ResponseContext,
+        what: &str,
+    ) {
+        let mut slots = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let n = parsed.parse(head.as_bytes()).unwrap();
+        assert_eq!(n, httparse::Status::Complete(head.len()), "{what}");
+        assert_eq!(parsed.code, Some(status.as_u16()), "{what}");
+        let all = |name: &str| -> Vec<String> {
+            parsed
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8(h.value.to_vec()).unwrap())
+                .collect()
+        };
+        let (lengths, codings, connection) = (
+            all("Content-Length"),
+            all("Transfer-Encoding"),
+            all("Connection"),
+        );
+        let announced = match (&lengths[..], &codings[..]) {
+            ([], []) if status.forbids_body() => BodyDelimiter::None,
+            ([], []) => BodyDelimiter::CloseDelimited,
+            ([n], []) => BodyDelimiter::Length(n.parse().unwrap()),
+            ([], [c]) if c == "chunked" => BodyDelimiter::Chunked,
+            _ => panic!("{what}: framing fields {lengths:?} {codings:?}"),
+        };
+        assert_eq!(announced, f.body, "{what}");
+        assert!(
+            !status.forbids_body() || announced == BodyDelimiter::None,
+            "{what}"
+        );
+        assert!(
+            announced != BodyDelimiter::Chunked || cx.version == Version::Http11,
+            "{what}"
+        );
+        assert!(
+            !(f.send_body && announced == BodyDelimiter::CloseDelimited && f.keep_alive),
+            "{what}"
+        );
+        assert_eq!(
+            f.send_body,
+            !cx.head_request && !status.forbids_body(),
+            "{what}"
+        );
+        assert!(!f.keep_alive || cx.keep_alive, "{what}");
+        let expected_connection: &[&str] = if f.upgrade {
+            &["Upgrade"]
+        } else if !f.keep_alive {
+            &["close"]
+        } else if cx.version == Version::Http10 {
+            &["keep-alive"]
+        } else {
+            &[]
+        };
+        assert_eq!(connection, expected_connection, "{what}");
+        assert_eq!(
+            f.upgrade,
+            status == StatusCode::SWITCHING_PROTOCOLS && connection == ["Upgrade"],
+            "{what}"
+        );
+    }
+
+    #[test]
+    fn push_decimal_matches_display() {
+        for n in [0, 1, 9, 10, 99, 100, 204, 1024, 65535, 1 << 40, u64::MAX] {
+            let mut w = b"x".to_vec();
+            push_decimal(&mut w, n);
+            assert_eq!(w, format!("x{n}").into_bytes());
+        }
+    }
+
+    /// Split invariance: the driver calls the parsers on whatever has arrived,
+    /// so no boundary between reads may change what a request means.
+    mod split_properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::{select, Index};
+
+        /// Small limits, so that generated inputs cross every one of them.
+        const LIMITS: HttpLimits = HttpLimits {
+            max_request_line: 64,
+            max_head_size: 256,
+            max_headers: 8,
+            max_body_size: 48,
+        };
+
+        /// Everything a parse decides, comparable.
+        #[derive(Debug, PartialEq)]
+        struct Parsed {
+            result: Result<Option<usize>, ParseError>,
+            head: Option<String>,
+        }
+
+        fn parse_limited(buf: &[u8]) -> Parsed {
+            let mut head = RequestHead::default();
+            let result = parse_request_head(buf, &LIMITS, &mut head);
+            let head = matches!(result, Ok(Some(_))).then(|| {
+                let fields: Vec<_> = head.headers.iter().collect();
+                format!(
+                    "{:?} {} {:?} {fields:?} {:?} ka={} 100={} len={}",
+                    head.method,
+                    head.target,
+                    head.version,
+                    head.framing,
+                    head.keep_alive,
+                    head.expect_continue,
+                    head.head_len
+                )
+            });
+            Parsed { result, head }
+        }
+
+        /// Request heads near the interesting cases (framing fields, limits,
+        /// versions, blank lines), sometimes with a few bytes overwritten.
+        fn request() -> impl Strategy<Value = Vec<u8>> {
+            let blank = "(\r\n|\n){0,40}";
+            let method = select(vec!["GET", "POST", "HEAD", "OPTIONS", "BREW", "get", ""]);
+            let target = prop_oneof![
+                "/[a-z0-9/?=&%.]{0,72}",
+                Just("*".to_owned()),
+                "(http|HTTPS)://[a-z]{0,6}[/?]?[a-z]{0,6}",
+                "[a-z]{1,5}",
+            ];
+            let version = select(vec![
+                "HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.", "FOO/1.1",
+            ]);
+            let field = prop_oneof![
+                Just("Host: x".to_owned()),
+                "Content-Length: [0-9 ,]{0,6}",
+                "Transfer-Encoding: (chunked|Chunked|gzip|gzip, chunked|chunked, gzip|)",
+                "Connection: (close|keep-alive|Upgrade, close)",
+                "Expect: (100-continue|magic)",
+                "X-[a-z]{1,8}:[ -~]{0,60}",
+                "[ -~]{0,20}",
+            ];
+            let eol = select(vec!["\r\n", "\n"]);
+            let edits = prop::collection::vec((any::<Index>(), any::<u8>()), 0..3);
+            let tail = prop::collection::vec(any::<u8>(), 0..24);
+            (
+                blank,
+                method,
+                target,
+                version,
+                prop::collection::vec(field, 0..10),
+                eol,
+                tail,
+                edits,
+            )
+                .prop_map(
+                    |(blank, method, target, version, fields, eol, tail, edits)| {
+                        let mut raw = format!("{blank}{method} {target} {version}{eol}");
+                        for f in fields {
+                            raw.push_str(&f);
+                            raw.push_str(eol);
+                        }
+                        raw.push_str(eol);
+                        let mut raw = raw.into_bytes();
+                        raw.extend_from_slice(&tail);
+                        for (at, byte) in edits {
+                            let i = at.index(raw.len());
+                            raw[i] = byte;
+                        }
+                        raw
+                    },
+                )
+        }
+
+        /// A chunked body (sometimes with extensions, trailers, upper-case
+        /// hex), then the next request's bytes, sometimes corrupted.
+        fn chunked_body() -> impl Strategy<Value = Vec<u8>> {
+            let chunk = (
+                0usize..24,
+                any::<bool>(),
+                prop_oneof![
+                    Just(String::new()),
+                    ";[a-z]{1,4}(=[a-z0-9]{0,8})?",
+                    " {1,2}"
+                ],
+            );
+            (
+                prop::collection::vec(chunk, 0..5),
+                prop::collection::vec("X-[a-z]{1,5}: [a-z]{0,12}", 0..3),
+                prop::collection::vec((any::<Index>(), any::<u8>()), 0..3),
+            )
+                .prop_map(|(chunks, trailers, edits)| {
+                    let mut raw = Vec::new();
+                    for (i, (len, upper, ext)) in chunks.into_iter().enumerate() {
+                        let size = if upper {
+                            format!("{len:X}")
+                        } else {
+                            format!("{len:x}")
+                        };
+                        raw.extend_from_slice(size.as_bytes());
+                        raw.extend_from_slice(ext.as_bytes());
+                        raw.extend_from_slice(b"\r\n");
+                        raw.extend((0..len).map(|j| b'a' + ((i + j) % 26) as u8));
+                        raw.extend_from_slice(b"\r\n");
+                    }
+                    raw.extend_from_slice(b"0\r\n");
+                    for t in trailers {
+                        raw.extend_from_slice(t.as_bytes());
+                        raw.extend_from_slice(b"\r\n");
+                    }
+                    raw.extend_from_slice(b"\r\nNEXT");
+                    for (at, byte) in edits {
+                        let i = at.index(raw.len());
+                        raw[i] = byte;
+                    }
+                    raw
+                })
+        }
+
+        /// Decodes `input` arriving in the pieces `cuts` makes, the way the
+        /// driver does: bytes not consumed stay buffered, and `decode` is
+        /// called again until it consumes nothing or the body is done.
+        fn decode_split(
+            framing: BodyFraming,
+            input: &[u8],
+            cuts: &[usize],
+        ) -> (Vec<u8>, Result<(usize, bool), ParseError>) {
+            let mut decoder = BodyDecoder::new(framing).unwrap();
+            let mut body = Vec::new();
+            let mut consumed = 0;
+            for end in cuts.iter().copied().chain([input.len()]) {
+                loop {
+                    let buffered = &input[consumed..end.max(consumed)];
+                    match decoder.decode(buffered, &mut body, &LIMITS) {
+                        Err(e) => return (body, Err(e)),
+                        Ok((n, done)) => {
+                            assert!(n <= buffered.len());
+                            consumed += n;
+                            if done {
+                                return (body, Ok((consumed, true)));
+                            }
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            (body, Ok((consumed, false)))
+        }
+
+        fn cut_points(len: usize, cuts: Vec<Index>) -> Vec<usize> {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.index(len + 1)).collect();
+            cuts.sort_unstable();
+            cuts
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(160))]
+
+            #[test]
+            fn request_head_is_the_same_however_it_arrives(raw in prop_oneof![
+                4 => request(),
+                1 => prop::collection::vec(any::<u8>(), 0..300),
+            ]) {
+                let whole = parse_limited(&raw);
+                // The driver parses its buffer after every read, so each
+                // prefix is a possible call; the first that decides must
+                // decide like the whole input.
+                for end in 0..raw.len() {
+                    let prefix = parse_limited(&raw[..end]);
+                    if prefix.result != Ok(None) {
+                        prop_assert_eq!(&prefix, &whole, "prefix of {} bytes", end);
+                    }
+                }
+            }
+
+            #[test]
+            fn chunked_body_is_the_same_however_it_arrives(
+                raw in prop_oneof![
+                    4 => chunked_body(),
+                    1 => prop::collection::vec(any::<u8>(), 0..120),
+                ],
+                cuts in prop::collection::vec(any::<Index>(), 0..8),
+            ) {
+                let whole = decode_split(BodyFraming::Chunked, &raw, &[]);
+                let cuts = cut_points(raw.len(), cuts);
+                prop_assert_eq!(decode_split(BodyFraming::Chunked, &raw, &cuts), whole.clone());
+                let bytewise: Vec<usize> = (1..raw.len()).collect();
+                prop_assert_eq!(decode_split(BodyFraming::Chunked, &raw, &bytewise), whole);
+            }
+
+            #[test]
+            fn sized_body_is_the_same_however_it_arrives(
+                raw in prop::collection::vec(any::<u8>(), 0..100),
+                len in 1u64..80,
+                cuts in prop::collection::vec(any::<Index>(), 0..8),
+            ) {
+                let whole = decode_split(BodyFraming::Length(len), &raw, &[]);
+                let done = raw.len() as u64 >= len;
+                let used = len.min(raw.len() as u64) as usize;
+                prop_assert_eq!(&whole, &(raw[..used].to_vec(), Ok((used, done))));
+                let cuts = cut_points(raw.len(), cuts);
+                prop_assert_eq!(decode_split(BodyFraming::Length(len), &raw, &cuts), whole);
+            }
+        }
     }
 }

@@ -2714,4 +2714,177 @@ mod tests {
         // A closing handshake: the peer may still answer.
         assert_eq!(s.state(), SessionState::Closing);
     }
+
+    /// Split invariance of the session decoder: client frames (fragmented
+    /// messages, control frames between fragments, closes, corrupted bytes)
+    /// cut at arbitrary points give the same events and replies as whole.
+    mod split_properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        #[derive(Debug, Clone)]
+        enum Piece {
+            /// A text or binary message sent as fragments cut at `cuts`, with
+            /// a ping after every fragment but the last when `pings`.
+            Message {
+                text: bool,
+                payload: Vec<u8>,
+                cuts: Vec<Index>,
+                pings: bool,
+            },
+            /// A ping (`0x9`) or pong (`0xA`).
+            Control { ping: bool, payload: Vec<u8> },
+            /// A close with an optional code (valid or not) and reason.
+            Close { code: Option<u16>, reason: String },
+            /// Any first byte, masked or not.
+            Raw {
+                b0: u8,
+                masked: bool,
+                payload: Vec<u8>,
+            },
+        }
+
+        fn piece() -> impl Strategy<Value = Piece> {
+            let text = ".{0,60}".prop_map(String::into_bytes);
+            let binary = prop_oneof![
+                4 => prop::collection::vec(any::<u8>(), 0..300),
+                // Past 2^16: the 64-bit length encoding.
+                1 => (any::<u8>(), 65_536usize..65_600).prop_map(|(b, n)| vec![b; n]),
+            ];
+            prop_oneof![
+                6 => (
+                    prop_oneof![text.prop_map(|p| (true, p)), binary.prop_map(|p| (false, p))],
+                    prop::collection::vec(any::<Index>(), 0..4),
+                    any::<bool>(),
+                )
+                    .prop_map(|((text, payload), cuts, pings)| Piece::Message {
+                        text,
+                        payload,
+                        cuts,
+                        pings,
+                    }),
+                2 => (any::<bool>(), prop::collection::vec(any::<u8>(), 0..130))
+                    .prop_map(|(ping, payload)| Piece::Control { ping, payload }),
+                1 => (
+                    prop::option::of(prop_oneof![Just(1000u16), Just(1001), Just(4000), 0u16..5000]),
+                    ".{0,8}",
+                )
+                    .prop_map(|(code, reason)| Piece::Close { code, reason }),
+                1 => (any::<u8>(), prop::bool::weighted(0.8), prop::collection::vec(any::<u8>(), 0..20))
+                    .prop_map(|(b0, masked, payload)| Piece::Raw { b0, masked, payload }),
+            ]
+        }
+
+        fn render(pieces: &[Piece], mask: u32) -> Vec<u8> {
+            let mut stream = Vec::new();
+            // A different mask for every frame, so unmasking must track each.
+            let mut frame = 0u32;
+            let mut next_mask = || {
+                frame += 1;
+                mask.wrapping_mul(frame).rotate_left(frame).to_le_bytes()
+            };
+            for piece in pieces {
+                match piece {
+                    Piece::Message {
+                        text,
+                        payload,
+                        cuts,
+                        pings,
+                    } => {
+                        let mut at: Vec<usize> =
+                            cuts.iter().map(|c| c.index(payload.len() + 1)).collect();
+                        at.sort_unstable();
+                        at.push(payload.len());
+                        let mut start = 0;
+                        for (i, &end) in at.iter().enumerate() {
+                            let last = i + 1 == at.len();
+                            let opcode = match (i, text) {
+                                (0, true) => 0x1,
+                                (0, false) => 0x2,
+                                _ => 0x0,
+                            };
+                            let b0 = if last { 0x80 } else { 0 } | opcode;
+                            stream.extend(raw(b0, Some(next_mask()), &payload[start..end]));
+                            if *pings && !last {
+                                stream.extend(raw(0x89, Some(next_mask()), b"between"));
+                            }
+                            start = end;
+                        }
+                    }
+                    Piece::Control { ping, payload } => {
+                        let b0 = if *ping { 0x89 } else { 0x8A };
+                        stream.extend(raw(b0, Some(next_mask()), payload));
+                    }
+                    Piece::Close { code, reason } => {
+                        let mut payload = Vec::new();
+                        if let Some(code) = code {
+                            payload.extend_from_slice(&code.to_be_bytes());
+                            payload.extend_from_slice(reason.as_bytes());
+                        }
+                        stream.extend(raw(0x88, Some(next_mask()), &payload));
+                    }
+                    Piece::Raw {
+                        b0,
+                        masked,
+                        payload,
+                    } => {
+                        let mask = masked.then(&mut next_mask);
+                        stream.extend(raw(*b0, mask, payload));
+                    }
+                }
+            }
+            stream
+        }
+
+        fn config(which: u8) -> WsConfig {
+            match which % 3 {
+                0 => WsConfig::default(),
+                1 => WsConfig::embedded(),
+                _ => WsConfig {
+                    max_message_size: 200,
+                    max_fragments: 3,
+                    ..WsConfig::default()
+                },
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn session_events_are_the_same_however_frames_arrive(
+                pieces in prop::collection::vec(piece(), 1..6),
+                mask in any::<u32>(),
+                edits in prop_oneof![
+                    3 => Just(Vec::new()),
+                    1 => prop::collection::vec((any::<Index>(), any::<u8>()), 1..3),
+                ],
+                cuts in prop::collection::vec(any::<Index>(), 0..10),
+                which in any::<u8>(),
+            ) {
+                let mut stream = render(&pieces, mask);
+                for (at, byte) in edits {
+                    let i = at.index(stream.len());
+                    stream[i] = byte;
+                }
+                let now = Instant::now();
+                let mut whole_session = WsSession::new(Role::Server, config(which));
+                let whole = drive_split(&mut whole_session, &stream, &[], now);
+                let mut cuts: Vec<usize> =
+                    cuts.into_iter().map(|c| c.index(stream.len() + 1)).collect();
+                cuts.sort_unstable();
+                let mut split_session = WsSession::new(Role::Server, config(which));
+                let split = drive_split(&mut split_session, &stream, &cuts, now);
+                prop_assert_eq!(&split, &whole);
+                prop_assert_eq!(split_session.state(), whole_session.state());
+                if stream.len() < 2048 {
+                    let every: Vec<usize> = (1..stream.len()).collect();
+                    let mut bytewise_session = WsSession::new(Role::Server, config(which));
+                    let bytewise = drive_split(&mut bytewise_session, &stream, &every, now);
+                    prop_assert_eq!(&bytewise, &whole);
+                }
+            }
+        }
+    }
 }
