@@ -134,6 +134,30 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Like [`connect`], with the socket's kernel buffers set before the
+/// connection is made (`None` keeps the default). A fixed size turns off the
+/// kernel's autotuning, so a test knows how much a peer that does not read
+/// (or a server that does not) lets through before writes block.
+pub fn connect_with_buffers(
+    addr: SocketAddr,
+    send_buffer: Option<usize>,
+    recv_buffer: Option<usize>,
+) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).expect("socket");
+    if let Some(n) = send_buffer {
+        socket.set_send_buffer_size(n).expect("SO_SNDBUF");
+    }
+    if let Some(n) = recv_buffer {
+        socket.set_recv_buffer_size(n).expect("SO_RCVBUF");
+    }
+    socket.connect(&addr.into()).expect("connect");
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
 /// Sends `raw` and reads until the server closes (or 10 s pass).
 pub fn exchange(addr: SocketAddr, raw: &[u8]) -> Vec<u8> {
     let mut s = connect(addr);

@@ -9,7 +9,12 @@ use super::connect;
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 pub fn handshake(addr: SocketAddr, path: &str, extra: &str) -> (TcpStream, String) {
-    let mut s = connect(addr);
+    handshake_on(connect(addr), path, extra)
+}
+
+/// [`handshake`] over a stream the test connected itself (to set socket
+/// options first).
+pub fn handshake_on(mut s: TcpStream, path: &str, extra: &str) -> (TcpStream, String) {
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
@@ -51,8 +56,23 @@ pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Reads one unmasked server frame: (fin, opcode, payload).
 pub fn read_frame(s: &mut TcpStream) -> (bool, u8, Vec<u8>) {
+    try_read_frame(s).expect("frame header: the connection ended")
+}
+
+/// Like [`read_frame`], but `None` when the connection ends (EOF or reset)
+/// before a frame begins: for tests where the server may hang up.
+pub fn try_read_frame(s: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
     let mut h = [0u8; 2];
-    s.read_exact(&mut h).expect("frame header");
+    loop {
+        match s.read(&mut h[..1]) {
+            Ok(0) => return None,
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("reading a frame header: {e}"),
+        }
+    }
+    s.read_exact(&mut h[1..]).expect("frame header");
     assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
     let len = match h[1] & 0x7f {
         126 => {
@@ -69,7 +89,7 @@ pub fn read_frame(s: &mut TcpStream) -> (bool, u8, Vec<u8>) {
     };
     let mut p = vec![0; len];
     s.read_exact(&mut p).unwrap();
-    (h[0] & 0x80 != 0, h[0] & 0x0f, p)
+    Some((h[0] & 0x80 != 0, h[0] & 0x0f, p))
 }
 
 /// Reads frames until a close arrives; returns its code, then expects EOF.
