@@ -56,6 +56,10 @@ impl<S> Server<S> {
         let now = Instant::now();
         self.shared.begin_round(SystemTime::now());
 
+        // Connections left with work by the previous round (or woken by the
+        // program) go after this round's events; ones this round leaves
+        // with work wait for the next.
+        let resumed = std::mem::take(&mut self.resume);
         let mut accept = false;
         // Copy the readiness out first so each connection can be driven with
         // `self` borrowed mutably (the buffer is reused across polls).
@@ -75,8 +79,14 @@ impl<S> Server<S> {
             }
         }
         self.ready = ready;
-        for key in std::mem::take(&mut self.resume) {
-            self.drive(key, state, now);
+        for key in resumed {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| !c.driven_in(self.shared.epoch))
+            {
+                self.drive(key, state, now);
+            }
         }
         if accept || (self.accept_paused && self.conns.len() < self.shared.config.max_connections) {
             self.accept_all(now);
@@ -99,6 +109,9 @@ impl<S> Server<S> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if conn.is_dead() {
+            return;
+        }
         if !conn.drive(&mut self.routes, &mut self.shared, state, now) {
             self.close_conn(key);
         } else if conn.has_more() {
@@ -190,7 +203,7 @@ impl<S> Server<S> {
         for key in expired {
             let keep = match self.conns.get_mut(key) {
                 Some(conn) if conn.is_dead() => {
-                    self.remove_conn(key);
+                    self.remove_dead(key);
                     continue;
                 }
                 Some(conn) => conn.on_timeout(&mut self.shared, now),
@@ -214,19 +227,27 @@ impl<S> Server<S> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if conn.is_dead() {
+            return;
+        }
+        let ip = conn.peer().ip();
         if !conn.retire(&mut self.shared, self.poll.registry(), Instant::now()) {
-            self.remove_conn(key);
+            // Dropping the stream closes its descriptor, which also takes
+            // it out of the epoll set: no deregister or shutdown is needed.
+            self.conns.remove(key);
+        }
+        self.forget_ip(ip);
+    }
+
+    /// Frees the slot of a closed WebSocket whose time is up.
+    pub(super) fn remove_dead(&mut self, key: usize) {
+        if self.conns.get(key).is_some_and(|c| c.is_dead()) {
+            self.conns.remove(key);
         }
     }
 
-    /// Frees the slot of connection `key`. Dropping the stream closes its
-    /// descriptor, which also takes it out of the epoll set: no deregister
-    /// or shutdown call is needed.
-    pub(super) fn remove_conn(&mut self, key: usize) {
-        let Some(conn) = self.conns.try_remove(key) else {
-            return;
-        };
-        let ip = conn.peer().ip();
+    /// One connection fewer from `ip` (its socket is closed).
+    fn forget_ip(&mut self, ip: std::net::IpAddr) {
         if let Some(n) = self.per_ip.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {

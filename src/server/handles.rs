@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::conn::{Conn, WsPop};
 use super::Server;
@@ -77,7 +78,16 @@ impl<S> WsHandle<'_, S> {
         match after {
             WsPop::Stay => {}
             WsPop::Resume => self.server.resume.push(key),
-            WsPop::Release => self.server.remove_conn(key),
+            WsPop::Release => {
+                // The last message is taken: the slot stays only long
+                // enough for the program to read how the socket ended.
+                let at =
+                    super::shared::after(Instant::now(), self.server.shared.config.linger_timeout);
+                let Server { conns, shared, .. } = &mut *self.server;
+                if let Some(conn) = conns.get_mut(key) {
+                    conn.expire_by(at, shared);
+                }
+            }
         }
         event
     }

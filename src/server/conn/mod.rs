@@ -129,6 +129,8 @@ pub(crate) struct Conn {
     dead: bool,
     /// The poll in which this connection was last listed in `ws_ready`.
     ready_epoch: u64,
+    /// The poll in which this connection was last driven.
+    driven_epoch: u64,
     /// Where the body of the current request goes when its route streams it.
     sink: Option<Box<dyn BodySink>>,
     /// Body size limit of the current request (the route's, for a sink).
@@ -178,6 +180,7 @@ impl Conn {
             sse: None,
             dead: false,
             ready_epoch: 0,
+            driven_epoch: 0,
             sink: None,
             body_limit: 0,
             more: false,
@@ -200,6 +203,11 @@ impl Conn {
     /// The socket is closed; the slot only holds messages for the program.
     pub fn is_dead(&self) -> bool {
         self.dead
+    }
+
+    /// Whether this connection was driven in poll round `epoch`.
+    pub fn driven_in(&self, epoch: u64) -> bool {
+        self.driven_epoch == epoch
     }
 
     /// Whether the last [`drive`](Self::drive) left work for the next round
@@ -258,6 +266,7 @@ impl Conn {
         // connection keeps only the input it could not use yet, in a buffer
         // of exactly that size, so memory follows what each peer sent (a
         // half-sent head pins its few bytes, not a read-sized buffer).
+        self.driven_epoch = shared.epoch;
         std::mem::swap(&mut self.rbuf, &mut shared.scratch);
         if !shared.scratch.is_empty() {
             self.rbuf.append(shared.scratch.data());
@@ -643,9 +652,10 @@ impl Conn {
     }
 
     /// The connection is being closed (error, timeout, or the program's
-    /// decision). Returns true when the slot must stay: the socket is shut
-    /// and taken out of the poller, but a WebSocket's received messages
-    /// still wait for the program (for a keep-alive timeout at most).
+    /// decision). Returns true when the slot must stay: a WebSocket's
+    /// socket is shut and taken out of the poller, but the program can
+    /// still take the messages that arrived (for a keep-alive timeout at
+    /// most) and read how it ended (for a linger timeout at least).
     pub fn retire(&mut self, shared: &mut Shared, registry: &Registry, now: Instant) -> bool {
         if self.dead {
             return false;
@@ -656,15 +666,26 @@ impl Conn {
             return false;
         };
         ws.set_status(CloseStatus::Abnormal);
-        if !ws.has_messages() {
-            return false;
-        }
+        let keep = if ws.has_messages() {
+            shared.config.keep_alive_timeout
+        } else {
+            shared.config.linger_timeout
+        };
         let _ = registry.deregister(&mut self.io);
         let _ = self.io.shutdown(Shutdown::Both);
         self.dead = true;
-        let deadline = after(now, shared.config.keep_alive_timeout);
-        self.deadline = Some(deadline);
-        shared.schedule(deadline);
+        self.rbuf = ReadBuf::default();
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+        self.expire_by(after(now, keep), shared);
         true
+    }
+
+    /// Brings a closed WebSocket's slot's end forward to `at` (the program
+    /// has taken its last message).
+    pub fn expire_by(&mut self, at: Instant, shared: &mut Shared) {
+        let at = self.deadline.map_or(at, |d| d.min(at));
+        self.deadline = Some(at);
+        shared.schedule(at);
     }
 }

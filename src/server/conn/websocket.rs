@@ -199,11 +199,14 @@ impl Conn {
         if let Some(Event::Error(e)) = ws.session.on_timeout(now, &mut self.wbuf) {
             ws.set_status(CloseStatus::Failed(e));
         }
+        self.ready.writable = true;
         if ws.session.wants_shutdown() {
+            // The peer is gone (or never answered our close): the close
+            // frame just written is sent on the way out, best effort.
             ws.set_status(CloseStatus::Abnormal);
+            let _ = self.flush();
             return false;
         }
-        self.ready.writable = true;
         self.flush().is_ok()
     }
 
