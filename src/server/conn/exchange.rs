@@ -9,8 +9,8 @@ use super::{Conn, OutBody, Phase, HIGH_WATER, INLINE_BODY};
 use crate::files::FileBody;
 use crate::method::Method;
 use crate::proto::http::{
-    check_body_length, parse_request_head, BodyDecoder, BodyFraming, HttpLimits, RequestHead,
-    Version,
+    check_body_length, parse_request_head, write_continue, write_response_head, BodyDecoder,
+    BodyDelimiter, BodyFraming, HttpLimits, RequestHead, ResponseBody, ResponseContext,
 };
 use crate::response::{Body, Response};
 use crate::router::{RouteId, Router};
@@ -154,8 +154,7 @@ impl Conn {
             None => self.answer(decision, routes, shared, state, now),
             Some(d) => {
                 if self.req.head.expect_continue && self.rbuf.is_empty() {
-                    self.wbuf
-                        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    write_continue(&mut self.wbuf);
                 }
                 self.decoder = Some(d);
                 self.decision = Some(decision);
@@ -318,19 +317,15 @@ impl Conn {
         self.write_response(r, shared, now);
     }
 
-    /// Serialises the head into the write buffer and queues the body.
+    /// Serialises the head into the write buffer (the wire format is
+    /// [`write_response_head`]'s) and queues the body.
     fn write_response(&mut self, response: Response, shared: &mut Shared, now: Instant) {
         let Response {
             mut status,
             mut headers,
-            body,
+            mut body,
         } = response;
         let head = &self.req.head;
-        let is_head = head.method == Some(Method::HEAD);
-        let mut keep_alive =
-            head.keep_alive && !shared.stopping && !headers.has_token("Connection", "close");
-
-        let mut body = body;
         if let Body::File(src) = &mut body {
             if let Some(r) = crate::response::apply_file_validators(
                 &mut status,
@@ -342,71 +337,42 @@ impl Conn {
                 body = r;
             }
         }
+        let kind = match &body {
+            Body::Empty => ResponseBody::Empty,
+            Body::Bytes(b) => ResponseBody::Length(b.len() as u64),
+            Body::File(f) => ResponseBody::Length(f.len),
+            Body::Stream(_) => ResponseBody::Stream,
+            Body::Sse(_) => ResponseBody::EventStream,
+            Body::Upgrade(_) => ResponseBody::Upgrade,
+        };
+        let cx = ResponseContext {
+            version: head.version,
+            head_request: head.method == Some(Method::HEAD),
+            keep_alive: head.keep_alive && !shared.stopping,
+        };
+        let start = self.wbuf.len();
+        let framing = write_response_head(
+            &mut self.wbuf,
+            status,
+            shared.date(),
+            &headers,
+            &shared.site.default_headers,
+            kind,
+            cx,
+        );
+        let head_bytes = self.wbuf.len() - start;
+        let mut keep_alive = framing.keep_alive;
 
-        let w = &mut self.wbuf;
-        // Written piece by piece: `write!` costs more than the rest of the
-        // head for a small response.
-        w.extend_from_slice(b"HTTP/1.1 ");
-        push_decimal(w, u64::from(status.as_u16()));
-        w.push(b' ');
-        w.extend_from_slice(status.reason().as_bytes());
-        w.extend_from_slice(b"\r\nDate: ");
-        w.extend_from_slice(shared.date().as_bytes());
-        w.extend_from_slice(b"\r\n");
-        for (name, value) in shared.site.default_headers.iter() {
-            if !headers.contains(name) {
-                write_field(w, name, value);
-            }
-        }
-        for (name, value) in headers.iter() {
-            if !(name.eq_ignore_ascii_case("content-length")
-                || name.eq_ignore_ascii_case("transfer-encoding")
-                || name.eq_ignore_ascii_case("connection"))
-            {
-                write_field(w, name, value);
-            }
-        }
-        let no_body = status.forbids_body();
-        let mut body_len: Option<u64> = None;
         match &body {
-            _ if no_body => {}
-            Body::Empty | Body::Upgrade(_) => body_len = Some(0),
-            Body::Bytes(b) => body_len = Some(b.len() as u64),
-            Body::File(f) => body_len = Some(f.len),
-            // The stream lasts until either side closes: close-delimited.
-            Body::Sse(_) => keep_alive = false,
-            Body::Stream(_) => {
-                if head.version == Version::Http11 {
-                    w.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-                } else {
-                    // HTTP/1.0 has no chunked coding: the body ends at close.
-                    keep_alive = is_head && keep_alive;
-                }
+            Body::Upgrade(options) if framing.upgrade => {
+                self.ws = Some(Box::new(WsConn::new((**options).clone(), now)));
             }
+            Body::Sse(options) if framing.send_body => {
+                self.sse = Some(Box::new(SseConn::new((**options).clone())));
+            }
+            _ => {}
         }
-        if let Some(n) = body_len {
-            w.extend_from_slice(b"Content-Length: ");
-            push_decimal(w, n);
-            w.extend_from_slice(b"\r\n");
-        }
-        let upgrade = matches!(body, Body::Upgrade(_)) && status == StatusCode::SWITCHING_PROTOCOLS;
-        if upgrade {
-            w.extend_from_slice(b"Connection: Upgrade\r\n");
-        } else if !keep_alive {
-            w.extend_from_slice(b"Connection: close\r\n");
-        } else if head.version == Version::Http10 {
-            w.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        w.extend_from_slice(b"\r\n");
-        let head_bytes = self.wbuf.len() - self.wpos;
-
-        if let (true, Body::Upgrade(options)) = (upgrade, &body) {
-            self.ws = Some(Box::new(WsConn::new((**options).clone(), now)));
-        }
-        if let (false, false, Body::Sse(options)) = (is_head, no_body, &body) {
-            self.sse = Some(Box::new(SseConn::new((**options).clone())));
-        }
-        if !is_head && !no_body {
+        if framing.send_body {
             match body {
                 Body::Empty | Body::Upgrade(_) | Body::Sse(_) => {}
                 Body::Bytes(b) if b.len() <= INLINE_BODY => self.wbuf.extend_from_slice(&b),
@@ -435,11 +401,15 @@ impl Conn {
                 Body::Stream(iter) => {
                     self.out = Some(OutBody::Stream {
                         iter,
-                        chunked: self.req.head.version == Version::Http11,
+                        chunked: framing.body == BodyDelimiter::Chunked,
                     })
                 }
             }
         }
+        let body_bytes = match framing.body {
+            BodyDelimiter::Length(n) if framing.send_body => n,
+            _ => 0,
+        };
 
         let elapsed = self
             .request_start
@@ -456,7 +426,7 @@ impl Conn {
             self.request_size,
             status.as_u16(),
             status.reason(),
-            head_bytes as u64 + if is_head { 0 } else { body_len.unwrap_or(0) },
+            head_bytes as u64 + body_bytes,
             elapsed.as_millis()
         );
         shared.activity.responses += 1;
@@ -492,38 +462,4 @@ fn panicked(what: &str, req: &crate::request::Request) -> Response {
     let path = req.head.target.split('?').next().unwrap_or("");
     log::error!("{what} for {} {path} panicked", req.method());
     Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(w: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    w.extend_from_slice(&digits[i..]);
-}
-
-fn write_field(w: &mut Vec<u8>, name: &str, value: &str) {
-    w.extend_from_slice(name.as_bytes());
-    w.extend_from_slice(b": ");
-    w.extend_from_slice(value.as_bytes());
-    w.extend_from_slice(b"\r\n");
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn push_decimal_matches_display() {
-        for n in [0, 1, 9, 10, 99, 100, 204, 1024, 65535, 1 << 40, u64::MAX] {
-            let mut w = b"x".to_vec();
-            super::push_decimal(&mut w, n);
-            assert_eq!(w, format!("x{n}").into_bytes());
-        }
-    }
 }
