@@ -11,6 +11,9 @@ use pollserve::{Error, HttpError, Method, Request, Response, Server, ServerConfi
 
 const PAGE: &str = include_str!("demo.html");
 
+/// Longest chat line accepted, in bytes.
+const CHAT_MAX_MESSAGE: usize = 4096;
+
 /// Flags of `pollserve demo`.
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -112,7 +115,13 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         Ok(response)
     })?;
     server.route("/ws/chat", Method::GET, |req, app: &mut Demo| {
-        let (response, id) = req.accept_websocket()?;
+        // Every chat line goes to every viewer: keep lines short (a longer
+        // one closes its sender with 1009) and each viewer's queue small.
+        let mut options = WsOptions::default();
+        options.protocol.max_message_size = CHAT_MAX_MESSAGE;
+        options.max_receive_buffer = 16 * CHAT_MAX_MESSAGE;
+        options.max_send_buffer = 64 * CHAT_MAX_MESSAGE;
+        let (response, id) = req.websocket().options(options).accept()?;
         app.chat.push(id);
         Ok(response)
     })?;
