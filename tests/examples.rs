@@ -8,12 +8,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{connect, read_response, Resp};
+use common::{connect, read_response, ws, Resp};
 
 /// Port choice and start-up are serialised, so two examples started by
 /// parallel tests never pick the same port.
@@ -79,16 +79,28 @@ fn accepting(addr: SocketAddr) -> bool {
 /// Starts example `name` with a free port as its argument (`ports` ports in
 /// a row for examples that listen on several), retrying on a port clash.
 fn start(name: &str, ports: u16) -> Example {
+    start_with(name, ports, &[], None)
+}
+
+/// [`start`] with environment variables set and, if `log` is given, stderr
+/// written to that file (a file, not a pipe: a pipe nobody reads would
+/// block the example once full).
+fn start_with(name: &str, ports: u16, env: &[(&str, &str)], log: Option<&Path>) -> Example {
     let binary = example_binary(name);
     let _guard = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     for _attempt in 0..5 {
         let port = free_ports(ports);
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("create log file")),
+            None => Stdio::null(),
+        };
         let mut example = Example {
             child: Command::new(&binary)
                 .arg(port.to_string())
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display())),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -542,4 +554,205 @@ fn handler_serves_file() {
         .is_some_and(|v| v.starts_with("attachment")));
     expect(&get(ex.addr, "/docs/notes.txt"), 200, "plain text file");
     assert_eq!(get(ex.addr, "/docs/.hidden").status, 404);
+}
+
+/// Reads from an event stream until `needle` has arrived (10 s at most).
+fn read_stream_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0; 1024];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let text = String::from_utf8_lossy(&got);
+        assert!(Instant::now() < deadline, "{needle:?} not received: {text}");
+        let n = s.read(&mut buf).expect("read event stream");
+        assert!(n > 0, "stream closed before {needle:?}: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Reads WebSocket frames until a text message containing `needle` (the
+/// gateway pushes a reading every 200 ms in between); returns it.
+fn read_ws_until(s: &mut TcpStream, needle: &str) -> String {
+    for _ in 0..200 {
+        let (fin, opcode, payload) = ws::read_frame(s);
+        assert!(fin && opcode == 1, "unexpected frame {opcode}: {payload:?}");
+        let text = String::from_utf8(payload).expect("UTF-8 text message");
+        if text.contains(needle) {
+            return text;
+        }
+    }
+    panic!("no message with {needle:?} among 200");
+}
+
+#[cfg(unix)]
+#[test]
+fn field_gateway() {
+    const AUTH: (&str, &str) = ("Authorization", "Basic cGk6czNjcmV0"); // pi:s3cret
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("gateway.log");
+    let mut ex = start_with(
+        "field_gateway",
+        1,
+        &[
+            ("GATEWAY_USER", "pi"),
+            ("GATEWAY_PASSWORD", "s3cret"),
+            ("GATEWAY_STATS_SECS", "1"),
+            ("GATEWAY_LOG", "info"),
+        ],
+        Some(&log_path),
+    );
+    let addr = ex.addr;
+
+    // Basic authentication, server-wide.
+    let r = get(addr, "/api/reading");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Basic realm="field gateway", charset="UTF-8""#)
+    );
+    assert_eq!(get(addr, "/").status, 401);
+    let wrong = ("Authorization", "Basic cGk6d3Jvbmc="); // pi:wrong
+    assert_eq!(send(addr, "GET", "/api/reading", &[wrong], b"").status, 401);
+    expect(
+        &send(addr, "GET", "/", &[AUTH], b""),
+        200,
+        "new EventSource('/events')",
+    );
+    // A trusted proxy (loopback) names the client: see the log check below.
+    let via_proxy = [AUTH, ("X-Forwarded-For", "203.0.113.7")];
+    let r = send(addr, "GET", "/api/reading", &via_proxy, b"");
+    expect(&r, 200, "\"temperature_c\":");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+
+    // The JSON API.
+    let json = [AUTH, ("Content-Type", "application/json")];
+    let r = send(
+        addr,
+        "POST",
+        "/api/threshold",
+        &json,
+        br#"{"threshold_c": 24.5}"#,
+    );
+    expect(&r, 200, r#"{"threshold_c":24.5}"#);
+    let r = send(
+        addr,
+        "POST",
+        "/api/threshold",
+        &[AUTH],
+        br#"{"threshold_c": 1}"#,
+    );
+    assert_eq!(r.status, 415, "a form-like body is refused: {}", r.text());
+    let r = send(
+        addr,
+        "POST",
+        "/api/threshold",
+        &json,
+        br#"{"threshold_c": 900}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = send(addr, "POST", "/api/threshold", &json, b"{");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let big = vec![b' '; 5000];
+    assert_eq!(
+        send(addr, "POST", "/api/threshold", &json, &big).status,
+        413
+    );
+    let r = send(
+        addr,
+        "POST",
+        "/api/threshold",
+        &[],
+        br#"{"threshold_c": 1}"#,
+    );
+    assert_eq!(r.status, 401, "no credentials, no change");
+    expect(
+        &send(addr, "GET", "/api/reading", &[AUTH], b""),
+        200,
+        "\"threshold_c\":24.5",
+    );
+
+    // Server-Sent Events: readings arrive on the open stream.
+    let mut events = connect(addr);
+    write!(
+        events,
+        "GET /events HTTP/1.1\r\nHost: test\r\n{}: {}\r\n\r\n",
+        AUTH.0, AUTH.1
+    )
+    .unwrap();
+    let text = read_stream_until(&mut events, "\n\n");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let text = read_stream_until(&mut events, "\"seq\":");
+    assert!(text.contains("event: reading\n"), "{text}");
+
+    // WebSocket: refused without credentials and from another site.
+    let (_, head) = ws::handshake(addr, "/ws", "");
+    assert!(head.starts_with("HTTP/1.1 401 "), "{head}");
+    let auth = format!("{}: {}\r\n", AUTH.0, AUTH.1);
+    let evil = format!("{auth}Origin: http://evil.example\r\n");
+    let (_, head) = ws::handshake(addr, "/ws", &evil);
+    assert!(head.starts_with("HTTP/1.1 403 "), "{head}");
+
+    // Readings arrive, commands are acknowledged, bad ones answered.
+    let (mut sock, head) = ws::handshake(addr, "/ws", &auth);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    read_ws_until(&mut sock, "\"temperature_c\":");
+    sock.write_all(&ws::frame(true, 1, br#"{"led": true}"#))
+        .unwrap();
+    assert_eq!(
+        read_ws_until(&mut sock, "\"ack\""),
+        r#"{"ack":"led","led":true}"#
+    );
+    read_ws_until(&mut sock, "\"led\":true}");
+    sock.write_all(&ws::frame(true, 1, b"blink")).unwrap();
+    read_ws_until(&mut sock, "\"error\"");
+
+    // An oversized message closes that WebSocket with 1009, and only it.
+    let (mut big, head) = ws::handshake(addr, "/ws", &auth);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    big.write_all(&ws::frame(true, 1, &vec![b'x'; 2000]))
+        .unwrap();
+    assert_eq!(ws::expect_close(&mut big), 1009);
+    drop(big);
+    read_ws_until(&mut sock, "\"seq\":");
+
+    // The stats line (every second here, every minute by default).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains(" stats: ")) {
+        assert!(Instant::now() < deadline, "no stats line within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Ctrl-C: WebSocket clients are told 1001, streams end, exit status 0.
+    let status = Command::new("kill")
+        .args(["-INT", &ex.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    assert_eq!(ws::expect_close(&mut sock), 1001);
+    let mut rest = Vec::new();
+    let _ = events.read_to_end(&mut rest); // the stream ends
+                                           // Hang up, as clients do: the server waits up to its linger timeout
+                                           // (2 s) for a closed connection's peer to hang up before it exits.
+    drop((sock, events));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = ex.child.try_wait().expect("try_wait") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "no exit within 10 s of SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+
+    let log = std::fs::read_to_string(&log_path).expect("read the log");
+    assert!(
+        log.contains(r#"pollserve::access: 203.0.113.7 -- "GET /api/reading""#),
+        "{log}"
+    );
+    assert!(
+        log.contains("failed: message too big (sent close 1009)"),
+        "{log}"
+    );
+    assert!(log.contains("stopped (0 connections dropped"), "{log}");
 }
