@@ -100,6 +100,13 @@ impl Request {
     }
 
     /// The body parsed as JSON into `T`, or 400 naming what was wrong.
+    ///
+    /// The `Content-Type` is not checked. An API guarded by cookies or HTTP
+    /// authentication should refuse anything but `application/json`
+    /// (`req.headers().get_directive("Content-Type")`): a plain HTML form on
+    /// another site can POST a JSON-looking `text/plain` body with the
+    /// user's credentials, but cannot send `application/json` without a
+    /// CORS preflight.
     pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, HttpError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| HttpError::bad_request(format!("invalid JSON body: {e}")))

@@ -205,6 +205,13 @@ impl<'r> WsAccept<'r> {
 
     /// Refuses the upgrade with 403 unless `check(Origin header)` is true
     /// (browsers always send `Origin`; other clients may not).
+    ///
+    /// Check it on any endpoint that relies on cookies or HTTP
+    /// authentication: a browser opening a WebSocket from *another* site's
+    /// page sends the user's cookies and stored Basic credentials with the
+    /// handshake (cross-site WebSocket hijacking), and only `Origin` tells
+    /// the two apart. Compare the origin's host with the one you serve
+    /// under; behind a proxy that rewrites `Host`, compare without the port.
     pub fn check_origin(mut self, check: impl Fn(Option<&str>) -> bool + 'r) -> Self {
         self.origin = Some(Box::new(check));
         self

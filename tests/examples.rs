@@ -33,7 +33,9 @@ impl Drop for Example {
 }
 
 /// `target/<profile>/examples/NAME`, found from this test binary's own path
-/// (`target/<profile>/deps/examples-…`), built if it is not there.
+/// (`target/<profile>/deps/examples-…`), built if it is not there or older
+/// than its source or the library (`cargo test --test examples` alone does
+/// not rebuild examples).
 fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe
@@ -43,7 +45,17 @@ fn example_binary(name: &str) -> PathBuf {
     let binary = profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest_source = [root.join(format!("examples/{name}.rs")), root.join("src")]
+        .iter()
+        .filter_map(|p| newest_mtime(p))
+        .max();
+    let stale = match (modified(&binary), newest_source) {
+        (Some(built), Some(source)) => source > built,
+        (built, _) => built.is_none(),
+    };
+    if stale {
         let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
         cargo
             .args(["build", "--quiet", "--example", name])
@@ -56,6 +68,18 @@ fn example_binary(name: &str) -> PathBuf {
     }
     assert!(binary.exists(), "{} was not built", binary.display());
     binary
+}
+
+/// The latest modification time of `path` or any file under it.
+fn newest_mtime(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| newest_mtime(&e.ok()?.path()))
+        .max()
 }
 
 /// A port such that it and the `span - 1` ports after it are free right now.

@@ -750,6 +750,34 @@ fn connections_per_address_are_capped() {
     }
 }
 
+/// A trusted proxy speaks for many clients, so the per-address cap does not
+/// apply to it: behind nginx on the same machine, every browser would share
+/// the cap of one.
+#[test]
+fn trusted_proxies_are_not_capped() {
+    let srv = serve_loop(
+        ServerConfig::default().max_connections_per_ip(Some(2)),
+        (),
+        idle,
+        |server| {
+            server.trust_proxies(pollserve::forwarded::TrustedProxies::loopback());
+            server
+                .route("/", Method::GET, |_req, _| Ok(Response::text("in")))
+                .unwrap();
+        },
+    );
+    let open: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut s = connect(srv.addr);
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_response(&mut s, false).status, 200);
+            s
+        })
+        .collect();
+    assert_eq!(open.len(), 5);
+    assert_eq!(srv.on_server(|s, _| s.stats().connections), 5);
+}
+
 // ---------------------------------------------------------------------------
 // 4. Slow bodies
 // ---------------------------------------------------------------------------

@@ -445,6 +445,51 @@ fn ws_ready_lists_sockets_with_news_once_per_poll() {
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
 }
 
+/// A socket's end is news once: a peer's close and its EOF, or a message
+/// over the size limit followed by the rest of its bytes, list the id in one
+/// poll, not in every poll until the connection is gone.
+#[test]
+fn an_ending_socket_is_listed_once() {
+    let (tx, rx) = mpsc::channel();
+    let srv = ws_server(ServerConfig::default(), move |server, _| {
+        for id in server.ws_ready().to_vec() {
+            while server.ws(id).receive().is_some() {}
+            let _ = tx.send((id, server.ws(id).close_status()));
+        }
+    });
+    let listings = |rx: &mpsc::Receiver<_>| -> Vec<(pollserve::ws::WsId, Option<CloseStatus>)> {
+        // Wait for the first listing, then for any more for a while.
+        let mut all = vec![rx.recv_timeout(Duration::from_secs(10)).expect("listed")];
+        while let Ok(more) = rx.recv_timeout(Duration::from_millis(300)) {
+            all.push(more);
+        }
+        all
+    };
+    let mut a = open(srv.addr, "/ws");
+    a.write_all(&frame(true, 8, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(expect_close(&mut a), 1000);
+    drop(a);
+    let seen = listings(&rx);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        matches!(seen[0].1, Some(CloseStatus::Peer { .. })),
+        "{seen:?}"
+    );
+    // `/small` allows 4096-byte messages: a 1 MiB one fails the socket, and
+    // the rest of its bytes, still arriving, are not news.
+    let mut b = open(srv.addr, "/small");
+    let big = frame(true, 2, &vec![7u8; 1 << 20]);
+    let _ = b.write_all(&big);
+    assert_eq!(expect_close(&mut b), 1009);
+    let seen = listings(&rx);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        matches!(seen[0].1, Some(CloseStatus::Failed(_))),
+        "{seen:?}"
+    );
+}
+
 /// `receive_into` with one slot shared by every socket: allocations of earlier
 /// messages (text and binary, small and large) carry no bytes into later ones,
 /// kinds are kept, and fragmented messages assemble correctly in a recycled

@@ -107,8 +107,12 @@ impl ServerConfig {
         max_connections: usize => max_connections);
     setter!(
         /// Most connections open at once from one IP address; a client over
-        /// it gets `503` and is closed. Off (`None`) by default, since many
-        /// clients can share one address behind NAT.
+        /// it gets `503` and is closed (counted in [`Activity::refused`], and
+        /// a warning, at most one per 10 s, goes to the log). Off (`None`)
+        /// by default, since many clients can share one address behind NAT.
+        /// Proxies named in [`Server::trust_proxies`](crate::Server::trust_proxies)
+        /// are not capped: every client behind one arrives from its address,
+        /// so cap clients in the proxy instead (nginx: `limit_conn`).
         max_connections_per_ip: Option<usize> => max_connections_per_ip);
     setter!(
         /// TCP keepalive on accepted sockets: probes after this long without
@@ -135,8 +139,9 @@ impl ServerConfig {
 
 /// What one call of [`Server::poll`](crate::Server::poll) did, so the program
 /// can react (`adafruit_httpserver`'s `REQUEST_HANDLED_RESPONSE_SENT` and
-/// friends, counted).
+/// friends, counted). Activities add up (`total += activity`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Activity {
     /// Connections accepted.
     pub accepted: usize,
@@ -148,6 +153,28 @@ pub struct Activity {
     pub closed: usize,
     /// Of those, connections closed because a timeout passed.
     pub timed_out: usize,
+    /// Connections turned away at accept, over
+    /// [`ServerConfig::max_connections_per_ip`].
+    pub refused: usize,
+}
+
+impl std::ops::AddAssign for Activity {
+    fn add_assign(&mut self, other: Activity) {
+        self.accepted += other.accepted;
+        self.responses += other.responses;
+        self.handled += other.handled;
+        self.closed += other.closed;
+        self.timed_out += other.timed_out;
+        self.refused += other.refused;
+    }
+}
+
+impl std::ops::Add for Activity {
+    type Output = Activity;
+    fn add(mut self, other: Activity) -> Activity {
+        self += other;
+        self
+    }
 }
 
 impl Activity {

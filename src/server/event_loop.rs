@@ -38,7 +38,9 @@ mod tests {
 impl<S> Server<S> {
     /// Waits up to `timeout` for network activity, then accepts, reads, parses,
     /// routes, runs handlers and writes for every connection that is ready, and
-    /// returns what happened. `Duration::ZERO` never blocks.
+    /// returns what happened. `Duration::ZERO` never blocks. A signal that
+    /// interrupts the wait is not an error: `poll` returns early with what it
+    /// did (see [`shutdown`](Self::shutdown) for a Ctrl-C handler).
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
         let mut wait = timeout;
@@ -132,9 +134,20 @@ impl<S> Server<S> {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
                     let config = &self.shared.config;
-                    if let Some(cap) = config.max_connections_per_ip {
+                    // A trusted proxy speaks for many clients: it is not
+                    // capped (limit clients in the proxy itself).
+                    let capped = config
+                        .max_connections_per_ip
+                        .filter(|_| !self.shared.site.proxies.contains(peer.ip()));
+                    if let Some(cap) = capped {
                         if self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= cap) {
-                            log::debug!("{peer}: over {cap} connections from its address");
+                            if let Some(more) = self.cap_warning.allow(now) {
+                                log::warn!(
+                                    "{peer}: turned away, over {cap} connections from its \
+                                     address ({more} more turned away since the last warning)"
+                                );
+                            }
+                            self.shared.activity.refused += 1;
                             refuse_over_cap(&mut stream);
                             continue;
                         }
@@ -150,7 +163,7 @@ impl<S> Server<S> {
                         log::warn!("cannot register connection from {peer}: {e}");
                         continue;
                     }
-                    if self.shared.config.max_connections_per_ip.is_some() {
+                    if capped.is_some() {
                         *self.per_ip.entry(peer.ip()).or_default() += 1;
                     }
                     self.generation = self.generation.wrapping_add(1);

@@ -80,6 +80,8 @@ pub struct Server<S = ()> {
     per_ip: HashMap<IpAddr, usize>,
     /// Holds back repeats of the "accept failed" warning.
     accept_warning: event_loop::Throttle,
+    /// Holds back repeats of the "over the per-address cap" warning.
+    cap_warning: event_loop::Throttle,
 }
 
 impl<S> Server<S> {
@@ -113,6 +115,7 @@ impl<S> Server<S> {
             remote: None,
             per_ip: HashMap::new(),
             accept_warning: event_loop::Throttle::default(),
+            cap_warning: event_loop::Throttle::default(),
         })
     }
 
@@ -287,8 +290,9 @@ impl<S> Server<S> {
         self.listener.is_some()
     }
 
-    /// What the server holds now: connections and the memory of their
-    /// buffers. Walks every connection, so call it for monitoring, not on
+    /// What the server holds now: connections (closed WebSockets whose slot
+    /// stays for the program to read how they ended count too) and the
+    /// memory of their buffers. Walks every connection, so call it for monitoring, not on
     /// every poll of a busy server.
     pub fn stats(&self) -> ServerStats {
         let mut stats = ServerStats {
@@ -340,10 +344,29 @@ impl<S> Server<S> {
     /// received before closing can still be taken with
     /// [`receive`](WsHandle::receive) afterwards.
     ///
+    /// A connection whose response is out waits, for up to
+    /// [`ServerConfig::linger_timeout`] (2 s), for its client to close or
+    /// send what it still had in flight, so the response is not lost to a
+    /// TCP reset: a client that keeps its socket open makes `shutdown` take
+    /// that long, without counting as dropped.
+    ///
+    /// Shutting down on Ctrl-C or SIGTERM, with the `signal-hook` crate (a
+    /// signal interrupts [`poll`](Self::poll), which then returns `Ok`):
+    ///
     /// ```no_run
+    /// use std::sync::{atomic::{AtomicBool, Ordering}, Arc};
+    /// use std::time::Duration;
     /// # let mut server = pollserve::Server::<()>::new();
-    /// let dropped = server.shutdown(&mut (), std::time::Duration::from_secs(5))?;
-    /// # Ok::<(), pollserve::Error>(())
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    ///     signal_hook::flag::register(signal, stop.clone())?;
+    /// }
+    /// while !stop.load(Ordering::SeqCst) {
+    ///     server.poll(&mut (), Duration::from_secs(1))?;
+    ///     // ... the program's own work ...
+    /// }
+    /// let dropped = server.shutdown(&mut (), Duration::from_secs(5))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn shutdown(&mut self, state: &mut S, grace: Duration) -> Result<usize, Error> {
         let deadline = shared::after(Instant::now(), grace);

@@ -274,6 +274,7 @@ impl Conn {
         }
         self.more = false;
         let keep = self.run(routes, shared, state, now);
+        self.mark_ws_ready(shared);
         let rest = if self.rbuf.is_empty() {
             ReadBuf::default()
         } else {
@@ -338,7 +339,6 @@ impl Conn {
             }
             if self.phase == Phase::Ws && self.process_ws(&mut shared.ws_pool, now) {
                 progress = true;
-                self.mark_ws_ready(shared);
             }
             if self.ready.readable && !self.peer_eof && self.wants_read() {
                 if reads == READS_PER_ROUND {
@@ -610,7 +610,11 @@ impl Conn {
         if !stalled {
             match self.phase {
                 Phase::Sse => return self.sse_heartbeat_due(now),
-                Phase::Ws => return self.ws_timeout_due(now),
+                Phase::Ws => {
+                    let keep = self.ws_timeout_due(now);
+                    self.mark_ws_ready(shared);
+                    return keep;
+                }
                 _ => {}
             }
         }
@@ -660,13 +664,14 @@ impl Conn {
         if self.dead {
             return false;
         }
-        self.mark_ws_ready(shared);
         shared.activity.closed += 1;
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
         ws.set_status(CloseStatus::Abnormal);
-        let keep = if ws.has_messages() {
+        let messages = ws.has_messages();
+        self.mark_ws_ready(shared);
+        let keep = if messages {
             shared.config.keep_alive_timeout
         } else {
             shared.config.linger_timeout

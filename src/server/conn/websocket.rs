@@ -26,6 +26,9 @@ pub(crate) struct WsConn {
     /// Feeding stopped before a frame that will fail the connection, so the
     /// program can first receive (and answer) the messages queued before it.
     deferred: bool,
+    /// Something the program has not been told about through `ws_ready`:
+    /// a message or pong arrived, or the socket ended.
+    news: bool,
 }
 
 impl WsConn {
@@ -40,6 +43,7 @@ impl WsConn {
             max_send_buffer: options.max_send_buffer,
             max_receive_buffer: options.max_receive_buffer,
             deferred: false,
+            news: false,
         }
     }
 
@@ -49,6 +53,7 @@ impl WsConn {
     }
 
     fn push(&mut self, event: WsEvent) {
+        self.news = true;
         self.inbox_bytes += event_len(&event);
         self.inbox.push_back(event);
     }
@@ -64,9 +69,11 @@ impl WsConn {
         !self.inbox.is_empty()
     }
 
-    /// Records how the WebSocket ended, keeping the first cause.
+    /// Records how the WebSocket ended, keeping the first cause. Its end is
+    /// news for the program unless the program itself closed it.
     pub fn set_status(&mut self, status: CloseStatus) {
         if self.status.is_none() {
+            self.news |= status != CloseStatus::Local;
             self.status = Some(status);
         }
     }
@@ -211,9 +218,12 @@ impl Conn {
     }
 
     /// Lists this WebSocket in [`Server::ws_ready`](crate::Server::ws_ready)
-    /// for the current poll, once.
+    /// when something new happened to it (once per poll, however much).
     pub(crate) fn mark_ws_ready(&mut self, shared: &mut Shared) {
-        if self.ws.is_some() && self.ready_epoch != shared.epoch {
+        let Some(ws) = self.ws.as_mut() else {
+            return;
+        };
+        if std::mem::take(&mut ws.news) && self.ready_epoch != shared.epoch {
             self.ready_epoch = shared.epoch;
             shared.ws_ready.push(WsId(self.id));
         }
