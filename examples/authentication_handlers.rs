@@ -1,4 +1,4 @@
-//! Authentication checked by individual handlers — the seed's
+//! Authentication checked by individual handlers — `adafruit_httpserver`'s
 //! `httpserver_authentication_handlers.py` (`check_authentication`,
 //! `require_authentication`).
 //!

@@ -1,4 +1,4 @@
-//! Authentication for the whole server — the seed's
+//! Authentication for the whole server — `adafruit_httpserver`'s
 //! `httpserver_authentication_server.py`.
 //!
 //! `require_authentication` checks every request, routes and static files

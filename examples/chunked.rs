@@ -1,4 +1,4 @@
-//! A chunked response (`Transfer-Encoding: chunked`) — the seed's
+//! A chunked response (`Transfer-Encoding: chunked`) — `adafruit_httpserver`'s
 //! `httpserver_chunked.py` (`ChunkedResponse`).
 //!
 //! `Response::chunked` takes any iterator; each item becomes one chunk,

@@ -1,4 +1,4 @@
-//! Reading and setting cookies — the seed's `httpserver_cookies.py`.
+//! Reading and setting cookies — `adafruit_httpserver`'s `httpserver_cookies.py`.
 //!
 //! The page's theme comes from the `theme` cookie; `?theme=dark` changes it
 //! and sets the cookie for next time. Two more cookies show that several

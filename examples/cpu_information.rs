@@ -1,9 +1,9 @@
-//! System information as JSON — the seed's `httpserver_cpu_information.py`.
+//! System information as JSON — `adafruit_httpserver`'s `httpserver_cpu_information.py`.
 //!
 //! A desktop has no `microcontroller.cpu`; this reports what the standard
 //! library and (on Linux) `/proc` and `/sys` tell: CPU count, load average,
 //! a thermal zone's temperature if there is one, OS and architecture.
-//! Cross-origin requests are allowed, as in the seed, with a CORS policy.
+//! Cross-origin requests are allowed, as in `adafruit_httpserver`, with a CORS policy.
 //!
 //! `cargo run --example cpu_information [PORT]`, then
 //! `curl http://127.0.0.1:5000/cpu-information`.

@@ -1,5 +1,5 @@
 //! Query parameters, form bodies (urlencoded, `text/plain`, multipart with a
-//! file upload) and JSON — the seed's `httpserver_form_data.py`, plus the
+//! file upload) and JSON — `adafruit_httpserver`'s `httpserver_form_data.py`, plus the
 //! upload and JSON cases.
 //!
 //! Values arrive decoded and are **not** HTML-escaped: everything reflected

@@ -1,4 +1,4 @@
-//! A route handler answering with a file — the seed's
+//! A route handler answering with a file — `adafruit_httpserver`'s
 //! `httpserver_handler_serves_file.py` (`FileResponse`).
 //!
 //! `Response::file` streams any file from disk, wherever it lives, with ETag,

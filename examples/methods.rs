@@ -1,4 +1,4 @@
-//! One route answering several methods — the seed's `httpserver_methods.py`.
+//! One route answering several methods — `adafruit_httpserver`'s `httpserver_methods.py`.
 //!
 //! `/api` (and `/api/`) lists objects on `GET`, adds or replaces one on
 //! `POST`/`PUT` and deletes one on `DELETE`, all as JSON. The objects live in

@@ -1,4 +1,4 @@
-//! Two servers in one loop — the seed's `httpserver_multiple_servers.py`.
+//! Two servers in one loop — `adafruit_httpserver`'s `httpserver_multiple_servers.py`.
 //!
 //! Each `Server` has its own port, routes and default headers; the loop
 //! polls them in turn with short timeouts. Both lend handlers the same

@@ -1,7 +1,7 @@
-//! Redirects — the seed's `httpserver_redirects.py` (`Redirect`).
+//! Redirects — `adafruit_httpserver`'s `httpserver_redirects.py` (`Redirect`).
 //!
 //! `Response::redirect(location, permanent, preserve_method)` picks the status
-//! as the seed does: 302 by default, 301 when permanent, 307/308 when the
+//! as `adafruit_httpserver` does: 302 by default, 301 when permanent, 307/308 when the
 //! client must repeat the method and body. `redirect_with_status` sets it
 //! explicitly.
 //!

@@ -1,8 +1,8 @@
-//! Server-Sent Events — the seed's `httpserver_sse.py` (`SSEResponse`).
+//! Server-Sent Events — `adafruit_httpserver`'s `httpserver_sse.py` (`SSEResponse`).
 //!
 //! `/connect-client` accepts an event stream and keeps its `SseId`; the main
 //! loop sends a (simulated) CPU temperature to every open stream once a
-//! second and forgets streams that closed. Unlike the seed, any number of
+//! second and forgets streams that closed. Unlike `adafruit_httpserver`, any number of
 //! clients may listen at once.
 //!
 //! `cargo run --example sse [PORT]`, then open <http://127.0.0.1:5000/client>

@@ -1,9 +1,9 @@
 //! Start the server, then poll it from your own loop and do other work in
-//! between — the seed's `httpserver_start_and_poll.py`.
+//! between — `adafruit_httpserver`'s `httpserver_start_and_poll.py`.
 //!
 //! The loop "reads a sensor" every 100 ms, keeps a running average of the
 //! last ten samples, and reacts to [`Activity`](pollserve::Activity), the
-//! counterpart of the seed's `REQUEST_HANDLED_RESPONSE_SENT`.
+//! counterpart of `adafruit_httpserver`'s `REQUEST_HANDLED_RESPONSE_SENT`.
 //!
 //! `cargo run --example start_and_poll [PORT]`, then open <http://127.0.0.1:5000/>.
 use pollserve::{Method, Response, Server};

@@ -1,10 +1,10 @@
-//! Serving a directory of static files — the seed's
+//! Serving a directory of static files — `adafruit_httpserver`'s
 //! `httpserver_static_files_serving.py`.
 //!
 //! No routes are needed: `serve_files` answers every `GET`/`HEAD` no route
 //! matched, with `index.html` for `/`, ETags, `304`, byte ranges, and safe
 //! path resolution (`..`, dotfiles and symlinks out of the root are refused).
-//! The MIME table is adjusted the way the seed's `MIMETypes.configure` is.
+//! The MIME table is adjusted the way `adafruit_httpserver`'s `MIMETypes.configure` is.
 //!
 //! `cargo run --example static_files [PORT] [DIR]` serves `DIR`, or
 //! `examples/static/` by default; open <http://127.0.0.1:5000/>.

@@ -1,4 +1,4 @@
-//! HTML from templates with `minijinja` — the seed's `httpserver_templates.py`
+//! HTML from templates with `minijinja` — `adafruit_httpserver`'s `httpserver_templates.py`
 //! (which uses `adafruit_templateengine`): a directory listing of
 //! `examples/static/`.
 //!

@@ -1,4 +1,4 @@
-//! Route parameters and wildcards — the seed's `httpserver_url_parameters.py`.
+//! Route parameters and wildcards — `adafruit_httpserver`'s `httpserver_url_parameters.py`.
 //!
 //! `<name>` captures one path segment (read it with `req.param("name")`),
 //! `...` matches exactly one segment and `....` one or more. The first
@@ -13,7 +13,7 @@ use pollserve::{HttpError, Method, Request, Response, Route, Server};
 
 fn perform_action(req: &Request, _: &mut ()) -> Result<Response, HttpError> {
     let device = req.param("device_id").unwrap_or_default();
-    // The emergency route has no <action>: default as the seed does.
+    // The emergency route has no <action>: default as `adafruit_httpserver` does.
     let action = req.param("action").unwrap_or("emergency_power_off");
     match action {
         "turn_on" | "turn_off" | "emergency_power_off" => {

@@ -1,5 +1,5 @@
 //! A custom streamed response: an MJPEG-style `multipart/x-mixed-replace`
-//! video — the seed's `httpserver_video_stream.py`, with generated BMP frames
+//! video — `adafruit_httpserver`'s `httpserver_video_stream.py`, with generated BMP frames
 //! (a square sliding across a gradient) instead of a camera.
 //!
 //! The stream is a `Response::chunked` whose iterator produces one part per

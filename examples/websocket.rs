@@ -1,4 +1,4 @@
-//! WebSocket echo and broadcast, the seed's WebSocket example in pollserve's shape.
+//! WebSocket echo and broadcast, `adafruit_httpserver`'s WebSocket example in pollserve's shape.
 //!
 //! `cargo run --example websocket [PORT]`, then connect to `ws://127.0.0.1:5000/ws`.
 //! Every text or binary message is echoed back unchanged.
