@@ -780,3 +780,89 @@ fn field_gateway() {
     );
     assert!(log.contains("stopped (0 connections dropped"), "{log}");
 }
+
+#[test]
+fn simpletest() {
+    let ex = start("simpletest", 1);
+    expect(
+        &get(ex.addr, "/"),
+        200,
+        "Hello from the pollserve HTTP server!",
+    );
+    // Every other path is a file of examples/static.
+    let r = get(ex.addr, "/notes.txt");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/static/notes.txt"))
+            .unwrap()
+    );
+}
+
+#[test]
+fn temperature() {
+    let ex = start("temperature", 1);
+    let r = get(ex.addr, "/temperature");
+    if Path::new("/sys/class/thermal/thermal_zone0/temp").exists() {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let celsius: f64 = r.text().parse().expect("a number");
+        assert!((-50.0..150.0).contains(&celsius), "{celsius} °C");
+    } else {
+        expect(&r, 503, "no temperature sensor");
+    }
+}
+
+/// "samples taken: N" on the page.
+fn samples_taken(resp: &Resp) -> u64 {
+    let text = resp.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("samples taken: "))
+        .unwrap_or_else(|| panic!("no sample count in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn start_and_poll_tokio() {
+    let ex = start("start_and_poll_tokio", 1);
+    // Served by the server task, while the sensor task keeps working.
+    let first = get(ex.addr, "/");
+    expect(&first, 200, "average of the last");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let later = get(ex.addr, "/");
+        if samples_taken(&later) > samples_taken(&first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sensor task took no sample");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn host_loop() {
+    let ex = start("host_loop", 1);
+    let ticks = |r: &Resp| -> u64 {
+        let text = r.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix("ticks: "))
+            .unwrap_or_else(|| panic!("no ticks in {text}"))
+            .parse()
+            .unwrap()
+    };
+    let first = get(ex.addr, "/");
+    expect(&first, 200, "message: (nothing typed yet)");
+    // The host's own timer runs beside the server.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ticks(&get(ex.addr, "/")) <= ticks(&first) {
+        assert!(Instant::now() < deadline, "the host's timer never ticked");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // An event stream opens.
+    let mut s = connect(ex.addr);
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}

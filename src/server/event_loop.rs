@@ -44,7 +44,7 @@ impl<S> Server<S> {
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
         let mut wait = timeout;
-        if !self.resume.is_empty() {
+        if !self.resume.is_empty() || self.events_left {
             wait = Duration::ZERO;
         }
         if let Some(at) = self.shared.next_sweep {
@@ -68,6 +68,9 @@ impl<S> Server<S> {
         let mut ready = std::mem::take(&mut self.ready);
         ready.clear();
         ready.extend(self.events.iter().map(|ev| (ev.token(), Readiness::of(ev))));
+        // A full batch may have left events in the poller, which a host
+        // loop waiting on the descriptor edge would not hear of again.
+        self.events_left = ready.len() == self.events.capacity();
         for &(token, readiness) in &ready {
             match token {
                 LISTENER => accept = true,

@@ -58,6 +58,40 @@ use shared::Shared;
 /// `S` is the application state passed to every handler by
 /// [`poll`](Server::poll), so handlers can change it without locks or
 /// `Rc<RefCell<…>>`. See the [crate documentation](crate) for a walk-through.
+///
+/// # Inside another event loop
+///
+/// A program whose loop already waits on descriptors of its own (a GUI
+/// toolkit, `calloop`, tokio, plain `poll(2)`) does not need to call `poll`
+/// on a timer: it waits on the server's descriptor (`Server` implements
+/// `AsFd`/`AsRawFd` on Unix) together with its own, until
+/// [`next_deadline`](Server::next_deadline), and then calls
+/// `poll(&mut state, Duration::ZERO)`. Nothing busy-waits and no timeout
+/// runs late. With `mio` as the host's poller:
+///
+/// ```no_run
+/// use std::os::fd::AsRawFd;
+/// use std::time::{Duration, Instant};
+/// use mio::{unix::SourceFd, Events, Interest, Poll, Token};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut server = pollserve::Server::<()>::new();
+/// server.start("127.0.0.1", 5000)?;
+/// let mut host = Poll::new()?;
+/// host.registry()
+///     .register(&mut SourceFd(&server.as_raw_fd()), Token(0), Interest::READABLE)?;
+/// // ... register the program's own descriptors too ...
+/// let mut events = Events::with_capacity(16);
+/// loop {
+///     let timeout = server.next_deadline().map(|at| at.saturating_duration_since(Instant::now()));
+///     host.poll(&mut events, timeout)?;
+///     server.poll(&mut (), Duration::ZERO)?;
+///     // ... handle the program's own events ...
+/// }
+/// # }
+/// ```
+///
+/// `examples/host_loop.rs` adds the program's own input and timer;
+/// `examples/start_and_poll_tokio.rs` does the same with tokio's `AsyncFd`.
 pub struct Server<S = ()> {
     routes: Router<RouteHandler<S>>,
     shared: Shared,
@@ -68,6 +102,8 @@ pub struct Server<S = ()> {
     generation: u32,
     /// Accepting paused (connection limit or out of file descriptors).
     accept_paused: bool,
+    /// The last poll took a full batch of events: more may be waiting.
+    events_left: bool,
     /// Readiness copied out of `events` for the current poll.
     ready: Vec<(Token, Readiness)>,
     /// Connections to drive at the next poll without waiting for an event
@@ -106,6 +142,7 @@ impl<S> Server<S> {
             shared: Shared::new(config),
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
+            events_left: false,
             listener: None,
             conns: Slab::new(),
             generation: 0,
@@ -395,6 +432,27 @@ impl<S> Server<S> {
         Ok(left.len())
     }
 
+    /// When [`poll`](Self::poll) must run again even if no network activity
+    /// arrives: the earliest timeout of any connection (request heads and
+    /// bodies, keep-alive, WebSocket keepalive pings and fragment timeouts,
+    /// event-stream heartbeats, lingering closes), or now, when a connection
+    /// has work left from the last round (it had its share of that one), a
+    /// WebSocket was resumed by `receive`, or the last poll took a full
+    /// batch of events (more may be waiting). `None`: only network activity
+    /// (or a [`Sender`]) can give `poll` work.
+    ///
+    /// A program with a loop of its own waits until the server's descriptor
+    /// (see [`AsFd`](std::os::fd::AsFd) on `Server`) is readable or this
+    /// instant has come, and then calls `poll` with `Duration::ZERO`: it
+    /// never busy-waits and never runs a timeout late. (`poll` itself
+    /// already waits no longer than this.)
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.resume.is_empty() || self.events_left {
+            return Some(Instant::now());
+        }
+        self.shared.next_sweep
+    }
+
     /// Keys of connections whose socket is still open.
     fn live_connections(&self) -> impl Iterator<Item = usize> + '_ {
         self.conns
@@ -490,6 +548,28 @@ impl<S> Server<S> {
             }
         };
         Ok(Sender { remote })
+    }
+}
+
+/// The poll instance's own descriptor (an epoll or kqueue descriptor), for
+/// a program whose loop waits on descriptors of its own: it becomes
+/// readable whenever [`Server::poll`] has network work. Wait for it *or*
+/// [`Server::next_deadline`], whichever comes first, then call
+/// `poll(&mut state, Duration::ZERO)`. It is the same open descriptor for
+/// the server's whole life (from `Server::new` until it is dropped), as
+/// registering it elsewhere (tokio's `AsyncFd`) requires.
+#[cfg(unix)]
+impl<S> std::os::fd::AsFd for Server<S> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.poll.registry().as_fd()
+    }
+}
+
+/// See the [`AsFd`](std::os::fd::AsFd) implementation.
+#[cfg(unix)]
+impl<S> std::os::fd::AsRawFd for Server<S> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.poll.as_raw_fd()
     }
 }
 

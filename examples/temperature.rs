@@ -1,0 +1,38 @@
+//! `adafruit_httpserver`'s `httpserver_temperature.py`: `/temperature`
+//! answers with the CPU's temperature in degrees Celsius, as plain text.
+//!
+//! A board reads `microcontroller.cpu.temperature`; a computer has its
+//! sensors in `/sys/class/thermal` on Linux, which is read on every request.
+//! Where there is none (a container, another OS) the answer is
+//! `503 Service Unavailable`, saying so.
+//!
+//! `cargo run --example temperature [PORT]`, then
+//! `curl http://127.0.0.1:5000/temperature`.
+use pollserve::{HttpError, Method, Response, Server, StatusCode};
+
+/// The first thermal zone's reading, in °C.
+fn cpu_temperature() -> Option<f64> {
+    let millidegrees = std::fs::read_to_string("/sys/class/thermal/thermal_zone0/temp").ok()?;
+    Some(millidegrees.trim().parse::<f64>().ok()? / 1000.0)
+}
+
+fn main() -> Result<(), pollserve::Error> {
+    let mut server = Server::<()>::new();
+    server.route(
+        "/temperature",
+        Method::GET,
+        |_req, _| match cpu_temperature() {
+            Some(celsius) => Ok(Response::text(format!("{celsius:.1}"))),
+            None => Err(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this machine has no temperature sensor to read",
+            )),
+        },
+    )?;
+    let port = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5000);
+    server.start("127.0.0.1", port)?;
+    server.serve_forever(&mut ())
+}
