@@ -228,6 +228,25 @@ fn expect_100_continue_gets_the_final_status_when_the_request_is_refused() {
     assert_eq!(read_response(&mut c, false).text(), "hello");
 }
 
+/// A refused request with a large body is answered at once, before the body
+/// arrives (which here never does), and its connection closes: the server
+/// neither reads nor waits for an upload it will throw away.
+#[test]
+fn a_refused_large_upload_is_answered_without_reading_it() {
+    let srv = hello_server();
+    for framing in ["Content-Length: 100000000", "Transfer-Encoding: chunked"] {
+        let mut c = connect(srv.addr);
+        write!(c, "POST /nowhere HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n").unwrap();
+        c.write_all(&[b'x'; 1000]).unwrap();
+        let r = read_response(&mut c, false);
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (404, Some("close")),
+            "{framing}"
+        );
+    }
+}
+
 fn status_and_closed(srv: &TestServer, raw: &[u8]) -> u16 {
     let out = exchange(srv.addr, raw);
     let text = String::from_utf8_lossy(&out);

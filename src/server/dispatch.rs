@@ -29,13 +29,19 @@ pub(crate) enum Decision {
     Respond {
         response: Response,
         /// Send it before reading the body, then close the connection: the
-        /// client waits for `100 Continue`, or its body was meant for a
-        /// streaming route (which may be huge) it is not allowed to use.
-        /// Otherwise the body is read and discarded first, so the
-        /// connection can be kept alive.
+        /// client waits for `100 Continue`, its body is large or of unknown
+        /// length, or it was meant for a streaming route (which may be huge)
+        /// the client may not use. Otherwise the small body is read and
+        /// discarded first, so the connection can be kept alive.
         before_body: bool,
     },
 }
+
+/// Largest body read (and dropped) after a refusal decided from the head,
+/// to keep the connection; a larger one is refused unread and the
+/// connection closes, so a refused client cannot make the server read
+/// (or wait for) a large upload.
+const DISCARD_LIMIT: u64 = 64 * 1024;
 
 impl Decision {
     fn respond(response: Response, before_body: bool) -> Decision {
@@ -57,8 +63,15 @@ pub(crate) fn decide<S>(
     req.client_ip = site.proxies.client_ip(req.peer.ip(), &req.head.headers);
     let method = req.method();
     let headers = &req.head.headers;
-    // A client waiting for `100 Continue` gets any final answer instead.
-    let waiting = req.head.expect_continue;
+    // A final answer known now goes out before the body when the client
+    // waits for `100 Continue` (it gets the answer instead), or when the
+    // body is too large to be worth reading just to keep the connection.
+    let waiting = req.head.expect_continue
+        || match req.head.framing {
+            BodyFraming::None => false,
+            BodyFraming::Length(n) => n > DISCARD_LIMIT,
+            BodyFraming::Chunked => true,
+        };
     // Preflights come without credentials, so they are answered first.
     if let Some(r) = site
         .cors
@@ -89,8 +102,8 @@ pub(crate) fn decide<S>(
         }
     };
     if let Some(auth) = unauthorized {
-        // Only a body meant for a streaming route is refused unread without
-        // the client asking; that is the one case needing the route.
+        // A body meant for a streaming route is refused unread whatever its
+        // size; that is the one case needing the route.
         let early = waiting
             || (req.head.framing != BodyFraming::None
                 && matches!(
@@ -269,6 +282,23 @@ mod tests {
             assert_eq!(r.headers().get("allow"), Some("GET, HEAD"));
         }
         assert_eq!(routes.lookups.get(), 6);
+    }
+
+    #[test]
+    fn a_large_or_unsized_body_is_refused_unread() {
+        let routes = routes();
+        for (framing, early) in [
+            ("Content-Length: 65536\r\n", false),
+            ("Content-Length: 65537\r\n", true),
+            ("Content-Length: 99999999999\r\n", true),
+            ("Transfer-Encoding: chunked\r\n", true),
+        ] {
+            let mut req = request(&format!(
+                "POST /nowhere HTTP/1.1\r\nHost: t\r\n{framing}\r\n"
+            ));
+            let (status, before_body, _) = respond(decide(&mut req, &routes, &Site::default()));
+            assert_eq!((status, before_body), (404, early), "{framing:?}");
+        }
     }
 
     #[test]
