@@ -234,7 +234,7 @@ fn expect_100_continue_gets_the_final_status_when_the_request_is_refused() {
 #[test]
 fn a_refused_large_upload_is_answered_without_reading_it() {
     let srv = hello_server();
-    for framing in ["Content-Length: 100000000", "Transfer-Encoding: chunked"] {
+    for framing in ["Content-Length: 500000", "Transfer-Encoding: chunked"] {
         let mut c = connect(srv.addr);
         write!(c, "POST /nowhere HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n").unwrap();
         c.write_all(&[b'x'; 1000]).unwrap();

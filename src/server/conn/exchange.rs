@@ -132,23 +132,26 @@ impl Conn {
                 }
             }
         }
-        if has_body
+        let early = has_body
             && matches!(
                 decision,
                 Decision::Respond {
                     before_body: true,
                     ..
                 }
-            )
-        {
-            self.req.head.keep_alive = false;
-            self.answer(decision, routes, shared, state, now);
-            return false;
+            );
+        // A client waiting for `100 Continue` gets the decided answer; any
+        // other learns first that its body is too large, if it is.
+        if early && self.req.head.expect_continue {
+            return self.answer_unread(decision, routes, shared, state, now);
         }
         if let Err(e) = check_body_length(self.req.head.framing, limit) {
             self.rbuf.clear();
             self.respond_error(e.status, e.reason, shared, now);
             return false;
+        }
+        if early {
+            return self.answer_unread(decision, routes, shared, state, now);
         }
         match BodyDecoder::new(self.req.head.framing) {
             None => self.answer(decision, routes, shared, state, now),
@@ -164,6 +167,22 @@ impl Conn {
             }
         }
         true
+    }
+
+    /// Answers before the body, which stays unread: the connection closes
+    /// after the answer. Returns false, as [`start_request`](Self::start_request)
+    /// does then.
+    fn answer_unread<S>(
+        &mut self,
+        decision: Decision,
+        routes: &mut Router<RouteHandler<S>>,
+        shared: &mut Shared,
+        state: &mut S,
+        now: Instant,
+    ) -> bool {
+        self.req.head.keep_alive = false;
+        self.answer(decision, routes, shared, state, now);
+        false
     }
 
     fn body_complete<S>(
