@@ -2,8 +2,9 @@
 # Runs every pollserve test on a fresh machine, installing what the tests need:
 # Debian packages (curl, Node.js, Chromium, wrk and nginx for the benchmark
 # smoke run), a Python venv with
-# requests/httpx/websockets, the Node `ws` client and playwright-core, and
-# Autobahn|Testsuite's wstest (Python 2.7).
+# requests/httpx/websockets, the Node `ws` client and playwright-core,
+# Autobahn|Testsuite's wstest (Python 2.7), and cargo-fuzz (from the crate
+# registry; the fuzz smoke run uses the nightly toolchain).
 #
 #   ./test.sh            everything (what CI runs)
 #
@@ -43,6 +44,9 @@ export POLLSERVE_TEST_PYTHON
 step "cargo test (unit, loopback integration, interop, doctests, benchmark smoke run)"
 cargo build --examples --quiet
 cargo test --workspace
+
+step "fuzz smoke run (each libFuzzer target 10 s; installs cargo-fuzz if missing)"
+scripts/fuzz.sh --smoke
 
 cargo build --release --quiet --bin pollserve
 demo_pid=

@@ -139,9 +139,8 @@ pub fn parse_request_head(
         None => return Ok(None),
     };
     // Each limit is enforced by showing httparse no more than the limit allows:
-    // an error in the bytes before it wins, and the answer is the same however
-    // the input was split across reads (an oversized head used to get 431 or
-    // 400 depending on where the read that completed it ended).
+    // an error in the bytes before it wins, so the answer is the same however
+    // the input was split across reads, and no read past the limit is scanned.
     let line_window = &buf[start..buf.len().min(start + limits.max_request_line + 2)];
     let line_end = memchr::memchr(b'\n', line_window).unwrap_or(line_window.len());
     // A CR before the LF, or last of what has arrived, is part of the line end.
@@ -190,7 +189,7 @@ pub fn parse_request_head(
             ))
         }
         Err(httparse::Error::Version) => {
-            return match version_error(&visible[start..]) {
+            return match version_error(visible.get(start..).unwrap_or_default()) {
                 Some(e) => Err(e),
                 None if exceeded => Err(over_limit),
                 None => Ok(None),
