@@ -184,14 +184,29 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Whether `value` may be sent as a header field value (no CR, LF or NUL).
+/// Whether `value` may be sent as a header field value (RFC 9110 §5.5:
+/// visible characters, spaces, tabs and non-ASCII; no CR, LF, NUL or other
+/// control character, which strict clients refuse and naive ones may split
+/// on).
 pub(crate) fn is_valid_value(value: &str) -> bool {
-    !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_values_refuse_every_control_character_but_tab() {
+        assert!(is_valid_value("text/html; charset=utf-8"));
+        assert!(is_valid_value("a\tb é ✓"));
+        assert!(is_valid_value(""));
+        for bad in ["a\rb", "a\nb", "a\0b", "a\x01b", "a\x1fb", "a\x7fb"] {
+            assert!(!is_valid_value(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn case_insensitive_multi_valued() {

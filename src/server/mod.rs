@@ -276,9 +276,17 @@ impl<S> Server<S> {
     }
 
     /// Adds a header sent with every response unless the handler sets the same
-    /// field itself (the handler's value wins).
+    /// field itself (the handler's value wins). Invalid names and values,
+    /// and the framing fields (`Content-Length`, `Transfer-Encoding`,
+    /// `Connection`), are refused with an error in the log.
     pub fn default_header(&mut self, name: &str, value: &str) -> &mut Self {
-        if crate::headers::is_valid_name(name) && crate::headers::is_valid_value(value) {
+        // The framing fields are the server's to write, per response.
+        let framing = ["Content-Length", "Transfer-Encoding", "Connection"]
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(name));
+        if framing {
+            log::error!("refusing default header {name:?}: the server writes it per response");
+        } else if crate::headers::is_valid_name(name) && crate::headers::is_valid_value(value) {
             self.shared.site.default_headers.set(name, value);
         } else {
             log::error!("refusing invalid default header {name:?}: {value:?}");

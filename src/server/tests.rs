@@ -261,3 +261,22 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n
         }
     }
 }
+
+#[test]
+fn default_headers_refuse_framing_fields_and_control_characters() {
+    let mut server = Server::<()>::new();
+    server
+        .default_header("Connection", "close")
+        .default_header("content-length", "5")
+        .default_header("Transfer-Encoding", "chunked")
+        .default_header("X-Bad", "a\u{1}b")
+        .default_header("X-Good", "yes");
+    let names: Vec<&str> = server
+        .shared
+        .site
+        .default_headers
+        .iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["X-Good"]);
+}
