@@ -144,24 +144,28 @@ pub struct WsOptions {
     /// at most 127 bytes); a single message larger than this is refused
     /// ([`WsError::MessageTooLarge`]). Default 8 MiB.
     pub max_send_buffer: usize,
-    /// Most bytes of received messages held until the program calls
+    /// Most bytes of received messages (each counted with a few dozen bytes
+    /// of bookkeeping, so empty messages count too) held until the program calls
     /// [`WsHandle::receive`](crate::WsHandle::receive); beyond it the server stops reading the socket
     /// (TCP flow control slows the peer), so a program that falls behind never
     /// makes memory grow without bound. Default 4 MiB.
     pub max_receive_buffer: usize,
 }
 
-/// The server's keepalive: a ping after 30 s without a word from the peer,
-/// which then has 30 s to answer.
+/// The server's deadlines for peers: a keepalive ping after 30 s without a
+/// word from the peer, which then has 30 s to answer, and a message that
+/// has begun must keep arriving at 1 KiB/s on average after its first
+/// `fragment_timeout`.
 fn with_keepalive(mut protocol: WsConfig) -> WsConfig {
     protocol.keepalive_interval = Some(std::time::Duration::from_secs(30));
+    protocol.min_message_rate = 1024;
     protocol
 }
 
 impl Default for WsOptions {
     /// [`WsConfig::default`] with keepalive pings on (a ping after 30 s of
-    /// silence, dropped 30 s later without an answer), an 8 MiB send bound
-    /// and a 4 MiB receive bound.
+    /// silence, dropped 30 s later without an answer), a minimum message rate
+    /// of 1 KiB/s, an 8 MiB send bound and a 4 MiB receive bound.
     fn default() -> Self {
         WsOptions {
             protocol: with_keepalive(WsConfig::default()),

@@ -1130,3 +1130,40 @@ fn event_stream_send_bound_counts_the_event_being_queued() {
     }
     assert!(got.starts_with(b"HTTP/1.1 200 "));
 }
+
+/// After answering a large upload on a kept-alive connection, the server
+/// does not keep the body's (or a large head's) allocation for the next
+/// request: an idle keep-alive connection holds little.
+#[test]
+fn answered_large_requests_leave_no_large_buffers_behind() {
+    let srv = serve_loop(
+        ServerConfig::default().max_body_size(4 << 20),
+        (),
+        idle,
+        |server| {
+            server
+                .route("/size", Method::POST, |req, _| {
+                    Ok(Response::text(req.body().len().to_string()))
+                })
+                .unwrap();
+        },
+    );
+    let mut c = connect(srv.addr);
+    let body = vec![b'u'; 2 << 20];
+    write!(
+        c,
+        "POST /size HTTP/1.1\r\nHost: t\r\nX-Padding: {}\r\nContent-Length: {}\r\n\r\n",
+        "p".repeat(20_000),
+        body.len()
+    )
+    .unwrap();
+    c.write_all(&body).unwrap();
+    let r = read_response(&mut c, false);
+    assert_eq!((r.status, r.text()), (200, (2 << 20).to_string()));
+    let held = srv.on_server(|s, _| s.stats().input_buffered);
+    assert!(held <= 64 << 10, "{held} bytes held by an idle connection");
+    // Still usable.
+    c.write_all(b"POST /size HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
+        .unwrap();
+    assert_eq!(read_response(&mut c, false).text(), "3");
+}

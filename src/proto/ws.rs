@@ -234,6 +234,15 @@ pub struct WsConfig {
     /// frames in between do not count. Exceeding it fails the connection with
     /// 1008. `None` disables the check. Default 30 s.
     pub fragment_timeout: Option<Duration>,
+    /// Slowest average rate, in bytes per second, at which an incoming
+    /// message may arrive once it has begun: it must be complete by
+    /// `fragment_timeout` plus one second per this many bytes received, so
+    /// a peer cannot trickle a large frame a byte at a time for ever (each
+    /// byte would restart the fragment timeout and answer a keepalive
+    /// ping). Exceeding it fails the connection with 1008. 0, or no
+    /// `fragment_timeout`, disables it. Default 0 here; the server's
+    /// [`WsOptions`](crate::ws::WsOptions) set 1024.
+    pub min_message_rate: u64,
     /// Largest payload of a frame we *send*: longer messages are split into
     /// continuation frames. Default 1 MiB; 0 is treated as 1.
     pub max_frame_size: usize,
@@ -267,6 +276,7 @@ impl Default for WsConfig {
             max_message_size: 16 * 1024 * 1024,
             max_fragments: 131_072,
             fragment_timeout: Some(Duration::from_secs(30)),
+            min_message_rate: 0,
             max_frame_size: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
             keepalive_interval: None,
@@ -376,6 +386,9 @@ pub enum ProtocolError {
     /// No data message for [`WsConfig::idle_timeout`].
     #[error("idle for too long")]
     IdleTimeout,
+    /// A message arrived slower than [`WsConfig::min_message_rate`].
+    #[error("message arriving too slowly")]
+    MessageTooSlow,
 }
 
 impl ProtocolError {
@@ -384,9 +397,9 @@ impl ProtocolError {
         match self {
             ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
             ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
-            ProtocolError::TooManyFragments | ProtocolError::FragmentTimeout => {
-                CloseCode::POLICY_VIOLATION
-            }
+            ProtocolError::TooManyFragments
+            | ProtocolError::FragmentTimeout
+            | ProtocolError::MessageTooSlow => CloseCode::POLICY_VIOLATION,
             ProtocolError::KeepaliveTimeout | ProtocolError::IdleTimeout => CloseCode::GOING_AWAY,
             _ => CloseCode::PROTOCOL_ERROR,
         }
@@ -674,6 +687,8 @@ pub struct WsSession {
     /// bytes after it are an incomplete code point awaiting more input.
     utf8_ok: usize,
     frag_deadline: Option<Instant>,
+    /// When the message being assembled began (its first frame's header).
+    msg_started: Option<Instant>,
     /// When bytes last arrived (keepalive), once the timers are started.
     last_rx: Option<Instant>,
     /// When the last data message completed (idle timeout).
@@ -715,6 +730,7 @@ impl WsSession {
             msg_frames: 0,
             utf8_ok: 0,
             frag_deadline: None,
+            msg_started: None,
             last_rx: None,
             last_message: None,
             ping_sent: None,
@@ -787,6 +803,7 @@ impl WsSession {
         match self.state {
             State::Open => [
                 self.frag_deadline,
+                self.message_deadline(),
                 self.keepalive_deadline(),
                 self.idle_deadline(),
             ]
@@ -807,6 +824,19 @@ impl WsSession {
         }
     }
 
+    /// When the message being assembled must be complete, from
+    /// [`WsConfig::min_message_rate`].
+    fn message_deadline(&self) -> Option<Instant> {
+        let rate = self.config.min_message_rate;
+        if rate == 0 {
+            return None;
+        }
+        let allowance = Duration::from_secs(self.msg.len() as u64 / rate);
+        self.msg_started?
+            .checked_add(self.config.fragment_timeout?)?
+            .checked_add(allowance)
+    }
+
     fn idle_deadline(&self) -> Option<Instant> {
         self.last_message?.checked_add(self.config.idle_timeout?)
     }
@@ -824,6 +854,8 @@ impl WsSession {
                 let due = |d: Option<Instant>| d.is_some_and(|d| now >= d);
                 if due(self.frag_deadline) {
                     Some(self.fail(ProtocolError::FragmentTimeout, true, now, out))
+                } else if due(self.message_deadline()) {
+                    Some(self.fail(ProtocolError::MessageTooSlow, true, now, out))
                 } else if due(self.keepalive_deadline()) {
                     if self.ping_sent.is_some() {
                         return Some(self.fail(ProtocolError::KeepaliveTimeout, false, now, out));
@@ -1058,6 +1090,7 @@ impl WsSession {
                 self.msg.clear();
                 self.utf8_ok = 0;
                 self.msg_frames = 1;
+                self.msg_started = Some(now);
                 self.msg_kind = Some(if opcode == Opcode::Text {
                     MsgKind::Text
                 } else {
@@ -1191,6 +1224,7 @@ impl WsSession {
     fn complete_message(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Event> {
         let kind = self.msg_kind.take();
         self.frag_deadline = None;
+        self.msg_started = None;
         self.msg_frames = 0;
         let validated = std::mem::take(&mut self.utf8_ok);
         let data = std::mem::take(&mut self.msg);
@@ -1239,6 +1273,7 @@ impl WsSession {
         self.msg_frames = 0;
         self.utf8_ok = 0;
         self.frag_deadline = None;
+        self.msg_started = None;
     }
 
     /// Fails the connection: writes a close frame with the error's code (if
@@ -2694,6 +2729,46 @@ mod tests {
         assert_eq!(close_code_of(&out), Some(1001));
         assert!(s.wants_shutdown());
         assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_message_trickled_below_the_minimum_rate_fails() {
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let config = WsConfig {
+            fragment_timeout: Some(secs(10)),
+            min_message_rate: 1024,
+            ..WsConfig::default()
+        };
+        // A 100 KiB frame announced, then a few bytes now and then: each
+        // byte would restart the fragment timeout, but the message is due
+        // by 10 s + 1 s per KiB received.
+        let mut s = WsSession::new(Role::Server, config.clone());
+        let mut head = vec![0x82, 0x80 | 127];
+        head.extend_from_slice(&(100u64 << 10).to_be_bytes());
+        head.extend_from_slice(&MASK);
+        let mut out = Vec::new();
+        assert!(drive(&mut s, &head, t0, &mut out).is_empty());
+        assert_eq!(s.next_deadline(), Some(t0 + secs(10)));
+        for i in 1..10 {
+            assert!(drive(&mut s, &[7; 8], t0 + secs(i), &mut out).is_empty());
+        }
+        let ev = s.on_timeout(t0 + secs(10), &mut out);
+        assert_eq!(ev, Some(Event::Error(ProtocolError::MessageTooSlow)));
+        assert_eq!(close_code_of(&out), Some(1008));
+        // The same message at a healthy rate completes, however long.
+        let mut s = WsSession::new(Role::Server, config);
+        let mut out = Vec::new();
+        drive(&mut s, &head, t0, &mut out);
+        let mut events = Vec::new();
+        for i in 0..25u64 {
+            events.extend(drive(&mut s, &[7; 4096], t0 + secs(i), &mut out));
+            assert_eq!(s.on_timeout(t0 + secs(i), &mut out), None);
+        }
+        assert!(
+            matches!(events.as_slice(), [Event::Message(Message::Binary(b))] if b.len() == 100 << 10)
+        );
+        assert!(out.is_empty());
     }
 
     #[test]

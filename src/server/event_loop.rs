@@ -247,7 +247,7 @@ impl<S> Server<S> {
             return;
         }
         let ip = conn.peer().ip();
-        if !conn.retire(&mut self.shared, self.poll.registry(), Instant::now()) {
+        if !conn.retire(&mut self.shared, Instant::now()) {
             // Dropping the stream closes its descriptor, which also takes
             // it out of the epoll set: no deregister or shutdown is needed.
             self.conns.remove(key);
@@ -269,6 +269,17 @@ impl<S> Server<S> {
             if *n == 0 {
                 self.per_ip.remove(&ip);
             }
+        }
+    }
+
+    /// After the program sent on connection `key`: the output is written at
+    /// the next poll (which then does not wait), and the deadline follows.
+    pub(super) fn after_send(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if conn.queue_flush() {
+                self.resume.push(key);
+            }
+            conn.update_deadline(&mut self.shared);
         }
     }
 

@@ -104,7 +104,7 @@ impl<S> WsHandle<'_, S> {
         if matches!(result, Err(WsError::Backpressure | WsError::Io)) {
             self.server.close_conn(key);
         } else {
-            self.server.refresh_deadline(key);
+            self.server.after_send(key);
         }
         result
     }
@@ -193,7 +193,7 @@ impl<S> SseHandle<'_, S> {
         if matches!(result, Err(SseSendError::Backpressure | SseSendError::Io)) {
             self.server.close_conn(key);
         } else {
-            self.server.refresh_deadline(key);
+            self.server.after_send(key);
         }
         result
     }
@@ -229,7 +229,7 @@ impl<S> SseHandle<'_, S> {
             return;
         };
         conn.sse_close(linger);
-        self.server.refresh_deadline(self.id.0.slot as usize);
+        self.server.after_send(self.id.0.slot as usize);
     }
 
     /// Whether the stream has ended (closed by either side) or the id is stale.

@@ -347,6 +347,7 @@ impl<S> Server<S> {
         for (_, conn) in self.conns.iter() {
             stats.input_buffered += conn.input_buffered();
             stats.output_queued += conn.output_queued();
+            stats.output_buffered += conn.output_buffered();
         }
         stats
     }
@@ -420,7 +421,7 @@ impl<S> Server<S> {
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
             if self.conns.get_mut(key).is_some_and(|c| c.go_away(linger)) {
-                self.refresh_deadline(key);
+                self.after_send(key);
             } else {
                 self.close_conn(key);
             }

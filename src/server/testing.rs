@@ -141,6 +141,12 @@ fn test_server() -> Server<Echo> {
             Ok(response)
         }),
         Route::new("/events", Method::GET, |req, _| Ok(req.accept_sse()?.0)),
+        Route::new("/big", Method::GET, |_, _| {
+            Ok(Response::bytes(
+                "application/octet-stream",
+                vec![b'b'; 4 << 20],
+            ))
+        }),
         Route::streaming("/upload", Method::POST, 8192, |_, _| {
             Ok(Box::new(CountingSink(0)))
         }),
@@ -149,15 +155,32 @@ fn test_server() -> Server<Echo> {
     server
 }
 
+/// What [`run_connection_measured`] saw.
+pub struct ConnectionRun {
+    /// Every byte the server wrote.
+    pub output: Vec<u8>,
+    /// The largest the connection's write buffer grew (its capacity).
+    pub peak_output_buffer: usize,
+    /// The most bytes written in one poll round.
+    pub peak_round_write: usize,
+}
+
 /// Runs one connection of a test server (routes `/hello`, `/echo`,
-/// `/item/<id>`, `/stream`, `/ws` echoing messages, `/events`, streaming
-/// `/upload`) over memory: `pieces` arrive one per poll round,
+/// `/item/<id>`, `/stream`, `/big` (4 MiB), `/ws` echoing messages, `/events`,
+/// streaming `/upload`) over memory: `pieces` arrive one per poll round,
 /// the server may write `write_room` bytes per round, the peer closes after
 /// the last piece, and the rounds go on until the connection ends (or
 /// stops making progress, then its timeout is run).
 /// Returns every byte the server wrote (`Date` is the Unix epoch, so
 /// runs compare equal).
 pub fn run_connection(pieces: &[&[u8]], write_room: usize) -> Vec<u8> {
+    run_connection_measured(pieces, write_room).output
+}
+
+/// [`run_connection`], also reporting the buffer peaks it saw.
+pub fn run_connection_measured(pieces: &[&[u8]], write_room: usize) -> ConnectionRun {
+    let mut peak_output_buffer = 0;
+    let mut peak_round_write = 0;
     let mut server = test_server();
     let mut app = Echo::default();
     let pipe = Rc::new(RefCell::new(Pipe::default()));
@@ -193,6 +216,10 @@ pub fn run_connection(pieces: &[&[u8]], write_room: usize) -> Vec<u8> {
             });
         }
         server.drive(key, &mut app, now);
+        if let Some(conn) = server.conns.get(key) {
+            peak_output_buffer = peak_output_buffer.max(conn.output_buffered());
+        }
+        peak_round_write = peak_round_write.max(pipe.borrow().output.len() - written);
         for key in std::mem::take(&mut server.resume) {
             server.drive(key, &mut app, now);
         }
@@ -214,5 +241,9 @@ pub fn run_connection(pieces: &[&[u8]], write_room: usize) -> Vec<u8> {
         server.sweep(now + Duration::from_secs(3600));
     }
     let output = std::mem::take(&mut pipe.borrow_mut().output);
-    output
+    ConnectionRun {
+        output,
+        peak_output_buffer,
+        peak_round_write,
+    }
 }

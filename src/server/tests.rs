@@ -280,3 +280,148 @@ fn default_headers_refuse_framing_fields_and_control_characters() {
         .collect();
     assert_eq!(names, ["X-Good"]);
 }
+
+/// A masked client frame (payload under 126 bytes).
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [9u8, 8, 7, 6];
+    let mut f = vec![first, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+const UPGRADE: &[u8] =
+    b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// A peer that reads steadily but slower than it makes the server write
+/// (pings answered with pongs) keeps a backlog at the send bound; the
+/// written part of the buffer is dropped as it goes, so the buffer stays
+/// near the bound instead of growing by everything the peer read.
+#[test]
+fn a_steady_reader_with_a_backlog_does_not_grow_the_write_buffer() {
+    use super::testing::run_connection_measured;
+    let ping = client_frame(0x89, &[b'p'; 100]);
+    let burst: Vec<u8> = ping.repeat(100);
+    let mut pieces: Vec<&[u8]> = vec![UPGRADE];
+    pieces.extend(std::iter::repeat_n(&burst[..], 80));
+    // Then quiet rounds (the peer keeps reading) before it hangs up.
+    pieces.extend(std::iter::repeat_n(&b""[..], 600));
+    let run = run_connection_measured(&pieces, 3000);
+    let pongs = run.output.windows(2).filter(|w| w == &[0x8a, 100]).count();
+    assert_eq!(pongs, 8000, "every ping answered");
+    // `/ws` has a 64 KiB send bound; the buffer holds the backlog, what was
+    // written since it last dropped the written part (no more than the
+    // backlog), and the room its growth left: a few times the bound, where
+    // it used to hold all 800 KB ever sent.
+    assert!(
+        run.peak_output_buffer <= 320 << 10,
+        "write buffer grew to {} bytes",
+        run.peak_output_buffer
+    );
+}
+
+/// A fast reader of a large response gets one share (1 MiB) per poll
+/// round, so it cannot hold the loop while others wait.
+#[test]
+fn a_large_response_is_written_a_share_per_round() {
+    use super::testing::run_connection_measured;
+    let run = run_connection_measured(&[b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n"], usize::MAX);
+    assert!(run.output.ends_with(&[b'b'; 1000]));
+    assert!(run.output.len() > 4 << 20);
+    assert!(
+        run.peak_round_write <= (1 << 20) + 4096,
+        "{} bytes in one round",
+        run.peak_round_write
+    );
+}
+
+/// A flood of tiny WebSocket messages is delivered at most 256 per poll
+/// round (a round of reads can hold tens of thousands); all arrive in the
+/// end, and the queue they passed through does not stay allocated.
+#[test]
+fn tiny_messages_are_delivered_a_share_per_round() {
+    let mut server = Server::<Vec<crate::ws::WsId>>::new();
+    server
+        .route("/ws", Method::GET, |req, ids: &mut Vec<crate::ws::WsId>| {
+            let (response, id) = req.accept_websocket()?;
+            ids.push(id);
+            Ok(response)
+        })
+        .unwrap();
+    let addr = server.start("127.0.0.1", 0).unwrap();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(UPGRADE).unwrap();
+    let mut ids = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.is_empty() {
+        server.poll(&mut ids, Duration::from_millis(10)).unwrap();
+        assert!(Instant::now() < deadline);
+    }
+    let flood = client_frame(0x81, b"").repeat(5000);
+    c.write_all(&flood).unwrap();
+    let id = ids[0];
+    let mut total = 0;
+    let mut largest_round = 0;
+    while total < 5000 {
+        server.poll(&mut ids, Duration::from_millis(10)).unwrap();
+        let mut round = 0;
+        while server.ws(id).receive().is_some() {
+            round += 1;
+        }
+        largest_round = largest_round.max(round);
+        total += round;
+        assert!(Instant::now() < deadline, "{total} of 5000 delivered");
+    }
+    assert!(
+        largest_round <= 256,
+        "{largest_round} messages in one round"
+    );
+    assert!(
+        server.stats().input_buffered < 4096,
+        "{} bytes held after the flood",
+        server.stats().input_buffered
+    );
+}
+
+/// Open descriptors of this process.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A WebSocket whose peer left keeps its slot (its message and its end
+/// wait for the program) but not its descriptor.
+#[test]
+fn a_closed_websocket_keeps_no_descriptor() {
+    let mut server = Server::<Vec<crate::ws::WsId>>::new();
+    server
+        .route("/ws", Method::GET, |req, ids: &mut Vec<crate::ws::WsId>| {
+            let (response, id) = req.accept_websocket()?;
+            ids.push(id);
+            Ok(response)
+        })
+        .unwrap();
+    let addr = server.start("127.0.0.1", 0).unwrap();
+    let mut ids = Vec::new();
+    let before = open_descriptors();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(UPGRADE).unwrap();
+    c.write_all(&client_frame(0x81, b"last words")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ids.is_empty() {
+        server.poll(&mut ids, Duration::from_millis(10)).unwrap();
+    }
+    drop(c);
+    let id = ids[0];
+    while !server.ws(id).is_closed() {
+        server.poll(&mut ids, Duration::from_millis(10)).unwrap();
+        assert!(Instant::now() < deadline);
+    }
+    // Both ends of the connection are closed; the slot stays.
+    assert_eq!(open_descriptors(), before);
+    assert_eq!(server.stats().connections, 1);
+    assert_eq!(
+        server.ws(id).receive(),
+        Some(crate::ws::Message::Text("last words".into()))
+    );
+}

@@ -76,3 +76,32 @@ impl Transport for TcpStream {
         TcpStream::shutdown(self, how)
     }
 }
+
+/// What a connection holds once its socket is closed while its slot stays
+/// (a WebSocket whose messages and end the program has yet to read): the
+/// descriptor itself is released at once.
+pub(crate) struct Closed;
+
+impl mio::event::Source for Closed {
+    fn register(&mut self, _: &mio::Registry, _: mio::Token, _: mio::Interest) -> io::Result<()> {
+        Ok(())
+    }
+    fn reregister(&mut self, _: &mio::Registry, _: mio::Token, _: mio::Interest) -> io::Result<()> {
+        Ok(())
+    }
+    fn deregister(&mut self, _: &mio::Registry) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for Closed {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
+    fn write_vectored(&mut self, _: &[IoSlice<'_>]) -> io::Result<usize> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+    fn shutdown(&mut self, _: Shutdown) -> io::Result<()> {
+        Ok(())
+    }
+}

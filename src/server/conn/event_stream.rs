@@ -36,10 +36,11 @@ impl Conn {
         crate::proto::sse::encode_comment("", &mut self.wbuf);
         self.last_io = now;
         self.ready.writable = true;
-        self.flush().is_ok()
+        self.flush(usize::MAX).is_ok()
     }
 
-    /// Appends what `write` produces to an event stream and pushes it out.
+    /// Appends what `write` produces to an event stream's queue (written at
+    /// the next poll).
     pub(crate) fn sse_send(
         &mut self,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), SseError>,
@@ -57,6 +58,7 @@ impl Conn {
         // Encoded in place, then measured: what does not fit is taken back,
         // so the queue never holds more than the bound.
         let before = self.wbuf.len();
+        let was_idle = self.wpos == before;
         let encoded = write(&mut self.wbuf);
         let len = self.wbuf.len() - before;
         if encoded.is_err() || self.pending_len() > limit {
@@ -73,7 +75,12 @@ impl Conn {
                 SseSendError::Backpressure
             });
         }
-        self.flush_outside_loop().map_err(|_| SseSendError::Io)
+        if was_idle {
+            // The send timeout, and the heartbeat interval, count from here.
+            self.last_io = Instant::now();
+        }
+        // Written when the server next drives the connection.
+        Ok(())
     }
 
     /// Ends an event stream: queued events are flushed, then the connection closes.

@@ -463,12 +463,29 @@ impl Conn {
                 Phase::Ws
             }
         } else if keep_alive {
+            // Between requests a connection keeps the allocations of the
+            // last one for the next, unless they were large: an idle
+            // keep-alive connection must not pin a 20 MB body or a 30 KB
+            // head it received once.
+            if self.req.body.capacity() > KEEP_BODY_CAPACITY {
+                self.req.body = Vec::new();
+            }
+            if self.req.head.head_len > KEEP_HEAD_SIZE {
+                self.req.head = RequestHead::default();
+                self.req.path = String::new();
+                self.req.query = Default::default();
+            }
             Phase::Head
         } else {
             Phase::Closing
         };
     }
 }
+
+/// Largest request-body allocation kept for the next request.
+const KEEP_BODY_CAPACITY: usize = 16 * 1024;
+/// A request head larger than this is not kept for the next request.
+const KEEP_HEAD_SIZE: usize = 2 * 1024;
 
 /// The handler registered under `id`.
 fn route_handler<S>(routes: &Router<RouteHandler<S>>, id: RouteId) -> Option<&RouteHandler<S>> {

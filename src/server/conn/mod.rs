@@ -15,8 +15,6 @@ use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mio::Registry;
-
 use super::buf::ReadBuf;
 use super::dispatch::Decision;
 use super::routes::{BodySink, RouteHandler};
@@ -46,6 +44,12 @@ const LOW_WATER: usize = 64 * 1024;
 const SENDFILE_CHUNK: usize = 1 << 20;
 /// File bytes read per step of a streamed file (without `sendfile`).
 const FILE_CHUNK: usize = 64 * 1024;
+/// Bytes one connection may write in one poll round (one `sendfile` chunk),
+/// so a fast reader of a large file cannot hold the loop for the others.
+const WRITES_PER_ROUND: usize = SENDFILE_CHUNK;
+/// The write buffer drops its written bytes once there are this many and
+/// they are at least half of it (amortised: each byte moves at most once).
+const COMPACT_AT: usize = 16 * 1024;
 /// Bodies up to this size are copied after the head and sent in one write;
 /// larger ones are sent from where they are with a vectored write.
 const INLINE_BODY: usize = 16 * 1024;
@@ -137,6 +141,11 @@ pub(crate) struct Conn {
     body_limit: u64,
     /// The last drive stopped at its share of the round with work left.
     more: bool,
+    /// The program queued output; the connection is listed to be driven at
+    /// the next poll.
+    flush_queued: bool,
+    /// WebSocket messages and pongs delivered in the current drive.
+    round_events: usize,
 }
 
 impl Conn {
@@ -184,6 +193,8 @@ impl Conn {
             sink: None,
             body_limit: 0,
             more: false,
+            flush_queued: false,
+            round_events: 0,
         }
     }
 
@@ -205,6 +216,12 @@ impl Conn {
         self.dead
     }
 
+    /// The program queued output outside a drive: returns true when the
+    /// connection must be listed for the next poll (it is not yet).
+    pub fn queue_flush(&mut self) -> bool {
+        !self.dead && self.has_output() && !std::mem::replace(&mut self.flush_queued, true)
+    }
+
     /// Whether this connection was driven in poll round `epoch`.
     pub fn driven_in(&self, epoch: u64) -> bool {
         self.driven_epoch == epoch
@@ -216,9 +233,17 @@ impl Conn {
         self.more
     }
 
-    /// Bytes allocated for input kept between polls.
+    /// Bytes allocated for input kept between polls: unprocessed bytes,
+    /// the request body, WebSocket messages waiting for the program.
     pub fn input_buffered(&self) -> usize {
         self.rbuf.capacity()
+            + self.req.body.capacity()
+            + self.ws.as_ref().map_or(0, |ws| ws.inbox_allocated())
+    }
+
+    /// Bytes allocated for output (the write buffer's capacity).
+    pub fn output_buffered(&self) -> usize {
+        self.wbuf.capacity()
     }
 
     /// Bytes queued for the peer and not yet written.
@@ -267,6 +292,8 @@ impl Conn {
         // of exactly that size, so memory follows what each peer sent (a
         // half-sent head pins its few bytes, not a read-sized buffer).
         self.driven_epoch = shared.epoch;
+        self.flush_queued = false;
+        self.round_events = 0;
         std::mem::swap(&mut self.rbuf, &mut shared.scratch);
         if !shared.scratch.is_empty() {
             self.rbuf.append(shared.scratch.data());
@@ -300,15 +327,23 @@ impl Conn {
         now: Instant,
     ) -> bool {
         let mut reads = 0;
+        let mut write_budget = WRITES_PER_ROUND;
         loop {
             let mut progress = false;
             if self.ready.writable && self.has_output() {
-                match self.flush() {
-                    Ok(p) => {
-                        if p {
+                if write_budget == 0 {
+                    // Its share of the round is written: the rest goes at
+                    // the next poll, after the others.
+                    self.more = true;
+                    break;
+                }
+                match self.flush(write_budget) {
+                    Ok(n) => {
+                        if n > 0 {
                             self.last_io = now;
+                            progress = true;
                         }
-                        progress |= p;
+                        write_budget = write_budget.saturating_sub(n);
                     }
                     Err(e) => {
                         log::debug!("{}: write failed: {e}", self.peer);
@@ -426,20 +461,24 @@ impl Conn {
     /// something. Progress restarts the send timeout, and for event streams
     /// the heartbeat interval ("after this long without an event").
     fn flush_outside_loop(&mut self) -> io::Result<()> {
-        if self.ready.writable && self.flush()? {
+        if self.ready.writable && self.flush(usize::MAX)? > 0 {
             self.last_io = Instant::now();
         }
         Ok(())
     }
 
-    /// Writes queued output; returns whether any byte was written.
-    fn flush(&mut self) -> io::Result<bool> {
-        let mut progress = false;
-        loop {
+    /// Writes queued output, at most about `budget` bytes (a connection's
+    /// share of a poll round); returns how many bytes were written.
+    fn flush(&mut self, budget: usize) -> io::Result<usize> {
+        let mut written = 0;
+        while written < budget {
+            let share = budget - written;
             let pending = &self.wbuf[self.wpos..];
+            let pending = &pending[..pending.len().min(share)];
             let result = match &mut self.out {
                 Some(OutBody::Bytes(data, pos)) => {
                     let rest = &data[*pos..];
+                    let rest = &rest[..rest.len().min(share - pending.len())];
                     if pending.is_empty() {
                         self.io.write_vectored(&[IoSlice::new(rest)])
                     } else {
@@ -448,9 +487,9 @@ impl Conn {
                     }
                 }
                 Some(OutBody::File(body)) if pending.is_empty() && self.io.sends_files() => {
-                    match self.io.send_file(body, SENDFILE_CHUNK) {
-                        Ok(_) => {
-                            progress = true;
+                    match self.io.send_file(body, SENDFILE_CHUNK.min(share)) {
+                        Ok(n) => {
+                            written += n;
                             if body.is_done() {
                                 self.out = None;
                                 break;
@@ -472,13 +511,12 @@ impl Conn {
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(mut n) => {
-                    progress = true;
+                Ok(n) => {
+                    written += n;
                     let from_buf = n.min(self.wbuf.len() - self.wpos);
                     self.wpos += from_buf;
-                    n -= from_buf;
                     if let Some(OutBody::Bytes(data, pos)) = &mut self.out {
-                        *pos += n;
+                        *pos += n - from_buf;
                         if *pos == data.len() {
                             self.out = None;
                         }
@@ -499,7 +537,13 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        Ok(progress)
+        // Written bytes leave the buffer: a peer that reads steadily but
+        // keeps a backlog must not make the buffer grow by all it reads.
+        if self.wpos >= COMPACT_AT && self.wpos * 2 >= self.wbuf.len() {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        Ok(written)
     }
 
     /// Moves more of a streamed body into the write buffer.
@@ -631,7 +675,7 @@ impl Conn {
                 now,
             );
             self.ready.writable = true;
-            let _ = self.flush();
+            let _ = self.flush(usize::MAX);
         }
         log::debug!("{}: connection timed out", self.peer);
         false
@@ -660,7 +704,7 @@ impl Conn {
     /// socket is shut and taken out of the poller, but the program can
     /// still take the messages that arrived (for a keep-alive timeout at
     /// most) and read how it ended (for a linger timeout at least).
-    pub fn retire(&mut self, shared: &mut Shared, registry: &Registry, now: Instant) -> bool {
+    pub fn retire(&mut self, shared: &mut Shared, now: Instant) -> bool {
         if self.dead {
             return false;
         }
@@ -676,8 +720,9 @@ impl Conn {
         } else {
             shared.config.linger_timeout
         };
-        let _ = registry.deregister(&mut self.io);
-        let _ = self.io.shutdown(Shutdown::Both);
+        // Dropping the socket closes its descriptor (and takes it out of
+        // the poller): a closed WebSocket's slot holds no descriptor.
+        self.io = Box::new(super::transport::Closed);
         self.dead = true;
         self.rbuf = ReadBuf::default();
         self.wbuf = Vec::new();

@@ -61,7 +61,16 @@ impl WsConn {
     fn pop(&mut self) -> Option<WsEvent> {
         let e = self.inbox.pop_front()?;
         self.inbox_bytes -= event_len(&e);
+        if self.inbox.is_empty() && self.inbox.capacity() > 64 {
+            // A burst does not leave its queue's allocation behind.
+            self.inbox = VecDeque::new();
+        }
         Some(e)
+    }
+
+    /// Bytes the inbox holds: its queue's allocation and the messages' bytes.
+    pub fn inbox_allocated(&self) -> usize {
+        self.inbox.capacity() * std::mem::size_of::<WsEvent>() + self.inbox_bytes
     }
 
     /// Whether received messages wait for the program.
@@ -79,12 +88,21 @@ impl WsConn {
     }
 }
 
+/// What an event held for the program counts against
+/// `max_receive_buffer`: its payload and its place in the queue, so a flood
+/// of empty messages fills the bound too.
 fn event_len(e: &WsEvent) -> usize {
-    match e {
-        WsEvent::Message(m) => m.len(),
-        WsEvent::Pong(p) => p.len(),
-    }
+    std::mem::size_of::<WsEvent>()
+        + match e {
+            WsEvent::Message(m) => m.len(),
+            WsEvent::Pong(p) => p.len(),
+        }
 }
+
+/// Messages and pongs one connection may deliver in one poll round; the
+/// rest waits for the next round, after the other connections (a round of
+/// reads can hold tens of thousands of tiny frames).
+const EVENTS_PER_ROUND: usize = 256;
 
 /// What the server must do after the program took an event from a socket.
 pub(crate) enum WsPop {
@@ -150,6 +168,10 @@ impl Conn {
             && !ws.paused()
             && self.wbuf.len() - self.wpos < ws.max_send_buffer
         {
+            if self.round_events >= EVENTS_PER_ROUND {
+                self.more = true;
+                break;
+            }
             if !ws.inbox.is_empty() && ws.session.next_frame_fails(self.rbuf.data()) {
                 // Deliver what came before the bad frame first (Autobahn
                 // 3.x/4.x/5.15 expect those echoes ahead of the close).
@@ -164,8 +186,14 @@ impl Conn {
             self.rbuf.consume(feed.consumed);
             progress = true;
             match feed.event {
-                Some(Event::Message(m)) => ws.push(WsEvent::Message(m)),
-                Some(Event::Pong(p)) => ws.push(WsEvent::Pong(p)),
+                Some(Event::Message(m)) => {
+                    self.round_events += 1;
+                    ws.push(WsEvent::Message(m))
+                }
+                Some(Event::Pong(p)) => {
+                    self.round_events += 1;
+                    ws.push(WsEvent::Pong(p))
+                }
                 Some(Event::Close { code, reason }) => {
                     ws.set_status(CloseStatus::Peer { code, reason })
                 }
@@ -211,10 +239,10 @@ impl Conn {
             // The peer is gone (or never answered our close): the close
             // frame just written is sent on the way out, best effort.
             ws.set_status(CloseStatus::Abnormal);
-            let _ = self.flush();
+            let _ = self.flush(usize::MAX);
             return false;
         }
-        self.flush().is_ok()
+        self.flush(usize::MAX).is_ok()
     }
 
     /// Lists this WebSocket in [`Server::ws_ready`](crate::Server::ws_ready)
@@ -364,7 +392,10 @@ impl Conn {
     }
 
     /// Runs `send` against the session (after [`ws_room`](Self::ws_room)
-    /// said it fits) and pushes the result to the socket.
+    /// said it fits), queueing its bytes: the server writes them when it
+    /// next drives the connection (at the next poll, see
+    /// [`queue_flush`](Self::queue_flush)), so many messages sent in one
+    /// turn of the program's loop leave in one write.
     fn ws_write(
         &mut self,
         send: impl FnOnce(&mut WsSession, &mut Vec<u8>) -> Result<(), SendError>,
@@ -372,12 +403,14 @@ impl Conn {
         let Some(ws) = self.ws.as_mut() else {
             return Err(WsError::NotWebSocket);
         };
+        let was_idle = self.wpos == self.wbuf.len();
         send(&mut ws.session, &mut self.wbuf)?;
         if ws.session.wants_shutdown() && self.phase == Phase::Ws {
             self.phase = Phase::Closing;
         }
-        if self.flush_outside_loop().is_err() {
-            return Err(self.ws_failed());
+        if was_idle {
+            // The send timeout counts from this send.
+            self.last_io = Instant::now();
         }
         Ok(())
     }
