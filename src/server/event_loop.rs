@@ -17,6 +17,10 @@ use crate::request::ConnId;
 pub(super) const LISTENER: Token = Token(usize::MAX - 1);
 pub(super) const WAKER: Token = Token(usize::MAX - 2);
 
+/// Connections accepted per poll round: a storm of new connections is taken
+/// a share at a time, between the work of those already open.
+const ACCEPTS_PER_ROUND: usize = 64;
+
 #[cfg(test)]
 mod tests {
     use super::Throttle;
@@ -44,7 +48,7 @@ impl<S> Server<S> {
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
         let mut wait = timeout;
-        if !self.resume.is_empty() || self.events_left {
+        if !self.resume.is_empty() || self.events_left || self.accept_more {
             wait = Duration::ZERO;
         }
         if let Some(at) = self.shared.next_sweep {
@@ -93,7 +97,10 @@ impl<S> Server<S> {
                 self.drive(key, state, now);
             }
         }
-        if accept || (self.accept_paused && self.conns.len() < self.shared.config.max_connections) {
+        if accept
+            || self.accept_more
+            || (self.accept_paused && self.conns.len() < self.shared.config.max_connections)
+        {
             self.accept_all(now);
         }
         if self.shared.next_sweep.is_some_and(|at| now >= at) {
@@ -126,7 +133,8 @@ impl<S> Server<S> {
 
     fn accept_all(&mut self, now: Instant) {
         self.accept_paused = false;
-        loop {
+        self.accept_more = false;
+        for _ in 0..ACCEPTS_PER_ROUND {
             if self.conns.len() >= self.shared.config.max_connections {
                 self.accept_paused = true;
                 return;
@@ -202,6 +210,9 @@ impl<S> Server<S> {
                 }
             }
         }
+        // This round's share of new connections is taken; the listener will
+        // not signal again for those still waiting, so the next poll goes on.
+        self.accept_more = true;
     }
 
     pub(super) fn sweep(&mut self, now: Instant) {

@@ -104,6 +104,8 @@ pub struct Server<S = ()> {
     accept_paused: bool,
     /// The last poll took a full batch of events: more may be waiting.
     events_left: bool,
+    /// The last poll accepted its share of connections: more may be waiting.
+    accept_more: bool,
     /// Readiness copied out of `events` for the current poll.
     ready: Vec<(Token, Readiness)>,
     /// Connections to drive at the next poll without waiting for an event
@@ -143,6 +145,7 @@ impl<S> Server<S> {
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             events_left: false,
+            accept_more: false,
             listener: None,
             conns: Slab::new(),
             generation: 0,
@@ -456,7 +459,7 @@ impl<S> Server<S> {
     /// never busy-waits and never runs a timeout late. (`poll` itself
     /// already waits no longer than this.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.resume.is_empty() || self.events_left {
+        if !self.resume.is_empty() || self.events_left || self.accept_more {
             return Some(Instant::now());
         }
         self.shared.next_sweep

@@ -425,3 +425,28 @@ fn a_closed_websocket_keeps_no_descriptor() {
         Some(crate::ws::Message::Text("last words".into()))
     );
 }
+
+/// A storm of new connections is accepted a share (64) per poll round,
+/// between the work of those already open; all are accepted in the end.
+#[test]
+fn a_connection_storm_is_accepted_a_share_per_round() {
+    let mut server = Server::<()>::new();
+    let addr = server.start("127.0.0.1", 0).unwrap();
+    let clients: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let mut accepted = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while accepted.iter().sum::<usize>() < clients.len() {
+        let a = server
+            .poll(&mut (), Duration::from_millis(10))
+            .unwrap()
+            .accepted;
+        if a > 0 || !accepted.is_empty() {
+            accepted.push(a);
+        }
+        assert!(Instant::now() < deadline, "accepted {accepted:?}");
+    }
+    assert!(accepted.iter().all(|&a| a <= 64), "{accepted:?}");
+    assert_eq!(server.connection_count(), 200);
+}
