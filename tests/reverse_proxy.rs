@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{serve_loop, TestServer};
+use common::{free_port, serve_loop, TestServer};
 use pollserve::forwarded::TrustedProxies;
 use pollserve::proto::ws::{accept_key, Event, Role, WsSession};
 use pollserve::sse::SseId;
@@ -201,14 +201,6 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `bin` with the documented configuration in front of `upstreams`.

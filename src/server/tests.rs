@@ -336,11 +336,8 @@ fn a_large_response_is_written_a_share_per_round() {
     );
 }
 
-/// A flood of tiny WebSocket messages is delivered at most 256 per poll
-/// round (a round of reads can hold tens of thousands); all arrive in the
-/// end, and the queue they passed through does not stay allocated.
-#[test]
-fn tiny_messages_are_delivered_a_share_per_round() {
+/// A started server whose `/ws` accepts WebSockets and keeps their ids.
+fn websocket_server() -> (Server<Vec<crate::ws::WsId>>, std::net::SocketAddr) {
     let mut server = Server::<Vec<crate::ws::WsId>>::new();
     server
         .route("/ws", Method::GET, |req, ids: &mut Vec<crate::ws::WsId>| {
@@ -350,6 +347,15 @@ fn tiny_messages_are_delivered_a_share_per_round() {
         })
         .unwrap();
     let addr = server.start("127.0.0.1", 0).unwrap();
+    (server, addr)
+}
+
+/// A flood of tiny WebSocket messages is delivered at most 256 per poll
+/// round (a round of reads can hold tens of thousands); all arrive in the
+/// end, and the queue they passed through does not stay allocated.
+#[test]
+fn tiny_messages_are_delivered_a_share_per_round() {
+    let (mut server, addr) = websocket_server();
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(UPGRADE).unwrap();
     let mut ids = Vec::new();
@@ -393,15 +399,7 @@ fn open_descriptors() -> usize {
 /// wait for the program) but not its descriptor.
 #[test]
 fn a_closed_websocket_keeps_no_descriptor() {
-    let mut server = Server::<Vec<crate::ws::WsId>>::new();
-    server
-        .route("/ws", Method::GET, |req, ids: &mut Vec<crate::ws::WsId>| {
-            let (response, id) = req.accept_websocket()?;
-            ids.push(id);
-            Ok(response)
-        })
-        .unwrap();
-    let addr = server.start("127.0.0.1", 0).unwrap();
+    let (mut server, addr) = websocket_server();
     let mut ids = Vec::new();
     let before = open_descriptors();
     let mut c = TcpStream::connect(addr).unwrap();

@@ -127,6 +127,15 @@ pub fn serve(setup: impl FnOnce(&mut Server<()>) + Send + 'static) -> TestServer
 // Raw loopback clients
 // ---------------------------------------------------------------------------
 
+/// A port free on 127.0.0.1 a moment ago (for a process started next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
