@@ -73,7 +73,9 @@
 //! files, text/plain) and [`Request::cookies`]. Uploads too large to buffer
 //! go to a route made with [`Route::streaming`], whose [`BodySink`] receives
 //! the body as it arrives (to disk, through
-//! [`form::MultipartParser`], or anywhere else).
+//! [`form::MultipartParser`], or anywhere else). A handler reaches other
+//! connections through [`Request::outbox`]: send to, close or broadcast to
+//! WebSockets and event streams, carried out as soon as it returns.
 //!
 //! ```
 //! use pollserve::{HttpError, Request, Response};
@@ -149,8 +151,9 @@
 //!   property tests point.
 //! - **Application**: what handlers and the program work with — [`Request`],
 //!   [`Response`], [`router`], [`headers`], [`url`], [`form`], [`cookies`],
-//!   [`auth`], [`cors`], [`files`], [`mime`], [`escape`], and the ids, options
-//!   and errors of [`ws`] and [`sse`]. None of it knows about sockets.
+//!   [`auth`], [`cors`], [`files`], [`mime`], [`escape`], [`outbox`] (what a
+//!   handler asks of other connections), and the ids, options and errors of
+//!   [`ws`] and [`sse`]. None of it knows about sockets.
 //! - **Driver** ([`server`]): the `mio` poll loop. It owns the listener and
 //!   every connection, decides once per request (when its head is in) what
 //!   answers it, and moves bytes between sockets and the protocol layer.
@@ -171,6 +174,7 @@ pub mod forwarded;
 pub mod headers;
 pub mod method;
 pub mod mime;
+pub mod outbox;
 pub mod pairs;
 pub mod proto;
 pub mod request;

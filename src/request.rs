@@ -37,9 +37,18 @@ pub struct Request {
     /// The client's address: `peer`'s, or the one a trusted proxy forwarded.
     pub(crate) client_ip: IpAddr,
     pub(crate) conn: ConnId,
+    /// What the handler asks the server to do to other connections.
+    pub(crate) outbox: crate::outbox::Outbox,
 }
 
 impl Request {
+    /// Sends to, closes or broadcasts to WebSockets and event streams from
+    /// inside a handler; the server carries the calls out, in order, right
+    /// after the handler's connection is served. See [`Outbox`](crate::outbox::Outbox).
+    pub fn outbox(&self) -> &crate::outbox::Outbox {
+        &self.outbox
+    }
+
     /// The request method.
     pub fn method(&self) -> Method {
         self.head.method.unwrap_or(Method::GET)

@@ -220,6 +220,7 @@ mod tests {
                 slot: 0,
                 generation: 0,
             },
+            outbox: Default::default(),
         }
     }
 

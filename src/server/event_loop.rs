@@ -129,6 +129,9 @@ impl<S> Server<S> {
         } else if conn.has_more() {
             self.resume.push(key);
         }
+        if !self.shared.commands.is_empty() {
+            self.run_outbox_commands();
+        }
     }
 
     fn accept_all(&mut self, now: Instant) {

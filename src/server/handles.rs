@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::conn::{Conn, WsPop};
 use super::Server;
 use crate::error::Error;
+use crate::outbox::Command;
 use crate::sse::{SseError, SseEvent, SseId, SseSendError};
 use crate::ws::{CloseCode, CloseStatus, Message, WsError, WsEvent, WsId};
 
@@ -244,7 +245,8 @@ impl<S> SseHandle<'_, S> {
 /// A `Send + Clone` handle for sending to WebSockets and event streams from
 /// other threads, from [`Server::sender`]. Each call queues the message and
 /// wakes the poll loop, which sends it; errors (closed sockets) are dropped as
-/// with the `*_quiet` sends.
+/// with the `*_quiet` sends. Inside a handler, on the poll thread, use
+/// [`Request::outbox`](crate::Request::outbox) instead: no channel, no wake-up.
 #[derive(Clone)]
 pub struct Sender {
     pub(super) remote: Arc<Remote>,
@@ -252,26 +254,12 @@ pub struct Sender {
 
 /// The cross-thread mailbox: commands plus the waker that interrupts `poll`.
 pub(super) struct Remote {
-    pub queue: Mutex<Vec<RemoteCommand>>,
+    pub queue: Mutex<Vec<Command>>,
     pub waker: mio::Waker,
 }
 
-pub(super) enum RemoteCommand {
-    Send(Vec<WsId>, Message),
-    Close(WsId, CloseCode, String),
-    Event(Vec<SseId>, OwnedEvent),
-    EndStream(SseId),
-}
-
-/// An SSE event owned for crossing threads.
-pub(super) struct OwnedEvent {
-    pub data: String,
-    pub event: Option<String>,
-    pub id: Option<String>,
-}
-
 impl Sender {
-    fn push(&self, command: RemoteCommand) -> Result<(), Error> {
+    fn push(&self, command: Command) -> Result<(), Error> {
         self.remote
             .queue
             .lock()
@@ -283,28 +271,22 @@ impl Sender {
 
     /// Queues a text message for `id`.
     pub fn send_text(&self, id: WsId, text: &str) -> Result<(), Error> {
-        self.push(RemoteCommand::Send(
-            vec![id],
-            Message::Text(text.to_owned()),
-        ))
+        self.push(Command::Send(vec![id], Message::Text(text.to_owned())))
     }
 
     /// Queues a binary message for `id`.
     pub fn send_binary(&self, id: WsId, data: &[u8]) -> Result<(), Error> {
-        self.push(RemoteCommand::Send(
-            vec![id],
-            Message::Binary(data.to_vec()),
-        ))
+        self.push(Command::Send(vec![id], Message::Binary(data.to_vec())))
     }
 
     /// Queues one message for every id in `ids`.
     pub fn broadcast(&self, ids: &[WsId], message: Message) -> Result<(), Error> {
-        self.push(RemoteCommand::Send(ids.to_vec(), message))
+        self.push(Command::Send(ids.to_vec(), message))
     }
 
     /// Queues a close of `id`.
     pub fn close(&self, id: WsId, code: CloseCode, reason: &str) -> Result<(), Error> {
-        self.push(RemoteCommand::Close(id, code, reason.to_owned()))
+        self.push(Command::Close(id, code, reason.to_owned()))
     }
 
     /// Queues an event (data, optional type and id) for every stream in `ids`.
@@ -316,19 +298,23 @@ impl Sender {
         event: Option<&str>,
         id: Option<&str>,
     ) -> Result<(), Error> {
-        self.push(RemoteCommand::Event(
-            ids.to_vec(),
-            OwnedEvent {
-                data: data.to_owned(),
-                event: event.map(str::to_owned),
-                id: id.map(str::to_owned),
-            },
-        ))
+        let mut e = SseEvent::new(data);
+        if let Some(t) = event {
+            e = e.event(t);
+        }
+        if let Some(i) = id {
+            e = e.id(i);
+        }
+        let mut bytes = Vec::new();
+        if e.encode(&mut bytes).is_err() {
+            return Ok(());
+        }
+        self.push(Command::Event(ids.to_vec(), bytes))
     }
 
     /// Queues the end of the event stream `id`.
     pub fn end_stream(&self, id: SseId) -> Result<(), Error> {
-        self.push(RemoteCommand::EndStream(id))
+        self.push(Command::EndStream(id))
     }
 }
 
@@ -345,27 +331,39 @@ impl<S> Server<S> {
             return;
         };
         let commands = std::mem::take(&mut *remote.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        self.run_commands(commands);
+    }
+
+    /// Carries out what handlers queued through their requests' outboxes.
+    pub(super) fn run_outbox_commands(&mut self) {
+        let mut commands = std::mem::take(&mut self.shared.commands);
+        self.run_commands(commands.drain(..));
+        // The queue's allocation is kept for the next handler that uses it.
+        self.shared.commands = commands;
+    }
+
+    /// Carries out queued commands in order; failures are skipped as with
+    /// the `*_quiet` sends.
+    pub(super) fn run_commands(&mut self, commands: impl IntoIterator<Item = Command>) {
         for command in commands {
             match command {
-                RemoteCommand::Send(ids, message) => {
+                Command::Send(ids, message) => {
                     for id in ids {
                         let _ = self.ws(id).send(&message);
                     }
                 }
-                RemoteCommand::Close(id, code, reason) => {
+                Command::Close(id, code, reason) => {
                     let _ = self.ws(id).close(code, &reason);
                 }
-                RemoteCommand::Event(ids, e) => {
-                    let mut event = SseEvent::new(&e.data);
-                    if let Some(t) = &e.event {
-                        event = event.event(t);
+                Command::Event(ids, bytes) => {
+                    for id in ids {
+                        let _ = self.sse(id).send_with(|out| {
+                            out.extend_from_slice(&bytes);
+                            Ok(())
+                        });
                     }
-                    if let Some(i) = &e.id {
-                        event = event.id(i);
-                    }
-                    self.broadcast_event(&ids, &event);
                 }
-                RemoteCommand::EndStream(id) => self.sse(id).close(),
+                Command::EndStream(id) => self.sse(id).close(),
             }
         }
     }

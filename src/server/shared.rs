@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     pub next_sweep: Option<Instant>,
     /// The server stopped listening: responses close their connections.
     pub stopping: bool,
+    /// What handlers queued through [`Request::outbox`](crate::Request::outbox),
+    /// carried out once their connection has been driven.
+    pub commands: Vec<crate::outbox::Command>,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
             ws_ready: Vec::new(),
             next_sweep: None,
             stopping: false,
+            commands: Vec::new(),
         }
     }
 

@@ -121,7 +121,9 @@ impl Conn {
         if let (true, Decision::Route(id)) = (has_body, &decision) {
             // A streaming route takes its body through a sink opened now.
             if let Some(max_body) = route_handler(routes, *id).and_then(|h| h.streaming_limit()) {
-                match self.open_sink(routes, *id, state) {
+                let opened = self.open_sink(routes, *id, state);
+                self.req.outbox.take_into(&mut shared.commands);
+                match opened {
                     Ok(()) => limit = max_body,
                     Err(response) => {
                         decision = Decision::Respond {
@@ -266,7 +268,9 @@ impl Conn {
         let response = match decision {
             Decision::Route(id) => {
                 shared.activity.handled += 1;
-                self.run_route(routes, id, state)
+                let response = self.run_route(routes, id, state);
+                self.req.outbox.take_into(&mut shared.commands);
+                response
             }
             Decision::Static(path) => match &shared.site.static_root {
                 Some(root) => serve_static(root, &path, &self.req),

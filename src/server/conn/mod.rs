@@ -178,6 +178,7 @@ impl Conn {
                 peer,
                 client_ip: peer.ip(),
                 conn: id,
+                outbox: Default::default(),
             },
             decision: None,
             decoder: None,
