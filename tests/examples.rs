@@ -444,6 +444,55 @@ fn sse() {
     );
 }
 
+/// `adafruit_httpserver`'s WebSocket example: readings pushed every second,
+/// colours received, one client at a time (a new one closes the old one).
+#[test]
+fn websocket() {
+    let ex = start("websocket", 1);
+    let page = get(ex.addr, "/client");
+    expect(&page, 200, "/connect-websocket");
+    expect(&page, 200, r##"value="#000000""##);
+
+    let mut first = ws::open(ex.addr, "/connect-websocket");
+    let (fin, opcode, reading) = ws::read_frame(&mut first);
+    let reading = String::from_utf8(reading).expect("text");
+    assert!(fin && opcode == 1, "{opcode}");
+    assert!(
+        reading == "no sensor" || reading.parse::<f64>().is_ok(),
+        "a temperature reading: {reading:?}"
+    );
+    // Garbage is ignored; the colour is kept and shows on the page.
+    first
+        .write_all(&ws::frame(true, 1, b"not a colour"))
+        .unwrap();
+    first.write_all(&ws::frame(true, 1, b"#ff8000")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(ex.addr, "/client")
+        .text()
+        .contains(r##"value="#ff8000""##)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the colour never reached the page"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A second client replaces the first, which is told so.
+    let mut second = ws::open(ex.addr, "/connect-websocket");
+    loop {
+        let (_, opcode, payload) = ws::read_frame(&mut first);
+        if opcode == 8 {
+            assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1000);
+            assert_eq!(&payload[2..], b"another client connected");
+            break;
+        }
+        assert_eq!(opcode, 1, "only readings before the close");
+    }
+    let (_, opcode, _) = ws::read_frame(&mut second);
+    assert_eq!(opcode, 1, "the new client gets the readings");
+}
+
 #[test]
 fn video_stream() {
     let ex = start("video_stream", 1);
