@@ -42,6 +42,10 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A TLS certificate or key could not be used (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A configuration value was refused.
     #[error("{0}")]
     InvalidArgument(String),

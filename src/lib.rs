@@ -183,6 +183,8 @@ pub mod router;
 pub mod server;
 pub mod sse;
 pub mod status;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod url;
 pub mod ws;
 

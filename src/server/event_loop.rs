@@ -10,12 +10,28 @@ use mio::{Interest, Token};
 use super::config::{Activity, ServerConfig};
 use super::conn::{Conn, Readiness};
 use super::shared::after;
-use super::Server;
+use super::transport::Transport;
+use super::{ListenerKind, Server};
 use crate::error::Error;
 use crate::request::ConnId;
 
-pub(super) const LISTENER: Token = Token(usize::MAX - 1);
-pub(super) const WAKER: Token = Token(usize::MAX - 2);
+pub(super) const WAKER: Token = Token(usize::MAX - 1);
+/// Listeners take the tokens below the waker's (connections take slab keys,
+/// which count up from 0).
+const FIRST_LISTENER: usize = usize::MAX - 2;
+/// At most one plain, one TLS and one redirect listener.
+pub(super) const MAX_LISTENERS: usize = 3;
+
+/// The poll token of listener number `index`.
+pub(super) fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER - index)
+}
+
+/// The listener number of a token, if it is a listener's.
+fn listener_index(token: Token) -> Option<usize> {
+    let index = FIRST_LISTENER.checked_sub(token.0)?;
+    (index < MAX_LISTENERS).then_some(index)
+}
 
 /// Connections accepted per poll round: a storm of new connections is taken
 /// a share at a time, between the work of those already open.
@@ -66,7 +82,8 @@ impl<S> Server<S> {
         // program) go after this round's events; ones this round leaves
         // with work wait for the next.
         let resumed = std::mem::take(&mut self.resume);
-        let mut accept = false;
+        // Listeners with news, one bit each.
+        let mut accept = 0u32;
         // Copy the readiness out first so each connection can be driven with
         // `self` borrowed mutably (the buffer is reused across polls).
         let mut ready = std::mem::take(&mut self.ready);
@@ -77,8 +94,10 @@ impl<S> Server<S> {
         self.events_left = ready.len() == self.events.capacity();
         for &(token, readiness) in &ready {
             match token {
-                LISTENER => accept = true,
                 WAKER => self.run_remote_commands(),
+                _ if listener_index(token).is_some() => {
+                    accept |= 1 << listener_index(token).unwrap_or(0)
+                }
                 Token(key) => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         conn.on_ready(readiness);
@@ -97,11 +116,14 @@ impl<S> Server<S> {
                 self.drive(key, state, now);
             }
         }
-        if accept
-            || self.accept_more
+        if self.accept_more
             || (self.accept_paused && self.conns.len() < self.shared.config.max_connections)
         {
-            self.accept_all(now);
+            // Some listener may hold more: try them all.
+            accept = u32::MAX;
+        }
+        if accept != 0 {
+            self.accept_all(accept, now);
         }
         if self.shared.next_sweep.is_some_and(|at| now >= at) {
             self.sweep(now);
@@ -134,18 +156,30 @@ impl<S> Server<S> {
         }
     }
 
-    fn accept_all(&mut self, now: Instant) {
+    /// Accepts from the listeners whose bit is set in `which`, a share of
+    /// each.
+    fn accept_all(&mut self, which: u32, now: Instant) {
         self.accept_paused = false;
         self.accept_more = false;
+        for index in 0..self.listeners.len() {
+            if which & (1 << index) != 0 && !self.accept_from(index, now) {
+                return;
+            }
+        }
+    }
+
+    /// Accepts up to a share of listener `index`'s waiting connections.
+    /// Returns false when accepting is paused (no room or no descriptors).
+    fn accept_from(&mut self, index: usize, now: Instant) -> bool {
         for _ in 0..ACCEPTS_PER_ROUND {
             if self.conns.len() >= self.shared.config.max_connections {
                 self.accept_paused = true;
-                return;
+                return false;
             }
-            let Some((listener, _)) = &self.listener else {
-                return;
+            let Some(listener) = self.listeners.get(index) else {
+                return true;
             };
-            match listener.accept() {
+            match listener.socket.accept() {
                 Ok((mut stream, peer)) => {
                     let config = &self.shared.config;
                     // A trusted proxy speaks for many clients: it is not
@@ -177,24 +211,42 @@ impl<S> Server<S> {
                         log::warn!("cannot register connection from {peer}: {e}");
                         continue;
                     }
+                    let mut redirect = None;
+                    let io: Box<dyn Transport> = match &listener.kind {
+                        ListenerKind::Plain => Box::new(stream),
+                        ListenerKind::HttpsRedirect { https_port } => {
+                            redirect = Some(*https_port);
+                            Box::new(stream)
+                        }
+                        #[cfg(feature = "tls")]
+                        ListenerKind::Tls(tls) => {
+                            match rustls::ServerConnection::new(tls.rustls.clone()) {
+                                Ok(session) => {
+                                    Box::new(super::tls::TlsTransport::new(stream, session))
+                                }
+                                Err(e) => {
+                                    log::warn!("{peer}: cannot start a TLS session: {e}");
+                                    continue;
+                                }
+                            }
+                        }
+                    };
                     if capped.is_some() {
                         *self.per_ip.entry(peer.ip()).or_default() += 1;
                     }
                     self.generation = self.generation.wrapping_add(1);
-                    entry.insert(Conn::new(
-                        Box::new(stream),
-                        peer,
-                        key as u32,
-                        self.generation,
-                        now,
-                    ));
+                    let mut conn = Conn::new(io, peer, key as u32, self.generation, now);
+                    if let Some(port) = redirect {
+                        conn.redirect_to_https(port);
+                    }
+                    entry.insert(conn);
                     self.shared.activity.accepted += 1;
                     self.shared
                         .schedule(after(now, self.shared.config.header_timeout));
                     // Data that arrived with the connection is read on the next
                     // readiness event, which epoll reports right after registration.
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
@@ -209,13 +261,14 @@ impl<S> Server<S> {
                     self.accept_paused = true;
                     self.shared
                         .schedule(Instant::now() + Duration::from_millis(100));
-                    return;
+                    return false;
                 }
             }
         }
         // This round's share of new connections is taken; the listener will
         // not signal again for those still waiting, so the next poll goes on.
         self.accept_more = true;
+        true
     }
 
     pub(super) fn sweep(&mut self, now: Instant) {

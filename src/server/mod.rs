@@ -7,6 +7,7 @@
 //! - `conn`: one connection's transport, buffers and phases, with the
 //!   HTTP exchange and the WebSocket and event-stream transports;
 //! - `transport`: the byte stream under a connection (plain TCP);
+//! - `tls`: TLS over it (feature `tls`);
 //! - `handles`: [`WsHandle`], [`SseHandle`] and the cross-thread [`Sender`].
 
 mod buf;
@@ -17,6 +18,8 @@ mod event_loop;
 mod handles;
 mod routes;
 mod shared;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 #[cfg(any(test, feature = "fuzzing"))]
@@ -48,7 +51,7 @@ pub use handles::{Sender, SseHandle, WsHandle};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
 use conn::{Conn, Readiness};
-use event_loop::{bind, display_addr, LISTENER, WAKER};
+use event_loop::{bind, display_addr, listener_token, MAX_LISTENERS, WAKER};
 use handles::Remote;
 use routes::RouteHandler;
 use shared::Shared;
@@ -97,14 +100,16 @@ pub struct Server<S = ()> {
     shared: Shared,
     poll: Poll,
     events: Events,
-    listener: Option<(TcpListener, SocketAddr)>,
+    /// Listening sockets (none when stopped), at most one of each kind.
+    listeners: Vec<Listener>,
     conns: Slab<Conn>,
     generation: u32,
     /// Accepting paused (connection limit or out of file descriptors).
     accept_paused: bool,
     /// The last poll took a full batch of events: more may be waiting.
     events_left: bool,
-    /// The last poll accepted its share of connections: more may be waiting.
+    /// The last poll accepted a listener's share of connections: more may
+    /// be waiting.
     accept_more: bool,
     /// Readiness copied out of `events` for the current poll.
     ready: Vec<(Token, Readiness)>,
@@ -146,7 +151,7 @@ impl<S> Server<S> {
             events: Events::with_capacity(1024),
             events_left: false,
             accept_more: false,
-            listener: None,
+            listeners: Vec::new(),
             conns: Slab::new(),
             generation: 0,
             accept_paused: false,
@@ -299,11 +304,106 @@ impl<S> Server<S> {
 
     /// Starts listening on `host:port` (port 0 picks a free port; see
     /// [`local_addr`](Self::local_addr)). The socket gets `SO_REUSEADDR`, so a
-    /// restart does not wait for old connections in `TIME_WAIT`.
+    /// restart does not wait for old connections in `TIME_WAIT`. A server
+    /// may listen on one plain port, one TLS port
+    /// ([`start_tls`](Self::start_tls)) and one redirect port
+    /// ([`start_https_redirect`](Self::start_https_redirect)) at once.
     pub fn start(&mut self, host: &str, port: u16) -> Result<SocketAddr, Error> {
-        if let Some((_, addr)) = &self.listener {
-            return Err(Error::AlreadyStarted(*addr));
+        self.listen(host, port, ListenerKind::Plain)
+    }
+
+    /// Starts listening for HTTPS (and WSS) on `host:port` with `tls`:
+    /// everything works as on a plain port, on the same routes. The TLS
+    /// handshake runs inside [`poll`](Self::poll) and never blocks it; it
+    /// must complete within [`ServerConfig::header_timeout`] of the
+    /// connection's accept. A plain-HTTP request on this port is answered
+    /// `400` with a note that the port speaks HTTPS. Feature `tls`.
+    ///
+    /// ```
+    /// use pollserve::{tls::TlsConfig, Server};
+    /// let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    /// let tls = TlsConfig::from_pem(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes())?;
+    /// let mut server = Server::<()>::new();
+    /// let https = server.start_tls("127.0.0.1", 0, tls)?;
+    /// let http = server.start("127.0.0.1", 0)?;          // a plain port beside it
+    /// assert_eq!(server.tls_local_addr(), Some(https));
+    /// assert_eq!(server.local_addr(), Some(http));
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn start_tls(
+        &mut self,
+        host: &str,
+        port: u16,
+        tls: crate::tls::TlsConfig,
+    ) -> Result<SocketAddr, Error> {
+        self.listen(host, port, ListenerKind::Tls(tls))
+    }
+
+    /// Swaps the TLS configuration (a renewed certificate) of the TLS
+    /// listener: connections accepted from now on use `tls`, open ones keep
+    /// the one they began with. Sessions stay resumable across the swap
+    /// when both configurations were made from PEM by
+    /// [`TlsConfig`](crate::tls::TlsConfig). Returns the number of
+    /// listeners changed (0 when the server has no TLS listener). Feature `tls`.
+    ///
+    /// ```no_run
+    /// # use pollserve::{tls::TlsConfig, Server};
+    /// # let mut server = Server::<()>::new();
+    /// match TlsConfig::from_pem_files("fullchain.pem", "privkey.pem") {
+    ///     Ok(tls) => { server.reload_tls(tls); }
+    ///     Err(e) => eprintln!("keeping the old certificate: {e}"),
+    /// }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&mut self, tls: crate::tls::TlsConfig) -> usize {
+        let mut changed = 0;
+        for listener in &mut self.listeners {
+            if let ListenerKind::Tls(old) = &mut listener.kind {
+                *old = tls.clone().carrying_sessions_of(old);
+                changed += 1;
+                log::info!(
+                    "TLS configuration replaced for new connections on https://{}",
+                    display_addr(listener.addr)
+                );
+            }
         }
+        changed
+    }
+
+    /// The address of the TLS listener, once started. Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|l| matches!(l.kind, ListenerKind::Tls(_)))
+            .map(|l| l.addr)
+    }
+
+    /// Listens on `host:port` for plain HTTP and answers every request with
+    /// a redirect to the same host and target on `https_port`: `301` for
+    /// `GET` and `HEAD`, `308` (method and body kept) for the others. No
+    /// route, authentication or static file is consulted on this port.
+    ///
+    /// ```no_run
+    /// # let mut server = pollserve::Server::<()>::new();
+    /// server.start_https_redirect("0.0.0.0", 80, 443)?;   // http://host/x → https://host/x
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    pub fn start_https_redirect(
+        &mut self,
+        host: &str,
+        port: u16,
+        https_port: u16,
+    ) -> Result<SocketAddr, Error> {
+        self.listen(host, port, ListenerKind::HttpsRedirect { https_port })
+    }
+
+    fn listen(&mut self, host: &str, port: u16, kind: ListenerKind) -> Result<SocketAddr, Error> {
+        if let Some(same) = self.listeners.iter().find(|l| l.kind.same_kind(&kind)) {
+            return Err(Error::AlreadyStarted(same.addr));
+        }
+        debug_assert!(self.listeners.len() < MAX_LISTENERS);
         let invalid = |reason: String| Error::InvalidAddress {
             addr: format!("{host}:{port}"),
             reason,
@@ -317,25 +417,45 @@ impl<S> Server<S> {
         let std_listener =
             bind(addr, &self.shared.config).map_err(|source| Error::Bind { addr, source })?;
         let local = std_listener.local_addr()?;
-        let mut listener = TcpListener::from_std(std_listener);
+        let mut socket = TcpListener::from_std(std_listener);
+        let token = listener_token(self.listeners.len());
         self.poll
             .registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        self.listener = Some((listener, local));
+            .register(&mut socket, token, Interest::READABLE)?;
+        match &kind {
+            ListenerKind::HttpsRedirect { https_port } => log::info!(
+                "pollserve redirecting http://{} to HTTPS port {https_port}",
+                display_addr(local)
+            ),
+            _ => log::info!(
+                "pollserve listening on {}://{}",
+                kind.scheme(),
+                display_addr(local)
+            ),
+        }
+        self.listeners.push(Listener {
+            socket,
+            addr: local,
+            kind,
+        });
         self.shared.stopping = false;
         self.accept_paused = false;
-        log::info!("pollserve listening on http://{}", display_addr(local));
         Ok(local)
     }
 
-    /// The address the server listens on, once started.
+    /// The address the server listens on, once started: its plain port, or
+    /// else the first it listens on.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.as_ref().map(|(_, a)| *a)
+        self.listeners
+            .iter()
+            .find(|l| matches!(l.kind, ListenerKind::Plain))
+            .or(self.listeners.first())
+            .map(|l| l.addr)
     }
 
     /// Whether the server is listening.
     pub fn is_listening(&self) -> bool {
-        self.listener.is_some()
+        !self.listeners.is_empty()
     }
 
     /// What the server holds now: connections (closed WebSockets whose slot
@@ -364,11 +484,12 @@ impl<S> Server<S> {
     /// answered (with `Connection: close`) by later calls of [`poll`](Self::poll).
     /// [`start`](Self::start) may be called again afterwards.
     pub fn stop(&mut self) {
-        if let Some((mut l, addr)) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l.socket);
             log::info!(
-                "pollserve stopped listening on http://{}",
-                display_addr(addr)
+                "pollserve stopped listening on {}://{}",
+                l.kind.scheme(),
+                display_addr(l.addr)
             );
         }
         self.shared.stopping = true;
@@ -582,6 +703,38 @@ impl<S> std::os::fd::AsFd for Server<S> {
 impl<S> std::os::fd::AsRawFd for Server<S> {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.poll.as_raw_fd()
+    }
+}
+
+/// A listening socket and what its connections speak.
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+    kind: ListenerKind,
+}
+
+enum ListenerKind {
+    Plain,
+    /// HTTPS, with the configuration new connections get.
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsConfig),
+    /// Plain HTTP answering every request with a redirect to HTTPS.
+    HttpsRedirect {
+        https_port: u16,
+    },
+}
+
+impl ListenerKind {
+    fn same_kind(&self, other: &ListenerKind) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    fn scheme(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "tls")]
+            ListenerKind::Tls(_) => "https",
+            _ => "http",
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! The byte stream under a connection: plain TCP today. A connection reads
-//! and writes only through [`Transport`], so an encrypted stream (TLS) is a
-//! second implementation and nothing above it changes.
+//! The byte stream under a connection: plain TCP, or TLS over it
+//! (`super::tls`, feature `tls`). A connection reads and writes only
+//! through [`Transport`], so nothing above it knows which.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -32,6 +32,35 @@ pub(crate) trait Transport: mio::event::Source {
     }
     /// Ends one or both directions of the stream (`Write`: the peer sees EOF).
     fn shutdown(&mut self, how: Shutdown) -> io::Result<()>;
+    /// Whether the transport holds bytes it took (or made: a TLS handshake
+    /// answer, a refusal) that the socket has not taken yet. The connection
+    /// then waits for writability and calls [`flush_pending`](Self::flush_pending).
+    fn has_pending_output(&self) -> bool {
+        false
+    }
+    /// Writes what the transport holds; returns the bytes written, or
+    /// `WouldBlock` when the socket took none.
+    fn flush_pending(&mut self) -> io::Result<usize> {
+        Ok(0)
+    }
+    /// Whether input is known to be waiting inside the transport (an end of
+    /// stream it has seen but not returned): the connection must read on
+    /// after a short read instead of waiting for a readiness event.
+    fn has_buffered_input(&self) -> bool {
+        false
+    }
+    /// Whether the stream is still being opened (a TLS handshake): the
+    /// connection gives it the header timeout, counted from the accept.
+    fn is_handshaking(&self) -> bool {
+        false
+    }
+    /// Whether a read error means the transport refused the peer's input
+    /// and has its last word to send (a TLS alert, a plain-HTTP `400`):
+    /// the connection then writes it and closes with a lingering close.
+    fn refused(&self, error: &io::Error) -> bool {
+        let _ = error;
+        false
+    }
 }
 
 /// Lets a transport fill a [`ReadBuf`](super::buf::ReadBuf).

@@ -117,7 +117,13 @@ impl Conn {
         self.sink = None;
         let has_body = self.req.head.framing != BodyFraming::None;
         let mut limit = shared.config.limits.max_body_size;
-        let mut decision = decide(&mut self.req, routes, &shared.site);
+        let mut decision = match self.https_redirect {
+            Some(port) => Decision::Respond {
+                response: https_redirect(&self.req, port),
+                before_body: true,
+            },
+            None => decide(&mut self.req, routes, &shared.site),
+        };
         if let (true, Decision::Route(id)) = (has_body, &decision) {
             // A streaming route takes its body through a sink opened now.
             if let Some(max_body) = route_handler(routes, *id).and_then(|h| h.streaming_limit()) {
@@ -490,6 +496,31 @@ impl Conn {
 const KEEP_BODY_CAPACITY: usize = 16 * 1024;
 /// A request head larger than this is not kept for the next request.
 const KEEP_HEAD_SIZE: usize = 2 * 1024;
+
+/// The answer of a redirect listener: the same host and target on HTTPS
+/// port `port`; `301` for `GET`/`HEAD`, `308` (method and body kept) else.
+fn https_redirect(req: &crate::request::Request, port: u16) -> Response {
+    let Some(host) = req.header("host").filter(|h| !h.is_empty()) else {
+        return Response::error(
+            StatusCode::BAD_REQUEST,
+            "A Host header is needed to redirect to HTTPS",
+        );
+    };
+    // The host without its port: `[v6]:port` or `name:port`.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.find(']').map_or(host, |end| &host[..end + 2]),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    let target = &req.head.target;
+    let target = if target.starts_with('/') { target.as_str() } else { "/" };
+    let location = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    let keeps_method = !matches!(req.method(), Method::GET | Method::HEAD);
+    Response::redirect(&location, true, keeps_method)
+}
 
 /// The handler registered under `id`.
 fn route_handler<S>(routes: &Router<RouteHandler<S>>, id: RouteId) -> Option<&RouteHandler<S>> {

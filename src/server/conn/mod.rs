@@ -146,6 +146,12 @@ pub(crate) struct Conn {
     flush_queued: bool,
     /// WebSocket messages and pongs delivered in the current drive.
     round_events: usize,
+    /// When the connection was accepted, while its transport may still be
+    /// opening (a TLS handshake, which the header timeout covers).
+    opening: Option<Instant>,
+    /// Accepted on a redirect listener: every request is answered with a
+    /// redirect to HTTPS on this port.
+    https_redirect: Option<u16>,
 }
 
 impl Conn {
@@ -156,6 +162,7 @@ impl Conn {
         generation: u32,
         now: Instant,
     ) -> Conn {
+        let opening = io.is_handshaking().then_some(now);
         let id = ConnId { slot, generation };
         Conn {
             io,
@@ -196,7 +203,15 @@ impl Conn {
             more: false,
             flush_queued: false,
             round_events: 0,
+            opening,
+            https_redirect: None,
         }
+    }
+
+    /// Makes this a connection of a redirect listener (see
+    /// [`Server::start_https_redirect`](crate::Server::start_https_redirect)).
+    pub fn redirect_to_https(&mut self, port: u16) {
+        self.https_redirect = Some(port);
     }
 
     pub fn id(&self) -> ConnId {
@@ -272,11 +287,13 @@ impl Conn {
     }
 
     /// Whether `flush` has something to write: buffered bytes, a large
-    /// in-memory body, or a file the transport sends itself.
+    /// in-memory body, a file the transport sends itself, or bytes the
+    /// transport holds (TLS records the socket did not take yet).
     fn has_output(&self) -> bool {
         self.wpos < self.wbuf.len()
             || matches!(self.out, Some(OutBody::Bytes(..)))
             || (self.io.sends_files() && matches!(self.out, Some(OutBody::File(_))))
+            || self.io.has_pending_output()
     }
 
     /// Does all the work the connection can do now. Returns false when it
@@ -401,8 +418,9 @@ impl Conn {
                         // Edge-triggered readiness: a short read drained the
                         // socket, and more data will raise a new event, so the
                         // read that would only say EAGAIN is skipped. A
-                        // pending hang-up is not a new edge: read on to EOF.
-                        if !filled && !self.ready.hangup {
+                        // pending hang-up is not a new edge, nor is an end
+                        // the transport has seen: read on to EOF.
+                        if !filled && !self.ready.hangup && !self.io.has_buffered_input() {
                             self.ready.readable = false;
                         }
                         if matches!(self.phase, Phase::Lingering(_) | Phase::Sse) {
@@ -413,6 +431,11 @@ impl Conn {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) if self.io.refused(&e) => {
+                        log::debug!("{}: {e}", self.peer);
+                        self.transport_refused();
+                        progress = true;
+                    }
                     Err(e) => {
                         log::debug!("{}: read failed: {e}", self.peer);
                         return false;
@@ -449,6 +472,23 @@ impl Conn {
         true
     }
 
+    /// The transport refused the peer's input (a failed TLS handshake or
+    /// session, plain HTTP on the TLS port): nothing more is answered; the
+    /// transport's last word goes out, then a lingering close.
+    fn transport_refused(&mut self) {
+        self.rbuf.clear();
+        self.wbuf.clear();
+        self.wpos = 0;
+        self.out = None;
+        self.decoder = None;
+        self.decision = None;
+        self.sink = None;
+        if let Some(ws) = self.ws.as_mut() {
+            ws.set_status(CloseStatus::Abnormal);
+        }
+        self.phase = Phase::Closing;
+    }
+
     fn wants_read(&self) -> bool {
         match self.phase {
             Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
@@ -472,6 +512,19 @@ impl Conn {
     /// share of a poll round); returns how many bytes were written.
     fn flush(&mut self, budget: usize) -> io::Result<usize> {
         let mut written = 0;
+        if self.io.has_pending_output() {
+            // What the transport holds goes before anything new.
+            match self.io.flush_pending() {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if self.io.has_pending_output() {
+                self.ready.writable = false;
+                return Ok(written);
+            }
+        }
         while written < budget {
             let share = budget - written;
             let pending = &self.wbuf[self.wpos..];
@@ -606,9 +659,14 @@ impl Conn {
             after(self.last_io, c.send_timeout)
         } else {
             match self.phase {
-                Phase::Head => match self.request_start {
-                    Some(t) => after(t, c.header_timeout),
-                    None => after(self.last_io, c.keep_alive_timeout),
+                Phase::Head => match (self.request_start, self.opening) {
+                    (Some(t), _) => after(t, c.header_timeout),
+                    // A TLS handshake is part of the first request's head.
+                    (None, Some(t)) if self.io.is_handshaking() => after(t, c.header_timeout),
+                    (None, _) => {
+                        self.opening = None;
+                        after(self.last_io, c.keep_alive_timeout)
+                    }
                 },
                 Phase::Body => {
                     let pause = after(self.last_io, c.body_timeout);
