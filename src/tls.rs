@@ -122,7 +122,12 @@ impl TlsConfig {
     /// assert!(matches!(err, Err(TlsError::KeyMismatch { .. })));
     /// ```
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsConfig, TlsError> {
-        build(cert_pem, key_pem, "the certificate PEM", "the private key PEM")
+        build(
+            cert_pem,
+            key_pem,
+            "the certificate PEM",
+            "the private key PEM",
+        )
     }
 
     /// Uses a `rustls::ServerConfig` the program built itself: client

@@ -46,10 +46,10 @@ const HANDSHAKE_RECORD: u8 = 0x16;
 /// The answer to a plain-HTTP request on the TLS port (as nginx does).
 const PLAIN_HTTP_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 56\r\n\
+Content-Length: 49\r\n\
 Connection: close\r\n\
 \r\n\
-This port speaks HTTPS: use https:// in the address.\r\n\r\n";
+This port speaks HTTPS: use an https:// address.\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

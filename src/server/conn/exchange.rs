@@ -512,7 +512,11 @@ fn https_redirect(req: &crate::request::Request, port: u16) -> Response {
         None => host.split(':').next().unwrap_or(host),
     };
     let target = &req.head.target;
-    let target = if target.starts_with('/') { target.as_str() } else { "/" };
+    let target = if target.starts_with('/') {
+        target.as_str()
+    } else {
+        "/"
+    };
     let location = if port == 443 {
         format!("https://{name}{target}")
     } else {
