@@ -3,7 +3,8 @@
 //!
 //! `Response::chunked` takes any iterator; each item becomes one chunk,
 //! pulled only when the connection can take more, so a lazy generator never
-//! builds the whole body in memory.
+//! builds the whole body in memory. `/chunked` sends the Python example's
+//! five pieces; `/count` (added) generates a thousand lines on demand.
 //!
 //! `cargo run --example chunked [PORT]`, then
 //! `curl --raw http://127.0.0.1:5000/chunked` or `/count`.

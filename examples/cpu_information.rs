@@ -1,8 +1,11 @@
 //! System information as JSON — `adafruit_httpserver`'s `httpserver_cpu_information.py`.
 //!
-//! A desktop has no `microcontroller.cpu`; this reports what the standard
-//! library and (on Linux) `/proc` and `/sys` tell: CPU count, load average,
-//! a thermal zone's temperature if there is one, OS and architecture.
+//! The Python example answers with `microcontroller.cpu`'s `temperature` (°C),
+//! `frequency` (Hz) and `voltage` (V). A computer has no such object: the
+//! same three keys come from Linux's `/sys` and `/proc` (a thermal zone, the
+//! first CPU's clock), and a reading the machine does not offer is `null` —
+//! `voltage` always, since no standard place reports a CPU's core voltage.
+//! Added: CPU count, load average, the server's uptime, OS and architecture.
 //! Cross-origin requests are allowed, as in `adafruit_httpserver`, with a CORS policy.
 //!
 //! `cargo run --example cpu_information [PORT]`, then
@@ -24,6 +27,23 @@ fn temperature() -> Option<f64> {
     Some(text.trim().parse::<f64>().ok()? / 1000.0)
 }
 
+/// The first CPU's current clock in Hz: Linux's `cpufreq` where the kernel
+/// drives it, else the first `cpu MHz` line of `/proc/cpuinfo` (x86).
+fn frequency() -> Option<u64> {
+    let cpufreq = || {
+        let path = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq";
+        let khz: u64 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+        khz.checked_mul(1000)
+    };
+    let cpuinfo = || {
+        let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("cpu MHz"))?;
+        let mhz: f64 = line.split_once(':')?.1.trim().parse().ok()?;
+        (mhz > 0.0).then(|| (mhz * 1e6).round() as u64)
+    };
+    cpufreq().or_else(cpuinfo)
+}
+
 fn main() -> Result<(), pollserve::Error> {
     let mut server = Server::<Instant>::new();
     server.cors(Cors::new().allow_any_origin());
@@ -33,9 +53,11 @@ fn main() -> Result<(), pollserve::Error> {
             Method::GET,
             |_req, started: &mut Instant| {
                 Response::json(&json!({
+                    "temperature": temperature(),
+                    "frequency": frequency(),
+                    "voltage": None::<f64>,
                     "cpus": std::thread::available_parallelism().map(|n| n.get()).ok(),
                     "load_average": load_average(),
-                    "temperature": temperature(),
                     "os": std::env::consts::OS,
                     "arch": std::env::consts::ARCH,
                     "uptime_seconds": started.elapsed().as_secs(),

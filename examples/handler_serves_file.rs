@@ -1,13 +1,19 @@
 //! A route handler answering with a file — `adafruit_httpserver`'s
 //! `httpserver_handler_serves_file.py` (`FileResponse`).
 //!
-//! `Response::file` streams any file from disk, wherever it lives, with ETag,
-//! `304` and `Range` handled by the server. When the file name comes from the
-//! client, resolve it through a [`StaticRoot`] so it cannot leave the
-//! directory (`/docs/<name>` below).
+//! As in the Python example, the server serves one folder of static files
+//! (`examples/static/docs`: `/about.txt`) and the `/home` handler answers with
+//! a file from another (`examples/static/home.html`, which is not reachable
+//! as a static file). `Response::file` takes the file's whole path, so there
+//! is no default folder to override; it streams the file with ETag, `304` and
+//! `Range` handled by the server. Added: `/home/download` sends the same file
+//! as an attachment, and `/docs/<name>` serves a file of `examples/static`
+//! named by the client, resolved through a [`StaticRoot`] so that the name
+//! cannot leave the directory.
 //!
 //! `cargo run --example handler_serves_file [PORT]`, then open
-//! <http://127.0.0.1:5000/home>, `/home/download` or `/docs/notes.txt`.
+//! <http://127.0.0.1:5000/home>, `/about.txt`, `/home/download` or
+//! `/docs/notes.txt`.
 use pollserve::files::StaticRoot;
 use pollserve::{Method, Response, Server};
 use std::path::PathBuf;
@@ -18,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let docs = StaticRoot::new(&pages)?;
 
     let mut server = Server::<()>::new();
+    server.serve_files(pages.join("docs"))?;
     let path = home.clone();
     server.route("/home", Method::GET, move |_req, _| Response::file(&path))?;
     server.route("/home/download", Method::GET, move |_req, _| {

@@ -1,10 +1,13 @@
-//! A colour picker for a (simulated) NeoPixel — `adafruit_httpserver`'s
-//! `httpserver_neopixel.py`, with the page that posts JSON.
+//! A (simulated) NeoPixel set over HTTP — `adafruit_httpserver`'s
+//! `httpserver_neopixel.py`.
 //!
 //! The pixel is application state; four routes change it from query
-//! parameters, a form body, a JSON body or URL parameters. The last three are
-//! built as `Route` values first and registered together with `add_routes`,
-//! the counterpart of `adafruit_httpserver`'s `as_route`, `Route` and `add_routes`.
+//! parameters, a form body, a JSON body or URL parameters, as in the Python
+//! example. The last three are built as `Route` values first and registered
+//! together with `add_routes`, the counterpart of `adafruit_httpserver`'s
+//! `as_route`, `Route` and `add_routes`. A component outside 0–255 is a
+//! `400`. Added: a colour picker page at `/` that posts JSON, and `/pixel`,
+//! which reads the colour back as JSON.
 //!
 //! `cargo run --example neopixel [PORT]`, then open <http://127.0.0.1:5000/>, or
 //! `curl '127.0.0.1:5000/change-neopixel-color?r=255&g=0&b=0'`.

@@ -1,7 +1,10 @@
-//! `adafruit_httpserver`'s `httpserver_simpletest_*.py`: a text greeting at
-//! `/`, the files of `examples/static` for every other path, and
-//! `serve_forever`. (On the board the examples differ only in how they join
-//! the network; here the network is the computer's.)
+//! `adafruit_httpserver`'s `httpserver_simpletest_*.py` and
+//! `httpserver_cpython.py`: a text greeting at `/`, the files of
+//! `examples/static` for every other path, and `serve_forever`. (The five
+//! simpletest examples differ only in how the board joins the network, and
+//! the CPython one only in using the computer's; here the network is the
+//! computer's. The CPython one listens on `0.0.0.0`; this one on
+//! `127.0.0.1`, so that only this machine reaches it.)
 //!
 //! `cargo run --example simpletest [PORT]` (from the repository root), then
 //! open <http://127.0.0.1:5000/> and <http://127.0.0.1:5000/home.html>.

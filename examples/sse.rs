@@ -1,9 +1,14 @@
 //! Server-Sent Events — `adafruit_httpserver`'s `httpserver_sse.py` (`SSEResponse`).
 //!
-//! `/connect-client` accepts an event stream and keeps its `SseId`; the main
-//! loop sends a (simulated) CPU temperature to every open stream once a
-//! second and forgets streams that closed. Unlike `adafruit_httpserver`, any number of
-//! clients may listen at once.
+//! `/client` is the page; `/connect-client` accepts an event stream and
+//! keeps its `SseId`; the main loop sends the CPU's temperature (°C, two
+//! decimals) to every open stream once a second and forgets streams that
+//! closed. Unlike `adafruit_httpserver`'s example, which closes the previous
+//! stream when a client connects, any number of clients may listen at once.
+//!
+//! Where a board has `microcontroller.cpu`, a computer has its sensors in
+//! `/sys/class/thermal` on Linux; without one (a container, another OS) each
+//! event says `no sensor`.
 //!
 //! `cargo run --example sse [PORT]`, then open <http://127.0.0.1:5000/client>
 //! or `curl -N http://127.0.0.1:5000/connect-client`.
@@ -21,6 +26,12 @@ const PAGE: &str = r#"<!doctype html>
   events.onerror = () => temp.textContent = '(reconnecting)';
 </script>
 "#;
+
+/// The first thermal zone's reading, in °C.
+fn cpu_temperature() -> Option<f64> {
+    let millidegrees = std::fs::read_to_string("/sys/class/thermal/thermal_zone0/temp").ok()?;
+    Some(millidegrees.trim().parse::<f64>().ok()? / 1000.0)
+}
 
 fn main() -> Result<(), pollserve::Error> {
     let mut server = Server::<Vec<SseId>>::new();
@@ -40,15 +51,16 @@ fn main() -> Result<(), pollserve::Error> {
         .unwrap_or(5000);
     server.start("127.0.0.1", port)?;
 
-    let started = Instant::now();
     let mut streams = Vec::new();
     let mut next_event = Instant::now();
     loop {
         let timeout = next_event.saturating_duration_since(Instant::now());
         server.poll(&mut streams, timeout)?;
         if Instant::now() >= next_event {
-            let temperature = 40.0 + 5.0 * (started.elapsed().as_secs_f64() / 10.0).sin();
-            let data = format!("{temperature:.2}");
+            let data = match cpu_temperature() {
+                Some(celsius) => format!("{celsius:.2}"),
+                None => "no sensor".to_owned(),
+            };
             server.broadcast_event(&streams, &SseEvent::new(&data));
             streams.retain(|&id| !server.sse(id).is_closed());
             next_event += Duration::from_secs(1);

@@ -4,6 +4,10 @@
 //! The loop "reads a sensor" every 100 ms, keeps a running average of the
 //! last ten samples, and reacts to [`Activity`](pollserve::Activity), the
 //! counterpart of `adafruit_httpserver`'s `REQUEST_HANDLED_RESPONSE_SENT`.
+//! The Python example only suggests that work in a comment, and its `/`
+//! returns its static folder's `index.html`; here `/` shows the average and
+//! the request count, and the static folder (`examples/static`) serves every
+//! other path, `index.html` at `/index.html`.
 //!
 //! `cargo run --example start_and_poll [PORT]`, then open <http://127.0.0.1:5000/>.
 use pollserve::{Method, Response, Server};
@@ -36,6 +40,7 @@ fn main() -> Result<(), pollserve::Error> {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(5000);
+    server.serve_files(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static"))?;
     server.start("127.0.0.1", port)?;
 
     let mut sensor = Sensor::default();

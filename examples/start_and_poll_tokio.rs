@@ -9,7 +9,9 @@
 //! ([`Server::next_deadline`]), so an idle program uses no CPU and no timeout
 //! runs late. The other task "reads a sensor" every 100 ms and keeps a
 //! running average of the last ten samples; `/` shows it and how many
-//! samples were taken.
+//! samples were taken. (The Python example's tasks only suggest that work in
+//! a comment, and its `/` returns its static folder's `index.html`; here the
+//! static folder, `examples/static`, serves every path but `/`.)
 //!
 //! `cargo run --example start_and_poll_tokio [PORT]`, then open
 //! <http://127.0.0.1:5000/>.
@@ -63,6 +65,7 @@ async fn handle_http_requests(
             s.taken
         )))
     })?;
+    server.serve_files(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/static"))?;
     server.start("127.0.0.1", port)?;
     // SAFETY: tokio needs the descriptor to stay open and the same while
     // the `AsyncFd` owns the server; a `Server`'s descriptor is its own poll

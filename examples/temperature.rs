@@ -1,8 +1,16 @@
-//! `adafruit_httpserver`'s `httpserver_temperature.py`: `/temperature`
-//! answers with the CPU's temperature in degrees Celsius, as plain text.
+//! `/temperature` answers with the CPU's temperature in degrees Celsius, as
+//! plain text.
 //!
-//! A board reads `microcontroller.cpu.temperature`; a computer has its
-//! sensors in `/sys/class/thermal` on Linux, which is read on every request.
+//! This is `httpserver_temperature.py`, an example `adafruit_httpserver`
+//! shipped from 0.1.1 to 1.1.0 and dropped in 2.0.0; the current release
+//! has no such file. Its examples now read the same sensor,
+//! `microcontroller.cpu.temperature`, in `httpserver_cpu_information.py`
+//! (JSON, here `cpu_information`) and push it in `httpserver_sse.py` and
+//! `httpserver_websocket.py` (here `sse` and `websocket`); this one is the
+//! plain-text route on its own.
+//!
+//! Where a board has `microcontroller.cpu`, a computer has its sensors in
+//! `/sys/class/thermal` on Linux, read here on every request.
 //! Where there is none (a container, another OS) the answer is
 //! `503 Service Unavailable`, saying so.
 //!

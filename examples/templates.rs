@@ -4,9 +4,12 @@
 //!
 //! `?path=` names a file or directory under the root. It is resolved with
 //! [`StaticRoot::resolve_entry`], which refuses `..`, dotfiles and symlinks
-//! out of the root, instead of filtering the string. Files are returned as
-//! they are; directories are rendered by the template, whose `.html` name
-//! turns on minijinja's HTML auto-escaping for the file names.
+//! out of the root, instead of filtering the string as the Python example
+//! does. Files are returned as they are; directories are rendered by the
+//! template, whose `.html` name turns on minijinja's HTML auto-escaping for
+//! the file names. As in the Python example's template, sub-directories come
+//! first, `..` leads to the parent directory, and a search box hides the
+//! entries that do not match what is typed.
 //!
 //! `cargo run --example templates [PORT]`, then open <http://127.0.0.1:5000/>.
 use minijinja::{context, Environment};
@@ -19,12 +22,22 @@ const LISTING: &str = r#"<!doctype html>
 <head><meta charset="utf-8"><title>/{{ path }}</title></head>
 <body>
   <h1>Index of /{{ path }}</h1>
+  <input type="search" placeholder="Search...">
   <ul>
-    {% if path %}<li><a href="/">(top)</a></li>{% endif %}
+    {% if path %}<li><a href="/?path={{ parent | urlencode }}">..</a></li>{% endif %}
     {% for item in items %}
     <li><a href="/?path={{ (path ~ item) | urlencode }}">{{ item }}</a></li>
     {% endfor %}
   </ul>
+  <script>
+    const search = document.querySelector('input[type=search]');
+    search.oninput = () => {
+      const term = search.value.toLowerCase();
+      for (const entry of document.querySelectorAll('li')) {
+        entry.hidden = !entry.textContent.toLowerCase().includes(term);
+      }
+    };
+  </script>
 </body>
 </html>
 "#;
@@ -52,6 +65,13 @@ fn entries(dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(items)
 }
 
+/// The directory above `path`, with its trailing slash: `a/b/` gives `a/`,
+/// `a/` gives the root, ``.
+fn parent(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    trimmed.rfind('/').map_or("", |slash| &path[..=slash])
+}
+
 fn browse(req: &Request, app: &mut App) -> Result<Response, HttpError> {
     let mut path = req.query().get("path").unwrap_or("").to_owned();
     let mut found = app.root.resolve_entry(&path.split('/').collect::<Vec<_>>());
@@ -70,7 +90,7 @@ fn browse(req: &Request, app: &mut App) -> Result<Response, HttpError> {
     let html = app
         .templates
         .get_template("listing.html")
-        .and_then(|t| t.render(context! { path, items }))
+        .and_then(|t| t.render(context! { parent => parent(&path), path, items }))
         .map_err(|e| HttpError::internal(format!("template error: {e}")))?;
     Ok(Response::html(html))
 }
@@ -91,4 +111,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.start("127.0.0.1", port)?;
     server.serve_forever(&mut App { templates, root })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parent;
+
+    #[test]
+    fn parent_directories() {
+        assert_eq!(parent("docs/"), "");
+        assert_eq!(parent("docs/sub/"), "docs/");
+        assert_eq!(parent("a/b/c/"), "a/b/");
+        assert_eq!(parent(""), "");
+    }
 }

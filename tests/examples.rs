@@ -110,6 +110,17 @@ fn start(name: &str, ports: u16) -> Example {
 /// written to that file (a file, not a pipe: a pipe nobody reads would
 /// block the example once full).
 fn start_with(name: &str, ports: u16, env: &[(&str, &str)], log: Option<&Path>) -> Example {
+    start_args(name, ports, &[], env, log)
+}
+
+/// [`start_with`] with `args` given to the example after the port.
+fn start_args(
+    name: &str,
+    ports: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> Example {
     let binary = example_binary(name);
     let _guard = STARTING.lock().unwrap_or_else(|p| p.into_inner());
     for _attempt in 0..5 {
@@ -121,6 +132,7 @@ fn start_with(name: &str, ports: u16, env: &[(&str, &str)], log: Option<&Path>) 
         let mut example = Example {
             child: Command::new(&binary)
                 .arg(port.to_string())
+                .args(args)
                 .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -202,6 +214,8 @@ fn start_and_poll() {
         200,
         "requests handled before this one: 1",
     );
+    // The Python example's static folder, whose index.html its `/` returns.
+    expect(&get(ex.addr, "/index.html"), 200, "Served from a directory");
 }
 
 #[test]
@@ -442,6 +456,25 @@ fn sse() {
             .contains("content-type: text/event-stream"),
         "{text}"
     );
+    // The CPU's temperature, as the Python example sends it, or "no sensor".
+    let event_data = |got: &[u8]| {
+        let text = String::from_utf8_lossy(got).into_owned();
+        let line = text.split("\ndata: ").nth(1)?.split_once('\n')?.0;
+        Some(line.to_owned())
+    };
+    while event_data(&got).is_none() {
+        assert!(Instant::now() < deadline, "no whole data line");
+        let n = s.read(&mut buf).expect("read event stream");
+        assert!(n > 0, "stream closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let data = event_data(&got).unwrap();
+    if Path::new(THERMAL_ZONE).exists() {
+        let celsius: f64 = data.parse().expect("a number");
+        assert!((-50.0..150.0).contains(&celsius), "{celsius} °C");
+    } else {
+        assert_eq!(data, "no sensor");
+    }
 }
 
 /// `adafruit_httpserver`'s WebSocket example: readings pushed every second,
@@ -528,6 +561,13 @@ fn multiple_servers() {
     // Both servers share one state: the visit counter.
     expect(&get(ex.addr, "/home"), 200, "(visit 1)");
     expect(&get(office, "/home"), 200, "(visit 2)");
+    // Each server has a static folder of its own, with its default headers.
+    expect(&get(ex.addr, "/notes.txt"), 200, "plain text file");
+    let r = get(office, "/about.txt");
+    expect(&r, 200, "A file in a subdirectory");
+    assert_eq!(r.header("x-server"), Some("Office"));
+    assert_eq!(get(office, "/notes.txt").status, 404);
+    assert_eq!(get(ex.addr, "/about.txt").status, 404);
 }
 
 #[test]
@@ -544,6 +584,14 @@ fn cpu_information() {
     );
     let info: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON body");
     assert_eq!(info["os"], std::env::consts::OS);
+    // The Python example's three readings, `null` where the machine has none.
+    for key in ["temperature", "frequency", "voltage"] {
+        assert!(info.get(key).is_some(), "no {key:?} in {info}");
+    }
+    assert!(
+        info["frequency"].is_null() || info["frequency"].as_u64().is_some_and(|hz| hz > 0),
+        "frequency in Hz: {info}"
+    );
 }
 
 #[test]
@@ -589,7 +637,12 @@ fn templates() {
     assert!(r
         .text()
         .contains(r#"<a href="/?path=index.html">index.html</a>"#));
-    expect(&get(ex.addr, "/?path=docs"), 200, "about.txt");
+    assert!(!r.text().contains(">..</a>"), "no parent at the top");
+    let r = get(ex.addr, "/?path=docs");
+    expect(&r, 200, "about.txt");
+    // As in the Python example's template: a link to the parent, a search box.
+    expect(&r, 200, r#"<a href="/?path=">..</a>"#);
+    expect(&r, 200, r#"<input type="search""#);
     expect(
         &get(ex.addr, "/?path=docs/about.txt"),
         200,
@@ -617,6 +670,31 @@ fn static_files() {
     ));
 }
 
+/// The Python example's `MIMETypes.configure`: `.foo` and `.bar` registered,
+/// unknown extensions served as `text/plain`.
+#[test]
+fn static_files_mime_types() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in ["a.foo", "b.bar", "c.unknown", "d.png"] {
+        std::fs::write(dir.path().join(name), name).unwrap();
+    }
+    let root = dir.path().to_str().expect("UTF-8 temp path");
+    let ex = start_args("static_files", 1, &[root], &[], None);
+    for (path, mime) in [
+        ("/a.foo", "text/foo"),
+        ("/b.bar", "text/bar"),
+        ("/c.unknown", "text/plain"),
+        ("/d.png", "image/png"),
+    ] {
+        let r = get(ex.addr, path);
+        assert_eq!(
+            (r.status, r.header("content-type")),
+            (200, Some(mime)),
+            "{path}"
+        );
+    }
+}
+
 #[test]
 fn handler_serves_file() {
     let ex = start("handler_serves_file", 1);
@@ -627,6 +705,13 @@ fn handler_serves_file() {
         .is_some_and(|v| v.starts_with("attachment")));
     expect(&get(ex.addr, "/docs/notes.txt"), 200, "plain text file");
     assert_eq!(get(ex.addr, "/docs/.hidden").status, 404);
+    // The server's own static folder is another one: examples/static/docs.
+    expect(&get(ex.addr, "/about.txt"), 200, "A file in a subdirectory");
+    assert_eq!(
+        get(ex.addr, "/home.html").status,
+        404,
+        "only /home serves it"
+    );
 }
 
 /// Reads from an event stream until `needle` has arrived (10 s at most).
@@ -848,11 +933,14 @@ fn simpletest() {
     );
 }
 
+/// Where the examples read the CPU's temperature on Linux.
+const THERMAL_ZONE: &str = "/sys/class/thermal/thermal_zone0/temp";
+
 #[test]
 fn temperature() {
     let ex = start("temperature", 1);
     let r = get(ex.addr, "/temperature");
-    if Path::new("/sys/class/thermal/thermal_zone0/temp").exists() {
+    if Path::new(THERMAL_ZONE).exists() {
         assert_eq!(r.status, 200, "{}", r.text());
         let celsius: f64 = r.text().parse().expect("a number");
         assert!((-50.0..150.0).contains(&celsius), "{celsius} °C");
@@ -886,6 +974,8 @@ fn start_and_poll_tokio() {
         assert!(Instant::now() < deadline, "the sensor task took no sample");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The Python example's static folder, whose index.html its `/` returns.
+    expect(&get(ex.addr, "/index.html"), 200, "Served from a directory");
 }
 
 #[test]
