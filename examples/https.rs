@@ -36,8 +36,12 @@ then: cargo run --features tls --example https -- cert.pem key.pem
 fn main() -> Result<(), pollserve::Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
-    let cert = args.next().or_else(|| std::env::var("POLLSERVE_TLS_CERT").ok());
-    let key = args.next().or_else(|| std::env::var("POLLSERVE_TLS_KEY").ok());
+    let cert = args
+        .next()
+        .or_else(|| std::env::var("POLLSERVE_TLS_CERT").ok());
+    let key = args
+        .next()
+        .or_else(|| std::env::var("POLLSERVE_TLS_KEY").ok());
     let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(5443);
     let (Some(cert), Some(key)) = (cert, key) else {
         eprint!("{HOW_TO}");

@@ -294,3 +294,56 @@ pub enum TlsError {
         source: rustls::Error,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_errors_never_show_key_material() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key_pem = cert.signing_key.serialize_pem();
+        // A line from the middle of the key's base64.
+        let secret = key_pem.lines().nth(2).unwrap();
+        let tls = TlsConfig::from_pem(cert.cert.pem().as_bytes(), key_pem.as_bytes()).unwrap();
+        assert!(!format!("{tls:?}").contains(secret));
+        let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let errors = [
+            TlsConfig::from_pem(
+                cert.cert.pem().as_bytes(),
+                other.signing_key.serialize_pem().as_bytes(),
+            ),
+            TlsConfig::from_pem(key_pem.as_bytes(), key_pem.as_bytes()),
+            TlsConfig::from_pem(cert.cert.pem().as_bytes(), cert.cert.pem().as_bytes()),
+        ];
+        for e in errors {
+            let e = e.unwrap_err();
+            for text in [format!("{e}"), format!("{e:?}")] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_ticket_keys_of_managed_configurations_only() {
+        let pair = || {
+            let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+            TlsConfig::from_pem(
+                c.cert.pem().as_bytes(),
+                c.signing_key.serialize_pem().as_bytes(),
+            )
+            .unwrap()
+        };
+        let (old, new) = (pair(), pair());
+        let carried = new.clone().carrying_sessions_of(&old);
+        assert!(Arc::ptr_eq(&carried.rustls.ticketer, &old.rustls.ticketer));
+        assert!(Arc::ptr_eq(
+            &carried.rustls.session_storage,
+            &old.rustls.session_storage
+        ));
+        // The program's own configuration is used as it is.
+        let own = TlsConfig::from_rustls(new.rustls.clone());
+        let kept = own.carrying_sessions_of(&old);
+        assert!(Arc::ptr_eq(&kept.rustls, &new.rustls));
+    }
+}
