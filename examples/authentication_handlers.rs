@@ -6,11 +6,19 @@
 //! `require` gives who authenticated or the ready-made `401` to return with
 //! `?`; a handler may also build its own refusal.
 //!
+//! A handler only runs once the whole request body is in, so an upload
+//! checked there has already been read. `/upload`, a pollserve addition,
+//! shows the route-level check instead: `Route::require_authentication`
+//! answers `401` as soon as the head arrives (instead of `100 Continue`),
+//! and `Route::max_body_size` lets the route take 16 MiB where the server
+//! default is 1 MiB.
+//!
 //! `cargo run --example authentication_handlers [PORT]`, then
-//! `curl -i http://127.0.0.1:5000/require-or-401` and
-//! `curl -u user:password http://127.0.0.1:5000/require-or-401`.
+//! `curl -i http://127.0.0.1:5000/require-or-401`,
+//! `curl -u user:password http://127.0.0.1:5000/require-or-401` and
+//! `curl -i -u user:password -F file=@Cargo.toml http://127.0.0.1:5000/upload`.
 use pollserve::auth::Principal;
-use pollserve::{Authentication, Method, Response, Server, StatusCode};
+use pollserve::{Authentication, Method, Response, Route, Server, StatusCode};
 
 struct App {
     auth: Authentication,
@@ -42,16 +50,32 @@ fn main() -> Result<(), pollserve::Error> {
                 .with_status(StatusCode::UNAUTHORIZED),
         })
     })?;
+    server.add_route(
+        Route::new("/upload", Method::POST, |req, _| {
+            let form = req.form()?; // as large as the route's body limit
+            let sizes: Vec<String> = form
+                .all_files()
+                .iter()
+                .map(|f| format!("{} ({} bytes)", f.filename, f.size()))
+                .collect();
+            Ok(Response::text(format!("Received: {}", sizes.join(", "))))
+        })
+        .require_authentication(users())
+        .max_body_size(16 << 20),
+    )?;
     let port = std::env::args()
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(5000);
     server.start("127.0.0.1", port)?;
-    let mut app = App {
-        auth: Authentication::new("pollserve example")
-            .basic("user", "password")
-            .token("2db53340-4f9c-4f70-9037-d25bee77eca6")
-            .bearer("642ec696-2a79-4d60-be3a-7c9a3164d766"),
-    };
+    let mut app = App { auth: users() };
     server.serve_forever(&mut app)
+}
+
+/// The accepted credentials.
+fn users() -> Authentication {
+    Authentication::new("pollserve example")
+        .basic("user", "password")
+        .token("2db53340-4f9c-4f70-9037-d25bee77eca6")
+        .bearer("642ec696-2a79-4d60-be3a-7c9a3164d766")
 }

@@ -2,7 +2,10 @@
 //!
 //! The page's theme comes from the `theme` cookie; `?theme=dark` changes it
 //! and sets the cookie for next time. Two more cookies show that several
-//! `Set-Cookie` headers are added with `with_cookie` (or `add_header` for a raw value).
+//! `Set-Cookie` headers are added with `with_cookie`. `SetCookie::new`
+//! takes any string as the value (it percent-encodes what a cookie cannot
+//! hold, and `req.cookies().get` decodes it), so a value with spaces or
+//! commas is no error.
 //!
 //! `cargo run --example cookies [PORT]`, then open <http://127.0.0.1:5000/>.
 use pollserve::cookies::{SameSite, SetCookie};
@@ -30,8 +33,8 @@ fn themed(req: &Request, _: &mut ()) -> Result<Response, HttpError> {
          <a href=\"/?theme=dark\">Dark theme</a> <a href=\"/?theme=light\">Light theme</a>\
          <p>Change the theme, close the tab and open it again: the theme stays.</p>"
     ))
-    .add_header("Set-Cookie", "cookie1=value1")
-    .add_header("Set-Cookie", "cookie2=value2");
+    .with_cookie(&SetCookie::new("cookie1", "value1")?)
+    .with_cookie(&SetCookie::new("cookie2", "value2")?);
     if wanted != current {
         let cookie = SetCookie::new("theme", name)?
             .path("/")?

@@ -20,9 +20,15 @@
 //!     cookie.to_header_value(),
 //!     "session=xyz789; Path=/; Max-Age=3600; Secure; HttpOnly; SameSite=Lax"
 //! );
-//! let response = Response::text("ok").add_header("Set-Cookie", &cookie.to_header_value());
+//! let response = Response::text("ok").with_cookie(&cookie);
 //! assert_eq!(response.headers().get_all("set-cookie").count(), 1);
 //! ```
+//!
+//! Any string can be a value: [`SetCookie::new`] percent-encodes what a
+//! cookie cannot hold (a space, `,`, `;`, `"`, `\`, non-ASCII, `%`) and
+//! [`Cookies`] decodes it, so the program reads back what it set.
+//! [`SetCookie::new_raw`] and [`Cookies::get_raw`] work with the exact bytes
+//! instead.
 //!
 //! Cookie values are client input like any other: escape them before putting
 //! them in HTML. `Debug` output of both types shows cookie names only, never
@@ -45,8 +51,9 @@ pub enum CookieError {
     /// The name is empty or not an RFC 6265 token.
     #[error("invalid cookie name")]
     InvalidName,
-    /// The value holds a character outside RFC 6265's `cookie-octet` set
-    /// (space, `"`, `,`, `;`, `\`, control or non-ASCII characters).
+    /// The value given to [`SetCookie::new_raw`] holds a character outside
+    /// RFC 6265's `cookie-octet` set (space, `"`, `,`, `;`, `\`, control or
+    /// non-ASCII characters). [`SetCookie::new`] encodes those instead.
     #[error("invalid cookie value")]
     InvalidValue,
     /// The path is empty, does not start with `/`, or holds `;` or a
@@ -99,6 +106,16 @@ fn is_cookie_value(v: &str) -> bool {
 
 /// The cookies a request sent, in order, from every `Cookie` header.
 ///
+/// Values are percent-decoded, the counterpart of [`SetCookie::new`], which
+/// percent-encodes: whatever string a handler set comes back unchanged from
+/// [`get`](crate::Pairs::get), [`get_all`](crate::Pairs::get_all) and
+/// [`iter`](crate::Pairs::iter). A value without a valid `%XX` escape is
+/// returned as sent; so is one whose escapes do not decode to UTF-8 (a
+/// value `100%` or `%ff` set by a script comes back as `100%` or `%ff`).
+/// A value a script set that happens to contain a valid escape (`a%20b`)
+/// is decoded too (`a b`): read it with [`get_raw`](Self::get_raw), which
+/// gives the bytes exactly as the browser sent them.
+///
 /// Parsing is forgiving, as RFC 6265 §5.4 asks of servers: pairs are split
 /// on `;`, spaces and tabs around names and values are dropped, a value in
 /// double quotes is unquoted, and a pair that is malformed (no `=`, a name
@@ -108,12 +125,28 @@ fn is_cookie_value(v: &str) -> bool {
 /// appear more than once (cookies set for different paths or domains);
 /// [`get`](crate::Pairs::get) returns the first, which browsers send for the most
 /// specific path.
+///
+/// ```
+/// use pollserve::cookies::{Cookies, SetCookie};
+///
+/// let cookie = SetCookie::new("last_upload", "my file, v2.txt").unwrap();
+/// assert_eq!(cookie.value(), "my%20file%2C%20v2.txt");
+/// // The browser sends it back as it was set:
+/// let cookies = Cookies::parse(&format!("last_upload={}; js=100%", cookie.value()));
+/// assert_eq!(cookies.get("last_upload"), Some("my file, v2.txt"));
+/// assert_eq!(cookies.get_raw("last_upload"), Some("my%20file%2C%20v2.txt"));
+/// assert_eq!(cookies.get("js"), Some("100%")); // not an escape: as sent
+/// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Cookies {
+    /// Names with percent-decoded values.
     pairs: Pairs,
+    /// The same names with the values as sent.
+    raw: Pairs,
 }
 
-/// The lookups (`get`, `get_all`, `contains`, `iter`, `len`, `is_empty`).
+/// The lookups (`get`, `get_all`, `contains`, `iter`, `len`, `is_empty`),
+/// over percent-decoded values.
 impl std::ops::Deref for Cookies {
     type Target = Pairs;
     fn deref(&self) -> &Pairs {
@@ -159,15 +192,43 @@ impl Cookies {
             if !value.bytes().all(|b| is_cookie_octet(b) || b >= 0x80) {
                 continue;
             }
-            self.pairs.push(name, value);
+            self.pairs.push(name, decode_value(value));
+            self.raw.push(name, value);
         }
     }
 
-    /// The first cookie called `name`, percent-decoded (the counterpart of
-    /// [`SetCookie::new_encoded`]). `None` if absent or not UTF-8 once decoded.
-    pub fn get_decoded(&self, name: &str) -> Option<Cow<'_, str>> {
-        percent_decode_str(self.get(name)?).decode_utf8().ok()
+    /// The first cookie called `name` with its value exactly as the browser
+    /// sent it (unquoted, not percent-decoded), for values that other
+    /// software encoded its own way; [`new_raw`](SetCookie::new_raw) is
+    /// its counterpart.
+    pub fn get_raw(&self, name: &str) -> Option<&str> {
+        self.raw.get(name)
     }
+
+    /// Every cookie with its value exactly as sent, in order.
+    pub fn raw(&self) -> &Pairs {
+        &self.raw
+    }
+
+    /// The first cookie called `name`, percent-decoded; `None` if absent or
+    /// not UTF-8 once decoded.
+    #[deprecated(
+        note = "`get` decodes now (and returns undecodable values as sent); `get_raw` gives the value as sent"
+    )]
+    pub fn get_decoded(&self, name: &str) -> Option<Cow<'_, str>> {
+        percent_decode_str(self.get_raw(name)?).decode_utf8().ok()
+    }
+}
+
+/// Undoes [`SetCookie::new`]'s percent-encoding; a value that holds no
+/// valid escape, or whose escapes are not UTF-8, is kept as sent.
+fn decode_value(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('%') {
+        return Cow::Borrowed(raw);
+    }
+    percent_decode_str(raw)
+        .decode_utf8()
+        .unwrap_or(Cow::Borrowed(raw))
 }
 
 impl fmt::Debug for Cookies {
@@ -208,8 +269,10 @@ impl SameSite {
     }
 }
 
-/// Characters [`SetCookie::new_encoded`] percent-encodes: everything that
-/// is not a `cookie-octet`, plus `%` itself.
+/// Characters [`SetCookie::new`] percent-encodes: everything that is not
+/// an RFC 6265 §4.1.1 `cookie-octet` (controls, space, `"`, `,`, `;`, `\`;
+/// non-ASCII bytes are always encoded), plus `%` itself, so decoding is
+/// unambiguous.
 const COOKIE_VALUE_ENCODE: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
@@ -226,9 +289,17 @@ const MAX_HTTP_DATE_SECS: u64 = 253_402_300_799;
 
 /// A `Set-Cookie` header value, built and checked piece by piece.
 ///
-/// Names are checked to be RFC 6265 tokens, values `cookie-octet`s (optionally
-/// in double quotes), paths and domains free of `;` and control characters,
-/// so nothing given to the builder can add attributes or header lines.
+/// The value may be any string: [`new`](Self::new) percent-encodes what a
+/// cookie cannot hold, and [`Cookies`] decodes it again, so a file name
+/// such as `my file, v2.txt` goes out and comes back unchanged. Values
+/// made only of `cookie-octet`s without `%` (`abc123`, `dark`, base64
+/// tokens) are sent byte for byte. [`new_raw`](Self::new_raw) sends exact
+/// bytes and refuses what a cookie cannot hold.
+///
+/// Names are checked to be RFC 6265 tokens (a name is the program's own
+/// constant, so a bad one is an error, not something to encode), paths and
+/// domains free of `;` and control characters, so nothing given to the
+/// builder can add attributes or header lines.
 ///
 /// Enforced rules: `SameSite=None` always comes with `Secure`; a name
 /// starting with `__Secure-` gets `Secure`, and one starting with `__Host-`
@@ -249,10 +320,37 @@ pub struct SetCookie {
 
 impl SetCookie {
     /// A cookie `name=value` with no attributes (a session cookie for the
-    /// current path). `value` must already consist of `cookie-octet`s or be a
-    /// quoted string of them; use [`new_encoded`](Self::new_encoded) for
-    /// arbitrary text.
+    /// current path). `value` may be any string: bytes outside RFC 6265's
+    /// `cookie-octet` set, and `%`, are percent-encoded (UTF-8), which
+    /// [`Cookies::get`](crate::Pairs::get) undoes. The only error is a
+    /// `name` that is not an RFC 6265 token ([`CookieError::InvalidName`]).
+    ///
+    /// ```
+    /// use pollserve::{Response, SetCookie};
+    /// let cookie = SetCookie::new("last_upload", "my file, v2.txt")?.path("/")?;
+    /// assert_eq!(cookie.to_header_value(), "last_upload=my%20file%2C%20v2.txt; Path=/");
+    /// assert_eq!(SetCookie::new("theme", "dark")?.value(), "dark"); // unchanged
+    /// let response = Response::text("saved").with_cookie(&cookie);
+    /// # let _ = response;
+    /// # Ok::<(), pollserve::cookies::CookieError>(())
+    /// ```
     pub fn new(name: &str, value: &str) -> Result<SetCookie, CookieError> {
+        let encoded: Cow<'_, str> = utf8_percent_encode(value, COOKIE_VALUE_ENCODE).into();
+        SetCookie::new_raw(name, &encoded)
+    }
+
+    /// A cookie whose value is sent exactly as given, for a value another
+    /// program reads undecoded. It must consist of `cookie-octet`s or be a
+    /// double-quoted string of them ([`CookieError::InvalidValue`]
+    /// otherwise); read it back with [`Cookies::get_raw`].
+    ///
+    /// ```
+    /// use pollserve::cookies::{CookieError, SetCookie};
+    /// assert_eq!(SetCookie::new_raw("q", "\"v1\"")?.to_header_value(), "q=\"v1\"");
+    /// assert_eq!(SetCookie::new_raw("q", "a b").err(), Some(CookieError::InvalidValue));
+    /// # Ok::<(), CookieError>(())
+    /// ```
+    pub fn new_raw(name: &str, value: &str) -> Result<SetCookie, CookieError> {
         if !is_token(name) {
             return Err(CookieError::InvalidName);
         }
@@ -276,11 +374,11 @@ impl SetCookie {
         Ok(c)
     }
 
-    /// A cookie whose value is any text, percent-encoded where needed (read
-    /// it back with [`Cookies::get_decoded`]).
+    /// A cookie whose value is any text, percent-encoded where needed: the
+    /// same as [`new`](Self::new).
+    #[deprecated(note = "`new` percent-encodes any value now; use `new`")]
     pub fn new_encoded(name: &str, value: &str) -> Result<SetCookie, CookieError> {
-        let encoded: String = utf8_percent_encode(value, COOKIE_VALUE_ENCODE).collect();
-        SetCookie::new(name, &encoded)
+        SetCookie::new(name, value)
     }
 
     /// A cookie that deletes `name` from the browser: an empty value,
@@ -379,7 +477,8 @@ impl SetCookie {
         &self.name
     }
 
-    /// The cookie's value, as it will be sent.
+    /// The cookie's value, as it will be sent (percent-encoded by
+    /// [`new`](Self::new) where needed).
     pub fn value(&self) -> &str {
         &self.value
     }
@@ -554,12 +653,20 @@ mod tests {
     fn minimal_and_quoted_values() {
         assert_eq!(SetCookie::new("a", "").unwrap().to_header_value(), "a=");
         assert_eq!(
-            SetCookie::new("a", "\"q v\"").err(),
+            SetCookie::new_raw("a", "\"q v\"").err(),
             Some(CookieError::InvalidValue)
         );
         assert_eq!(
-            SetCookie::new("a", "\"qv\"").unwrap().to_header_value(),
+            SetCookie::new_raw("a", "\"qv\"").unwrap().to_header_value(),
             "a=\"qv\""
+        );
+        // `new` encodes the quotes, so the value comes back with them
+        // (a quoted raw value is unquoted by the parser).
+        let c = SetCookie::new("a", "\"q v\"").unwrap();
+        assert_eq!(c.to_header_value(), "a=%22q%20v%22");
+        assert_eq!(
+            Cookies::parse(&c.to_header_value()).get("a"),
+            Some("\"q v\"")
         );
     }
 
@@ -615,11 +722,9 @@ mod tests {
             "a\"",
             "a(b)",
         ] {
-            assert_eq!(
-                SetCookie::new(name, "v").err(),
-                Some(CookieError::InvalidName),
-                "{name:?}"
-            );
+            for built in [SetCookie::new(name, "v"), SetCookie::new_raw(name, "v")] {
+                assert_eq!(built.err(), Some(CookieError::InvalidName), "{name:?}");
+            }
         }
         for value in [
             "a;b",
@@ -634,10 +739,15 @@ mod tests {
             "a\u{7f}",
         ] {
             assert_eq!(
-                SetCookie::new("n", value).err(),
+                SetCookie::new_raw("n", value).err(),
                 Some(CookieError::InvalidValue),
                 "{value:?}"
             );
+            // `new` encodes them: nothing reaches the header unescaped.
+            let header = SetCookie::new("n", value).unwrap().to_header_value();
+            let sent = header.strip_prefix("n=").unwrap();
+            assert!(sent.bytes().all(is_cookie_octet), "{value:?} -> {header:?}");
+            assert_eq!(Cookies::parse(&header).get("n"), Some(value), "{value:?}");
         }
         let base = || SetCookie::new("n", "v").unwrap();
         for path in ["", "rel", "/a;Domain=evil", "/a\r\nX: y", "/a\u{0}"] {
@@ -672,13 +782,95 @@ mod tests {
     #[test]
     fn encoded_values_round_trip() {
         let text = "Hello, World; 100% \"sure\" \\ é";
-        let c = SetCookie::new_encoded("msg", text).unwrap();
+        let c = SetCookie::new("msg", text).unwrap();
         assert!(c.value().bytes().all(is_cookie_octet));
         let header = format!("msg={}", c.value());
         let parsed = Cookies::parse(&header);
-        assert_eq!(parsed.get_decoded("msg").as_deref(), Some(text));
+        assert_eq!(parsed.get("msg"), Some(text));
+        assert_eq!(parsed.get_all("msg").collect::<Vec<_>>(), [text]);
+        assert_eq!(pairs(&parsed), [("msg", text)]);
+        assert_eq!(parsed.get_raw("msg"), Some(c.value()));
+        assert_eq!(parsed.raw().get("msg"), Some(c.value()));
+        assert_eq!(parsed.get("none"), None);
+        assert_eq!(parsed.get_raw("none"), None);
+    }
+
+    #[test]
+    fn values_that_are_not_escapes_come_back_as_sent() {
+        // Set by scripts or other servers, not by `SetCookie::new`.
+        let c = Cookies::parse("pct=100%; bad=%zz; latin1=%ff; half=%4; mixed=50%25%2");
+        assert_eq!(c.get("pct"), Some("100%"));
+        assert_eq!(c.get("bad"), Some("%zz"));
+        assert_eq!(c.get("latin1"), Some("%ff"));
+        assert_eq!(c.get("half"), Some("%4"));
+        // Valid escapes decode, invalid ones stay.
+        assert_eq!(c.get("mixed"), Some("50%%2"));
+        assert_eq!(c.get_raw("mixed"), Some("50%25%2"));
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn deprecated_aliases_keep_their_behaviour() {
+        let text = "café; à bientôt";
+        let c = SetCookie::new_encoded("note", text).unwrap();
+        assert_eq!(c, SetCookie::new("note", text).unwrap());
+        let parsed = Cookies::parse(&c.to_header_value());
+        assert_eq!(parsed.get_decoded("note").as_deref(), Some(text));
         assert_eq!(parsed.get_decoded("none"), None);
         assert_eq!(Cookies::parse("x=%ff").get_decoded("x"), None);
+    }
+
+    #[test]
+    fn cookie_octet_values_are_sent_unchanged() {
+        for value in [
+            "abc123",
+            "dark",
+            "dGVzdA==",
+            "a/b:c?d=e!#$&'()*+-.<>@[]^_`{|}~",
+        ] {
+            let c = SetCookie::new("n", value).unwrap();
+            assert_eq!(c.value(), value);
+            assert_eq!(c, SetCookie::new_raw("n", value).unwrap());
+        }
+        assert_eq!(SetCookie::new("n", "5%").unwrap().value(), "5%25");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// `cookie-octet`s other than `%`.
+        fn plain_octet() -> impl Strategy<Value = char> {
+            (0x21u8..=0x7e)
+                .prop_filter("cookie-octet without %", |&b| {
+                    is_cookie_octet(b) && b != b'%'
+                })
+                .prop_map(char::from)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_string_round_trips(value in any::<String>()) {
+                let c = SetCookie::new("n", &value).unwrap();
+                prop_assert!(c.value().bytes().all(is_cookie_octet));
+                let parsed = Cookies::parse(&c.to_header_value());
+                prop_assert_eq!(parsed.get("n"), Some(value.as_str()));
+                prop_assert_eq!(parsed.get_raw("n"), Some(c.value()));
+            }
+
+            #[test]
+            fn plain_values_are_byte_identical(
+                value in proptest::collection::vec(plain_octet(), 0..40)
+            ) {
+                let value: String = value.into_iter().collect();
+                let c = SetCookie::new("n", &value).unwrap();
+                prop_assert_eq!(c.value(), value.as_str());
+                let parsed = Cookies::parse(&c.to_header_value());
+                prop_assert_eq!(parsed.get("n"), Some(value.as_str()));
+            }
+        }
     }
 
     #[test]
@@ -730,11 +922,13 @@ mod tests {
                 .map(|i| alphabet[((seed >> (i % 48)) as usize + i) % alphabet.len()])
                 .collect();
             let s = String::from_utf8_lossy(&bytes);
-            for (n, v) in Cookies::parse(&s).iter() {
+            for (n, v) in Cookies::parse(&s).raw().iter() {
                 assert!(is_token(n));
                 assert!(!v.contains([';', '"', ' ', ',', '\\']));
             }
-            if let Ok(c) = SetCookie::new("n", &s) {
+            let c = SetCookie::new("n", &s).unwrap();
+            assert!(!c.to_header_value().contains([';', '\r', '\n']));
+            if let Ok(c) = SetCookie::new_raw("n", &s) {
                 assert!(!c.to_header_value().contains([';', '\r', '\n']));
             }
         }

@@ -51,7 +51,11 @@ use crate::url::{decode_form_component, DecodeError};
 ///
 /// The defaults suit ordinary HTML forms with modest uploads; a server that
 /// streams large uploads to disk with [`MultipartParser`] raises
-/// `max_file_bytes` and `max_total_bytes`.
+/// `max_file_bytes` and `max_total_bytes`. [`Request::form`](crate::Request::form)
+/// does not use these two defaults: it takes both from the request's body
+/// limit ([`Route::max_body_size`](crate::Route::max_body_size) or
+/// [`ServerConfig::max_body_size`](crate::ServerConfig::max_body_size)),
+/// so raising that one limit is enough for a larger upload form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormLimits {
     /// Most fields (urlencoded pairs, text/plain lines, multipart parts,
@@ -145,32 +149,36 @@ pub enum FormError {
     #[error("malformed text/plain form body")]
     MalformedTextPlain,
     /// More fields or parts than [`FormLimits::max_parts`] (413).
-    #[error("form has more than {limit} fields")]
+    #[error("form has more than {limit} fields (FormLimits::max_parts)")]
     TooManyParts {
         /// The limit in force.
         limit: usize,
     },
     /// A part's header block exceeds [`FormLimits::max_part_header_bytes`]
     /// (413).
-    #[error("multipart part headers exceed {limit} bytes")]
+    #[error("multipart part headers exceed {limit} bytes (FormLimits::max_part_header_bytes)")]
     PartHeadersTooLarge {
         /// The limit in force.
         limit: usize,
     },
     /// A text field exceeds [`FormLimits::max_field_bytes`] (413).
-    #[error("form field exceeds {limit} bytes")]
+    #[error("form field exceeds {limit} bytes (FormLimits::max_field_bytes)")]
     FieldTooLarge {
         /// The limit in force.
         limit: usize,
     },
     /// An uploaded file exceeds [`FormLimits::max_file_bytes`] (413).
-    #[error("uploaded file exceeds {limit} bytes")]
+    #[error(
+        "uploaded file exceeds {limit} bytes (FormLimits::max_file_bytes; Request::form follows the body limit, Route::max_body_size)"
+    )]
     FileTooLarge {
         /// The limit in force.
         limit: u64,
     },
     /// The body exceeds [`FormLimits::max_total_bytes`] (413).
-    #[error("form body exceeds {limit} bytes")]
+    #[error(
+        "form body exceeds {limit} bytes (FormLimits::max_total_bytes; Request::form follows the body limit, Route::max_body_size)"
+    )]
     BodyTooLarge {
         /// The limit in force.
         limit: u64,

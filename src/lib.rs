@@ -139,6 +139,27 @@
 //! connection count. Bad input gets a precise status and, when the framing is
 //! in doubt, the connection is closed.
 //!
+//! The body size is one limit: [`Route::max_body_size`] sets it for one
+//! route (an upload form), [`Request::form`] follows it, and a `413` names
+//! the setting to raise. [`Route::require_authentication`] guards one route
+//! the way [`Server::require_authentication`] guards them all: checked when
+//! the head arrives, so an unauthenticated upload gets `401` instead of
+//! `100 Continue` and is never read.
+//!
+//! ```
+//! use pollserve::{Authentication, Method, Response, Route, Server};
+//! let mut server = Server::<()>::new();
+//! server.add_route(
+//!     Route::new("/upload", Method::POST, |req, _| {
+//!         let form = req.form()?; // files up to the route's 64 MiB
+//!         Ok(Response::text(format!("{} files", form.all_files().len())))
+//!     })
+//!     .max_body_size(64 << 20)
+//!     .require_authentication(Authentication::new("uploads").basic("user", "passw0rd")),
+//! )?;
+//! # Ok::<(), pollserve::Error>(())
+//! ```
+//!
 //! # Layers
 //!
 //! Three layers, each usable and testable on its own; dependencies point

@@ -39,6 +39,61 @@ pub struct Request {
     pub(crate) conn: ConnId,
     /// What the handler asks the server to do to other connections.
     pub(crate) outbox: crate::outbox::Outbox,
+    /// The body limit this request was admitted under.
+    pub(crate) body_limit: BodyLimit,
+}
+
+/// The body size limit in force for a request, and the setting that chose
+/// it, so that a `413` can say what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BodyLimit {
+    pub bytes: u64,
+    pub set_by: BodyLimitSetting,
+}
+
+/// Which setting a [`BodyLimit`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyLimitSetting {
+    /// `ServerConfig::max_body_size`.
+    Server,
+    /// The route's `Route::max_body_size` (or `Route::streaming`'s limit).
+    Route,
+}
+
+impl BodyLimit {
+    /// The server-wide limit.
+    pub fn server(bytes: u64) -> BodyLimit {
+        BodyLimit {
+            bytes,
+            set_by: BodyLimitSetting::Server,
+        }
+    }
+
+    /// A route's own limit.
+    pub fn route(bytes: u64) -> BodyLimit {
+        BodyLimit {
+            bytes,
+            set_by: BodyLimitSetting::Route,
+        }
+    }
+
+    /// The `413` message for a body over this limit, naming the setting.
+    pub fn exceeded(&self) -> String {
+        let setting = match self.set_by {
+            BodyLimitSetting::Server => {
+                "ServerConfig::max_body_size; a route can set Route::max_body_size"
+            }
+            BodyLimitSetting::Route => "this route's Route::max_body_size",
+        };
+        format!("request body exceeds {} bytes ({setting})", self.bytes)
+    }
+}
+
+impl Default for BodyLimit {
+    /// [`ServerConfig`](crate::ServerConfig)'s default.
+    fn default() -> BodyLimit {
+        BodyLimit::server(crate::proto::http::HttpLimits::default().max_body_size)
+    }
 }
 
 impl Request {
@@ -110,28 +165,66 @@ impl Request {
 
     /// The body parsed as JSON into `T`, or 400 naming what was wrong.
     ///
-    /// The `Content-Type` is not checked. An API guarded by cookies or HTTP
-    /// authentication should refuse anything but `application/json`
-    /// (`req.headers().get_directive("Content-Type")`): a plain HTML form on
-    /// another site can POST a JSON-looking `text/plain` body with the
-    /// user's credentials, but cannot send `application/json` without a
-    /// CORS preflight.
+    /// The body is parsed whatever its `Content-Type` says (or without
+    /// one), like `adafruit_httpserver`'s `request.json()`: a client that
+    /// sends `text/plain` or no type at all is served the same. An API
+    /// guarded by cookies or HTTP authentication should refuse anything but
+    /// `application/json` (`req.headers().get_directive("Content-Type")`):
+    /// a plain HTML form on another site can POST a JSON-looking
+    /// `text/plain` body with the user's credentials, but cannot send
+    /// `application/json` without a CORS preflight.
+    ///
+    /// ```
+    /// use pollserve::{HttpError, Request, Response};
+    /// fn api(req: &Request) -> Result<Response, HttpError> {
+    ///     let content_type = req.headers().get_directive("Content-Type").unwrap_or("");
+    ///     if !content_type.eq_ignore_ascii_case("application/json") {
+    ///         return Err(HttpError::new(
+    ///             pollserve::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    ///             "send application/json",
+    ///         ));
+    ///     }
+    ///     let value: serde_json::Value = req.json()?;
+    ///     Response::json(&value)
+    /// }
+    /// ```
     pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, HttpError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| HttpError::bad_request(format!("invalid JSON body: {e}")))
     }
 
+    /// The largest body this request could have had: the route's
+    /// [`Route::max_body_size`](crate::Route::max_body_size) if it set one,
+    /// otherwise [`ServerConfig::max_body_size`](crate::ServerConfig::max_body_size).
+    pub fn body_limit(&self) -> u64 {
+        self.body_limit.bytes
+    }
+
     /// The body parsed as a form: `application/x-www-form-urlencoded`,
-    /// `multipart/form-data` (with files) or `text/plain`, under the default
-    /// [`FormLimits`](crate::FormLimits). Errors are 400, 413 or 415.
+    /// `multipart/form-data` (with files) or `text/plain`. Errors are 400,
+    /// 413 or 415.
+    ///
+    /// There is one body limit: the form and each file in it may be as
+    /// large as the body the server admitted ([`body_limit`](Self::body_limit),
+    /// set with [`Route::max_body_size`](crate::Route::max_body_size) or
+    /// [`ServerConfig::max_body_size`](crate::ServerConfig::max_body_size)).
+    /// The other [`FormLimits`](crate::FormLimits) keep their defaults
+    /// (1000 fields, 1 MiB per text field, 8 KiB of headers per part); for
+    /// other limits call [`form_with_limits`](Self::form_with_limits).
     ///
     /// Field values come from the client: escape them with
     /// [`html_escape`](crate::html_escape) before reflecting them into HTML.
     pub fn form(&self) -> Result<crate::FormData, HttpError> {
-        self.form_with_limits(&crate::FormLimits::default())
+        let limit = self.body_limit.bytes;
+        self.form_with_limits(&crate::FormLimits {
+            max_total_bytes: limit,
+            max_file_bytes: limit,
+            ..crate::FormLimits::default()
+        })
     }
 
-    /// [`form`](Self::form) with explicit limits.
+    /// [`form`](Self::form) with explicit limits, which replace the body
+    /// limit there (the body itself was already held to it).
     pub fn form_with_limits(
         &self,
         limits: &crate::FormLimits,

@@ -1,18 +1,22 @@
 //! Authentication end to end with Python `requests` and `httpx`: Basic
 //! (UTF-8 credentials) and Bearer checked per handler, and server-wide
 //! authentication in front of routes and static files, with the
-//! `WWW-Authenticate` challenges a client sees on 401.
+//! `WWW-Authenticate` challenges a client sees on 401; and per-route
+//! authentication checked when the head arrives, over raw sockets.
 //!
-//! The client is the Python interpreter named by `POLLSERVE_TEST_PYTHON` (a
+//! The Python client is the interpreter named by `POLLSERVE_TEST_PYTHON` (a
 //! venv made by `scripts/setup-python.sh`; `./test.sh` always sets it);
-//! without the variable these tests print `SKIPPED: …` to stderr and return,
-//! as in `tests/interop.rs`.
+//! without the variable those tests print `SKIPPED: …` to stderr and return,
+//! as in `tests/interop.rs`. The raw-socket tests always run.
 
 mod common;
 
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use common::*;
 use pollserve::auth::Authentication;
-use pollserve::{Method, Response};
+use pollserve::{BodySink, HttpError, Method, Response, Route};
 use serde_json::json;
 
 #[test]
@@ -181,4 +185,158 @@ print(json.dumps(out))
     }
     assert_eq!(v["bearer_ok"]["status"], 200);
     assert_eq!(v["bearer_ok"]["text"], "private notes\n");
+}
+
+/// Counts what reached the program: handler calls and the body bytes they
+/// saw, sinks opened and the bytes written to them.
+#[derive(Default)]
+struct Reached {
+    handled: AtomicUsize,
+    handled_bytes: AtomicUsize,
+    opened: AtomicUsize,
+    sunk_bytes: AtomicUsize,
+}
+
+struct CountingSink(&'static Reached, usize);
+
+impl BodySink for CountingSink {
+    fn write(&mut self, chunk: &[u8]) -> Result<(), HttpError> {
+        self.0.sunk_bytes.fetch_add(chunk.len(), Ordering::SeqCst);
+        self.1 += chunk.len();
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> Result<Response, HttpError> {
+        Ok(Response::text(format!("sunk {}", self.1)))
+    }
+}
+
+/// `/upload` (buffered) and `/stream` (streaming) both require Basic
+/// `user:passw0rd` on the route; `/public` does not.
+fn route_auth_server(reached: &'static Reached) -> TestServer {
+    serve(move |s| {
+        let auth = || Authentication::new("uploads").basic("user", "passw0rd");
+        s.add_route(
+            Route::new("/upload", Method::POST, move |req, _| {
+                reached.handled.fetch_add(1, Ordering::SeqCst);
+                reached
+                    .handled_bytes
+                    .fetch_add(req.body().len(), Ordering::SeqCst);
+                Ok(Response::text(format!("got {}", req.body().len())))
+            })
+            .require_authentication(auth())
+            .max_body_size(8 << 20),
+        )
+        .unwrap();
+        s.add_route(
+            Route::streaming("/stream", Method::POST, 64 << 20, move |_, _| {
+                reached.opened.fetch_add(1, Ordering::SeqCst);
+                Ok(Box::new(CountingSink(reached, 0)))
+            })
+            .require_authentication(auth()),
+        )
+        .unwrap();
+        s.route("/public", Method::POST, |req, _| {
+            Ok(Response::text(format!("public {}", req.body().len())))
+        })
+        .unwrap();
+    })
+}
+
+/// `user:passw0rd` and `user:wrong` in base64.
+const GOOD: &str = "Authorization: Basic dXNlcjpwYXNzdzByZA==\r\n";
+const WRONG: &str = "Authorization: Basic dXNlcjp3cm9uZw==\r\n";
+
+#[test]
+fn route_authentication_answers_401_before_100_continue_and_never_reads_the_body() {
+    static REACHED: Reached = Reached {
+        handled: AtomicUsize::new(0),
+        handled_bytes: AtomicUsize::new(0),
+        opened: AtomicUsize::new(0),
+        sunk_bytes: AtomicUsize::new(0),
+    };
+    let app = route_auth_server(&REACHED);
+    let challenge = r#"Basic realm="uploads", charset="UTF-8""#;
+
+    // A 3 MB upload waiting for `100 Continue`, without or with wrong
+    // credentials: the first thing back is the 401, then the connection
+    // closes; the body was never sent, so it cannot have been read.
+    for path in ["/upload", "/stream"] {
+        for creds in ["", WRONG] {
+            let mut s = connect(app.addr);
+            write!(
+                s,
+                "POST {path} HTTP/1.1\r\nHost: t\r\n{creds}Expect: 100-continue\r\n\
+                 Content-Length: 3000000\r\n\r\n"
+            )
+            .unwrap();
+            let r = read_response(&mut s, false);
+            assert_eq!(r.status, 401, "{path} {creds:?}");
+            assert_eq!(r.header("www-authenticate"), Some(challenge));
+            assert_eq!(r.header("connection"), Some("close"));
+            assert!(
+                read_to_close(&mut s).is_empty(),
+                "{path}: more after the 401"
+            );
+        }
+    }
+    // Without `Expect`, a large or a streamed body is refused unread too:
+    // the 401 comes after the head alone and the connection closes.
+    for (path, len) in [("/upload", 3_000_000), ("/stream", 3)] {
+        let mut s = connect(app.addr);
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (401, Some("close")),
+            "{path}"
+        );
+    }
+    // A small body on a buffered route is read and dropped, keeping the
+    // connection, as for server-wide authentication: the client retries
+    // with credentials on the same connection.
+    let mut s = connect(app.addr);
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nsecret")
+        .unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!((r.status, r.header("connection")), (401, None));
+    write!(
+        s,
+        "POST /upload HTTP/1.1\r\nHost: t\r\n{GOOD}Content-Length: 3\r\n\r\nabc"
+    )
+    .unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!((r.status, r.text()), (200, "got 3".to_owned()));
+    assert_eq!(REACHED.handled.load(Ordering::SeqCst), 1);
+    assert_eq!(REACHED.opened.load(Ordering::SeqCst), 0);
+
+    // With credentials, a waiting client gets `100 Continue` and is served.
+    for (path, want) in [("/upload", "got 5"), ("/stream", "sunk 5")] {
+        let mut s = connect(app.addr);
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: t\r\n{GOOD}Expect: 100-continue\r\n\
+             Content-Length: 5\r\n\r\n"
+        )
+        .unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(r.status, 100, "{path}");
+        s.write_all(b"hello").unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!((r.status, r.text()), (200, want.to_owned()), "{path}");
+    }
+    // Only the authenticated bodies reached the program.
+    assert_eq!(REACHED.handled.load(Ordering::SeqCst), 2);
+    assert_eq!(REACHED.handled_bytes.load(Ordering::SeqCst), 3 + 5);
+    assert_eq!(REACHED.opened.load(Ordering::SeqCst), 1);
+    assert_eq!(REACHED.sunk_bytes.load(Ordering::SeqCst), 5);
+    // Other routes need nothing.
+    let r = request(
+        app.addr,
+        "POST /public HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok",
+    );
+    assert_eq!((r.status, r.text()), (200, "public 2".to_owned()));
 }

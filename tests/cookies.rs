@@ -1,18 +1,21 @@
 //! Cookies end to end: a Python `requests` session logs in, gets
 //! `Set-Cookie` headers (attributes, path scope, percent-encoded values),
-//! sends the cookies back and loses the session cookie on logout.
+//! sends the cookies back and loses the session cookie on logout; an upload
+//! handler sets a cookie holding the uploaded file's name, whatever it is.
 //!
-//! The client is the Python interpreter named by `POLLSERVE_TEST_PYTHON` (a
+//! The Python client is the interpreter named by `POLLSERVE_TEST_PYTHON` (a
 //! venv made by `scripts/setup-python.sh`; `./test.sh` always sets it);
-//! without the variable the test prints `SKIPPED: …` to stderr and returns,
-//! as in `tests/interop.rs`.
+//! without the variable those tests print `SKIPPED: …` to stderr and return,
+//! as in `tests/interop.rs`. The raw-socket tests always run.
 
 mod common;
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use pollserve::{Method, Response, SameSite, Server, SetCookie};
+use pollserve::{Method, Response, SameSite, Server, ServerConfig, SetCookie};
 use serde_json::{json, Value};
 
 fn cookie_routes(s: &mut Server<()>) {
@@ -25,7 +28,7 @@ fn cookie_routes(s: &mut Server<()>) {
         let theme = SetCookie::new("theme", "dark")?
             .path("/")?
             .same_site(SameSite::Strict);
-        let note = SetCookie::new_encoded("note", "café; à bientôt")?.path("/")?;
+        let note = SetCookie::new("note", "café; à bientôt")?.path("/")?;
         // Only sent back to /cookies/admin and below.
         let scoped = SetCookie::new("scoped", "yes")?.path("/cookies/admin")?;
         Ok(Response::text("logged in")
@@ -47,7 +50,8 @@ fn cookie_routes(s: &mut Server<()>) {
             Response::json(&json!({
                 "all": all,
                 "session": cookies.get("session"),
-                "note": cookies.get_decoded("note"),
+                "note": cookies.get("note"),
+                "note_raw": cookies.get_raw("note"),
             }))
         })
         .unwrap();
@@ -116,6 +120,10 @@ print(json.dumps(out))
     let with = body_json(&v["with"]);
     assert_eq!(with["session"], "abc123", "{with}");
     assert_eq!(with["note"], "café; à bientôt", "{with}");
+    assert_eq!(
+        with["note_raw"], "caf%C3%A9%3B%20%C3%A0%20bient%C3%B4t",
+        "{with}"
+    );
     let mut names: Vec<&str> = with["all"]
         .as_array()
         .unwrap()
@@ -142,4 +150,128 @@ print(json.dumps(out))
     let after = body_json(&v["after"]);
     assert_eq!(after["session"], Value::Null, "{after}");
     assert_eq!(after["all"].as_array().unwrap().len(), 2, "{after}");
+}
+
+/// The upload server of issue 16: a handler saves an uploaded file and
+/// remembers its name in a cookie. The name is client input, any string.
+fn upload_routes(s: &mut Server<PathBuf>) {
+    s.route("/upload", Method::POST, |req, dir: &mut PathBuf| {
+        let form = req.form()?;
+        let file = form
+            .file("file")
+            .ok_or_else(|| pollserve::HttpError::bad_request("no file"))?;
+        let name = file.filename.clone();
+        let stored = file.safe_filename().unwrap_or("upload");
+        std::fs::write(dir.join(stored), &file.data)?;
+        let cookie = SetCookie::new("last_upload", &name)?.path("/")?;
+        Ok(Response::text(format!("saved {} bytes", file.data.len())).with_cookie(&cookie))
+    })
+    .unwrap();
+    s.route("/last", Method::GET, |req, _| {
+        let cookies = req.cookies();
+        Ok(Response::text(
+            cookies.get("last_upload").unwrap_or("(none)").to_owned(),
+        ))
+    })
+    .unwrap();
+}
+
+fn multipart_upload(filename: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    write!(
+        body,
+        "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+         Content-Type: text/plain\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(data);
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let mut raw = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    raw
+}
+
+#[test]
+fn a_cookie_holding_any_file_name_round_trips_over_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = serve_loop(
+        ServerConfig::default(),
+        dir.path().to_path_buf(),
+        idle,
+        upload_routes,
+    );
+    for name in ["my file, v2.txt", "notes.txt", "100% done; é.txt"] {
+        let mut s = connect(app.addr);
+        s.write_all(&multipart_upload(name, b"hello")).unwrap();
+        let r = read_response(&mut s, false);
+        assert_eq!(
+            (r.status, r.text()),
+            (200, "saved 5 bytes".into()),
+            "{name}"
+        );
+        let set_cookie = r.header("set-cookie").expect("Set-Cookie");
+        // What a browser stores and sends back: `name=value` before the
+        // first `;`, byte for byte.
+        let pair = set_cookie.split(';').next().unwrap();
+        assert!(pair.starts_with("last_upload="), "{set_cookie}");
+        assert!(
+            pair.bytes()
+                .all(|b| b.is_ascii_graphic() && !b",;\\\"".contains(&b)),
+            "{set_cookie}"
+        );
+        assert!(set_cookie.ends_with("; Path=/"), "{set_cookie}");
+        let r = request(
+            app.addr,
+            &format!(
+                "GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\nCookie: {pair}\r\n\r\n"
+            ),
+        );
+        assert_eq!((r.status, r.text()), (200, name.to_owned()), "{name}");
+    }
+    // Names stay plain when they need no encoding.
+    let r = request(
+        app.addr,
+        "GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\nCookie: last_upload=plain.txt\r\n\r\n",
+    );
+    assert_eq!(r.text(), "plain.txt");
+    assert_eq!(
+        std::fs::read(dir.path().join("my file, v2.txt")).unwrap(),
+        b"hello"
+    );
+}
+
+#[test]
+fn a_cookie_holding_a_file_name_round_trips_through_a_requests_session() {
+    let Some(py) = python("a_cookie_holding_a_file_name_round_trips_through_a_requests_session")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = serve_loop(
+        ServerConfig::default(),
+        dir.path().to_path_buf(),
+        idle,
+        upload_routes,
+    );
+    let v = run_python(
+        &py,
+        r#"
+import requests
+out = {}
+with requests.Session() as s:
+    r = s.post(base + "/upload", files={"file": ("my file, v2.txt", b"hello", "text/plain")}, timeout=T)
+    out["upload"] = [r.status_code, r.text]
+    out["last"] = s.get(base + "/last", timeout=T).text
+print(json.dumps(out))
+"#,
+        &app.url(""),
+        &[],
+    );
+    assert_eq!(v["upload"], json!([200, "saved 5 bytes"]), "{v}");
+    assert_eq!(v["last"], "my file, v2.txt", "{v}");
 }

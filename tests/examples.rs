@@ -422,6 +422,27 @@ fn authentication_handlers() {
     let r = send(ex.addr, "GET", "/require-or-401", &[TOKEN], b"");
     expect(&r, 200, "Authenticated as token #0");
     expect(&get(ex.addr, "/require-or-handle"), 401, "Manually handled");
+    // The route-level check answers at the head: 401, not 100 Continue.
+    let mut s = connect(ex.addr);
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\
+          Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 5000000\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    let upload =
+        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\n\r\n\
+                   hello\r\n--XyZ--\r\n";
+    let r = send(
+        ex.addr,
+        "POST",
+        "/upload",
+        &[BASIC, ("Content-Type", "multipart/form-data; boundary=XyZ")],
+        upload,
+    );
+    expect(&r, 200, "Received: a.txt (5 bytes)");
 }
 
 #[test]

@@ -6,8 +6,8 @@
 //! The interpreter is the one named by `POLLSERVE_TEST_PYTHON` (a venv made
 //! by `scripts/setup-python.sh`; `./test.sh` always sets it); without the
 //! variable those tests print `SKIPPED: …` to stderr and return, as in
-//! `tests/interop.rs`. The malformed-body test uses raw sockets and always
-//! runs.
+//! `tests/interop.rs`. The malformed-body and body-limit tests use raw
+//! sockets and always run.
 
 mod common;
 
@@ -15,7 +15,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use common::*;
-use pollserve::{FormLimits, Method, Response, Server};
+use pollserve::{FormLimits, Method, Response, Route, Server};
 use serde_json::{json, Value};
 
 /// `len` pseudo-random bytes (xorshift) with CRLF, `--`, CRLF`--` and bare
@@ -307,4 +307,147 @@ print(json.dumps(out))
     }
     let got = body_json(&v["requests"]);
     assert_eq!(got["fields"][4], json!(["ünï=cødé&", "k"]), "{got}");
+}
+
+/// One body limit (issue 16): a route raised to 32 MiB takes a 20 MB
+/// upload form and `req.form()` parses it without `FormLimits`; the other
+/// routes keep the server's 1 MiB, and every `413` names the setting.
+fn limit_routes(s: &mut Server<()>) {
+    s.add_route(
+        Route::new("/upload", Method::POST, |req, _| {
+            let form = req.form()?;
+            let f = form
+                .file("file")
+                .ok_or_else(|| pollserve::HttpError::bad_request("no file"))?;
+            Ok(Response::text(format!(
+                "{} {} {} of {}",
+                f.filename,
+                f.size(),
+                fnv1a(&f.data),
+                req.body_limit()
+            )))
+        })
+        .max_body_size(32 << 20),
+    )
+    .unwrap();
+    s.route("/small", Method::POST, |req, _| {
+        let form = req.form()?;
+        Ok(Response::text(format!(
+            "ok {} of {}",
+            form.len(),
+            req.body_limit()
+        )))
+    })
+    .unwrap();
+    s.add_route(
+        Route::new("/tiny", Method::POST, |req, _| {
+            Ok(Response::text(format!("{} bytes", req.body().len())))
+        })
+        .max_body_size(16),
+    )
+    .unwrap();
+}
+
+/// A `multipart/form-data` body with one file part (boundary `XyZ`) and
+/// optional text fields before it.
+fn multipart(fields: &[(&str, &str)], filename: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(data.len() + 256);
+    for (name, value) in fields {
+        write!(
+            body,
+            "--XyZ\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        )
+        .unwrap();
+    }
+    write!(
+        body,
+        "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(data);
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    body
+}
+
+#[test]
+fn a_route_body_limit_admits_a_large_form_that_req_form_parses() {
+    let app = serve(limit_routes);
+    let mp = "multipart/form-data; boundary=XyZ";
+    // 20 MB: over the server's 1 MiB and FormLimits' old 16 MiB default.
+    let data: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
+    let r = post_raw(app.addr, "/upload", mp, &multipart(&[], "big.bin", &data));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.text(),
+        format!("big.bin 20000000 {} of {}", fnv1a(&data), 32 << 20)
+    );
+
+    // Announced too large: refused at the head, the message names the setting.
+    for (path, len, setting) in [
+        (
+            "/small",
+            3_000_000u64,
+            "request body exceeds 1048576 bytes \
+             (ServerConfig::max_body_size; a route can set Route::max_body_size)",
+        ),
+        (
+            "/upload",
+            (32 << 20) + 1,
+            "request body exceeds 33554432 bytes (this route's Route::max_body_size)",
+        ),
+    ] {
+        for expect in ["", "Expect: 100-continue\r\n"] {
+            let mut s = connect(app.addr);
+            write!(
+                s,
+                "POST {path} HTTP/1.1\r\nHost: t\r\n{expect}Content-Type: {mp}\r\n\
+                 Content-Length: {len}\r\n\r\n"
+            )
+            .unwrap();
+            // The answer comes before any body byte (and no `100 Continue`).
+            let r = read_response(&mut s, false);
+            assert_eq!(r.status, 413, "{path} {expect:?}");
+            assert_eq!(r.text(), format!("{setting}\n"), "{path} {expect:?}");
+            assert_eq!(r.header("connection"), Some("close"));
+        }
+    }
+
+    // A chunked body is held to the route's limit as it arrives.
+    let out = exchange(
+        app.addr,
+        b"POST /tiny HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          10\r\n0123456789abcdef\r\n1\r\nX\r\n0\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(
+        text.ends_with("request body exceeds 16 bytes (this route's Route::max_body_size)\n"),
+        "{text}"
+    );
+    let r = request(
+        app.addr,
+        "POST /tiny HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+         10\r\n0123456789abcdef\r\n0\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text()), (200, "16 bytes".into()));
+
+    // Under the server limit, `form()` follows it too; the other form
+    // limits keep their defaults and name themselves when exceeded.
+    let r = post_raw(app.addr, "/small", mp, &multipart(&[("a", "1")], "f", b"x"));
+    assert_eq!((r.status, r.text()), (200, format!("ok 1 of {}", 1 << 20)));
+    let long = "v".repeat((1 << 20) + 1);
+    let r = post_raw(
+        app.addr,
+        "/upload",
+        mp,
+        &multipart(&[("note", &long)], "f", b"x"),
+    );
+    assert_eq!(r.status, 413);
+    assert!(
+        r.text()
+            .starts_with("form field exceeds 1048576 bytes (FormLimits::max_field_bytes)"),
+        "{}",
+        r.text()
+    );
 }

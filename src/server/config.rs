@@ -72,7 +72,11 @@ impl ServerConfig {
         /// Most header fields per request; `431` beyond it. Default 100.
         max_headers: usize => limits.max_headers);
     setter!(
-        /// Largest request body; `413` beyond it. Default 1 MiB.
+        /// Largest request body; `413` beyond it, before the body is read
+        /// when its length is announced. Default 1 MiB. A route can set its
+        /// own, larger or smaller, with
+        /// [`Route::max_body_size`](crate::Route::max_body_size);
+        /// [`Request::form`](crate::Request::form) follows whichever applies.
         max_body_size: u64 => limits.max_body_size);
     setter!(
         /// Time allowed for a whole request head to arrive, counted from its

@@ -2,7 +2,8 @@
 //!
 //! [`decide`] finds the client's address (through trusted proxies), then
 //! runs, in order: the CORS preflight, server-wide authentication,
-//! `OPTIONS *`, the route match, and the static-file root.
+//! `OPTIONS *`, the route match with the route's own authentication and
+//! body limit, and the static-file root.
 //! The connection stores the [`Decision`]; reading the body, sending
 //! `100 Continue` or not, and calling the handler all follow from it, so no
 //! request is routed, authenticated or checked against CORS twice.
@@ -10,7 +11,7 @@
 use crate::files::{self, FileError, Resolved, StaticRoot};
 use crate::method::Method;
 use crate::proto::http::BodyFraming;
-use crate::request::Request;
+use crate::request::{BodyLimit, Request};
 use crate::response::Response;
 use crate::router::{allow_header_value, RouteId, RouteMatch, Router};
 use crate::status::StatusCode;
@@ -53,8 +54,9 @@ impl Decision {
 }
 
 /// Decides what answers the request whose head is in `req`, filling in its
-/// decoded path, query and route parameters on the way. Looks the route up
-/// at most once.
+/// decoded path, query and route parameters on the way, and its body limit
+/// when the route sets one (`req.body_limit` holds the server's before).
+/// Looks the route up at most once.
 pub(crate) fn decide<S>(
     req: &mut Request,
     routes: &Router<RouteHandler<S>>,
@@ -108,10 +110,7 @@ pub(crate) fn decide<S>(
             || (req.head.framing != BodyFraming::None
                 && matches!(
                     routes.find(method, decoded.segments(), decoded.trailing_slash()),
-                    RouteMatch::Found {
-                        handler: RouteHandler::Streaming { .. },
-                        ..
-                    }
+                    RouteMatch::Found { handler, .. } if handler.is_streaming()
                 ));
         return Decision::respond(auth.unauthorized(), early);
     }
@@ -119,7 +118,27 @@ pub(crate) fn decide<S>(
     req.query = QueryParams::parse(query.unwrap_or(""));
     req.params.clear();
     match routes.find(method, decoded.segments(), decoded.trailing_slash()) {
-        RouteMatch::Found { id, params, .. } => {
+        RouteMatch::Found {
+            id,
+            params,
+            handler,
+        } => {
+            // The route's limit holds for a refusal too: a body it would
+            // take gets the 401, not a 413 from the server's limit.
+            if let Some(bytes) = handler.max_body {
+                req.body_limit = BodyLimit::route(bytes);
+            }
+            if let Some(auth) = handler
+                .auth
+                .as_ref()
+                .filter(|a| !a.check(&req.head.headers))
+            {
+                // As for server-wide authentication: a streaming route's
+                // body may be huge, so it is refused unread.
+                let early =
+                    waiting || (req.head.framing != BodyFraming::None && handler.is_streaming());
+                return Decision::respond(auth.unauthorized(), early);
+            }
             for (name, value) in params.iter() {
                 req.params.push(name, value);
             }
@@ -221,6 +240,7 @@ mod tests {
                 generation: 0,
             },
             outbox: Default::default(),
+            body_limit: BodyLimit::default(),
         }
     }
 
@@ -232,6 +252,15 @@ mod tests {
                 Err(crate::HttpError::forbidden())
             }),
             Route::new("/form", Method::POST, |_, _| Ok(Response::text("x"))),
+            Route::new("/private", Method::POST, |_, _| Ok(Response::text("x")))
+                .require_authentication(Authentication::new("r").basic("u", "p"))
+                .max_body_size(10),
+            Route::streaming("/private-up", Method::POST, 1 << 30, |_, _| {
+                Err(crate::HttpError::forbidden())
+            })
+            .require_authentication(Authentication::new("r").basic("u", "p")),
+            Route::new("/big", Method::POST, |_, _| Ok(Response::text("x")))
+                .max_body_size(32 << 20),
         ] {
             r.add(
                 &route.pattern,
@@ -354,6 +383,109 @@ mod tests {
             decide(&mut req, &routes, &site),
             Decision::Route(_)
         ));
+    }
+
+    #[test]
+    fn a_route_s_authentication_is_checked_at_the_head_with_one_lookup() {
+        let routes = routes();
+        // (request, 401 before the body?)
+        let cases = [
+            (
+                "POST /private HTTP/1.1\r\nHost: t\r\n\r\n".to_owned(),
+                false,
+            ),
+            // A small body is read and dropped to keep the connection...
+            (
+                format!("POST /private HTTP/1.1\r\nHost: t\r\n{BODY}\r\n"),
+                false,
+            ),
+            // ...unless the client waits for `100 Continue`: it gets the 401.
+            (
+                format!("POST /private HTTP/1.1\r\nHost: t\r\n{EXPECT}\r\n"),
+                true,
+            ),
+            (
+                "POST /private HTTP/1.1\r\nHost: t\r\nContent-Length: 65537\r\n\r\n"
+                    .to_owned(),
+                true,
+            ),
+            // A streaming route's body is never read.
+            (
+                format!("POST /private-up HTTP/1.1\r\nHost: t\r\n{BODY}\r\n"),
+                true,
+            ),
+            (
+                format!(
+                    "POST /private-up HTTP/1.1\r\nHost: t\r\n{EXPECT}Authorization: Basic dTpx\r\n\r\n"
+                ),
+                true,
+            ),
+        ];
+        for (raw, early) in cases {
+            let before = routes.lookups.get();
+            let mut req = request(&raw);
+            let (status, before_body, r) = respond(decide(&mut req, &routes, &Site::default()));
+            assert_eq!((status, before_body), (401, early), "{raw:?}");
+            assert_eq!(
+                r.headers().get("www-authenticate"),
+                Some(r#"Basic realm="r", charset="UTF-8""#)
+            );
+            assert_eq!(routes.lookups.get() - before, 1, "{raw:?}");
+            assert!(req.params().is_empty());
+        }
+        for path in ["/private", "/private-up"] {
+            let mut req = request(&format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\n{EXPECT}Authorization: Basic dTpw\r\n\r\n"
+            ));
+            assert!(
+                matches!(
+                    decide(&mut req, &routes, &Site::default()),
+                    Decision::Route(_)
+                ),
+                "{path}"
+            );
+        }
+        // Server-wide and route credentials must both pass.
+        let site = Site {
+            auth: Some(Authentication::new("site").bearer("t")),
+            ..Site::default()
+        };
+        let mut req =
+            request("POST /private HTTP/1.1\r\nHost: t\r\nAuthorization: Basic dTpw\r\n\r\n");
+        let (status, _, r) = respond(decide(&mut req, &routes, &site));
+        assert_eq!(status, 401);
+        assert_eq!(
+            r.headers().get("www-authenticate"),
+            Some(r#"Bearer realm="site""#)
+        );
+    }
+
+    #[test]
+    fn a_route_s_body_limit_is_set_when_it_is_decided_on() {
+        let routes = routes();
+        let server = BodyLimit::server(1 << 20);
+        for (path, want) in [
+            ("/form", server),
+            ("/big", BodyLimit::route(32 << 20)),
+            ("/upload", BodyLimit::route(1 << 30)),
+            ("/nowhere", server),
+            // Refused for want of credentials, under the route's limit.
+            ("/private", BodyLimit::route(10)),
+        ] {
+            let mut req = request(&format!("POST {path} HTTP/1.1\r\nHost: t\r\n{BODY}\r\n"));
+            req.body_limit = server;
+            decide(&mut req, &routes, &Site::default());
+            assert_eq!(req.body_limit, want, "{path}");
+        }
+        assert_eq!(
+            BodyLimit::server(1048576).exceeded(),
+            "request body exceeds 1048576 bytes \
+             (ServerConfig::max_body_size; a route can set Route::max_body_size)"
+        );
+        assert_eq!(
+            BodyLimit::route(10).exceeded(),
+            "request body exceeds 10 bytes (this route's Route::max_body_size)"
+        );
     }
 
     #[test]

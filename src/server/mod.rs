@@ -256,9 +256,11 @@ impl<S> Server<S> {
     /// `require_authentication`). Others get `401` with a `WWW-Authenticate`
     /// challenge; a streaming route's opener never runs for them, and a
     /// client waiting on `Expect: 100-continue` gets the `401` before it sends
-    /// the body. For one route only, call
+    /// the body. For one route only, use
+    /// [`Route::require_authentication`](crate::Route::require_authentication),
+    /// checked the same way when the head arrives;
     /// [`Authentication::require`](crate::auth::Authentication::require) in
-    /// its handler instead.
+    /// a handler runs only after the whole body has been read.
     pub fn require_authentication(&mut self, auth: crate::auth::Authentication) -> &mut Self {
         self.shared.site.auth = Some(auth);
         self

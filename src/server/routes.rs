@@ -1,5 +1,6 @@
 //! What a server route runs: buffered handlers and streaming body sinks.
 
+use crate::auth::Authentication;
 use crate::error::HttpError;
 use crate::request::Request;
 use crate::response::Response;
@@ -26,20 +27,36 @@ pub trait BodySink {
     fn finish(self: Box<Self>) -> Result<Response, HttpError>;
 }
 
-/// What a route runs: a handler for a buffered request, or a body sink.
-pub(crate) enum RouteHandler<S> {
+/// How a route takes its request: buffered for a handler, or streamed to a
+/// body sink.
+pub(crate) enum RouteKind<S> {
     Buffered(Handler<S>),
-    Streaming { open: SinkOpener<S>, max_body: u64 },
+    Streaming(SinkOpener<S>),
+}
+
+/// What a route runs, and what it asks of a request before running it:
+/// both are checked once, when the head is in.
+pub(crate) struct RouteHandler<S> {
+    pub kind: RouteKind<S>,
+    /// The route's body limit, overriding the server's; always set for a
+    /// streaming route.
+    pub max_body: Option<u64>,
+    /// Credentials this route requires (besides any server-wide ones).
+    pub auth: Option<Authentication>,
 }
 
 impl<S> RouteHandler<S> {
-    /// The body limit of a streaming route; `None` for a buffered one (the
-    /// server-wide limit applies).
-    pub fn streaming_limit(&self) -> Option<u64> {
-        match self {
-            RouteHandler::Buffered(_) => None,
-            RouteHandler::Streaming { max_body, .. } => Some(*max_body),
+    fn new(kind: RouteKind<S>, max_body: Option<u64>) -> RouteHandler<S> {
+        RouteHandler {
+            kind,
+            max_body,
+            auth: None,
         }
+    }
+
+    /// Whether the route hands its body to a sink.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.kind, RouteKind::Streaming(_))
     }
 }
 
@@ -63,14 +80,15 @@ impl<S> Route<S> {
             pattern: pattern.to_owned(),
             methods: methods.into_method_mask(),
             append_slash: false,
-            handler: RouteHandler::Buffered(Box::new(handler)),
+            handler: RouteHandler::new(RouteKind::Buffered(Box::new(handler)), None),
         }
     }
 
     /// A route whose request body is not buffered but handed, as it arrives,
     /// to the [`BodySink`] that `open` returns once the head is in (return an
     /// `Err` to refuse the request before its body is read). Bodies up to
-    /// `max_body` bytes are accepted (`413` beyond).
+    /// `max_body` bytes are accepted (`413` beyond, before the sink is
+    /// fed); [`max_body_size`](Self::max_body_size) changes it later.
     ///
     /// ```
     /// use pollserve::{HttpError, Method, Response, Route, Server, server::BodySink};
@@ -103,16 +121,71 @@ impl<S> Route<S> {
             pattern: pattern.to_owned(),
             methods: methods.into_method_mask(),
             append_slash: false,
-            handler: RouteHandler::Streaming {
-                open: Box::new(open),
-                max_body,
-            },
+            handler: RouteHandler::new(RouteKind::Streaming(Box::new(open)), Some(max_body)),
         }
     }
 
     /// Also match the path with a trailing slash (`/about` and `/about/`).
     pub fn append_slash(mut self, yes: bool) -> Route<S> {
         self.append_slash = yes;
+        self
+    }
+
+    /// The largest request body this route accepts, in place of
+    /// [`ServerConfig::max_body_size`](crate::ServerConfig::max_body_size)
+    /// (1 MiB by default), larger or smaller. A body announced larger is
+    /// refused with `413` when the head arrives — before `100 Continue`,
+    /// without reading it — and a chunked body once it grows past the
+    /// limit; the message names the setting. [`Request::form`] follows
+    /// this limit, so an upload form needs no separate
+    /// [`FormLimits`](crate::FormLimits). On a [`streaming`](Self::streaming)
+    /// route it replaces the limit given there.
+    ///
+    /// ```
+    /// use pollserve::{Method, Response, Route, Server};
+    /// let mut server = Server::<()>::new();
+    /// server.add_route(
+    ///     Route::new("/upload", Method::POST, |req, _| {
+    ///         let form = req.form()?; // up to 32 MiB, files included
+    ///         Ok(Response::text(format!("{} files", form.all_files().len())))
+    ///     })
+    ///     .max_body_size(32 << 20),
+    /// )?;
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    pub fn max_body_size(mut self, bytes: u64) -> Route<S> {
+        self.handler.max_body = Some(bytes);
+        self
+    }
+
+    /// Requires these credentials for this route, checked when the request
+    /// head arrives, as [`Server::require_authentication`](crate::Server::require_authentication)
+    /// does for the whole server (a request must then pass both). Without
+    /// them the client gets `401` with a `WWW-Authenticate` challenge and
+    /// the handler does not run: a client waiting on `Expect: 100-continue`
+    /// gets the `401` instead of `100 Continue`, a large or streamed body
+    /// is never read (the connection closes after the `401`), a small one
+    /// is read and dropped to keep the connection, and a streaming route's
+    /// sink is never opened.
+    ///
+    /// The handler learns who it is from
+    /// [`Credentials::from_headers`](crate::Credentials::from_headers)
+    /// (`username()` for `Basic`).
+    ///
+    /// ```
+    /// use pollserve::{Authentication, Method, Response, Route, Server};
+    /// let mut server = Server::<()>::new();
+    /// server.add_route(
+    ///     Route::new("/upload", Method::POST, |req, _| {
+    ///         Ok(Response::text(format!("{} bytes", req.body().len())))
+    ///     })
+    ///     .require_authentication(Authentication::new("uploads").basic("user", "passw0rd"))
+    ///     .max_body_size(8 << 20),
+    /// )?;
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    pub fn require_authentication(mut self, auth: Authentication) -> Route<S> {
+        self.handler.auth = Some(auth);
         self
     }
 }

@@ -12,10 +12,11 @@ use crate::proto::http::{
     check_body_length, parse_request_head, write_continue, write_response_head, BodyDecoder,
     BodyDelimiter, BodyFraming, HttpLimits, RequestHead, ResponseBody, ResponseContext,
 };
+use crate::request::BodyLimit;
 use crate::response::{Body, Response};
 use crate::router::{RouteId, Router};
 use crate::server::dispatch::{decide, serve_static, Decision};
-use crate::server::routes::RouteHandler;
+use crate::server::routes::{RouteHandler, RouteKind};
 use crate::server::shared::Shared;
 use crate::status::StatusCode;
 
@@ -62,13 +63,18 @@ impl Conn {
                         continue;
                     };
                     let limits = HttpLimits {
-                        max_body_size: self.body_limit,
+                        max_body_size: self.req.body_limit.bytes,
                         ..shared.config.limits
                     };
                     match decoder.decode(self.rbuf.data(), &mut self.req.body, &limits) {
                         Err(e) => {
                             self.rbuf.clear();
-                            self.respond_error(e.status, e.reason, shared, now);
+                            if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                                let reason = self.req.body_limit.exceeded();
+                                self.respond_error(e.status, &reason, shared, now);
+                            } else {
+                                self.respond_error(e.status, e.reason, shared, now);
+                            }
                             return true;
                         }
                         Ok((n, done)) => {
@@ -116,7 +122,8 @@ impl Conn {
         self.req.body.clear();
         self.sink = None;
         let has_body = self.req.head.framing != BodyFraming::None;
-        let mut limit = shared.config.limits.max_body_size;
+        // The route may set its own limit when it is decided on.
+        self.req.body_limit = BodyLimit::server(shared.config.limits.max_body_size);
         let mut decision = match self.https_redirect {
             Some(port) => Decision::Respond {
                 response: https_redirect(&self.req, port),
@@ -126,16 +133,13 @@ impl Conn {
         };
         if let (true, Decision::Route(id)) = (has_body, &decision) {
             // A streaming route takes its body through a sink opened now.
-            if let Some(max_body) = route_handler(routes, *id).and_then(|h| h.streaming_limit()) {
+            if route_handler(routes, *id).is_some_and(|h| h.is_streaming()) {
                 let opened = self.open_sink(routes, *id, state);
                 self.req.outbox.take_into(&mut shared.commands);
-                match opened {
-                    Ok(()) => limit = max_body,
-                    Err(response) => {
-                        decision = Decision::Respond {
-                            response,
-                            before_body: true,
-                        }
+                if let Err(response) = opened {
+                    decision = Decision::Respond {
+                        response,
+                        before_body: true,
                     }
                 }
             }
@@ -153,9 +157,10 @@ impl Conn {
         if early && self.req.head.expect_continue {
             return self.answer_unread(decision, routes, shared, state, now);
         }
-        if let Err(e) = check_body_length(self.req.head.framing, limit) {
+        if let Err(e) = check_body_length(self.req.head.framing, self.req.body_limit.bytes) {
             self.rbuf.clear();
-            self.respond_error(e.status, e.reason, shared, now);
+            let reason = self.req.body_limit.exceeded();
+            self.respond_error(e.status, &reason, shared, now);
             return false;
         }
         if early {
@@ -169,7 +174,6 @@ impl Conn {
                 }
                 self.decoder = Some(d);
                 self.decision = Some(decision);
-                self.body_limit = limit;
                 self.body_start = now;
                 self.phase = Phase::Body;
             }
@@ -215,8 +219,8 @@ impl Conn {
         id: RouteId,
         state: &mut S,
     ) -> Result<(), Response> {
-        let Some(RouteHandler::Streaming { open, .. }) =
-            routes.route_mut(id).map(|r| r.handler_mut())
+        let Some(RouteKind::Streaming(open)) =
+            routes.route_mut(id).map(|r| &mut r.handler_mut().kind)
         else {
             return Ok(());
         };
@@ -305,11 +309,11 @@ impl Conn {
                 let Some(handler) = routes.route_mut(id).map(|r| r.handler_mut()) else {
                     return Response::error(StatusCode::NOT_FOUND, "Not Found");
                 };
-                let result = catch_unwind(AssertUnwindSafe(|| match handler {
-                    RouteHandler::Buffered(h) => h(req, state),
+                let result = catch_unwind(AssertUnwindSafe(|| match &mut handler.kind {
+                    RouteKind::Buffered(h) => h(req, state),
                     // A streaming route reached without a body: open and
                     // finish its sink at once.
-                    RouteHandler::Streaming { open, .. } => open(req, state)?.finish(),
+                    RouteKind::Streaming(open) => open(req, state)?.finish(),
                 }));
                 ("handler", result)
             }

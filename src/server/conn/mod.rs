@@ -137,8 +137,6 @@ pub(crate) struct Conn {
     driven_epoch: u64,
     /// Where the body of the current request goes when its route streams it.
     sink: Option<Box<dyn BodySink>>,
-    /// Body size limit of the current request (the route's, for a sink).
-    body_limit: u64,
     /// The last drive stopped at its share of the round with work left.
     more: bool,
     /// The program queued output; the connection is listed to be driven at
@@ -186,6 +184,7 @@ impl Conn {
                 client_ip: peer.ip(),
                 conn: id,
                 outbox: Default::default(),
+                body_limit: Default::default(),
             },
             decision: None,
             decoder: None,
@@ -199,7 +198,6 @@ impl Conn {
             ready_epoch: 0,
             driven_epoch: 0,
             sink: None,
-            body_limit: 0,
             more: false,
             flush_queued: false,
             round_events: 0,
