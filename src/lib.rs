@@ -204,6 +204,7 @@ pub mod router;
 pub mod server;
 pub mod sse;
 pub mod status;
+pub mod stream;
 pub mod url;
 pub mod ws;
 
@@ -222,6 +223,6 @@ pub use response::Response;
 pub use router::RouteError;
 pub use server::{
     Activity, BodySink, Handler, Route, Sender, Server, ServerConfig, ServerStats, SseHandle,
-    WsHandle,
+    StreamHandle, WsHandle,
 };
 pub use status::StatusCode;

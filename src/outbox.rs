@@ -30,6 +30,7 @@
 use std::sync::Mutex;
 
 use crate::sse::{SseError, SseEvent, SseId};
+use crate::stream::StreamId;
 use crate::ws::{CloseCode, Message, WsId};
 
 /// Sends, closes and broadcasts a handler asks for, carried out by the server
@@ -61,6 +62,8 @@ pub(crate) enum Command {
     /// An encoded event, the same bytes for every stream.
     Event(Vec<SseId>, Vec<u8>),
     EndStream(SseId),
+    Chunk(StreamId, Vec<u8>),
+    EndChunked(StreamId),
 }
 
 impl Outbox {

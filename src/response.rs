@@ -43,6 +43,8 @@ pub(crate) enum Body {
     Upgrade(Box<crate::ws::WsOptions>),
     /// An event stream the program writes to later (close-delimited).
     Sse(Box<crate::sse::SseOptions>),
+    /// A byte stream the program pushes chunks to later.
+    Push(Box<crate::stream::StreamOptions>),
 }
 
 /// An open file to stream, with what the server needs for `ETag`,
@@ -243,7 +245,11 @@ impl Response {
         match &self.body {
             Body::Empty => Some(&[]),
             Body::Bytes(b) => Some(b),
-            Body::File(_) | Body::Stream(_) | Body::Upgrade(_) | Body::Sse(_) => None,
+            Body::File(_)
+            | Body::Stream(_)
+            | Body::Upgrade(_)
+            | Body::Sse(_)
+            | Body::Push(_) => None,
         }
     }
 
@@ -296,6 +302,7 @@ impl fmt::Debug for Response {
             Body::Stream(_) => "chunked stream".to_owned(),
             Body::Upgrade(_) => "WebSocket upgrade".to_owned(),
             Body::Sse(_) => "event stream".to_owned(),
+            Body::Push(_) => "kept stream".to_owned(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)
