@@ -245,11 +245,9 @@ impl Response {
         match &self.body {
             Body::Empty => Some(&[]),
             Body::Bytes(b) => Some(b),
-            Body::File(_)
-            | Body::Stream(_)
-            | Body::Upgrade(_)
-            | Body::Sse(_)
-            | Body::Push(_) => None,
+            Body::File(_) | Body::Stream(_) | Body::Upgrade(_) | Body::Sse(_) | Body::Push(_) => {
+                None
+            }
         }
     }
 

@@ -96,11 +96,9 @@ impl Conn {
                         }
                     }
                 }
-                Phase::Closing
-                | Phase::Lingering(_)
-                | Phase::Ws
-                | Phase::Sse
-                | Phase::Stream => break,
+                Phase::Closing | Phase::Lingering(_) | Phase::Ws | Phase::Sse | Phase::Stream => {
+                    break
+                }
             }
         }
         // A body that completes with no bytes left (Content-Length reached at

@@ -6,8 +6,8 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use super::{Conn, Phase};
-use crate::server::shared::after;
 use crate::proto::http::{chunk_size, write_chunk, LAST_CHUNK};
+use crate::server::shared::after;
 use crate::stream::{StreamOptions, StreamSendError};
 
 /// Bytes of the client's next (pipelined) requests held while a stream
