@@ -356,21 +356,20 @@ impl Conn {
             mut body,
         } = response;
         let head = &self.req.head;
-        if let Body::File(src) = &mut body {
-            if let Some(r) = crate::response::apply_file_validators(
+        if matches!(body, Body::File(_)) {
+            body = crate::response::apply_file_validators(
                 &mut status,
                 &mut headers,
-                src,
+                body,
                 &head.headers,
                 head.method,
-            ) {
-                body = r;
-            }
+            );
         }
         let kind = match &body {
             Body::Empty => ResponseBody::Empty,
             Body::Bytes(b) => ResponseBody::Length(b.len() as u64),
             Body::File(f) => ResponseBody::Length(f.len),
+            Body::FileRanges(m) => ResponseBody::Length(m.content_length()),
             Body::Stream(_) | Body::Push(_) => ResponseBody::Stream,
             Body::Sse(_) => ResponseBody::EventStream,
             Body::Upgrade(_) => ResponseBody::Upgrade,
@@ -439,6 +438,7 @@ impl Conn {
                         keep_alive = false;
                     }
                 },
+                Body::FileRanges(m) => self.out = Some(OutBody::Ranges(m)),
                 Body::Stream(iter) => {
                     self.out = Some(OutBody::Stream {
                         iter,

@@ -21,7 +21,7 @@ use super::dispatch::Decision;
 use super::routes::{BodySink, RouteHandler};
 use super::shared::{after, Shared};
 use super::transport::{ReadHalf, Transport};
-use crate::files::FileBody;
+use crate::files::{FileBody, MultipartRanges};
 use crate::proto::http::{write_chunk, BodyDecoder, RequestHead, LAST_CHUNK};
 use crate::request::{ConnId, Request, RouteParams};
 use crate::router::Router;
@@ -98,6 +98,8 @@ enum Phase {
 enum OutBody {
     Bytes(Cow<'static, [u8]>, usize),
     File(FileBody),
+    /// Several ranges of a file, read into the write buffer part by part.
+    Ranges(Box<MultipartRanges>),
     Stream {
         iter: Box<dyn Iterator<Item = Vec<u8>>>,
         chunked: bool,
@@ -566,6 +568,16 @@ impl Conn {
             // `flush` hands files to the transport instead.
             Some(OutBody::File(_)) if self.io.sends_files() => {}
             Some(OutBody::File(body)) => {
+                if !body.is_done() {
+                    body.fill(&mut self.wbuf, FILE_CHUNK)?;
+                    progress = true;
+                }
+                if body.is_done() {
+                    self.out = None;
+                    progress = true;
+                }
+            }
+            Some(OutBody::Ranges(body)) => {
                 if !body.is_done() {
                     body.fill(&mut self.wbuf, FILE_CHUNK)?;
                     progress = true;
