@@ -75,7 +75,8 @@
 //! the body as it arrives (to disk, through
 //! [`form::MultipartParser`], or anywhere else). A handler reaches other
 //! connections through [`Request::outbox`]: send to, close or broadcast to
-//! WebSockets and event streams, carried out as soon as it returns.
+//! WebSockets, event streams and kept streams, carried out as soon as it
+//! returns.
 //!
 //! ```
 //! use pollserve::{HttpError, Request, Response};

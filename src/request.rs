@@ -101,7 +101,7 @@ impl Default for BodyLimit {
 }
 
 impl Request {
-    /// Sends to, closes or broadcasts to WebSockets and event streams from
+    /// Sends to, closes or broadcasts to WebSockets, event streams and kept streams from
     /// inside a handler; the server carries the calls out, in order, right
     /// after the handler's connection is served. See [`Outbox`](crate::outbox::Outbox).
     pub fn outbox(&self) -> &crate::outbox::Outbox {

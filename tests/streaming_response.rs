@@ -3,7 +3,8 @@
 //! sockets, `curl` and Python `requests`), `end()` gives the connection back
 //! to keep-alive, HTTP/1.0 gets a close-delimited body, a client that stops
 //! reading hits the send bound without disturbing the others, `HEAD` keeps
-//! no stream, and the cross-thread `Sender` reaches streams.
+//! no stream, and a handler's outbox and the cross-thread `Sender` reach
+//! streams.
 //!
 //! The Python test runs the interpreter named by `POLLSERVE_TEST_PYTHON`
 //! (see `tests/interop.rs`); without it, and the curl test without `curl`,
@@ -93,7 +94,8 @@ fn scripted(server: &mut Server<State>, st: &mut State) {
 }
 
 /// `/stream` (default options), `/small` (a 64 KiB send bound), `/scripted`
-/// (fed by [`scripted`]) and `/plain`.
+/// (fed by [`scripted`]), `/plain` and `/end-all` (ends every stream through
+/// the handler's outbox).
 fn stream_server(config: ServerConfig) -> TestServer<State> {
     serve_loop(config, State::default(), scripted, |server| {
         server
@@ -123,6 +125,16 @@ fn stream_server(config: ServerConfig) -> TestServer<State> {
             .unwrap();
         server
             .route("/plain", Method::GET, |_, _| Ok(Response::text("plain")))
+            .unwrap();
+        // Says goodbye on every stream from inside a handler.
+        server
+            .route("/end-all", Method::POST, |req, st: &mut State| {
+                for &id in &st.streams {
+                    req.outbox().send_chunk(id, b"bye");
+                    req.outbox().end_chunked(id);
+                }
+                Ok(Response::text("ended"))
+            })
             .unwrap();
     })
 }
@@ -527,6 +539,21 @@ fn stream_sender_from_another_thread() {
     s.write_all(b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut s, false).text(), "plain");
+}
+
+#[test]
+fn stream_ended_from_a_handler_through_its_outbox() {
+    let app = stream_server(ServerConfig::default());
+    let mut c = Raw::open(app.addr, GET_STREAM);
+    let _ = c.head();
+    let id = app.wait_streams(1)[0];
+    let r = request(
+        app.addr,
+        "POST /end-all HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "ended"));
+    assert_eq!(c.read_exact(13), b"3\r\nbye\r\n0\r\n\r\n");
+    app.wait_closed(id);
 }
 
 #[test]
