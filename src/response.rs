@@ -128,6 +128,10 @@ impl Response {
     /// generator producing data on demand never fills memory.
     ///
     /// HTTP/1.0 clients get the same bytes unframed, ended by closing the connection.
+    ///
+    /// The iterator cannot wait for data that does not exist yet; a response
+    /// fed from the program's loop later is a kept stream
+    /// ([`Request::accept_stream`](crate::Request::accept_stream)).
     pub fn chunked<I>(content_type: &str, chunks: I) -> Response
     where
         I: IntoIterator + 'static,
@@ -142,7 +146,8 @@ impl Response {
     ///
     /// The file is read piece by piece as the client takes it, never whole. The
     /// server adds `ETag` and `Last-Modified`, answers conditional requests with
-    /// `304` and single byte ranges with `206`/`416`. A missing file is a 404,
+    /// `304` and byte ranges with `206`/`416` (several ranges as
+    /// `multipart/byteranges`). A missing file is a 404,
     /// an unreadable one a 403 and a directory a 404.
     pub fn file(path: impl AsRef<Path>) -> Result<Response, HttpError> {
         let path = path.as_ref();
