@@ -1,6 +1,6 @@
 //! Static files: safe path resolution under a root directory, validators
-//! (`ETag`, `Last-Modified`), conditional requests, single byte ranges and a
-//! streaming body reader.
+//! (`ETag`, `Last-Modified`), conditional requests, byte ranges (one, or
+//! several as `multipart/byteranges`) and streaming body readers.
 //!
 //! # How the server uses this module
 //!
@@ -17,7 +17,8 @@
 //!    writing it, the server adds `ETag` and `Last-Modified`, applies the
 //!    conditional headers ([`evaluate_preconditions`]: `304`, `412`) and
 //!    `Range` ([`parse_range`]: `206`, `416`), and sends the chosen span from
-//!    a [`FileBody`] (`sendfile` on Linux, [`FileBody::fill`] elsewhere).
+//!    a [`FileBody`] (`sendfile` on Linux, [`FileBody::fill`] elsewhere), or
+//!    several spans through a [`MultipartRanges`].
 //!
 //! A handler starting from a raw, undecoded path can use [`path_segments`]
 //! and [`StaticRoot::resolve`] instead of step 2; a handler that already has
@@ -614,7 +615,9 @@ impl ResolvedFile {
     }
 
     /// A body reader for the whole file or for the range in `decision`
-    /// (an `Unsatisfiable` decision gives an empty body).
+    /// (an `Unsatisfiable` decision gives an empty body). Several ranges
+    /// are not one span: a `Multiple` decision is an `InvalidInput` error
+    /// (build a [`MultipartRanges`] from the file instead).
     pub fn into_body(self, decision: &RangeDecision) -> io::Result<FileBody> {
         match *decision {
             RangeDecision::Full => FileBody::new(self.file, 0, self.len),
@@ -627,6 +630,10 @@ impl ResolvedFile {
                 end_inclusive.saturating_sub(start).saturating_add(1),
             ),
             RangeDecision::Unsatisfiable => FileBody::new(self.file, 0, 0),
+            RangeDecision::Multiple(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "several ranges are sent as a MultipartRanges body",
+            )),
         }
     }
 }
@@ -955,12 +962,95 @@ pub fn evaluate_preconditions(
 // Ranges
 // ---------------------------------------------------------------------------
 
+/// Most ranges one `Range` header may list (empty list elements aside); a
+/// longer list is ignored, and the whole file sent (RFC 9110 §14.2 lets a
+/// server ignore ranges: many small ones are a denial-of-service pattern).
+pub const MAX_RANGES: usize = 16;
+
+/// One span of a file, both ends inclusive: `start <= end_inclusive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ByteRange {
+    /// First byte offset.
+    pub start: u64,
+    /// Last byte offset, inclusive.
+    pub end_inclusive: u64,
+}
+
+impl ByteRange {
+    /// Number of bytes in the span (at least 1).
+    pub fn byte_count(&self) -> u64 {
+        self.end_inclusive
+            .saturating_sub(self.start)
+            .saturating_add(1)
+    }
+
+    /// Whether the spans overlap or are adjacent (so they can be sent as one).
+    fn touches(&self, other: &ByteRange) -> bool {
+        self.start <= other.end_inclusive.saturating_add(1)
+            && other.start <= self.end_inclusive.saturating_add(1)
+    }
+}
+
+/// Two to [`MAX_RANGES`] spans of a file of [`complete_len`](Self::complete_len)
+/// bytes, as [`parse_range`] chose them: satisfiable, none overlapping or
+/// adjacent to another, in the order they were asked for. Fixed-size and
+/// `Copy`: deciding on a `Range` allocates nothing.
+#[derive(Clone, Copy)]
+pub struct ByteRanges {
+    /// The first `count` are the spans; the rest mean nothing.
+    ranges: [ByteRange; MAX_RANGES],
+    count: u8,
+    complete_len: u64,
+}
+
+impl PartialEq for ByteRanges {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice() && self.complete_len == other.complete_len
+    }
+}
+
+impl Eq for ByteRanges {}
+
+impl std::fmt::Debug for ByteRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByteRanges")
+            .field("ranges", &self.as_slice())
+            .field("complete_len", &self.complete_len)
+            .finish()
+    }
+}
+
+impl ByteRanges {
+    /// The spans, in the order they are sent.
+    pub fn as_slice(&self) -> &[ByteRange] {
+        &self.ranges[..usize::from(self.count)]
+    }
+
+    /// The length of the whole file (the `/len` of each `Content-Range`).
+    pub fn complete_len(&self) -> u64 {
+        self.complete_len
+    }
+
+    /// Bytes of the file the spans select (the multipart body adds a
+    /// header per part: see [`MultipartRanges::content_length`]).
+    pub fn byte_count(&self) -> u64 {
+        self.as_slice()
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.byte_count()))
+    }
+}
+
 /// What to send in answer to a `Range` header.
+// `Multiple` holds its spans inline (about 270 bytes) rather than boxed:
+// deciding on a `Range`, once per file request, then allocates nothing and
+// the decision stays `Copy`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeDecision {
     /// `200 OK` with the whole file: no `Range`, a `Range` that is ignored
-    /// (not `bytes`, syntactically invalid, or several ranges — multipart
-    /// responses are not produced), or an `If-Range` that does not match.
+    /// (not `bytes`, syntactically invalid, more than [`MAX_RANGES`]
+    /// ranges, or ranges asking for more bytes in all than the file has),
+    /// or an `If-Range` that does not match.
     Full,
     /// `206 Partial Content` with
     /// `Content-Range: bytes start-end_inclusive/len`.
@@ -970,16 +1060,19 @@ pub enum RangeDecision {
         /// Last byte offset, inclusive; `start <= end_inclusive < len`.
         end_inclusive: u64,
     },
+    /// `206 Partial Content` as `multipart/byteranges`, one part per span,
+    /// each with its own `Content-Range` ([`MultipartRanges`] writes it).
+    Multiple(ByteRanges),
     /// `416 Range Not Satisfiable` with `Content-Range: bytes */len`.
     Unsatisfiable,
 }
 
 impl RangeDecision {
     /// The `Content-Range` value to send for a file of `len` bytes, if any
-    /// (`None` for `Full`).
+    /// (`None` for `Full`, and for `Multiple`, whose parts carry their own).
     pub fn content_range(&self, len: u64) -> Option<String> {
         match *self {
-            RangeDecision::Full => None,
+            RangeDecision::Full | RangeDecision::Multiple(_) => None,
             RangeDecision::Partial {
                 start,
                 end_inclusive,
@@ -992,13 +1085,17 @@ impl RangeDecision {
     pub fn status(&self) -> StatusCode {
         match self {
             RangeDecision::Full => StatusCode::OK,
-            RangeDecision::Partial { .. } => StatusCode::PARTIAL_CONTENT,
+            RangeDecision::Partial { .. } | RangeDecision::Multiple(_) => {
+                StatusCode::PARTIAL_CONTENT
+            }
             RangeDecision::Unsatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         }
     }
 
-    /// Number of body bytes for a file of `len` bytes (`Content-Length`);
-    /// 0 for `Unsatisfiable` (send no body).
+    /// Number of file bytes sent for a file of `len` bytes: the
+    /// `Content-Length` of all but `Multiple`, whose multipart body adds
+    /// part headers ([`MultipartRanges::content_length`]); 0 for
+    /// `Unsatisfiable` (send no body).
     pub fn body_len(&self, len: u64) -> u64 {
         match *self {
             RangeDecision::Full => len,
@@ -1006,6 +1103,7 @@ impl RangeDecision {
                 start,
                 end_inclusive,
             } => end_inclusive.saturating_sub(start).saturating_add(1),
+            RangeDecision::Multiple(ranges) => ranges.byte_count(),
             RangeDecision::Unsatisfiable => 0,
         }
     }
@@ -1023,15 +1121,22 @@ impl RangeDecision {
 ///   one-second resolution. Otherwise (or if unparsable) → `Full`.
 /// - The unit must be `bytes` (case-insensitive) or the header is ignored
 ///   → `Full`.
-/// - `bytes=a-b`, `bytes=a-`, `bytes=-n`; whitespace around tokens is
-///   tolerated; empty list elements are skipped. Several ranges → `Full`.
-///   Anything syntactically invalid (non-digits, `b < a`, `+1`, `bytes=-`)
-///   → `Full`, as RFC 9110 says an invalid `Range` is ignored.
-/// - `a >= len` (including any range on an empty file, and `bytes=-0`) →
-///   `Unsatisfiable`. `b` is clamped to `len - 1`; a suffix longer than the
-///   file selects the whole file (as `206`). Numbers too large for `u64`
-///   are treated as infinitely large (so `a` → `Unsatisfiable`, `b` and
-///   `n` → clamped).
+/// - Each range is `a-b`, `a-` or `-n`; whitespace around tokens is
+///   tolerated; empty list elements are skipped. Anything syntactically
+///   invalid (non-digits, `b < a`, `+1`, `bytes=-`) in any range → `Full`,
+///   as RFC 9110 says an invalid `Range` is ignored.
+/// - A range with `a >= len` (including any range on an empty file, and
+///   `-0`) is unsatisfiable and dropped; if every range is → `Unsatisfiable`.
+///   `b` is clamped to `len - 1`; a suffix longer than the file selects the
+///   whole file (as `206`). Numbers too large for `u64` are treated as
+///   infinitely large (so `a` → unsatisfiable, `b` and `n` → clamped).
+/// - Against range amplification (RFC 9110 §14.2 allows ignoring ranges):
+///   more than [`MAX_RANGES`] ranges, or ranges that together ask for more
+///   bytes than the file has (overlaps counted twice), → `Full`. The
+///   satisfiable ranges are then coalesced where they overlap or touch
+///   (into the earlier one's place; the order is otherwise kept), so no
+///   byte is sent twice.
+/// - One range left → `Partial`; several → `Multiple`.
 pub fn parse_range(
     header: Option<&str>,
     if_range: Option<&str>,
@@ -1053,47 +1158,122 @@ pub fn parse_range(
     if !ows(unit).eq_ignore_ascii_case("bytes") {
         return RangeDecision::Full;
     }
-    let mut specs = set.split(',').map(ows).filter(|s| !s.is_empty());
-    let (Some(spec), None) = (specs.next(), specs.next()) else {
+    let mut ranges = [ByteRange::default(); MAX_RANGES];
+    let mut count = 0;
+    let mut listed = 0;
+    let mut requested = 0u64;
+    for spec in set.split(',').map(ows).filter(|s| !s.is_empty()) {
+        listed += 1;
+        if listed > MAX_RANGES {
+            return RangeDecision::Full;
+        }
+        match parse_range_spec(spec, len) {
+            RangeSpec::Invalid => return RangeDecision::Full,
+            RangeSpec::Unsatisfiable => {}
+            RangeSpec::Satisfiable(range) => {
+                requested = requested.saturating_add(range.byte_count());
+                ranges[count] = range;
+                count += 1;
+            }
+        }
+    }
+    if listed == 0 {
         return RangeDecision::Full;
-    };
+    }
+    if count == 0 {
+        return RangeDecision::Unsatisfiable;
+    }
+    if requested > len {
+        return RangeDecision::Full;
+    }
+    let count = coalesce(&mut ranges[..count]);
+    if count == 1 {
+        return RangeDecision::Partial {
+            start: ranges[0].start,
+            end_inclusive: ranges[0].end_inclusive,
+        };
+    }
+    RangeDecision::Multiple(ByteRanges {
+        ranges,
+        // `count <= MAX_RANGES`, which fits.
+        count: count as u8,
+        complete_len: len,
+    })
+}
+
+/// One element of a `Range` list, resolved against the file's length.
+enum RangeSpec {
+    Invalid,
+    Unsatisfiable,
+    Satisfiable(ByteRange),
+}
+
+fn parse_range_spec(spec: &str, len: u64) -> RangeSpec {
     let Some((first, last)) = spec.split_once('-') else {
-        return RangeDecision::Full;
+        return RangeSpec::Invalid;
     };
     let (first, last) = (ows(first), ows(last));
-
     if first.is_empty() {
         // Suffix range: the last `n` bytes.
         let Some(n) = parse_num(last) else {
-            return RangeDecision::Full;
+            return RangeSpec::Invalid;
         };
         if n == 0 || len == 0 {
-            return RangeDecision::Unsatisfiable;
+            return RangeSpec::Unsatisfiable;
         }
-        return RangeDecision::Partial {
+        return RangeSpec::Satisfiable(ByteRange {
             start: len - n.min(len),
             end_inclusive: len - 1,
-        };
+        });
     }
-
     let Some(start) = parse_num(first) else {
-        return RangeDecision::Full;
+        return RangeSpec::Invalid;
     };
     let end = if last.is_empty() {
         u64::MAX
     } else {
         match parse_num(last) {
             Some(end) if end >= start => end,
-            _ => return RangeDecision::Full,
+            _ => return RangeSpec::Invalid,
         }
     };
     if start >= len {
-        return RangeDecision::Unsatisfiable;
+        return RangeSpec::Unsatisfiable;
     }
-    RangeDecision::Partial {
+    RangeSpec::Satisfiable(ByteRange {
         start,
         end_inclusive: end.min(len - 1),
+    })
+}
+
+/// Merges ranges that overlap or touch, each into the earlier one's place,
+/// keeping the order otherwise; returns how many are left (at the front).
+fn coalesce(ranges: &mut [ByteRange]) -> usize {
+    let mut count = ranges.len();
+    // At most MAX_RANGES passes over at most MAX_RANGES ranges.
+    let mut merged = true;
+    while merged {
+        merged = false;
+        let mut i = 0;
+        while i < count {
+            let mut j = i + 1;
+            while j < count {
+                if ranges[i].touches(&ranges[j]) {
+                    ranges[i] = ByteRange {
+                        start: ranges[i].start.min(ranges[j].start),
+                        end_inclusive: ranges[i].end_inclusive.max(ranges[j].end_inclusive),
+                    };
+                    ranges.copy_within(j + 1..count, j);
+                    count -= 1;
+                    merged = true;
+                } else {
+                    j += 1;
+                }
+            }
+            i += 1;
+        }
     }
+    count
 }
 
 /// Parses ASCII digits; saturates at `u64::MAX` on overflow. `None` if empty
@@ -1246,6 +1426,178 @@ impl Read for FileBody {
         }
         self.read_span(&mut buf[..want])
     }
+}
+
+/// A `multipart/byteranges` body (RFC 9110 §14.6): one part per span of a
+/// [`ByteRanges`], each with its `Content-Type` and `Content-Range`, read
+/// from the file piece by piece as the client takes it (never whole).
+///
+/// The server sends one for a `Range` that [`parse_range`] answers with
+/// [`RangeDecision::Multiple`]; a handler serving a file itself can too:
+///
+/// ```
+/// use std::io::Write;
+/// use pollserve::files::{parse_range, MultipartRanges, RangeDecision};
+///
+/// let mut file = tempfile::tempfile()?;
+/// file.write_all(b"0123456789abcdefghijklmnopqrstuvwxyz")?;
+/// let mtime = std::time::SystemTime::UNIX_EPOCH;
+/// let RangeDecision::Multiple(ranges) = parse_range(Some("bytes=0-3,-4"), None, "\"t\"", mtime, 36)
+/// else { unreachable!() };
+/// let mut body = MultipartRanges::new(file, ranges, Some("text/plain"))?;
+/// let content_type = body.content_type(); // multipart/byteranges; boundary=…
+/// let mut out = Vec::new();
+/// while !body.is_done() {
+///     body.fill(&mut out, 16 * 1024)?;
+/// }
+/// assert_eq!(out.len() as u64, body.content_length());
+/// let b = body.boundary();
+/// let expected = format!(
+///     "--{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-3/36\r\n\r\n0123\r\n\
+///      --{b}\r\nContent-Type: text/plain\r\nContent-Range: bytes 32-35/36\r\n\r\nwxyz\r\n\
+///      --{b}--\r\n"
+/// );
+/// assert_eq!(String::from_utf8(out).unwrap(), expected);
+/// assert!(content_type.ends_with(b));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct MultipartRanges {
+    /// Re-aimed at each part's span in turn.
+    body: FileBody,
+    ranges: ByteRanges,
+    boundary: String,
+    part_type: Option<String>,
+    /// The part whose head is written next.
+    next: usize,
+    /// `body` holds the rest of the current part's bytes.
+    in_part: bool,
+    done: bool,
+    content_length: u64,
+}
+
+impl MultipartRanges {
+    /// A body of the spans `ranges` of `file`; each part is labelled with
+    /// `part_type` (the file's own `Content-Type`), if given. A fresh random
+    /// boundary is chosen. `InvalidInput` if `part_type` is not a valid header
+    /// value (a line break would forge part headers).
+    pub fn new(file: File, ranges: ByteRanges, part_type: Option<&str>) -> io::Result<Self> {
+        if part_type.is_some_and(|t| !crate::headers::is_valid_value(t)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "part content type is not a valid header value",
+            ));
+        }
+        let mut body = MultipartRanges {
+            body: FileBody::new(file, 0, 0)?,
+            ranges,
+            boundary: random_boundary(),
+            part_type: part_type.map(str::to_owned),
+            next: 0,
+            in_part: false,
+            done: false,
+            content_length: 0,
+        };
+        let mut head = Vec::with_capacity(128);
+        let mut total = 0u64;
+        for (i, range) in ranges.as_slice().iter().enumerate() {
+            head.clear();
+            body.write_part_head(i, &mut head);
+            total = total
+                .saturating_add(head.len() as u64)
+                .saturating_add(range.byte_count())
+                .saturating_add(2);
+        }
+        body.content_length = total.saturating_add(body.boundary.len() as u64 + 6);
+        Ok(body)
+    }
+
+    /// The response's `Content-Type`: `multipart/byteranges; boundary=…`.
+    pub fn content_type(&self) -> String {
+        format!("multipart/byteranges; boundary={}", self.boundary)
+    }
+
+    /// The boundary between parts.
+    pub fn boundary(&self) -> &str {
+        &self.boundary
+    }
+
+    /// The exact length of the whole body (`Content-Length`).
+    pub fn content_length(&self) -> u64 {
+        self.content_length
+    }
+
+    /// Whether everything has been written.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Appends about `max` more bytes of the body to `out` (a part's head
+    /// or the closing boundary may go a little over), returning how many.
+    /// Errors are [`FileBody::fill`]'s: a file shorter than it was when the
+    /// ranges were chosen cannot fill the announced length, and the
+    /// connection must close.
+    pub fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let start = out.len();
+        while out.len() - start < max && !self.done {
+            if self.in_part {
+                self.body.fill(out, max - (out.len() - start))?;
+                if self.body.is_done() {
+                    out.extend_from_slice(b"\r\n");
+                    self.in_part = false;
+                }
+            } else if let Some(range) = self.ranges.as_slice().get(self.next).copied() {
+                self.write_part_head(self.next, out);
+                self.body.pos = range.start;
+                self.body.remaining = range.byte_count();
+                self.next += 1;
+                self.in_part = true;
+            } else {
+                out.extend_from_slice(b"--");
+                out.extend_from_slice(self.boundary.as_bytes());
+                out.extend_from_slice(b"--\r\n");
+                self.done = true;
+            }
+        }
+        Ok(out.len() - start)
+    }
+
+    /// The boundary line and headers of part `i`.
+    fn write_part_head(&self, i: usize, out: &mut Vec<u8>) {
+        use crate::proto::http::push_decimal;
+        let range = self.ranges.as_slice()[i];
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(self.boundary.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if let Some(t) = &self.part_type {
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(t.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Content-Range: bytes ");
+        push_decimal(out, range.start);
+        out.push(b'-');
+        push_decimal(out, range.end_inclusive);
+        out.push(b'/');
+        push_decimal(out, self.ranges.complete_len());
+        out.extend_from_slice(b"\r\n\r\n");
+    }
+}
+
+/// A boundary unlikely to occur in any file: 64 random bits (the standard
+/// library's per-instance random hash keys), with a counter and the clock
+/// mixed in.
+fn random_boundary() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    format!("pollserve-{:016x}", h.finish())
 }
 
 /// Reads at `offset` without using the file position where the platform can.
@@ -2011,16 +2363,212 @@ mod tests {
             "items=0-9",
             "bits=0-9",
             "=0-9",
-            "bytes=0-1,2-3",
-            "bytes=0-1, 5-",
-            "bytes=0-1,-5",
             "bytes=٣-٤",
             "bytes=0-9\u{a0}",
+            // One invalid range spoils the list.
+            "bytes=0-1,abc",
+            "bytes=0-1,9-5",
+            "bytes=0-1, ,2-3,-",
         ] {
             assert_eq!(range(h, 100), Full, "{h:?}");
         }
-        // Multiple ranges, even unsatisfiable ones, are ignored.
-        assert_eq!(range("bytes=200-300,400-500", 100), Full);
+    }
+
+    fn multiple(len: u64, spans: &[(u64, u64)]) -> RangeDecision {
+        let mut ranges = [ByteRange::default(); MAX_RANGES];
+        for (slot, &(start, end_inclusive)) in ranges.iter_mut().zip(spans) {
+            *slot = ByteRange {
+                start,
+                end_inclusive,
+            };
+        }
+        RangeDecision::Multiple(ByteRanges {
+            ranges,
+            count: spans.len() as u8,
+            complete_len: len,
+        })
+    }
+
+    #[test]
+    fn several_ranges() {
+        assert_eq!(
+            range("bytes=0-9,20-29", 100),
+            multiple(100, &[(0, 9), (20, 29)])
+        );
+        // Suffix and open ranges, in the order asked for.
+        assert_eq!(
+            range("bytes=-5, 0-1", 100),
+            multiple(100, &[(95, 99), (0, 1)])
+        );
+        assert_eq!(
+            range("bytes=90-,0-1,50-60", 100),
+            multiple(100, &[(90, 99), (0, 1), (50, 60)])
+        );
+        // Empty elements are skipped; the end is clamped.
+        assert_eq!(
+            range("bytes=,0-1,,98-1000,", 100),
+            multiple(100, &[(0, 1), (98, 99)])
+        );
+        let d = range("bytes=0-9,20-29", 100);
+        assert_eq!(d.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(d.content_range(100), None);
+        assert_eq!(d.body_len(100), 20);
+    }
+
+    #[test]
+    fn several_ranges_coalesce_where_they_overlap_or_touch() {
+        // Adjacent and overlapping ranges become one: a single range again.
+        assert_eq!(range("bytes=0-1,2-3", 100), part(0, 3));
+        assert_eq!(range("bytes=0-9,5-14", 100), part(0, 14));
+        assert_eq!(range("bytes=10-19,0-9", 100), part(0, 19));
+        assert_eq!(range("bytes=-10,80-89", 100), part(80, 99));
+        // The merged range takes the earlier one's place.
+        assert_eq!(
+            range("bytes=50-59,0-9,60-69", 100),
+            multiple(100, &[(50, 69), (0, 9)])
+        );
+        // A merge that makes a range touch an earlier one merges again.
+        assert_eq!(
+            range("bytes=0-4,10-14,5-9,30-31", 100),
+            multiple(100, &[(0, 14), (30, 31)])
+        );
+        assert_eq!(range("bytes=20-29,0-9,10-19", 100), part(0, 29));
+    }
+
+    #[test]
+    fn several_ranges_unsatisfiable_ones_are_dropped() {
+        use RangeDecision::*;
+        assert_eq!(range("bytes=0-9,200-300", 100), part(0, 9));
+        assert_eq!(
+            range("bytes=0-9,200-,20-29,-0", 100),
+            multiple(100, &[(0, 9), (20, 29)])
+        );
+        // None satisfiable: 416.
+        assert_eq!(range("bytes=200-300,400-500", 100), Unsatisfiable);
+        assert_eq!(range("bytes=0-1,-1", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn several_ranges_asking_too_much_are_ignored() {
+        use RangeDecision::*;
+        // More bytes in all than the file has (overlaps counted twice).
+        assert_eq!(range("bytes=0-,0-", 100), Full);
+        assert_eq!(range("bytes=0-60,40-99", 100), Full);
+        assert_eq!(range("bytes=-100,-1", 100), Full);
+        // Exactly the file, in pieces: allowed (and coalesced).
+        assert_eq!(range("bytes=0-49,50-99", 100), part(0, 99));
+        // At most MAX_RANGES ranges.
+        let list = |n: u64| {
+            let specs: Vec<String> = (0..n).map(|i| format!("{}-{}", i * 3, i * 3)).collect();
+            format!("bytes={}", specs.join(","))
+        };
+        let sixteen = range(&list(16), 100);
+        let RangeDecision::Multiple(ranges) = sixteen else {
+            panic!("{sixteen:?}");
+        };
+        assert_eq!(ranges.as_slice().len(), 16);
+        assert_eq!(
+            ranges.as_slice()[15],
+            ByteRange {
+                start: 45,
+                end_inclusive: 45
+            }
+        );
+        assert_eq!(ranges.complete_len(), 100);
+        assert_eq!(ranges.byte_count(), 16);
+        assert_eq!(range(&list(17), 100), Full);
+        // Unsatisfiable and empty elements count against the cap too... the
+        // unsatisfiable ones do, empty ones do not.
+        let mut many = list(16);
+        many.push_str(",,,");
+        assert!(matches!(range(&many, 100), Multiple(_)));
+        many.push_str(",500-600");
+        assert_eq!(range(&many, 100), Full);
+    }
+
+    #[test]
+    fn multipart_ranges_body_fills_in_small_steps_to_its_exact_length() {
+        use std::io::Write;
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let RangeDecision::Multiple(ranges) = range("bytes=900-,0-99,-50,400-599", 1000) else {
+            panic!()
+        };
+        assert_eq!(
+            ranges.as_slice(),
+            [
+                ByteRange {
+                    start: 900,
+                    end_inclusive: 999
+                },
+                ByteRange {
+                    start: 0,
+                    end_inclusive: 99
+                },
+                ByteRange {
+                    start: 400,
+                    end_inclusive: 599
+                },
+            ]
+        );
+        for (step, part_type) in [(1, None), (7, Some("application/x-test")), (1 << 20, None)] {
+            let mut body =
+                MultipartRanges::new(file.try_clone().unwrap(), ranges, part_type).unwrap();
+            let b = body.boundary().to_owned();
+            assert!(body.content_type().ends_with(&format!("; boundary={b}")));
+            let mut out = Vec::new();
+            let mut calls = 0;
+            while !body.is_done() {
+                let n = body.fill(&mut out, step).unwrap();
+                assert!(n > 0);
+                calls += 1;
+                assert!(calls < 10_000);
+            }
+            assert_eq!(body.fill(&mut out, step).unwrap(), 0);
+            assert_eq!(out.len() as u64, body.content_length(), "step {step}");
+            let mut expected = Vec::new();
+            for (start, end) in [(900, 999), (0, 99), (400, 599)] {
+                expected.extend_from_slice(format!("--{b}\r\n").as_bytes());
+                if let Some(t) = part_type {
+                    expected.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
+                }
+                expected.extend_from_slice(
+                    format!("Content-Range: bytes {start}-{end}/1000\r\n\r\n").as_bytes(),
+                );
+                expected.extend_from_slice(&data[start..=end]);
+                expected.extend_from_slice(b"\r\n");
+            }
+            expected.extend_from_slice(format!("--{b}--\r\n").as_bytes());
+            assert_eq!(out, expected, "step {step}");
+        }
+        // Two bodies get different boundaries.
+        let a = MultipartRanges::new(file.try_clone().unwrap(), ranges, None).unwrap();
+        let b = MultipartRanges::new(file.try_clone().unwrap(), ranges, None).unwrap();
+        assert_ne!(a.boundary(), b.boundary());
+        // A part type that would forge headers is refused.
+        let bad = MultipartRanges::new(file.try_clone().unwrap(), ranges, Some("a\r\nX: y"));
+        assert_eq!(bad.unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn multipart_ranges_body_reports_a_truncated_file() {
+        use std::io::Write;
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[b'x'; 100]).unwrap();
+        let RangeDecision::Multiple(ranges) = range("bytes=0-9,90-99", 100) else {
+            panic!()
+        };
+        let mut body = MultipartRanges::new(file.try_clone().unwrap(), ranges, None).unwrap();
+        file.set_len(50).unwrap();
+        let mut out = Vec::new();
+        let err = loop {
+            match body.fill(&mut out, 1 << 20) {
+                Ok(_) => assert!(!body.is_done(), "a short file cannot complete"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]
@@ -2164,6 +2712,12 @@ mod tests {
         let f = sr.resolve(&["hello.txt"]).unwrap();
         let body = f.into_body(&RangeDecision::Unsatisfiable).unwrap();
         assert!(body.is_done());
+
+        let f = sr.resolve(&["hello.txt"]).unwrap();
+        let d = parse_range(Some("bytes=0-1,-3"), None, "", f.modified, f.len);
+        assert!(matches!(d, RangeDecision::Multiple(_)), "{d:?}");
+        let e = f.into_body(&d).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -75,7 +75,8 @@
 //! the body as it arrives (to disk, through
 //! [`form::MultipartParser`], or anywhere else). A handler reaches other
 //! connections through [`Request::outbox`]: send to, close or broadcast to
-//! WebSockets and event streams, carried out as soon as it returns.
+//! WebSockets, event streams and kept streams, carried out as soon as it
+//! returns.
 //!
 //! ```
 //! use pollserve::{HttpError, Request, Response};
@@ -93,7 +94,11 @@
 //! [`Response`] builds text, HTML, bytes, JSON, redirects
 //! ([`Response::redirect`] picks 301/302/307/308 like `adafruit_httpserver`), chunked
 //! streams from any iterator, and files streamed from disk with ETag, 304 and
-//! `Range` handled by the server. A handler returning `Err(HttpError)` sends
+//! `Range` handled by the server (several ranges as `multipart/byteranges`).
+//! A response the program feeds later from its own loop — a camera's frames,
+//! a log — is a kept stream: [`Request::accept_stream`] gives the response
+//! and a [`stream::StreamId`], and [`Server::stream`] sends chunks on it
+//! between polls until [`end`](StreamHandle::end) (see [`stream`]). A handler returning `Err(HttpError)` sends
 //! that status; a handler that panics sends `500` and the server keeps serving.
 //! [`Server::default_header`] adds headers to every response (the handler's
 //! own win). `HEAD` never gets a body.
@@ -174,12 +179,12 @@
 //!   [`Response`], [`router`], [`headers`], [`url`], [`form`], [`cookies`],
 //!   [`auth`], [`cors`], [`files`], [`mime`], [`escape`], [`outbox`] (what a
 //!   handler asks of other connections), and the ids, options and errors of
-//!   [`ws`] and [`sse`]. None of it knows about sockets.
+//!   [`ws`], [`sse`] and [`stream`]. None of it knows about sockets.
 //! - **Driver** ([`server`]): the `mio` poll loop. It owns the listener and
 //!   every connection, decides once per request (when its head is in) what
 //!   answers it, and moves bytes between sockets and the protocol layer.
 //!   The program acts on connections through [`Server`], [`WsHandle`],
-//!   [`SseHandle`] and the cross-thread [`Sender`].
+//!   [`SseHandle`], [`StreamHandle`] and the cross-thread [`Sender`].
 #![warn(missing_docs)]
 // Three reviewed exceptions, each with a SAFETY note, all in `proto::ws`.
 #![deny(unsafe_code)]
@@ -204,6 +209,7 @@ pub mod router;
 pub mod server;
 pub mod sse;
 pub mod status;
+pub mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod url;
@@ -224,6 +230,6 @@ pub use response::Response;
 pub use router::RouteError;
 pub use server::{
     Activity, BodySink, Handler, Route, Sender, Server, ServerConfig, ServerStats, SseHandle,
-    WsHandle,
+    StreamHandle, WsHandle,
 };
 pub use status::StatusCode;

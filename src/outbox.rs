@@ -3,7 +3,7 @@
 //! A handler runs inside [`Server::poll`](crate::Server::poll), which holds
 //! the server, so it cannot call [`Server::ws`](crate::Server::ws) itself.
 //! Instead it asks [`Request::outbox`](crate::Request::outbox) to send to,
-//! close or broadcast to WebSockets and event streams; the server carries the
+//! close or broadcast to WebSockets, event streams and kept streams; the server carries the
 //! requests out, in order, once the handler's connection has been served
 //! for this round, before it turns to any other connection. This is `adafruit_httpserver`'s
 //! WebSocket example, where the handler that accepts a new client closes the
@@ -30,6 +30,7 @@
 use std::sync::Mutex;
 
 use crate::sse::{SseError, SseEvent, SseId};
+use crate::stream::StreamId;
 use crate::ws::{CloseCode, Message, WsId};
 
 /// Sends, closes and broadcasts a handler asks for, carried out by the server
@@ -61,6 +62,8 @@ pub(crate) enum Command {
     /// An encoded event, the same bytes for every stream.
     Event(Vec<SseId>, Vec<u8>),
     EndStream(SseId),
+    Chunk(StreamId, Vec<u8>),
+    EndChunked(StreamId),
 }
 
 impl Outbox {
@@ -123,5 +126,16 @@ impl Outbox {
     /// Ends the event stream `id` (what was sent is flushed first).
     pub fn end_stream(&self, id: SseId) {
         self.push(Command::EndStream(id));
+    }
+
+    /// Sends `data` as one chunk of the kept stream `id` (see
+    /// [`stream`](crate::stream); an empty `data` sends nothing).
+    pub fn send_chunk(&self, id: StreamId, data: &[u8]) {
+        self.push(Command::Chunk(id, data.to_vec()));
+    }
+
+    /// Ends the kept stream `id` after what was sent on it.
+    pub fn end_chunked(&self, id: StreamId) {
+        self.push(Command::EndChunked(id));
     }
 }

@@ -41,6 +41,10 @@ pub struct Request {
     pub(crate) outbox: crate::outbox::Outbox,
     /// The body limit this request was admitted under.
     pub(crate) body_limit: BodyLimit,
+    /// Counts the requests of the connection (wrapping): the ids of kept
+    /// streams carry it, so an id from an earlier request on a keep-alive
+    /// connection never names a later stream.
+    pub(crate) exchange: u32,
 }
 
 /// The body size limit in force for a request, and the setting that chose
@@ -97,7 +101,7 @@ impl Default for BodyLimit {
 }
 
 impl Request {
-    /// Sends to, closes or broadcasts to WebSockets and event streams from
+    /// Sends to, closes or broadcasts to WebSockets, event streams and kept streams from
     /// inside a handler; the server carries the calls out, in order, right
     /// after the handler's connection is served. See [`Outbox`](crate::outbox::Outbox).
     pub fn outbox(&self) -> &crate::outbox::Outbox {

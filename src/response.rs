@@ -37,12 +37,17 @@ pub(crate) enum Body {
     Bytes(Cow<'static, [u8]>),
     /// Streamed from disk; validators and `Range` are applied by the server.
     File(FileSource),
+    /// Several ranges of a file, as `multipart/byteranges` (made by the
+    /// server from a `File` body and a `Range` request).
+    FileRanges(Box<crate::files::MultipartRanges>),
     /// Sent with chunked transfer coding, one chunk per item.
     Stream(Box<dyn Iterator<Item = Vec<u8>>>),
     /// A `101` that switches the connection to WebSocket.
     Upgrade(Box<crate::ws::WsOptions>),
     /// An event stream the program writes to later (close-delimited).
     Sse(Box<crate::sse::SseOptions>),
+    /// A byte stream the program pushes chunks to later.
+    Push(Box<crate::stream::StreamOptions>),
 }
 
 /// An open file to stream, with what the server needs for `ETag`,
@@ -123,6 +128,10 @@ impl Response {
     /// generator producing data on demand never fills memory.
     ///
     /// HTTP/1.0 clients get the same bytes unframed, ended by closing the connection.
+    ///
+    /// The iterator cannot wait for data that does not exist yet; a response
+    /// fed from the program's loop later is a kept stream
+    /// ([`Request::accept_stream`](crate::Request::accept_stream)).
     pub fn chunked<I>(content_type: &str, chunks: I) -> Response
     where
         I: IntoIterator + 'static,
@@ -137,7 +146,8 @@ impl Response {
     ///
     /// The file is read piece by piece as the client takes it, never whole. The
     /// server adds `ETag` and `Last-Modified`, answers conditional requests with
-    /// `304` and single byte ranges with `206`/`416`. A missing file is a 404,
+    /// `304` and byte ranges with `206`/`416` (several ranges as
+    /// `multipart/byteranges`). A missing file is a 404,
     /// an unreadable one a 403 and a directory a 404.
     pub fn file(path: impl AsRef<Path>) -> Result<Response, HttpError> {
         let path = path.as_ref();
@@ -243,7 +253,12 @@ impl Response {
         match &self.body {
             Body::Empty => Some(&[]),
             Body::Bytes(b) => Some(b),
-            Body::File(_) | Body::Stream(_) | Body::Upgrade(_) | Body::Sse(_) => None,
+            Body::File(_)
+            | Body::FileRanges(_)
+            | Body::Stream(_)
+            | Body::Upgrade(_)
+            | Body::Sse(_)
+            | Body::Push(_) => None,
         }
     }
 
@@ -293,9 +308,11 @@ impl fmt::Debug for Response {
             Body::Empty => "empty".to_owned(),
             Body::Bytes(b) => format!("{} bytes", b.len()),
             Body::File(f) => format!("file of {} bytes", f.len),
+            Body::FileRanges(m) => format!("{} bytes of file ranges", m.content_length()),
             Body::Stream(_) => "chunked stream".to_owned(),
             Body::Upgrade(_) => "WebSocket upgrade".to_owned(),
             Body::Sse(_) => "event stream".to_owned(),
+            Body::Push(_) => "kept stream".to_owned(),
         };
         f.debug_struct("Response")
             .field("status", &self.status)
@@ -306,16 +323,23 @@ impl fmt::Debug for Response {
 }
 
 /// Adds `ETag`/`Last-Modified`/`Accept-Ranges` to a file response and applies
-/// the request's conditional and range headers; returns a replacement body when
-/// the answer is 304, 412 or 416.
+/// the request's conditional and range headers: returns the body to send,
+/// which is `body` itself, its single range, a `multipart/byteranges` body
+/// of several ranges (`206`), or empty for a 304, 412 or 416. Any other
+/// kind of body is returned as it is.
 pub(crate) fn apply_file_validators(
     status: &mut StatusCode,
     headers: &mut Headers,
-    src: &mut FileSource,
+    body: Body,
     req: &Headers,
     method: Option<crate::method::Method>,
-) -> Option<Body> {
-    let mtime = src.modified?;
+) -> Body {
+    let Body::File(mut src) = body else {
+        return body;
+    };
+    let Some(mtime) = src.modified else {
+        return Body::File(src);
+    };
     let mut etag_buf = [0u8; crate::files::ETAG_MAX];
     let etag = crate::files::etag_in(&mut etag_buf, src.len, mtime);
     headers.set("ETag", etag);
@@ -325,7 +349,7 @@ pub(crate) fn apply_file_validators(
         crate::files::http_date_in(&mut date_buf, mtime),
     );
     if *status != StatusCode::OK {
-        return None;
+        return Body::File(src);
     }
     headers.set("Accept-Ranges", "bytes");
     let conditions = crate::files::Preconditions {
@@ -342,16 +366,16 @@ pub(crate) fn apply_file_validators(
         crate::files::Condition::Proceed => {}
         crate::files::Condition::NotModified => {
             *status = StatusCode::NOT_MODIFIED;
-            return Some(Body::Empty);
+            return Body::Empty;
         }
         crate::files::Condition::PreconditionFailed => {
             *status = StatusCode::PRECONDITION_FAILED;
             headers.remove("Content-Type");
-            return Some(Body::Empty);
+            return Body::Empty;
         }
     }
     if !get_or_head {
-        return None;
+        return Body::File(src);
     }
     let decision =
         crate::files::parse_range(req.get("Range"), req.get("If-Range"), etag, mtime, src.len);
@@ -359,7 +383,7 @@ pub(crate) fn apply_file_validators(
         headers.set("Content-Range", &range);
     }
     match decision {
-        crate::files::RangeDecision::Full => None,
+        crate::files::RangeDecision::Full => Body::File(src),
         crate::files::RangeDecision::Partial {
             start,
             end_inclusive,
@@ -367,12 +391,30 @@ pub(crate) fn apply_file_validators(
             *status = StatusCode::PARTIAL_CONTENT;
             src.start = start;
             src.len = end_inclusive - start + 1;
-            None
+            Body::File(src)
+        }
+        crate::files::RangeDecision::Multiple(ranges) => {
+            // The response's Content-Type, already a valid value, labels
+            // each part; the response itself becomes the multipart.
+            let part_type = headers.get("Content-Type").map(str::to_owned);
+            match crate::files::MultipartRanges::new(src.file, ranges, part_type.as_deref()) {
+                Ok(multipart) => {
+                    *status = StatusCode::PARTIAL_CONTENT;
+                    headers.set("Content-Type", &multipart.content_type());
+                    Body::FileRanges(Box::new(multipart))
+                }
+                Err(e) => {
+                    log::error!("cannot send several ranges: {e}");
+                    *status = StatusCode::INTERNAL_SERVER_ERROR;
+                    headers.remove("Content-Type");
+                    Body::Empty
+                }
+            }
         }
         crate::files::RangeDecision::Unsatisfiable => {
             *status = StatusCode::RANGE_NOT_SATISFIABLE;
             headers.remove("Content-Type");
-            Some(Body::Empty)
+            Body::Empty
         }
     }
 }

@@ -37,9 +37,11 @@ use crate::status::StatusCode;
 pub use crate::proto::sse::{SseError, SseEvent};
 
 /// Identifies one accepted event stream; small and `Copy`, like
-/// [`WsId`](crate::ws::WsId).
+/// [`WsId`](crate::ws::WsId). It names one response: the id a `HEAD`
+/// request's handler got stays closed even if the connection goes on to
+/// carry a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SseId(pub(crate) ConnId);
+pub struct SseId(pub(crate) ConnId, pub(crate) u32);
 
 /// Settings of one event stream.
 #[derive(Debug, Clone)]
@@ -100,6 +102,10 @@ pub enum SseSendError {
 impl Request {
     /// Answers with an event stream (`200`, `text/event-stream`) and returns
     /// the id to keep. Send events with [`Server::sse`](crate::Server::sse).
+    ///
+    /// A `HEAD` request gets the same head and no body; no stream is kept,
+    /// the id reports closed at once, and the connection stays open for the
+    /// client's next request.
     pub fn accept_sse(&self) -> Result<(Response, SseId), HttpError> {
         self.accept_sse_with(SseOptions::default())
     }
@@ -112,7 +118,7 @@ impl Request {
             // Asks buffering reverse proxies (nginx) to pass events through at once.
             .with_header("X-Accel-Buffering", "no");
         response.body = Body::Sse(Box::new(options));
-        Ok((response, SseId(self.conn)))
+        Ok((response, SseId(self.conn, self.exchange)))
     }
 
     /// The `Last-Event-ID` a reconnecting `EventSource` sends: the id of the

@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -99,31 +99,6 @@ fn stream_body() -> String {
 // ---------------------------------------------------------------------------
 // Running client processes
 // ---------------------------------------------------------------------------
-
-/// `Some(())` when curl can be run; otherwise prints why and returns `None`.
-fn have_curl(test: &str) -> Option<()> {
-    match Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => Some(()),
-        Ok(s) => panic!("curl --version failed: {s}"),
-        Err(e) => {
-            skipped(&format!("{test}: curl is not available ({e})"));
-            None
-        }
-    }
-}
-
-/// curl with the options every call shares: quiet but with errors, bounded,
-/// no proxy, no config file.
-fn curl() -> Command {
-    let mut c = Command::new("curl");
-    c.args(["-q", "-sS", "--max-time", "20", "--noproxy", "*"]);
-    c
-}
 
 fn run_ok(cmd: &mut Command) -> Output {
     let out = run(cmd);

@@ -538,6 +538,47 @@ fn sse_head_request_and_non_stream_ids() {
     assert!(app.on_server(move |srv, _| srv.sse(id).is_closed()));
 }
 
+/// `HEAD` of an event stream keeps no stream and leaves the connection
+/// usable: the next request on it can open a real stream, which the id the
+/// `HEAD`'s handler got never names.
+#[test]
+fn sse_head_request_keeps_the_connection_and_its_id_stays_closed() {
+    let app = sse_server(ServerConfig::default(), |_| {}, idle);
+    let mut s = connect(app.addr);
+    s.write_all(b"HEAD /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, true);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert_eq!(r.header("connection"), None, "{r:?}");
+    let head_id = app.wait_streams(1)[0];
+    assert!(app.on_server(move |srv, _| srv.sse(head_id).is_closed()));
+    assert_eq!(app.on_server(|srv, _| srv.connection_count()), 1);
+
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut c = RawSse {
+        s,
+        buf: Vec::new(),
+        head: String::new(),
+    };
+    c.head = String::from_utf8(c.read_until(b"\r\n\r\n")).unwrap();
+    assert!(c.head.starts_with("HTTP/1.1 200 OK\r\n"), "{}", c.head);
+    let id = app.wait_streams(2)[1];
+    assert_ne!(id, head_id);
+    let (old, new, old_closed) = app.on_server(move |srv, _| {
+        let old = srv.sse(head_id).send_data("to the HEAD's id");
+        srv.sse(head_id).close();
+        let new = srv.sse(id).send_data("to the stream");
+        (old, new, srv.sse(head_id).is_closed())
+    });
+    assert!(old.is_err(), "{old:?}");
+    assert_eq!(new, Ok(()));
+    assert!(old_closed);
+    assert_eq!(c.next_block(), "data: to the stream\n\n");
+    assert!(!app.on_server(move |srv, _| srv.sse(id).is_closed()));
+}
+
 /// A stream without heartbeat, open longer than `send_timeout`, then one
 /// event larger than the socket buffers: the client must get all of it
 /// (the send timeout counts from the send, not from when the stream opened).

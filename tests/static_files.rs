@@ -659,9 +659,9 @@ fn byte_ranges() {
     let r = get_with(srv.addr, "/range.bin", "Range: bytes=1000-1000\r\n");
     assert_eq!(r.status, 416);
 
-    // Ranges the server does not support (several at once) or cannot parse:
-    // ignored, full 200.
-    for h in ["bytes=0-1,5-6", "bytes=9-5", "items=0-9", "bytes=abc"] {
+    // Ranges the server cannot parse: ignored, full 200. (Several ranges
+    // are answered: see `several_byte_ranges_answer_206_multipart`.)
+    for h in ["bytes=9-5", "items=0-9", "bytes=abc", "bytes=0-1,abc"] {
         let r = get_with(srv.addr, "/range.bin", &format!("Range: {h}\r\n"));
         assert_eq!((r.status, r.body.len()), (200, len), "Range: {h}");
         assert_eq!(r.header("content-range"), None);
@@ -699,6 +699,231 @@ fn byte_ranges() {
     assert_eq!(status_of(&head), 206);
     assert_eq!(head_field(&head, "content-length"), Some("10"));
     assert!(rest.is_empty());
+}
+
+/// The `multipart/byteranges` body expected for `spans` of `data`, with
+/// the boundary the response announced and parts labelled `part_type`.
+fn multipart_body(
+    boundary: &str,
+    part_type: &str,
+    data: &[u8],
+    spans: &[(usize, usize)],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(start, end) in spans {
+        out.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Type: {part_type}\r\nContent-Range: bytes {start}-{end}/{}\r\n\r\n",
+                data.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(&data[start..=end]);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
+}
+
+/// The boundary of a `multipart/byteranges` Content-Type.
+fn boundary_of(content_type: &str) -> &str {
+    content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("not multipart/byteranges: {content_type}"))
+}
+
+#[test]
+fn several_byte_ranges_answer_206_multipart() {
+    let site = site();
+    let srv = file_server(&site);
+    let data = &site.range;
+    let octets = "application/octet-stream";
+
+    // Two ranges: 206, one part each, exact Content-Length, exact bytes
+    // (read on a kept-alive connection: the next response parses after it).
+    let mut c = connect(srv.addr);
+    for _ in 0..2 {
+        c.write_all(b"GET /range.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9,20-29\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut c, false);
+        assert_eq!(r.status, 206);
+        assert_eq!(r.header("content-range"), None);
+        assert_eq!(r.header("accept-ranges"), Some("bytes"));
+        assert!(r.header("etag").is_some());
+        let boundary = boundary_of(r.header("content-type").unwrap());
+        let expected = multipart_body(boundary, octets, data, &[(0, 9), (20, 29)]);
+        assert_eq!(
+            r.header("content-length"),
+            Some(&*expected.len().to_string())
+        );
+        assert_eq!(r.body, expected);
+    }
+    c.write_all(b"GET /data.json HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut c, false).text(), "{\"a\":1}");
+
+    // Exactly those bytes on the wire, nothing after; order as asked,
+    // suffix and open ranges, overlapping ones coalesced.
+    let (head, rest) = raw_split(
+        srv.addr,
+        "GET /range.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=-10, 100-199,150-249, 5-5\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&head), 206);
+    let boundary = boundary_of(head_field(&head, "content-type").unwrap());
+    let spans = [(990, 999), (100, 249), (5, 5)];
+    assert_eq!(rest, multipart_body(boundary, octets, data, &spans));
+    assert_eq!(
+        head_field(&head, "content-length"),
+        Some(&*rest.len().to_string())
+    );
+
+    // Adjacent ranges coalesce into one: today's single-range answer.
+    let r = get_with(srv.addr, "/range.bin", "Range: bytes=0-9,10-19\r\n");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 0-19/1000"));
+    assert_eq!(r.header("content-type"), Some(octets));
+    assert_eq!(r.body, &data[..20]);
+    // An unsatisfiable range among others is dropped; all of them: 416.
+    let r = get_with(srv.addr, "/range.bin", "Range: bytes=0-9,5000-\r\n");
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (206, Some("bytes 0-9/1000"))
+    );
+    let r = get_with(srv.addr, "/range.bin", "Range: bytes=2000-3000,5000-\r\n");
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (416, Some("bytes */1000"))
+    );
+
+    // Amplification: more bytes in all than the file, or more than 16
+    // ranges, get the whole file once.
+    let seventeen: Vec<String> = (0..17).map(|i| format!("{}-{}", i * 10, i * 10)).collect();
+    let sixteen = &seventeen[..16];
+    for h in [
+        "bytes=0-,0-".to_owned(),
+        "bytes=0-999,0-999,0-999".to_owned(),
+        format!("bytes={}", seventeen.join(",")),
+    ] {
+        let r = get_with(srv.addr, "/range.bin", &format!("Range: {h}\r\n"));
+        assert_eq!((r.status, r.body.as_slice()), (200, data.as_slice()), "{h}");
+        assert_eq!(r.header("content-type"), Some(octets));
+    }
+    let r = get_with(
+        srv.addr,
+        "/range.bin",
+        &format!("Range: bytes={}\r\n", sixteen.join(",")),
+    );
+    assert_eq!(r.status, 206);
+    let spans: Vec<(usize, usize)> = (0..16).map(|i| (i * 10, i * 10)).collect();
+    let boundary = boundary_of(r.header("content-type").unwrap());
+    assert_eq!(r.body, multipart_body(boundary, octets, data, &spans));
+
+    // HEAD: the same head, no body.
+    let (head, rest) = raw_split(
+        srv.addr,
+        "HEAD /range.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9,20-29\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&head), 206);
+    let boundary = boundary_of(head_field(&head, "content-type").unwrap());
+    let len = multipart_body(boundary, octets, data, &[(0, 9), (20, 29)]).len();
+    assert_eq!(head_field(&head, "content-length"), Some(&*len.to_string()));
+    assert!(rest.is_empty());
+
+    // Response::file in a handler, with its own type.
+    let pdf = b"%PDF-1.4 fake";
+    let r = get_with(srv.addr, "/download", "Range: bytes=0-3,9-12\r\n");
+    assert_eq!(r.status, 206);
+    let boundary = boundary_of(r.header("content-type").unwrap());
+    assert_eq!(
+        r.body,
+        multipart_body(boundary, "application/pdf", pdf, &[(0, 3), (9, 12)])
+    );
+    assert!(r.header("content-disposition").is_some());
+
+    // Large parts of a 5 MiB file stream through (never whole in memory).
+    let big = &site.big;
+    let (a, b) = ((1000, 1_500_999), (3_000_000, BIG_LEN - 1));
+    let r = get_with(
+        srv.addr,
+        "/big.bin",
+        &format!("Range: bytes={}-{},{}-\r\n", a.0, a.1, b.0),
+    );
+    assert_eq!(r.status, 206);
+    let boundary = boundary_of(r.header("content-type").unwrap());
+    let expected = multipart_body(boundary, octets, big, &[a, b]);
+    assert_eq!(r.body.len(), expected.len());
+    assert!(r.body == expected, "multipart body of big.bin differs");
+}
+
+#[test]
+fn several_byte_ranges_read_by_curl() {
+    if have_curl("several_byte_ranges_read_by_curl").is_none() {
+        return;
+    }
+    let site = site();
+    let srv = plain_server(&site);
+    let out = run(curl().args(["-D", "-", "-r", "0-9,20-29", &srv.url("/range.bin")]));
+    assert!(out.status.success(), "curl failed: {}", out.stderr);
+    let at = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("head");
+    let head = String::from_utf8(out.stdout[..at].to_vec()).unwrap();
+    assert_eq!(status_of(&head), 206);
+    let boundary = boundary_of(head_field(&head, "content-type").unwrap());
+    let expected = multipart_body(
+        boundary,
+        "application/octet-stream",
+        &site.range,
+        &[(0, 9), (20, 29)],
+    );
+    assert_eq!(out.stdout[at + 4..], expected);
+}
+
+#[test]
+fn several_byte_ranges_parsed_by_python() {
+    let Some(py) = python("several_byte_ranges_parsed_by_python") else {
+        return;
+    };
+    let site = site();
+    let srv = plain_server(&site);
+    let v = run_python(
+        &py,
+        r#"
+import email.parser, email.policy, requests
+r = requests.get(base + "/range.bin", headers={"Range": "bytes=0-9,20-29,-5"}, timeout=T)
+raw = b"Content-Type: " + r.headers["content-type"].encode() + b"\r\n\r\n" + r.content
+msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(raw)
+parts = [
+    {"type": p.get_content_type(), "range": p["Content-Range"], "hex": p.get_payload(decode=True).hex()}
+    for p in msg.iter_parts()
+]
+print(json.dumps({
+    "status": r.status_code,
+    "multipart": msg.get_content_type(),
+    "length": int(r.headers["content-length"]) == len(r.content),
+    "parts": parts,
+}))
+"#,
+        &srv.url(""),
+        &[],
+    );
+    assert_eq!(v["status"], 206);
+    assert_eq!(v["multipart"], "multipart/byteranges");
+    assert_eq!(v["length"], true);
+    let parts = v["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "{v}");
+    let data = &site.range;
+    for (part, (start, end)) in parts.iter().zip([(0, 9), (20, 29), (995, 999)]) {
+        assert_eq!(part["type"], "application/octet-stream");
+        assert_eq!(part["range"], format!("bytes {start}-{end}/1000"));
+        let hex: String = data[start..=end]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(part["hex"], hex, "{part}");
+    }
 }
 
 #[test]

@@ -744,9 +744,10 @@ pub fn write_response_head(
         match body {
             ResponseBody::Empty | ResponseBody::Upgrade => BodyDelimiter::Length(0),
             ResponseBody::Length(n) => BodyDelimiter::Length(n),
-            // The stream lasts until either side closes.
+            // The stream lasts until either side closes; the head alone
+            // (a `HEAD` request) leaves the connection usable.
             ResponseBody::EventStream => {
-                keep_alive = false;
+                keep_alive &= cx.head_request;
                 BodyDelimiter::CloseDelimited
             }
             ResponseBody::Stream if cx.version == Version::Http11 => BodyDelimiter::Chunked,
@@ -795,6 +796,57 @@ fn is_framing_field(name: &str) -> bool {
     name.eq_ignore_ascii_case("content-length")
         || name.eq_ignore_ascii_case("transfer-encoding")
         || name.eq_ignore_ascii_case("connection")
+}
+
+/// The last chunk of a chunked body, with no trailer fields (RFC 9112 §7.1).
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Bytes [`write_chunk`] appends for `len` bytes of data: the size line,
+/// the data and its CRLF. (An empty chunk would end the body, so
+/// `write_chunk` writes nothing for empty data.)
+pub fn chunk_size(len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let hex_digits = (usize::BITS - len.leading_zeros()).div_ceil(4) as usize;
+    // Saturating: a length near `usize::MAX` cannot be queued anyway.
+    len.saturating_add(hex_digits + 4)
+}
+
+/// Appends `data` as one chunk of a chunked body (RFC 9112 §7.1): its size
+/// in hex, CRLF, the data, CRLF. Empty data appends nothing, as an empty
+/// chunk is the body's end ([`LAST_CHUNK`]). Allocates nothing beyond
+/// growing `out`.
+///
+/// ```
+/// use pollserve::proto::http::{chunk_size, write_chunk, LAST_CHUNK};
+/// let mut out = Vec::new();
+/// write_chunk(&mut out, b"hello, world");
+/// write_chunk(&mut out, b"");
+/// assert_eq!(out, b"c\r\nhello, world\r\n");
+/// assert_eq!(chunk_size(12), out.len());
+/// out.extend_from_slice(LAST_CHUNK);
+/// ```
+pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = data.len();
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reserve(chunk_size(data.len()));
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `n` in decimal. Hand-written: `core::fmt` measured slower than the
@@ -1399,6 +1451,44 @@ mod tests {
             );
             assert_eq!(f, plain(BodyDelimiter::CloseDelimited, false, true));
         }
+    }
+
+    #[test]
+    fn event_stream_head_alone_keeps_the_connection() {
+        let (head, f) = encode(
+            StatusCode::OK,
+            &[("Content-Type", "text/event-stream")],
+            ResponseBody::EventStream,
+            cx(Version::Http11, true, true),
+        );
+        assert!(
+            head.ends_with("\r\nContent-Type: text/event-stream\r\n\r\n"),
+            "{head}"
+        );
+        assert_eq!(f, plain(BodyDelimiter::CloseDelimited, true, false));
+    }
+
+    #[test]
+    fn chunks_are_framed_with_a_hex_size() {
+        let mut out = Vec::new();
+        for len in [1usize, 9, 15, 16, 255, 256, 4095, 4096, 65536, 1 << 20] {
+            out.clear();
+            let data = vec![b'x'; len];
+            write_chunk(&mut out, &data);
+            let line = format!("{len:x}\r\n");
+            assert!(out.starts_with(line.as_bytes()), "{len}");
+            assert!(out.ends_with(b"x\r\n"), "{len}");
+            assert_eq!(out.len(), chunk_size(len), "{len}");
+            assert_eq!(out.len(), line.len() + len + 2, "{len}");
+        }
+        out.clear();
+        write_chunk(&mut out, b"");
+        assert!(out.is_empty());
+        assert_eq!(chunk_size(0), 0);
+        assert_eq!(
+            chunk_size(usize::MAX >> 8),
+            (usize::BITS as usize - 8) / 4 + 4 + (usize::MAX >> 8)
+        );
     }
 
     #[test]

@@ -241,6 +241,7 @@ mod tests {
             },
             outbox: Default::default(),
             body_limit: BodyLimit::default(),
+            exchange: 0,
         }
     }
 

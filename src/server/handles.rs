@@ -1,6 +1,6 @@
-//! What the program holds on to: handles on one WebSocket or event stream
-//! (borrowed from the server for one operation), and the cross-thread
-//! [`Sender`].
+//! What the program holds on to: handles on one WebSocket, event stream or
+//! kept stream (borrowed from the server for one operation), and the
+//! cross-thread [`Sender`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use super::Server;
 use crate::error::Error;
 use crate::outbox::Command;
 use crate::sse::{SseError, SseEvent, SseId, SseSendError};
+use crate::stream::{StreamId, StreamSendError};
 use crate::ws::{CloseCode, CloseStatus, Message, WsError, WsEvent, WsId};
 
 /// Access to one WebSocket, from [`Server::ws`]. Cheap to create: make one per
@@ -190,7 +191,7 @@ impl<S> SseHandle<'_, S> {
             .server
             .conn_for(self.id.0)
             .ok_or(SseSendError::Closed)?;
-        let result = conn.sse_send(write);
+        let result = conn.sse_send(self.id.1, write);
         if matches!(result, Err(SseSendError::Backpressure | SseSendError::Io)) {
             self.server.close_conn(key);
         } else {
@@ -229,6 +230,9 @@ impl<S> SseHandle<'_, S> {
         let Some(conn) = self.server.conn_for(self.id.0) else {
             return;
         };
+        if !conn.sse_is(self.id.1) {
+            return;
+        }
         conn.sse_close(linger);
         self.server.after_send(self.id.0.slot as usize);
     }
@@ -238,12 +242,98 @@ impl<S> SseHandle<'_, S> {
         !self
             .server
             .conn_for(self.id.0)
-            .is_some_and(|c| c.sse_open())
+            .is_some_and(|c| c.sse_open(self.id.1))
     }
 }
 
-/// A `Send + Clone` handle for sending to WebSockets and event streams from
-/// other threads, from [`Server::sender`]. Each call queues the message and
+/// Access to one kept stream, from [`Server::stream`]; see
+/// [`stream`](crate::stream) for the framing and the send policy.
+pub struct StreamHandle<'a, S> {
+    pub(super) server: &'a mut Server<S>,
+    pub(super) id: StreamId,
+}
+
+impl<S> StreamHandle<'_, S> {
+    /// Queues `data` as one chunk (written at the next poll). An empty
+    /// `data` sends nothing (it never ends the stream: that is
+    /// [`end`](Self::end)). A client too far behind loses its stream
+    /// ([`StreamSendError::Backpressure`]).
+    ///
+    /// ```no_run
+    /// # use pollserve::{Server, stream::StreamId};
+    /// # fn push(server: &mut Server<()>, id: StreamId, reading: f32) {
+    /// match server.stream(id).send(format!("{reading:.1}\n").as_bytes()) {
+    ///     Ok(()) => {}
+    ///     Err(e) => eprintln!("stream ended: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn send(&mut self, data: &[u8]) -> Result<(), StreamSendError> {
+        let key = self.id.0.slot as usize;
+        let conn = self
+            .server
+            .conn_for(self.id.0)
+            .ok_or(StreamSendError::Closed)?;
+        let result = conn.stream_send(self.id.1, data);
+        if matches!(result, Err(StreamSendError::Backpressure)) {
+            self.server.close_conn(key);
+        } else {
+            self.server.after_send(key);
+        }
+        result
+    }
+
+    /// Sends a chunk, ignoring failure (`adafruit_httpserver`'s
+    /// `fail_silently`); returns whether it was queued.
+    pub fn send_quiet(&mut self, data: &[u8]) -> bool {
+        self.send(data).is_ok()
+    }
+
+    /// Ends the stream: what was sent is written, then the terminating
+    /// chunk; the connection then serves the client's next request
+    /// (HTTP/1.1 keep-alive) or closes (HTTP/1.0, or the server is
+    /// stopping). Does nothing on a stream that has already ended.
+    pub fn end(&mut self) {
+        let key = self.id.0.slot as usize;
+        let stopping = self.server.shared.stopping;
+        let Some(conn) = self.server.conn_for(self.id.0) else {
+            return;
+        };
+        if conn.stream_end(self.id.1, stopping) {
+            self.server.after_send(key);
+            // Driven at the next poll even with nothing left to write: the
+            // connection closes, or reads requests the client sent meanwhile.
+            self.server.resume.push(key);
+        }
+    }
+
+    /// Whether the stream has ended (by either side), was never opened (a
+    /// `HEAD` request), or the id is stale.
+    pub fn is_closed(&mut self) -> bool {
+        !self
+            .server
+            .conn_for(self.id.0)
+            .is_some_and(|c| c.stream_open(self.id.1))
+    }
+
+    /// Bytes sent on the stream and not yet taken by the client, framing
+    /// included (0 once closed). A program that would rather skip data for a
+    /// slow client than lose the stream compares this with what it is about
+    /// to send and [`StreamOptions::max_send_buffer`](crate::stream::StreamOptions::max_send_buffer).
+    pub fn queued(&mut self) -> usize {
+        self.server
+            .conn_for(self.id.0)
+            .map_or(0, |c| c.stream_queued(self.id.1))
+    }
+
+    /// The client's address, while its connection exists.
+    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
+        self.server.conn_for(self.id.0).map(|c| c.peer())
+    }
+}
+
+/// A `Send + Clone` handle for sending to WebSockets, event streams and kept
+/// streams from other threads, from [`Server::sender`]. Each call queues the message and
 /// wakes the poll loop, which sends it; errors (closed sockets) are dropped as
 /// with the `*_quiet` sends. Inside a handler, on the poll thread, use
 /// [`Request::outbox`](crate::Request::outbox) instead: no channel, no wake-up.
@@ -316,6 +406,29 @@ impl Sender {
     pub fn end_stream(&self, id: SseId) -> Result<(), Error> {
         self.push(Command::EndStream(id))
     }
+
+    /// Queues one chunk for the kept stream `id` (an empty `data` sends
+    /// nothing). Chunks from one thread arrive in the order queued.
+    ///
+    /// ```no_run
+    /// # use pollserve::stream::StreamId;
+    /// # fn camera(sender: pollserve::Sender, id: StreamId) -> Result<(), pollserve::Error> {
+    /// std::thread::spawn(move || -> Result<(), pollserve::Error> {
+    ///     for n in 0..3 {
+    ///         sender.send_chunk(id, format!("frame {n}\n").as_bytes())?;
+    ///     }
+    ///     sender.end_chunked(id)
+    /// });
+    /// # Ok(()) }
+    /// ```
+    pub fn send_chunk(&self, id: StreamId, data: &[u8]) -> Result<(), Error> {
+        self.push(Command::Chunk(id, data.to_vec()))
+    }
+
+    /// Queues the end of the kept stream `id` (after the chunks queued before).
+    pub fn end_chunked(&self, id: StreamId) -> Result<(), Error> {
+        self.push(Command::EndChunked(id))
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -364,6 +477,10 @@ impl<S> Server<S> {
                     }
                 }
                 Command::EndStream(id) => self.sse(id).close(),
+                Command::Chunk(id, data) => {
+                    let _ = self.stream(id).send(&data);
+                }
+                Command::EndChunked(id) => self.stream(id).end(),
             }
         }
     }

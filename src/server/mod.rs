@@ -8,7 +8,8 @@
 //!   HTTP exchange and the WebSocket and event-stream transports;
 //! - `transport`: the byte stream under a connection (plain TCP);
 //! - `tls`: TLS over it (feature `tls`);
-//! - `handles`: [`WsHandle`], [`SseHandle`] and the cross-thread [`Sender`].
+//! - `handles`: [`WsHandle`], [`SseHandle`], [`StreamHandle`] and the
+//!   cross-thread [`Sender`].
 
 mod buf;
 mod config;
@@ -44,10 +45,11 @@ use crate::request::Request;
 use crate::response::Response;
 use crate::router::{IntoMethodMask, Router};
 use crate::sse::{SseEvent, SseId};
+use crate::stream::StreamId;
 use crate::ws::WsId;
 
 pub use config::{Activity, ServerConfig, ServerStats};
-pub use handles::{Sender, SseHandle, WsHandle};
+pub use handles::{Sender, SseHandle, StreamHandle, WsHandle};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
 use conn::{Conn, Readiness};
@@ -631,6 +633,26 @@ impl<S> Server<S> {
         SseHandle { server: self, id }
     }
 
+    /// The kept stream `id` (from [`Request::accept_stream`]), to send
+    /// chunks on or end. Works for any id, even one whose stream has ended
+    /// (then it reports closed).
+    pub fn stream(&mut self, id: StreamId) -> StreamHandle<'_, S> {
+        StreamHandle { server: self, id }
+    }
+
+    /// Sends `data` as one chunk to every kept stream in `ids`; returns how
+    /// many accepted it. Failures (closed streams, a client too far behind)
+    /// are skipped, as with `send_quiet`.
+    pub fn broadcast_chunk<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a StreamId>,
+        data: &[u8],
+    ) -> usize {
+        ids.into_iter()
+            .filter(|&&id| self.stream(id).send(data).is_ok())
+            .count()
+    }
+
     /// Sends `event` to every stream in `ids`; returns how many accepted it.
     pub fn broadcast_event<'a>(
         &mut self,
@@ -667,8 +689,8 @@ impl<S> Server<S> {
             .count()
     }
 
-    /// A handle other threads can use to send to this server's WebSockets and
-    /// event streams; each call wakes the poll loop, which performs the send.
+    /// A handle other threads can use to send to this server's WebSockets,
+    /// event streams and kept streams; each call wakes the poll loop, which performs the send.
     pub fn sender(&mut self) -> Result<Sender, Error> {
         let remote = match &self.remote {
             Some(r) => r.clone(),

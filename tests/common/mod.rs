@@ -354,6 +354,31 @@ pub fn run(cmd: &mut Command) -> Output {
     }
 }
 
+/// `Some(())` when curl can be run; otherwise prints why and returns `None`.
+pub fn have_curl(test: &str) -> Option<()> {
+    match Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Some(()),
+        Ok(s) => panic!("curl --version failed: {s}"),
+        Err(e) => {
+            skipped(&format!("{test}: curl is not available ({e})"));
+            None
+        }
+    }
+}
+
+/// curl with the options every call shares: quiet but with errors, bounded,
+/// no proxy, no config file.
+pub fn curl() -> Command {
+    let mut c = Command::new("curl");
+    c.args(["-q", "-sS", "--max-time", "20", "--noproxy", "*"]);
+    c
+}
+
 /// Reports a skipped test on the real stderr (not captured by the harness).
 pub fn skipped(why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");

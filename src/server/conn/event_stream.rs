@@ -11,11 +11,14 @@ use crate::sse::{SseError, SseOptions, SseSendError};
 /// The state of a connection that became an event stream.
 pub(crate) struct SseConn {
     options: SseOptions,
+    /// The request (its `Request::exchange`) the stream answers: an id
+    /// from an earlier request on the connection (a `HEAD`) never names it.
+    exchange: u32,
 }
 
 impl SseConn {
-    pub fn new(options: SseOptions) -> SseConn {
-        SseConn { options }
+    pub fn new(options: SseOptions, exchange: u32) -> SseConn {
+        SseConn { options, exchange }
     }
 }
 
@@ -39,21 +42,19 @@ impl Conn {
         self.flush(usize::MAX).is_ok()
     }
 
-    /// Appends what `write` produces to an event stream's queue (written at
-    /// the next poll).
+    /// Appends what `write` produces to the queue of the event stream that
+    /// answers request `exchange` (written at the next poll).
     pub(crate) fn sse_send(
         &mut self,
+        exchange: u32,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), SseError>,
     ) -> Result<(), SseSendError> {
-        if self.dead || self.phase != Phase::Sse {
-            return Err(match self.sse {
-                Some(_) => SseSendError::Closed,
-                None => SseSendError::NotEventStream,
-            });
-        }
         let Some(sse) = self.sse.as_ref() else {
             return Err(SseSendError::NotEventStream);
         };
+        if self.dead || self.phase != Phase::Sse || sse.exchange != exchange {
+            return Err(SseSendError::Closed);
+        }
         let limit = sse.options.max_send_buffer;
         // Encoded in place, then measured: what does not fit is taken back,
         // so the queue never holds more than the bound.
@@ -94,8 +95,15 @@ impl Conn {
         }
     }
 
-    /// Whether the connection is an event stream that can still be written.
-    pub(crate) fn sse_open(&self) -> bool {
-        !self.dead && self.phase == Phase::Sse
+    /// Whether the connection is the event stream that answers request
+    /// `exchange`, and can still be written.
+    pub(crate) fn sse_open(&self, exchange: u32) -> bool {
+        !self.dead && self.phase == Phase::Sse && self.sse_is(exchange)
+    }
+
+    /// Whether the connection's event stream (open or not) answers request
+    /// `exchange`.
+    pub(crate) fn sse_is(&self, exchange: u32) -> bool {
+        self.sse.as_ref().is_some_and(|s| s.exchange == exchange)
     }
 }

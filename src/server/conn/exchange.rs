@@ -20,7 +20,7 @@ use crate::server::routes::{RouteHandler, RouteKind};
 use crate::server::shared::Shared;
 use crate::status::StatusCode;
 
-use super::{SseConn, WsConn};
+use super::{SseConn, StreamConn, WsConn};
 
 impl Conn {
     /// Parses and answers as many buffered requests as the output bound allows.
@@ -96,7 +96,9 @@ impl Conn {
                         }
                     }
                 }
-                Phase::Closing | Phase::Lingering(_) | Phase::Ws | Phase::Sse => break,
+                Phase::Closing | Phase::Lingering(_) | Phase::Ws | Phase::Sse | Phase::Stream => {
+                    break
+                }
             }
         }
         // A body that completes with no bytes left (Content-Length reached at
@@ -120,6 +122,7 @@ impl Conn {
         now: Instant,
     ) -> bool {
         self.req.body.clear();
+        self.req.exchange = self.req.exchange.wrapping_add(1);
         self.sink = None;
         let has_body = self.req.head.framing != BodyFraming::None;
         // The route may set its own limit when it is decided on.
@@ -359,22 +362,21 @@ impl Conn {
             mut body,
         } = response;
         let head = &self.req.head;
-        if let Body::File(src) = &mut body {
-            if let Some(r) = crate::response::apply_file_validators(
+        if matches!(body, Body::File(_)) {
+            body = crate::response::apply_file_validators(
                 &mut status,
                 &mut headers,
-                src,
+                body,
                 &head.headers,
                 head.method,
-            ) {
-                body = r;
-            }
+            );
         }
         let kind = match &body {
             Body::Empty => ResponseBody::Empty,
             Body::Bytes(b) => ResponseBody::Length(b.len() as u64),
             Body::File(f) => ResponseBody::Length(f.len),
-            Body::Stream(_) => ResponseBody::Stream,
+            Body::FileRanges(m) => ResponseBody::Length(m.content_length()),
+            Body::Stream(_) | Body::Push(_) => ResponseBody::Stream,
             Body::Sse(_) => ResponseBody::EventStream,
             Body::Upgrade(_) => ResponseBody::Upgrade,
         };
@@ -401,13 +403,24 @@ impl Conn {
                 self.ws = Some(Box::new(WsConn::new((**options).clone(), now)));
             }
             Body::Sse(options) if framing.send_body => {
-                self.sse = Some(Box::new(SseConn::new((**options).clone())));
+                self.sse = Some(Box::new(SseConn::new(
+                    (**options).clone(),
+                    self.req.exchange,
+                )));
+            }
+            Body::Push(options) if framing.send_body => {
+                self.stream = Some(Box::new(StreamConn::new(
+                    (**options).clone(),
+                    self.req.exchange,
+                    framing.body == BodyDelimiter::Chunked,
+                    framing.keep_alive,
+                )));
             }
             _ => {}
         }
         if framing.send_body {
             match body {
-                Body::Empty | Body::Upgrade(_) | Body::Sse(_) => {}
+                Body::Empty | Body::Upgrade(_) | Body::Sse(_) | Body::Push(_) => {}
                 Body::Bytes(b) if b.len() <= INLINE_BODY => self.wbuf.extend_from_slice(&b),
                 Body::Bytes(b) => self.out = Some(OutBody::Bytes(b, 0)),
                 // A small file is read after the head: head and body leave
@@ -431,6 +444,7 @@ impl Conn {
                         keep_alive = false;
                     }
                 },
+                Body::FileRanges(m) => self.out = Some(OutBody::Ranges(m)),
                 Body::Stream(iter) => {
                     self.out = Some(OutBody::Stream {
                         iter,
@@ -476,11 +490,11 @@ impl Conn {
             } else {
                 Phase::Ws
             }
-        } else if keep_alive {
+        } else if keep_alive || self.stream.is_some() {
             // Between requests a connection keeps the allocations of the
             // last one for the next, unless they were large: an idle
-            // keep-alive connection must not pin a 20 MB body or a 30 KB
-            // head it received once.
+            // keep-alive connection (or one held by a long stream) must
+            // not pin a 20 MB body or a 30 KB head it received once.
             if self.req.body.capacity() > KEEP_BODY_CAPACITY {
                 self.req.body = Vec::new();
             }
@@ -489,7 +503,11 @@ impl Conn {
                 self.req.path = String::new();
                 self.req.query = Default::default();
             }
-            Phase::Head
+            if self.stream.is_some() {
+                Phase::Stream
+            } else {
+                Phase::Head
+            }
         } else {
             Phase::Closing
         };

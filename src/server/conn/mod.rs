@@ -2,16 +2,17 @@
 //!
 //! This file holds the socket side (reading, writing, the phase machine and
 //! timeouts). The HTTP request/response cycle is in [`exchange`], the
-//! WebSocket and event-stream transports in [`websocket`] and
-//! [`event_stream`]. The rest of the driver changes a connection only
+//! WebSocket, event-stream and kept-stream transports in [`websocket`],
+//! [`event_stream`] and [`kept_stream`]. The rest of the driver changes a connection only
 //! through the methods marked `pub(crate)`.
 
 mod event_stream;
 mod exchange;
+mod kept_stream;
 mod websocket;
 
 use std::borrow::Cow;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -20,14 +21,15 @@ use super::dispatch::Decision;
 use super::routes::{BodySink, RouteHandler};
 use super::shared::{after, Shared};
 use super::transport::{ReadHalf, Transport};
-use crate::files::FileBody;
-use crate::proto::http::{BodyDecoder, RequestHead};
+use crate::files::{FileBody, MultipartRanges};
+use crate::proto::http::{write_chunk, BodyDecoder, RequestHead, LAST_CHUNK};
 use crate::request::{ConnId, Request, RouteParams};
 use crate::router::Router;
 use crate::url::QueryParams;
 use crate::ws::CloseStatus;
 
 pub(crate) use event_stream::SseConn;
+pub(crate) use kept_stream::StreamConn;
 pub(crate) use websocket::{BufferPool, WsConn, WsPop};
 
 /// Bytes asked of the kernel per read.
@@ -87,12 +89,17 @@ enum Phase {
     Ws,
     /// An event stream the program writes to; see `sse`.
     Sse,
+    /// A kept stream the program pushes chunks to; see `kept_stream`. Its
+    /// end returns the connection to `Head` (or `Closing`).
+    Stream,
 }
 
 /// A response body still being sent after its head.
 enum OutBody {
     Bytes(Cow<'static, [u8]>, usize),
     File(FileBody),
+    /// Several ranges of a file, read into the write buffer part by part.
+    Ranges(Box<MultipartRanges>),
     Stream {
         iter: Box<dyn Iterator<Item = Vec<u8>>>,
         chunked: bool,
@@ -129,6 +136,8 @@ pub(crate) struct Conn {
     ws: Option<Box<WsConn>>,
     /// Event-stream state once the response head is out.
     sse: Option<Box<SseConn>>,
+    /// Kept-stream state while its response lasts.
+    stream: Option<Box<StreamConn>>,
     /// The socket is gone but received messages wait for the program.
     dead: bool,
     /// The poll in which this connection was last listed in `ws_ready`.
@@ -185,6 +194,7 @@ impl Conn {
                 conn: id,
                 outbox: Default::default(),
                 body_limit: Default::default(),
+                exchange: 0,
             },
             decision: None,
             decoder: None,
@@ -194,6 +204,7 @@ impl Conn {
             last_io: now,
             ws: None,
             sse: None,
+            stream: None,
             dead: false,
             ready_epoch: 0,
             driven_epoch: 0,
@@ -453,7 +464,8 @@ impl Conn {
                     }
                     return false;
                 }
-                Phase::Sse => return false,
+                // The client left: a stream has no one to go to.
+                Phase::Sse | Phase::Stream => return false,
                 Phase::Head | Phase::Body
                     if self.out.is_none() && self.pending_len() < HIGH_WATER =>
                 {
@@ -492,6 +504,9 @@ impl Conn {
             Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
             Phase::Closing => false,
             Phase::Lingering(_) | Phase::Sse => true,
+            // Read on to see the client leave, keeping what it sent (its
+            // next requests) up to a bound.
+            Phase::Stream => self.rbuf.len() < kept_stream::STREAM_INPUT_HOLD,
             Phase::Ws => self.ws_wants_read(),
         }
     }
@@ -615,6 +630,16 @@ impl Conn {
                     progress = true;
                 }
             }
+            Some(OutBody::Ranges(body)) => {
+                if !body.is_done() {
+                    body.fill(&mut self.wbuf, FILE_CHUNK)?;
+                    progress = true;
+                }
+                if body.is_done() {
+                    self.out = None;
+                    progress = true;
+                }
+            }
             Some(OutBody::Stream { iter, chunked }) => {
                 let chunked = *chunked;
                 while self.wbuf.len() - self.wpos < LOW_WATER {
@@ -623,20 +648,15 @@ impl Conn {
                     progress = true;
                     match next {
                         Ok(Some(chunk)) => {
-                            if chunk.is_empty() {
-                                continue;
-                            }
                             if chunked {
-                                let _ = write!(self.wbuf, "{:x}\r\n", chunk.len());
-                            }
-                            self.wbuf.extend_from_slice(&chunk);
-                            if chunked {
-                                self.wbuf.extend_from_slice(b"\r\n");
+                                write_chunk(&mut self.wbuf, &chunk);
+                            } else {
+                                self.wbuf.extend_from_slice(&chunk);
                             }
                         }
                         Ok(None) => {
                             if chunked {
-                                self.wbuf.extend_from_slice(b"0\r\n\r\n");
+                                self.wbuf.extend_from_slice(LAST_CHUNK);
                             }
                             self.out = None;
                             break;
@@ -691,6 +711,13 @@ impl Conn {
                         return;
                     }
                 },
+                // Like an event stream without heartbeat: an idle stream
+                // waits for the program; TCP keepalive finds a vanished
+                // client (chunked coding has no no-op to send instead).
+                Phase::Stream => {
+                    self.deadline = None;
+                    return;
+                }
                 Phase::Ws => match self.ws_deadline() {
                     Some(d) => d,
                     None => {
@@ -711,6 +738,7 @@ impl Conn {
         if !stalled {
             match self.phase {
                 Phase::Sse => return self.sse_heartbeat_due(now),
+                Phase::Stream => return true,
                 Phase::Ws => {
                     let keep = self.ws_timeout_due(now);
                     self.mark_ws_ready(shared);
@@ -750,6 +778,10 @@ impl Conn {
             ),
             Phase::Sse => {
                 self.sse_close(linger);
+                true
+            }
+            Phase::Stream => {
+                self.stream_go_away(linger);
                 true
             }
             _ => true,
