@@ -403,3 +403,149 @@ fn demo_shuts_down_gracefully_on_sigterm() {
     assert!(status.success(), "{status}");
     assert!(TcpStream::connect(srv.addr).is_err(), "still accepting");
 }
+
+/// The certificate a new TLS connection to `addr` is served, after one
+/// request on it succeeded.
+#[cfg(feature = "tls")]
+fn served_certificate(addr: SocketAddr) -> Vec<u8> {
+    let mut s = common::tls::tls_connect(addr, &common::tls::tls13());
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = common::read_response(&mut s, false);
+    assert_eq!((r.status, r.text().as_str()), (200, "over tls"));
+    s.conn.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// Waits (at most 20 s) until new connections are served `want`.
+#[cfg(feature = "tls")]
+fn await_certificate(addr: SocketAddr, want: &[u8]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if served_certificate(addr) == want {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn serve_over_tls_reloads_its_certificate_when_the_files_change_and_on_sighup() {
+    let pki = common::tls::pki();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "over tls").unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let install = |pair: &common::tls::Pair| {
+        std::fs::write(&cert, &pair.cert_pem).unwrap();
+        std::fs::write(&key, &pair.key_pem).unwrap();
+    };
+    let first = pki.issue();
+    install(&first);
+    let d = dir.path().to_str().unwrap();
+    let mut srv = run(&[
+        "serve",
+        d,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = srv.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let await_log = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    };
+    assert_eq!(served_certificate(srv.addr), first.der.to_vec());
+    // Plain HTTP on the port is told to use HTTPS.
+    let r = common::get(srv.addr, "/a.txt");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("HTTPS"), "{}", r.text());
+
+    // Renewed files are picked up without a signal.
+    let second = pki.issue();
+    install(&second);
+    assert!(
+        await_certificate(srv.addr, &second.der),
+        "new files not served"
+    );
+    assert!(
+        await_log("TLS certificate reloaded"),
+        "no log line for the reload"
+    );
+
+    // A broken pair is refused with a log line; the old certificate stays.
+    std::fs::write(&key, pki.issue().key_pem).unwrap();
+    assert!(
+        await_log("TLS reload failed"),
+        "no log line for the failed reload"
+    );
+    assert_eq!(served_certificate(srv.addr), second.der.to_vec());
+
+    // SIGHUP reloads at once.
+    let third = pki.issue();
+    install(&third);
+    let hup = Command::new("kill")
+        .args(["-HUP", &srv.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    assert!(
+        await_certificate(srv.addr, &third.der),
+        "SIGHUP did not reload"
+    );
+    assert!(
+        srv.child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the server"
+    );
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn demo_over_tls_serves_https_and_wss() {
+    let pki = common::tls::pki();
+    let mut srv = run(&[
+        "demo",
+        "--tls-cert",
+        pki.cert_file.to_str().unwrap(),
+        "--tls-key",
+        pki.key_file.to_str().unwrap(),
+    ]);
+    let _ = srv.stderr.take();
+    let mut s = common::tls::tls_connect(srv.addr, &common::tls::tls13());
+    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let r = common::read_response(&mut s, false);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("uptime"), "{}", r.text());
+    // The same connection becomes a WebSocket (wss) and echoes.
+    write!(
+        s,
+        "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
+        common::ws::KEY
+    )
+    .unwrap();
+    let head = common::read_response(&mut s, true);
+    assert_eq!(head.status, 101);
+    s.write_all(&common::ws::frame(true, 1, b"over wss"))
+        .unwrap();
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    assert_eq!(h, [0x81, 8]);
+    let mut p = [0u8; 8];
+    s.read_exact(&mut p).unwrap();
+    assert_eq!(&p, b"over wss");
+}

@@ -3,6 +3,8 @@
 //! loopback clients, and helpers for client processes (Python, curl).
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod ws;
 
 use std::io::{Read, Write};

@@ -35,6 +35,8 @@ pub struct DemoArgs {
     /// No access log.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
 }
 
 /// Names kept for the dashboard; older uploads only count in the totals.
@@ -156,9 +158,10 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         },
     )?;
 
-    let addr = server.start(&args.host, args.port)?;
+    let (addr, scheme, mut cert_watch) = args.tls.start(&mut server, &args.host, args.port)?;
+    let ws = if scheme == "https" { "wss" } else { "ws" };
     crate::print_out(format_args!(
-        "pollserve demo on http://{addr}/  (WebSocket echo: ws://{addr}/ws/echo)"
+        "pollserve demo on {scheme}://{addr}/  (WebSocket echo: {ws}://{addr}/ws/echo)"
     ));
     let mut app = Demo {
         echo_options,
@@ -177,6 +180,9 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     let terminate = crate::termination_requested()?;
     while !terminate.load(Ordering::SeqCst) {
         let activity = server.poll(&mut app, Duration::from_millis(250))?;
+        if let Some(watch) = cert_watch.as_mut() {
+            watch.check(&mut server);
+        }
         app.requests += activity.responses as u64;
         if Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);

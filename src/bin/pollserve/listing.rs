@@ -42,15 +42,18 @@ pub fn run(args: ServeArgs) -> Result<(), Error> {
         crate::demo::require_basic_auth(&mut server, auth)?;
     }
     warn_about_secrets(&args.dir);
-    let addr = server.start(&args.host, args.port)?;
+    let (addr, scheme, mut cert_watch) = args.tls.start(&mut server, &args.host, args.port)?;
     crate::print_out(format_args!(
-        "Serving {} on http://{}/",
+        "Serving {} on {scheme}://{}/",
         args.dir.display(),
         display(addr)
     ));
     let terminate = crate::termination_requested()?;
     while !terminate.load(Ordering::SeqCst) {
         server.poll(&mut (), Duration::from_secs(1))?;
+        if let Some(watch) = cert_watch.as_mut() {
+            watch.check(&mut server);
+        }
     }
     crate::shut_down(&mut server, &mut ())
 }

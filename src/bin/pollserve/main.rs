@@ -2,6 +2,7 @@
 
 mod demo;
 mod listing;
+mod tls;
 
 use std::fmt;
 use std::io::Write;
@@ -52,6 +53,8 @@ struct ServeArgs {
     /// Extra response header, as `'Name: value'` (repeatable).
     #[arg(long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
+    #[command(flatten)]
+    tls: tls::TlsArgs,
     /// No access log.
     #[arg(short, long)]
     quiet: bool,
