@@ -21,6 +21,7 @@ command -v npm >/dev/null || missing+=(npm)
 command -v chromium >/dev/null || missing+=(chromium chromium-driver)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v nginx >/dev/null || missing+=(nginx)
+command -v openssl >/dev/null || missing+=(openssl)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -50,17 +51,25 @@ scripts/fuzz.sh --smoke
 
 cargo build --release --quiet --bin pollserve
 demo_pid=
-start_demo() { # PORT
-  ./target/release/pollserve demo --port "$1" --quiet &
+start_demo() { # PORT [SCHEME [DEMO ARGS...]]
+  local port=$1 scheme=${2:-http}
+  shift $(($# < 2 ? $# : 2))
+  ./target/release/pollserve demo --port "$port" --quiet "$@" &
   demo_pid=$!
   for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$1/api/status" >/dev/null 2>&1 && return 0
+    curl -kfsS "$scheme://127.0.0.1:$port/api/status" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "pollserve demo did not start on port $1" >&2
+  echo "pollserve demo did not start on port $port" >&2
   return 1
 }
-trap '[ -z "$demo_pid" ] || kill "$demo_pid" 2>/dev/null || true' EXIT
+# A certificate for the HTTPS runs, made now (no key is ever committed).
+tls_dir=$(mktemp -d)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" 2>/dev/null
+tls_args=(--tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem")
+trap '[ -z "$demo_pid" ] || kill "$demo_pid" 2>/dev/null || true; rm -rf "$tls_dir"' EXIT
 
 step "browser end-to-end: headless Chromium on pollserve demo"
 start_demo 9002
@@ -68,6 +77,11 @@ mkdir -p target/artifacts
 (cd tests/browser && node demo.mjs "http://127.0.0.1:9002/" "$PWD/../../target/artifacts/demo.png")
 kill "$demo_pid" 2>/dev/null || true
 echo "screenshot kept at target/artifacts/demo.png"
+
+step "browser end-to-end over HTTPS and wss:// (test certificate, --ignore-certificate-errors)"
+start_demo 9003 https "${tls_args[@]}"
+(cd tests/browser && node demo.mjs "https://127.0.0.1:9003/" "$PWD/../../target/artifacts/demo-https.png")
+kill "$demo_pid" 2>/dev/null || true
 
 step "Autobahn|Testsuite against pollserve demo /ws/echo"
 port=9001
@@ -81,6 +95,11 @@ if [ "$rc" = 3 ]; then
   echo "Autobahn stage skipped: no Python 2.7 on this machine (CI always runs it)"
 elif [ "$rc" != 0 ]; then
   exit "$rc"
+else
+  step "Autobahn|Testsuite over wss:// (wstest does not check the certificate)"
+  start_demo 9004 https "${tls_args[@]}"
+  bash conformance/autobahn.sh "wss://127.0.0.1:9004/ws/echo" "*" conformance/reports/servers-wss
+  kill "$demo_pid" 2>/dev/null || true
 fi
 
 step "all tests passed"
