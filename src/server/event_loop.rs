@@ -220,7 +220,9 @@ impl<S> Server<S> {
                         }
                         #[cfg(feature = "tls")]
                         ListenerKind::Tls(tls) => {
-                            match rustls::ServerConnection::new(tls.rustls.clone()) {
+                            match rustls::server::UnbufferedServerConnection::new(
+                                tls.rustls.clone(),
+                            ) {
                                 Ok(session) => {
                                     Box::new(super::tls::TlsTransport::new(stream, session))
                                 }

@@ -1,24 +1,31 @@
-//! TLS under a connection: a [`Transport`] over a TCP stream and a
-//! `rustls::ServerConnection`, for HTTPS and WSS in the same poll loop.
+//! TLS under a connection: a [`Transport`] over a TCP stream and rustls'
+//! unbuffered `UnbufferedServerConnection`, for HTTPS and WSS in the same
+//! poll loop.
 //!
-//! rustls is sans-IO: this file moves TLS records between the socket and
-//! rustls, and plaintext between rustls and the connection. Three points
-//! matter with edge-triggered readiness:
+//! rustls is sans-IO, and its unbuffered API leaves every buffer to the
+//! caller: this transport keeps received records it could not use yet and
+//! encrypted records the socket has not taken, each in a buffer that exists
+//! only while it holds something. An idle TLS connection therefore holds no
+//! buffer at all, only rustls' session state and keys (the buffered API
+//! keeps a 4 KiB receive buffer per connection for ever).
 //!
-//! - **Input inside rustls.** `read` decrypts until the caller's buffer is
-//!   full or the socket says `WouldBlock`; a short read therefore means the
-//!   socket is drained, as with plain TCP. What rustls still holds is
-//!   reported by [`has_buffered_input`](Transport::has_buffered_input), so
-//!   the connection reads on without waiting for an event that will not come.
-//! - **Output inside rustls.** Plaintext taken by `write_vectored` is
-//!   encrypted at once; records the socket did not take stay in rustls and
-//!   are reported by [`has_pending_output`](Transport::has_pending_output),
-//!   so the connection keeps waiting for writability and its send timeout
-//!   runs. No new plaintext is taken while old records wait, and rustls
-//!   holds at most [`TLS_BUFFER_LIMIT`] bytes of them.
-//! - **The handshake** runs inside `read` (and its answers are written
-//!   there, or later by [`flush_pending`](Transport::flush_pending)), while
-//!   the connection is in its head phase: the header timeout covers it.
+//! Three points matter with edge-triggered readiness:
+//!
+//! - **Input.** `read` decrypts until the caller's buffer is full or the
+//!   socket says `WouldBlock`; a short read therefore means the socket is
+//!   drained, as with plain TCP. What is known but not yet returned (the
+//!   end of the stream, decrypted bytes beyond a full buffer) is reported
+//!   by [`has_buffered_input`](Transport::has_buffered_input), so the
+//!   connection reads on without waiting for an event that will not come.
+//! - **Output.** Plaintext taken by `write_vectored` is encrypted at once
+//!   (at most [`TLS_WRITE_CHUNK`] bytes a call); records the socket does not
+//!   take are kept and reported by
+//!   [`has_pending_output`](Transport::has_pending_output), so the
+//!   connection keeps waiting for writability and its send timeout runs.
+//!   No new plaintext is taken while old records wait.
+//! - **The handshake** runs inside `read` (its answers are written there,
+//!   or later by [`flush_pending`](Transport::flush_pending)), while the
+//!   connection is in its head phase: the header timeout covers it.
 //!
 //! A peer that breaks the protocol (plain HTTP on the TLS port, a bad
 //! ClientHello, a fatal alert, a corrupt record) makes `read` fail with
@@ -31,14 +38,18 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 
 use mio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
 
 use super::transport::Transport;
 
-/// Most encrypted bytes rustls may hold for one connection before it takes
-/// no more plaintext (a few records; the connection's own write buffer
-/// holds the rest, under its own bounds).
-pub(crate) const TLS_BUFFER_LIMIT: usize = 64 * 1024;
+/// Most plaintext bytes encrypted by one `write_vectored` (four full
+/// records): the encrypted records kept for a slow peer stay this small,
+/// and the connection's own write buffer holds the rest under its bounds.
+pub(crate) const TLS_WRITE_CHUNK: usize = 64 * 1024;
+
+/// Bytes asked of the socket per read: a full TLS record with room to spare.
+const RECORD_READ: usize = 18 * 1024;
 
 /// Every TLS connection starts with a handshake record (content type 22).
 const HANDSHAKE_RECORD: u8 = 0x16;
@@ -65,47 +76,75 @@ enum State {
     Failed,
 }
 
+/// What one step of the session asks for next.
+enum Step {
+    /// Go on processing.
+    More,
+    /// Nothing more can be done with the records at hand.
+    Idle,
+}
+
 pub(crate) struct TlsTransport {
     sock: TcpStream,
-    tls: Box<ServerConnection>,
+    tls: Box<UnbufferedServerConnection>,
     state: State,
+    /// Received TLS bytes not yet processed (a partial record); empty, with
+    /// no allocation, between reads.
+    incoming: Vec<u8>,
+    /// Decrypted bytes that did not fit the caller's buffer.
+    plaintext: Vec<u8>,
+    /// Encrypted records not yet written, from `sent` on; no allocation
+    /// once all is written.
+    outgoing: Vec<u8>,
+    sent: usize,
     /// The socket reached end of stream.
     eof: bool,
-    /// The peer's end of input (close_notify or EOF) is known but not yet
-    /// returned by `read`, which returned the plaintext before it first.
+    /// The peer's end of input (close_notify or EOF) is known; `read`
+    /// returns it once the plaintext before it is taken.
     end_pending: bool,
 }
 
 impl TlsTransport {
-    pub fn new(sock: TcpStream, mut tls: ServerConnection) -> TlsTransport {
-        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+    pub fn new(sock: TcpStream, tls: UnbufferedServerConnection) -> TlsTransport {
         TlsTransport {
             sock,
             tls: Box::new(tls),
             state: State::Fresh,
+            incoming: Vec::new(),
+            plaintext: Vec::new(),
+            outgoing: Vec::new(),
+            sent: 0,
             eof: false,
             end_pending: false,
         }
     }
 
-    /// Writes the TLS records rustls holds until none is left or the socket
-    /// is full (`WouldBlock`); returns the bytes written.
+    /// Writes the kept records until none is left or the socket is full;
+    /// returns the bytes written (`WouldBlock` when none could be).
     fn write_records(&mut self) -> io::Result<usize> {
         let mut written = 0;
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.sock) {
+        while self.sent < self.outgoing.len() {
+            match Write::write(&mut self.sock, &self.outgoing[self.sent..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
+                Ok(n) => {
+                    self.sent += n;
+                    written += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && written > 0 => break,
                 Err(e) => return Err(e),
             }
         }
+        if self.sent == self.outgoing.len() {
+            // Nothing kept between writes.
+            self.outgoing = Vec::new();
+            self.sent = 0;
+        }
         Ok(written)
     }
 
     /// Like [`write_records`](Self::write_records), where a full socket is
-    /// not an error (the records wait in rustls for writability).
+    /// not an error (the records wait for writability).
     fn write_records_now(&mut self) -> io::Result<()> {
         match self.write_records() {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
@@ -124,71 +163,225 @@ impl TlsTransport {
         Ok(n)
     }
 
-    /// Reads TLS records from the socket into rustls once and processes
-    /// them. `Ok(false)`: the socket had nothing (`WouldBlock`).
+    /// Reads once from the socket into `incoming`. `Ok(false)`: nothing
+    /// there (`WouldBlock`).
     fn receive(&mut self) -> io::Result<bool> {
-        let mut sniff = Sniff {
-            sock: &mut self.sock,
-            state: &mut self.state,
-        };
-        match self.tls.read_tls(&mut sniff) {
-            Ok(0) => {
-                self.eof = true;
-                return Ok(true);
-            }
+        let start = self.incoming.len();
+        self.incoming.resize(start + RECORD_READ, 0);
+        let result = Read::read(&mut self.sock, &mut self.incoming[start..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.incoming.truncate(start + n);
+        match result {
+            Ok(0) => self.eof = true,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
-            Err(e) => {
-                if self.state == State::PlainHttp(0) {
-                    // The first byte was not a TLS record: plain HTTP (or
-                    // junk) on the TLS port gets a short 400 naming HTTPS.
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "plain HTTP on the HTTPS port: answered 400",
-                    ));
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if self.state == State::Fresh && n > 0 {
+            if self.incoming[0] != HANDSHAKE_RECORD {
+                // Plain HTTP (or junk) on the TLS port gets a short 400
+                // naming HTTPS.
+                self.state = State::PlainHttp(0);
+                self.incoming = Vec::new();
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "plain HTTP on the HTTPS port: answered 400",
+                ));
+            }
+            self.state = State::Tls;
+        }
+        Ok(true)
+    }
+
+    /// Runs the session over the records at hand: decrypted bytes go to
+    /// `buf` from `*filled` on (what does not fit, to `plaintext`),
+    /// handshake answers to `outgoing`. Stops when `buf` is full or the
+    /// records at hand are used up.
+    fn process(&mut self, buf: &mut [u8], filled: &mut usize) -> io::Result<()> {
+        while *filled < buf.len() {
+            let status = self.tls.process_tls_records(&mut self.incoming);
+            let discard = status.discard;
+            let step = match status.state {
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    while let Some(record) = records.next_record() {
+                        let data = record.map_err(|e| fatal(&e))?.payload;
+                        let n = data.len().min(buf.len() - *filled);
+                        buf[*filled..*filled + n].copy_from_slice(&data[..n]);
+                        *filled += n;
+                        self.plaintext.extend_from_slice(&data[n..]);
+                    }
+                    Ok(Step::More)
                 }
-                self.state = State::Failed;
-                return Err(e);
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut self.outgoing, |out| encode.encode(out)).map(|_| Step::More)
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    // Kept in order in `outgoing`, written below.
+                    transmit.done();
+                    Ok(Step::More)
+                }
+                Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                    self.end_pending = true;
+                    Ok(Step::Idle)
+                }
+                Ok(_) => Ok(Step::Idle),
+                Err(e) => Err(e),
+            };
+            self.incoming.drain(..discard.min(self.incoming.len()));
+            match step {
+                Ok(Step::More) => {}
+                Ok(Step::Idle) => break,
+                Err(e) => return Err(self.fail(&e)),
             }
         }
-        if let Err(e) = self.tls.process_new_packets() {
-            // rustls queued the alert to send, if the error calls for one.
-            self.state = State::Failed;
-            let _ = self.write_records();
-            let when = if self.tls.is_handshaking() {
-                "TLS handshake failed"
-            } else {
-                "TLS session failed"
-            };
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{when}: {e}"),
-            ));
+        self.write_records_now()
+    }
+
+    /// The session failed: the alert rustls has for the peer is queued and
+    /// written (best effort); the error to return.
+    fn fail(&mut self, error: &rustls::Error) -> io::Error {
+        let handshaking = self.tls.is_handshaking();
+        self.state = State::Failed;
+        // rustls keeps offsets into the records it was given: always the
+        // same buffer (less what it said to discard), never another.
+        for _ in 0..4 {
+            let status = self.tls.process_tls_records(&mut self.incoming);
+            let discard = status.discard;
+            match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    if encode_into(&mut self.outgoing, |out| encode.encode(out)).is_err() {
+                        break;
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => break,
+            }
+            self.incoming.drain(..discard.min(self.incoming.len()));
         }
-        // Handshake answers, session tickets, a key update's reply.
-        self.write_records_now()?;
-        Ok(true)
+        self.incoming = Vec::new();
+        let _ = self.write_records();
+        let when = if handshaking {
+            "TLS handshake failed"
+        } else {
+            "TLS session failed"
+        };
+        io::Error::new(io::ErrorKind::InvalidData, format!("{when}: {error}"))
+    }
+
+    /// Encrypts up to [`TLS_WRITE_CHUNK`] bytes of `bufs` into `outgoing`;
+    /// returns how many were taken (`WouldBlock` while the handshake runs).
+    fn encrypt(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            let status = self.tls.process_tls_records(&mut self.incoming);
+            let discard = status.discard;
+            let result = match status.state {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    let mut taken = 0;
+                    for buf in bufs {
+                        let take = buf.len().min(TLS_WRITE_CHUNK - taken);
+                        if take == 0 {
+                            continue;
+                        }
+                        encrypt_into(&mut self.outgoing, |out| traffic.encrypt(&buf[..take], out))?;
+                        taken += take;
+                        if taken == TLS_WRITE_CHUNK {
+                            break;
+                        }
+                    }
+                    Ok(Some(taken))
+                }
+                // Records received before this write (the connection was
+                // not reading): kept for the next read, in order.
+                Ok(ConnectionState::ReadTraffic(mut records)) => {
+                    while let Some(record) = records.next_record() {
+                        let data = record.map_err(|e| fatal(&e))?.payload;
+                        self.plaintext.extend_from_slice(data);
+                    }
+                    Ok(None)
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut self.outgoing, |out| encode.encode(out)).map(|_| None)
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    Ok(None)
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.end_pending = true;
+                    Ok(None)
+                }
+                Ok(ConnectionState::Closed) => {
+                    self.end_pending = true;
+                    return Err(io::ErrorKind::BrokenPipe.into());
+                }
+                Ok(_) => return Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            };
+            self.incoming.drain(..discard.min(self.incoming.len()));
+            match result {
+                Ok(Some(taken)) => return Ok(taken),
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(&e)),
+            }
+        }
     }
 }
 
-/// The socket as rustls reads it, checking the connection's first byte.
-struct Sniff<'a> {
-    sock: &'a mut TcpStream,
-    state: &'a mut State,
+/// An error of a record rustls handed over (not expected: decryption
+/// errors surface from `process_tls_records`).
+fn fatal(e: &rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
 }
 
-impl Read for Sniff<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = Read::read(self.sock, buf)?;
-        if *self.state == State::Fresh && n > 0 {
-            if buf[0] != HANDSHAKE_RECORD {
-                *self.state = State::PlainHttp(0);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "not TLS"));
+/// Runs `encode` on free space at the end of `out`, growing it to the size
+/// rustls asks for.
+fn encode_into(
+    out: &mut Vec<u8>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), rustls::Error> {
+    let start = out.len();
+    let mut room = 512;
+    loop {
+        out.resize(start + room, 0);
+        match encode(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
             }
-            *self.state = State::Tls;
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                room = required_size;
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(rustls::Error::General(e.to_string()));
+            }
         }
-        Ok(n)
+    }
+}
+
+/// [`encode_into`] for application data.
+fn encrypt_into(
+    out: &mut Vec<u8>,
+    mut encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> io::Result<()> {
+    let start = out.len();
+    let mut room = 4096;
+    loop {
+        out.resize(start + room, 0);
+        match encrypt(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                room = required_size;
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(io::Error::other(format!("TLS: {e}")));
+            }
+        }
     }
 }
 
@@ -221,32 +414,33 @@ impl Transport for TlsTransport {
         if matches!(self.state, State::PlainHttp(_) | State::Failed) {
             return self.discard(buf);
         }
-        if self.end_pending {
-            return Ok(0);
+        let mut filled = self.plaintext.len().min(buf.len());
+        buf[..filled].copy_from_slice(&self.plaintext[..filled]);
+        self.plaintext.drain(..filled);
+        if self.plaintext.is_empty() {
+            self.plaintext = Vec::new();
         }
-        let mut filled = 0;
         let mut drained = false;
-        loop {
-            match self.tls.reader().read(&mut buf[filled..]) {
-                Ok(0) => {
-                    // close_notify: the end of input.
-                    self.end_pending = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        while filled < buf.len() && !self.end_pending {
+            if !self.incoming.is_empty() {
+                self.process(buf, &mut filled)?;
+            }
+            if filled == buf.len() || self.end_pending || drained {
+                break;
+            }
+            if self.eof {
                 // End of stream without close_notify: for HTTP the framing
                 // says whether a message was cut short, so it is an end.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.end_pending = true;
-                    break;
-                }
-                Err(e) => return Err(e),
-            }
-            if filled == buf.len() || drained || self.eof {
+                self.end_pending = true;
                 break;
             }
             drained = !self.receive()?;
+        }
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        } else {
+            // A partial record: kept in a buffer of its size.
+            self.incoming.shrink_to_fit();
         }
         if filled > 0 {
             Ok(filled)
@@ -263,15 +457,12 @@ impl Transport for TlsTransport {
         }
         // Old records first: no new plaintext while they wait.
         self.write_records()?;
-        if self.tls.wants_write() {
+        if self.has_pending_output() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let taken = self.tls.writer().write_vectored(bufs)?;
-        if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        // Taken means encrypted: what the socket refuses now stays in
-        // rustls, reported by `has_pending_output`.
+        let taken = self.encrypt(bufs)?;
+        // Taken means encrypted: what the socket refuses now is kept,
+        // reported by `has_pending_output`.
         self.write_records_now()?;
         Ok(taken)
     }
@@ -279,7 +470,7 @@ impl Transport for TlsTransport {
     fn has_pending_output(&self) -> bool {
         match self.state {
             State::PlainHttp(at) => at < PLAIN_HTTP_ON_TLS_PORT.len(),
-            _ => self.tls.wants_write(),
+            _ => self.sent < self.outgoing.len(),
         }
     }
 
@@ -295,9 +486,8 @@ impl Transport for TlsTransport {
     }
 
     fn has_buffered_input(&self) -> bool {
-        // Decrypted bytes beyond a full read are found by the caller reading
-        // on (its buffer was filled); an end already seen must be returned.
-        self.end_pending || self.eof
+        // Decrypted bytes beyond a full read, or an end already seen.
+        self.end_pending || self.eof || !self.plaintext.is_empty()
     }
 
     fn refused(&self, error: &io::Error) -> bool {
@@ -312,8 +502,12 @@ impl Transport for TlsTransport {
     /// `Write`: close_notify (when the session is sound and the socket
     /// takes it now), then the TCP write side.
     fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
-        if how != Shutdown::Read && self.state == State::Tls {
-            self.tls.send_close_notify();
+        if how != Shutdown::Read && self.state == State::Tls && !self.tls.is_handshaking() {
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
+                self.tls.process_tls_records(&mut self.incoming).state
+            {
+                let _ = encrypt_into(&mut self.outgoing, |out| traffic.queue_close_notify(out));
+            }
             let _ = self.write_records();
         }
         self.sock.shutdown(how)
