@@ -678,3 +678,57 @@ fn configuration_errors_name_the_file() {
     // And the good pair works, from files.
     assert!(TlsConfig::from_pem_files(&p.cert_file, &p.key_file).is_ok());
 }
+
+#[test]
+fn a_handshake_and_a_request_trickled_in_pieces_complete() {
+    let (_srv, https) = basic_server();
+    let mut conn =
+        rustls::ClientConnection::new(tls13(), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut sock = connect(https);
+    // The ClientHello a few bytes per segment: the server sees partial
+    // records and keeps them until the rest arrives.
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    for piece in hello.chunks(7) {
+        sock.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).expect("handshake");
+    }
+    // The request one byte per TLS record.
+    let request = b"GET /trickled HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    for byte in request {
+        conn.writer().write_all(&[*byte]).unwrap();
+        conn.write_tls(&mut sock).unwrap();
+    }
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    let r = read_response(&mut s, false);
+    assert_eq!(r.text(), "hello over /trickled");
+}
+
+#[test]
+fn a_corrupt_record_after_the_handshake_ends_only_that_connection() {
+    let (_srv, https) = basic_server();
+    let mut s = tls_connect(https, &tls13());
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).text(), "hello over /first");
+    // An application-data record whose bytes are not what was encrypted.
+    let mut bad = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    bad.extend((0..0x40u8).map(|i| i.wrapping_mul(37)));
+    s.sock.write_all(&bad).unwrap();
+    // The server answers with an alert and closes.
+    let mut buf = [0u8; 256];
+    let ended = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => {}
+            Err(e) => {
+                break e.to_string().contains("alert") || e.kind() != std::io::ErrorKind::WouldBlock
+            }
+        }
+    };
+    assert!(ended);
+    assert_eq!(https_get(https, "/after").text(), "hello over /after");
+}

@@ -243,21 +243,18 @@ impl TlsTransport {
     fn fail(&mut self, error: &rustls::Error) -> io::Error {
         let handshaking = self.tls.is_handshaking();
         self.state = State::Failed;
-        // rustls keeps offsets into the records it was given: always the
-        // same buffer (less what it said to discard), never another.
-        for _ in 0..4 {
-            let status = self.tls.process_tls_records(&mut self.incoming);
-            let discard = status.discard;
-            match status.state {
+        // The alert waits in rustls' queue, which `process_tls_records`
+        // empties before it looks at the input again; it must not look
+        // again (the bad record would fail, and alert, a second time).
+        while self.tls.wants_write() {
+            match self.tls.process_tls_records(&mut self.incoming).state {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     if encode_into(&mut self.outgoing, |out| encode.encode(out)).is_err() {
                         break;
                     }
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => break,
             }
-            self.incoming.drain(..discard.min(self.incoming.len()));
         }
         self.incoming = Vec::new();
         let _ = self.write_records();
