@@ -3,15 +3,16 @@
 //!
 //! The Python example serves a text route and a static folder over HTTPS
 //! from `cert.pem` and `key.pem`. Here the certificate chain and key come
-//! from the arguments or from `POLLSERVE_TLS_CERT` / `POLLSERVE_TLS_KEY`;
-//! without them the program prints how to make a self-signed pair and exits.
-//! A second, plain port redirects `http://` to the HTTPS one.
+//! from the arguments after the port, or from `POLLSERVE_TLS_CERT` /
+//! `POLLSERVE_TLS_KEY`; without them the program prints how to make a
+//! self-signed pair and exits. A second, plain port (PORT + 1) redirects
+//! `http://` to the HTTPS one.
 //!
 //! ```sh
 //! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
 //!     -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
 //!     -keyout key.pem -out cert.pem
-//! cargo run --features tls --example https -- cert.pem key.pem [PORT]
+//! cargo run --features tls --example https -- 5443 cert.pem key.pem
 //! ```
 //!
 //! then open <https://127.0.0.1:5443/> (a browser warns about the
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const HOW_TO: &str = "\
-usage: https CERT.pem KEY.pem [PORT]   (or set POLLSERVE_TLS_CERT and POLLSERVE_TLS_KEY)
+usage: https [PORT [CERT.pem KEY.pem]]   (or set POLLSERVE_TLS_CERT and POLLSERVE_TLS_KEY)
 
 No certificate given. For a self-signed one, valid 30 days for localhost:
 
@@ -30,19 +31,19 @@ No certificate given. For a self-signed one, valid 30 days for localhost:
       -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \\
       -keyout key.pem -out cert.pem
 
-then: cargo run --features tls --example https -- cert.pem key.pem
+then: cargo run --features tls --example https -- 5443 cert.pem key.pem
 ";
 
 fn main() -> Result<(), pollserve::Error> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
+    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(5443);
     let cert = args
         .next()
         .or_else(|| std::env::var("POLLSERVE_TLS_CERT").ok());
     let key = args
         .next()
         .or_else(|| std::env::var("POLLSERVE_TLS_KEY").ok());
-    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(5443);
     let (Some(cert), Some(key)) = (cert, key) else {
         eprint!("{HOW_TO}");
         std::process::exit(2);

@@ -10,15 +10,18 @@ connection. The connections are held while measuring, then closed.
     python3 scripts/idle-memory.py PID URL [N] [CAFILE]
 
 For example, with the HTTPS example (`cargo run --release --features tls
---example https -- cert.pem key.pem 5443`) and its redirect port for plain:
+--example https -- 5443 cert.pem key.pem`) and its redirect port for plain:
 
     python3 scripts/idle-memory.py $(pgrep -n https) https://127.0.0.1:5443/ 2000 cert.pem
     python3 scripts/idle-memory.py $(pgrep -n https) http://127.0.0.1:5444/ 2000
+
+TLS_VERSION=1.2 in the environment caps the client at TLS 1.2.
 
 The figure includes the allocator's overhead and whatever the first
 connections made the server allocate once (pools, slab growth); a larger N
 makes those weigh less.
 """
+import os
 import resource
 import socket
 import ssl
@@ -45,6 +48,8 @@ def main():
     ctx = None
     if url.scheme == "https":
         ctx = ssl.create_default_context(cafile=cafile)
+        if os.environ.get("TLS_VERSION") == "1.2":
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     host, port = url.hostname, url.port or (443 if ctx else 80)
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 

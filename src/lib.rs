@@ -136,6 +136,17 @@
 //! busy loop allocates nothing per message. The module [`ws`] has a complete
 //! echo example.
 //!
+//! # HTTPS and WSS
+//!
+//! With the `tls` feature, `Server::start_tls(host, port, tls)` listens for
+//! HTTPS with a `tls::TlsConfig` made from PEM files (or bytes, or a
+//! `rustls::ServerConfig`), beside or instead of a plain port; everything
+//! above works the same over it, `wss://` included. The handshake runs
+//! inside `poll` (rustls is sans-IO) and is bounded by the header timeout;
+//! `Server::reload_tls` takes a renewed certificate without a restart, and
+//! `Server::start_https_redirect` sends plain-HTTP clients to the HTTPS port.
+//! See the `tls` module.
+//!
 //! # Limits
 //!
 //! Every limit is explicit and configurable through [`ServerConfig`]: request

@@ -60,6 +60,9 @@ fn example_binary(name: &str) -> PathBuf {
         cargo
             .args(["build", "--quiet", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if name == "https" {
+            cargo.args(["--features", "tls"]);
+        }
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cargo.arg("--release");
         }
@@ -1056,4 +1059,43 @@ fn host_loop() {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn https() {
+    use common::tls::{pki, tls13, tls_connect};
+    let pki = pki();
+    let (cert, key) = (
+        pki.cert_file.to_str().unwrap(),
+        pki.key_file.to_str().unwrap(),
+    );
+    let ex = start_args("https", 2, &[cert, key], &[], None);
+    let mut s = tls_connect(ex.addr, &tls13());
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false);
+    expect(&r, 200, "Hello from the pollserve HTTPS server!");
+    // The static folder, on the same connection.
+    s.write_all(b"GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!(r.status, 200);
+    // PORT + 1 redirects to HTTPS.
+    let redirect = SocketAddr::from(([127, 0, 0, 1], ex.addr.port() + 1));
+    let r = send(redirect, "GET", "/notes.txt?x=1", &[], b"");
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://test:{}/notes.txt?x=1", ex.addr.port()).as_str())
+    );
+    // Without a certificate it explains how to make one, and exits.
+    let out = Command::new(example_binary("https"))
+        .arg("0")
+        .env_remove("POLLSERVE_TLS_CERT")
+        .env_remove("POLLSERVE_TLS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("openssl req -x509"));
 }

@@ -280,7 +280,9 @@ impl TlsTransport {
                         if take == 0 {
                             continue;
                         }
-                        encrypt_into(&mut self.outgoing, |out| traffic.encrypt(&buf[..take], out))?;
+                        encrypt_into(&mut self.outgoing, take, |out| {
+                            traffic.encrypt(&buf[..take], out)
+                        })?;
                         taken += take;
                         if taken == TLS_WRITE_CHUNK {
                             break;
@@ -357,13 +359,16 @@ fn encode_into(
     }
 }
 
-/// [`encode_into`] for application data.
+/// [`encode_into`] for `len` bytes of application data.
 fn encrypt_into(
     out: &mut Vec<u8>,
+    len: usize,
     mut encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
 ) -> io::Result<()> {
     let start = out.len();
-    let mut room = 4096;
+    // Enough for every record's header, nonce and tag (22 to 29 bytes), so
+    // rustls need not be asked twice.
+    let mut room = len + (len / 16384 + 1) * 64;
     loop {
         out.resize(start + room, 0);
         match encrypt(&mut out[start..]) {
@@ -503,7 +508,7 @@ impl Transport for TlsTransport {
             if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
                 self.tls.process_tls_records(&mut self.incoming).state
             {
-                let _ = encrypt_into(&mut self.outgoing, |out| traffic.queue_close_notify(out));
+                let _ = encrypt_into(&mut self.outgoing, 2, |out| traffic.queue_close_notify(out));
             }
             let _ = self.write_records();
         }
