@@ -9,6 +9,7 @@ use mio::{Interest, Token};
 
 use super::config::{Activity, ServerConfig};
 use super::conn::{Conn, Readiness};
+use super::console::server_log;
 use super::shared::after;
 use super::Server;
 use crate::error::Error;
@@ -156,7 +157,9 @@ impl<S> Server<S> {
                     if let Some(cap) = capped {
                         if self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= cap) {
                             if let Some(more) = self.cap_warning.allow(now) {
-                                log::warn!(
+                                server_log!(
+                                    config.log_to_stderr,
+                                    Warn,
                                     "{peer}: turned away, over {cap} connections from its \
                                      address ({more} more turned away since the last warning)"
                                 );
@@ -174,7 +177,11 @@ impl<S> Server<S> {
                         Token(key),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
-                        log::warn!("cannot register connection from {peer}: {e}");
+                        server_log!(
+                            config.log_to_stderr,
+                            Warn,
+                            "cannot register connection from {peer}: {e}"
+                        );
                         continue;
                     }
                     if capped.is_some() {
@@ -201,7 +208,9 @@ impl<S> Server<S> {
                     // EMFILE/ENFILE/ENOBUFS: leave the client in the backlog and
                     // retry at the next sweep instead of spinning.
                     if let Some(repeats) = self.accept_warning.allow(now) {
-                        log::warn!(
+                        server_log!(
+                            self.shared.config.log_to_stderr,
+                            Warn,
                             "accept failed: {e}; pausing accepts briefly \
                              ({repeats} more such failures since the last warning)"
                         );

@@ -13,6 +13,7 @@
 mod buf;
 mod config;
 mod conn;
+mod console;
 mod dispatch;
 mod event_loop;
 mod handles;
@@ -50,6 +51,7 @@ pub use handles::{Sender, SseHandle, StreamHandle, WsHandle};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
 use conn::{Conn, Readiness};
+use console::server_log;
 use event_loop::{bind, display_addr, LISTENER, WAKER};
 use handles::Remote;
 use routes::RouteHandler;
@@ -292,11 +294,19 @@ impl<S> Server<S> {
             .iter()
             .any(|f| f.eq_ignore_ascii_case(name));
         if framing {
-            log::error!("refusing default header {name:?}: the server writes it per response");
+            server_log!(
+                self.shared.config.log_to_stderr,
+                Error,
+                "refusing default header {name:?}: the server writes it per response"
+            );
         } else if crate::headers::is_valid_name(name) && crate::headers::is_valid_value(value) {
             self.shared.site.default_headers.set(name, value);
         } else {
-            log::error!("refusing invalid default header {name:?}: {value:?}");
+            server_log!(
+                self.shared.config.log_to_stderr,
+                Error,
+                "refusing invalid default header {name:?}: {value:?}"
+            );
         }
         self
     }
@@ -328,7 +338,12 @@ impl<S> Server<S> {
         self.listener = Some((listener, local));
         self.shared.stopping = false;
         self.accept_paused = false;
-        log::info!("pollserve listening on http://{}", display_addr(local));
+        server_log!(
+            self.shared.config.log_to_stderr,
+            Info,
+            "pollserve listening on http://{}",
+            display_addr(local)
+        );
         Ok(local)
     }
 
@@ -370,7 +385,9 @@ impl<S> Server<S> {
     pub fn stop(&mut self) {
         if let Some((mut l, addr)) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
-            log::info!(
+            server_log!(
+                self.shared.config.log_to_stderr,
+                Info,
                 "pollserve stopped listening on http://{}",
                 display_addr(addr)
             );
