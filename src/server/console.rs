@@ -138,7 +138,8 @@ mod tests {
     #[test]
     fn a_short_line_leaves_in_one_write() {
         let mut w = writer(usize::MAX);
-        write!(w, "{} -- \"{} {}\" {}", "127.0.0.1", "GET", "/é", 78).unwrap();
+        let (ip, path, size) = ("127.0.0.1", "/é", 78);
+        write!(w, "{ip} -- \"GET {path}\" {size}").unwrap();
         w.flush();
         assert_eq!(w.out.got, "127.0.0.1 -- \"GET /é\" 78".as_bytes());
         assert_eq!(w.out.writes, 1);
