@@ -36,6 +36,20 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "library dependencies: no CLI crates for library users"
+# The command (clap, signal-hook) lives in its own package, cli/; a program
+# that depends on the pollserve library must not build it.
+lib_deps=$(cargo tree -p pollserve -e normal --prefix none)
+if grep -E '^(clap|signal-hook) ' <<<"$lib_deps"; then
+  echo "the pollserve library pulls in the crates above; they belong to cli/" >&2
+  exit 1
+fi
+# TLS is the library's `tls` feature, off by default (the command turns it on).
+if grep -E '^(rustls|ring) ' <<<"$lib_deps"; then
+  echo "the pollserve library pulls in TLS crates by default; they belong behind its tls feature" >&2
+  exit 1
+fi
+
 step "interop clients (Python venv, Node ws)"
 POLLSERVE_TEST_PYTHON=$(scripts/setup-python.sh | tail -n 1)
 export POLLSERVE_TEST_PYTHON
@@ -49,7 +63,8 @@ cargo test --workspace
 step "fuzz smoke run (each libFuzzer target 10 s; installs cargo-fuzz if missing)"
 scripts/fuzz.sh --smoke
 
-cargo build --release --quiet --bin pollserve
+# The `pollserve` command, from the workspace package `cli/` (pollserve-cli).
+cargo build --release --quiet -p pollserve-cli --bin pollserve
 demo_pid=
 start_demo() { # PORT [SCHEME [DEMO ARGS...]]
   local port=$1 scheme=${2:-http}

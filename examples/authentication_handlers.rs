@@ -25,6 +25,9 @@ struct App {
 }
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<App>::new();
     server.route("/check", Method::GET, |req, app: &mut App| {
         let authenticated = app.auth.check(req.headers());

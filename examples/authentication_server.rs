@@ -13,6 +13,9 @@ use pollserve::{Authentication, Method, Response, Server};
 use std::path::PathBuf;
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let auth = Authentication::new("pollserve example")
         .basic("user", "password")
         .token("2db53340-4f9c-4f70-9037-d25bee77eca6")

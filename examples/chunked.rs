@@ -11,6 +11,9 @@
 use pollserve::{Method, Response, Server};
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<()>::new();
     server.route("/chunked", Method::GET, |_req, _| {
         // Items may be anything that converts into bytes: &str, String, Vec<u8>.

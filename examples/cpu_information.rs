@@ -45,6 +45,9 @@ fn frequency() -> Option<u64> {
 }
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<Instant>::new();
     server.cors(Cors::new().allow_any_origin());
     server.add_route(

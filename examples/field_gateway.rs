@@ -34,15 +34,16 @@
 //! streams end, and the process exits with status 0. A second Ctrl-C while
 //! that runs exits at once (status 130).
 //!
-//! Logging goes to stderr (level from `GATEWAY_LOG`: `error`, `warn`,
-//! `info` (default), `debug`); the access log is target `pollserve::access`.
+//! Logging goes to stderr through `env_logger` (level from `GATEWAY_LOG`:
+//! `error`, `warn`, `info` (default), `debug`); the access log is target
+//! `pollserve::access`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use log::{info, warn, LevelFilter, Log, Metadata, Record};
+use log::{info, warn};
 use pollserve::forwarded::TrustedProxies;
 use pollserve::sse::{SseEvent, SseId, SseOptions};
 use pollserve::ws::{CloseStatus, Message, WsConfig, WsId, WsOptions};
@@ -426,47 +427,24 @@ impl Sensor {
     }
 }
 
-/// A logger for `log` writing to stderr, which ignores write failures (a
-/// closed pipe must not stop the gateway).
-struct StderrLogger {
-    started: Instant,
-}
-
-impl Log for StderrLogger {
-    fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &Record) {
-        if self.enabled(record.metadata()) {
-            let t = self.started.elapsed().as_secs_f64();
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{t:10.3} {:5} {}: {}",
+/// The log on stderr, each line stamped with the seconds since start, its
+/// level and target; the level from `GATEWAY_LOG` (`info` when unset; any
+/// `env_logger` filter, e.g. `info,pollserve::access=warn`). `env_logger`
+/// ignores write failures, so a closed pipe does not stop the gateway.
+fn init_logging() {
+    let started = Instant::now();
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("GATEWAY_LOG", "info"))
+        .format(move |out, record| {
+            writeln!(
+                out,
+                "{:10.3} {:5} {}: {}",
+                started.elapsed().as_secs_f64(),
                 record.level(),
                 record.target(),
                 record.args()
-            );
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn init_logging() {
-    let level = match std::env::var("GATEWAY_LOG").as_deref() {
-        Ok("error") => LevelFilter::Error,
-        Ok("warn") => LevelFilter::Warn,
-        Ok("debug") => LevelFilter::Debug,
-        Ok("trace") => LevelFilter::Trace,
-        _ => LevelFilter::Info,
-    };
-    let logger = Box::leak(Box::new(StderrLogger {
-        started: Instant::now(),
-    }));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
-    }
+            )
+        })
+        .init();
 }
 
 const PAGE: &str = r#"<!doctype html>

@@ -19,6 +19,9 @@ use pollserve::{Method, Response, Server};
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let pages = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/static");
     let home = pages.join("home.html");
     let docs = StaticRoot::new(&pages)?;

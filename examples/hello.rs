@@ -5,6 +5,9 @@ use pollserve::{Method, Response, Server};
 use std::time::Duration;
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<()>::new();
     server.route("/", Method::GET, |_req, _state| {
         Ok(Response::text("Hello from pollserve!\n"))

@@ -59,6 +59,9 @@ fn api(req: &Request, objects: &mut Vec<Object>) -> Result<Response, HttpError> 
 }
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<Vec<Object>>::new();
     let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE];
     server.add_route(Route::new("/api", methods, api).append_slash(true))?;

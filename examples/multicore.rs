@@ -6,6 +6,9 @@ use pollserve::{Method, Response, Server, ServerConfig};
 use std::time::Duration;
 
 fn main() {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let port: u16 = std::env::args()
         .nth(1)
         .and_then(|p| p.parse().ok())

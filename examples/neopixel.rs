@@ -69,6 +69,9 @@ fn from_url_params(req: &Request, pixel: &mut Pixel) -> Result<Response, HttpErr
 }
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<Pixel>::new();
     server.route("/", Method::GET, |_req, _| Ok(Response::html(PAGE)))?;
     server.route("/pixel", Method::GET, |_req, pixel: &mut Pixel| {

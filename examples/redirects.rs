@@ -17,6 +17,9 @@ const REDIRECTS: [(&str, &str); 3] = [
 ];
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<()>::new();
     server.route("/blinka", Method::GET, |_req, _| {
         Ok(Response::redirect(

@@ -34,6 +34,9 @@ fn cpu_temperature() -> Option<f64> {
 }
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<Vec<SseId>>::new();
     server.route("/client", Method::GET, |_req, _| Ok(Response::html(PAGE)))?;
     server.route(

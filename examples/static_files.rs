@@ -18,6 +18,9 @@ use pollserve::Server;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut args = std::env::args().skip(1);
     let port = args.next().and_then(|p| p.parse().ok()).unwrap_or(5000);
     let dir = args

@@ -96,6 +96,9 @@ fn browse(req: &Request, app: &mut App) -> Result<Response, HttpError> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut templates = Environment::new();
     templates.add_template("listing.html", LISTING)?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/static");

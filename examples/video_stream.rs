@@ -105,6 +105,9 @@ fn write_part(out: &mut Vec<u8>, image: &[u8]) {
 }
 
 fn main() -> Result<(), pollserve::Error> {
+    // pollserve logs through `log`: this shows its access log and warnings
+    // on stderr (RUST_LOG=debug shows more, RUST_LOG=warn less).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut server = Server::<App>::new();
     server.route("/", Method::GET, |_req, _| {
         Ok(Response::html(

@@ -40,6 +40,16 @@
 //! [`Server::serve_forever`] polls forever; [`Server::stop`] stops listening,
 //! lets requests in flight finish, and [`Server::start`] may be called again.
 //!
+//! # Seeing what it does
+//!
+//! pollserve logs through the [`log`](https://docs.rs/log) facade, so it
+//! prints nothing until the program installs a logger: with `env_logger`,
+//! `env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init()`
+//! at the start of `main` shows one access-log line per response (target
+//! `pollserve::access`) and every warning, as the examples do. With no
+//! logger, [`ServerConfig::log_to_stderr`] writes the access log and the
+//! server's warnings to stderr (`adafruit_httpserver`'s `debug=True`).
+//!
 //! # Routes
 //!
 //! Patterns use `adafruit_httpserver`'s syntax: `<name>` captures one segment,

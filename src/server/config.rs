@@ -30,6 +30,7 @@ pub struct ServerConfig {
     pub(crate) tcp_keepalive: Option<Duration>,
     pub(crate) backlog: i32,
     pub(crate) reuse_port: bool,
+    pub(crate) log_to_stderr: bool,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +48,7 @@ impl Default for ServerConfig {
             tcp_keepalive: Some(Duration::from_secs(60)),
             backlog: 1024,
             reuse_port: false,
+            log_to_stderr: false,
         }
     }
 }
@@ -134,6 +136,33 @@ impl ServerConfig {
         /// core, each on its own thread — can listen on the same port; the
         /// kernel spreads new connections across them. Default off.
         reuse_port: bool => reuse_port);
+    setter!(
+        /// Writes the server's access log (one line per response, in
+        /// `adafruit_httpserver`'s format), its start and stop lines, and
+        /// its warnings and errors straight to stderr, with no logger
+        /// installed: `adafruit_httpserver`'s `debug=True`. Off by default:
+        /// the server then logs through the [`log`](https://docs.rs/log)
+        /// facade, and shows nothing until the program installs a logger
+        /// (such as `env_logger`).
+        ///
+        /// These lines go to stderr *instead of* through `log` (so a logger
+        /// writing to stderr does not print them twice). Still through `log`
+        /// only: `debug` lines, and what is logged outside the driver's
+        /// bookkeeping — a handler's I/O error turned into a `500`, a
+        /// refused response header, a static file that cannot be read, a
+        /// handler that panicked (its `500` is in the access log, and Rust's
+        /// panic hook prints the panic). A failed write (stderr closed, a
+        /// full disk) is ignored: logging never stops the server.
+        ///
+        /// ```
+        /// use pollserve::{Server, ServerConfig};
+        /// let mut server = Server::<()>::with_config(ServerConfig::default().log_to_stderr(true));
+        /// // stderr: pollserve listening on http://127.0.0.1:…
+        /// server.start("127.0.0.1", 0)?;
+        /// // Then, for each response: 127.0.0.1 -- "GET /" 78 -- "404 Not Found" 128 -- 0ms
+        /// # Ok::<(), pollserve::Error>(())
+        /// ```
+        log_to_stderr: bool => log_to_stderr);
 
     /// The HTTP size limits.
     pub fn limits(&self) -> &HttpLimits {

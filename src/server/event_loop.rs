@@ -9,6 +9,7 @@ use mio::{Interest, Token};
 
 use super::config::{Activity, ServerConfig};
 use super::conn::{Conn, Readiness};
+use super::console::server_log;
 use super::shared::after;
 use super::transport::Transport;
 use super::{ListenerKind, Server};
@@ -190,7 +191,9 @@ impl<S> Server<S> {
                     if let Some(cap) = capped {
                         if self.per_ip.get(&peer.ip()).is_some_and(|&n| n >= cap) {
                             if let Some(more) = self.cap_warning.allow(now) {
-                                log::warn!(
+                                server_log!(
+                                    config.log_to_stderr,
+                                    Warn,
                                     "{peer}: turned away, over {cap} connections from its \
                                      address ({more} more turned away since the last warning)"
                                 );
@@ -208,7 +211,11 @@ impl<S> Server<S> {
                         Token(key),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
-                        log::warn!("cannot register connection from {peer}: {e}");
+                        server_log!(
+                            config.log_to_stderr,
+                            Warn,
+                            "cannot register connection from {peer}: {e}"
+                        );
                         continue;
                     }
                     let mut redirect = None;
@@ -227,7 +234,11 @@ impl<S> Server<S> {
                                     Box::new(super::tls::TlsTransport::new(stream, session))
                                 }
                                 Err(e) => {
-                                    log::warn!("{peer}: cannot start a TLS session: {e}");
+                                    server_log!(
+                                        config.log_to_stderr,
+                                        Warn,
+                                        "{peer}: cannot start a TLS session: {e}"
+                                    );
                                     continue;
                                 }
                             }
@@ -255,7 +266,9 @@ impl<S> Server<S> {
                     // EMFILE/ENFILE/ENOBUFS: leave the client in the backlog and
                     // retry at the next sweep instead of spinning.
                     if let Some(repeats) = self.accept_warning.allow(now) {
-                        log::warn!(
+                        server_log!(
+                            self.shared.config.log_to_stderr,
+                            Warn,
                             "accept failed: {e}; pausing accepts briefly \
                              ({repeats} more such failures since the last warning)"
                         );

@@ -14,6 +14,7 @@
 mod buf;
 mod config;
 mod conn;
+mod console;
 mod dispatch;
 mod event_loop;
 mod handles;
@@ -53,6 +54,7 @@ pub use handles::{Sender, SseHandle, StreamHandle, WsHandle};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
 use conn::{Conn, Readiness};
+use console::server_log;
 use event_loop::{bind, display_addr, listener_token, MAX_LISTENERS, WAKER};
 use handles::Remote;
 use routes::RouteHandler;
@@ -297,11 +299,19 @@ impl<S> Server<S> {
             .iter()
             .any(|f| f.eq_ignore_ascii_case(name));
         if framing {
-            log::error!("refusing default header {name:?}: the server writes it per response");
+            server_log!(
+                self.shared.config.log_to_stderr,
+                Error,
+                "refusing default header {name:?}: the server writes it per response"
+            );
         } else if crate::headers::is_valid_name(name) && crate::headers::is_valid_value(value) {
             self.shared.site.default_headers.set(name, value);
         } else {
-            log::error!("refusing invalid default header {name:?}: {value:?}");
+            server_log!(
+                self.shared.config.log_to_stderr,
+                Error,
+                "refusing invalid default header {name:?}: {value:?}"
+            );
         }
         self
     }
@@ -366,7 +376,9 @@ impl<S> Server<S> {
             if let ListenerKind::Tls(old) = &mut listener.kind {
                 *old = tls.clone().carrying_sessions_of(old);
                 changed += 1;
-                log::info!(
+                server_log!(
+                    self.shared.config.log_to_stderr,
+                    Info,
                     "TLS configuration replaced for new connections on https://{}",
                     display_addr(listener.addr)
                 );
@@ -426,12 +438,17 @@ impl<S> Server<S> {
         self.poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)?;
+        let to_stderr = self.shared.config.log_to_stderr;
         match &kind {
-            ListenerKind::HttpsRedirect { https_port } => log::info!(
+            ListenerKind::HttpsRedirect { https_port } => server_log!(
+                to_stderr,
+                Info,
                 "pollserve redirecting http://{} to HTTPS port {https_port}",
                 display_addr(local)
             ),
-            _ => log::info!(
+            _ => server_log!(
+                to_stderr,
+                Info,
                 "pollserve listening on {}://{}",
                 kind.scheme(),
                 display_addr(local)
@@ -490,7 +507,9 @@ impl<S> Server<S> {
     pub fn stop(&mut self) {
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l.socket);
-            log::info!(
+            server_log!(
+                self.shared.config.log_to_stderr,
+                Info,
                 "pollserve stopped listening on {}://{}",
                 l.kind.scheme(),
                 display_addr(l.addr)

@@ -194,6 +194,47 @@ pub fn read_to_close(s: &mut impl Read) -> Vec<u8> {
     out
 }
 
+/// Reads what `s` (non-blocking) has now into `into`; returns whether the
+/// peer has closed.
+pub fn read_available(s: &mut TcpStream, into: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(n) => into.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Whether the server still holds `s` open: nothing to read, no EOF.
+pub fn still_open(mut s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let open = matches!(s.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    s.set_nonblocking(false).unwrap();
+    open
+}
+
+/// Raises this process's descriptor limit (inherited by a server process it
+/// starts) to at least `n`.
+pub fn need_descriptors(n: u64) {
+    let got = rlimit::increase_nofile_limit(n).expect("raise RLIMIT_NOFILE");
+    assert!(
+        got >= n,
+        "this test needs {n} file descriptors; the limit is {got}"
+    );
+}
+
+/// The status code of a raw response.
+pub fn status_of(raw: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(raw);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
 /// One parsed response.
 #[derive(Debug)]
 pub struct Resp {

@@ -15,6 +15,7 @@ use crate::proto::http::{
 use crate::request::BodyLimit;
 use crate::response::{Body, Response};
 use crate::router::{RouteId, Router};
+use crate::server::console::server_log;
 use crate::server::dispatch::{decide, serve_static, Decision};
 use crate::server::routes::{RouteHandler, RouteKind};
 use crate::server::shared::Shared;
@@ -432,7 +433,12 @@ impl Conn {
                     if !matches!(read, Ok(n) if n == want) {
                         // Truncated or unreadable: the length promised in
                         // the head cannot be met, so the connection ends.
-                        log::error!("{}: file body short: {read:?} of {want} bytes", self.peer);
+                        server_log!(
+                            shared.config.log_to_stderr,
+                            Error,
+                            "{}: file body short: {read:?} of {want} bytes",
+                            self.peer
+                        );
                         keep_alive = false;
                     }
                 }
@@ -440,7 +446,12 @@ impl Conn {
                     Ok(b) => self.out = Some(OutBody::File(b)),
                     Err(e) => {
                         // The head promised a length; the body cannot follow.
-                        log::error!("{}: cannot seek file: {e}", self.peer);
+                        server_log!(
+                            shared.config.log_to_stderr,
+                            Error,
+                            "{}: cannot seek file: {e}",
+                            self.peer
+                        );
                         keep_alive = false;
                     }
                 },
@@ -464,8 +475,10 @@ impl Conn {
             .unwrap_or_default();
         let target = &self.req.head.target;
         let path = target.split('?').next().unwrap_or("");
-        log::info!(
+        server_log!(
+            shared.config.log_to_stderr,
             target: "pollserve::access",
+            Info,
             "{} -- \"{} {}\" {} -- \"{} {}\" {} -- {}ms",
             self.req.client_ip,
             self.req.head.method.map(|m| m.as_str()).unwrap_or("-"),

@@ -17,6 +17,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::buf::ReadBuf;
+use super::console::server_log;
 use super::dispatch::Decision;
 use super::routes::{BodySink, RouteHandler};
 use super::shared::{after, Shared};
@@ -382,7 +383,12 @@ impl Conn {
                 match self.fill_body() {
                     Ok(p) => progress |= p,
                     Err(e) => {
-                        log::warn!("{}: response body failed mid-stream: {e}", self.peer);
+                        server_log!(
+                            shared.config.log_to_stderr,
+                            Warn,
+                            "{}: response body failed mid-stream: {e}",
+                            self.peer
+                        );
                         return false;
                     }
                 }

@@ -2,6 +2,7 @@
 //! --auth, --header, the secrets warning), `demo` (status, colour, upload,
 //! the bounded upload list), and both surviving closed stdout/stderr pipes.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::free_port;
