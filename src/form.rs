@@ -410,6 +410,25 @@ impl PartHeaders {
         self.filename.as_deref()
     }
 
+    /// The last component of [`filename`](Self::filename), if usable as a
+    /// name: the same rule as [`UploadedFile::safe_filename`], for parts
+    /// streamed through [`MultipartParser`].
+    ///
+    /// ```
+    /// use pollserve::form::{FormLimits, MultipartEvent, MultipartParser};
+    /// let body = b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../../etc/passwd\"\r\n\r\nx\r\n--b--\r\n";
+    /// let mut parser = MultipartParser::new("b", FormLimits::default()).unwrap();
+    /// parser.feed(body).unwrap();
+    /// let Some(MultipartEvent::PartStart(headers)) = parser.next_event().unwrap() else {
+    ///     panic!("a part");
+    /// };
+    /// assert_eq!(headers.filename(), Some("../../etc/passwd"));
+    /// assert_eq!(headers.safe_filename(), Some("passwd"));
+    /// ```
+    pub fn safe_filename(&self) -> Option<&str> {
+        self.filename.as_deref().and_then(safe_name)
+    }
+
     /// Whether the part is a file upload (has a `filename` or `filename*`).
     pub fn is_file(&self) -> bool {
         self.filename.is_some()
@@ -904,18 +923,27 @@ pub struct UploadedFile {
     pub data: Vec<u8>,
 }
 
+/// The last path component of a client's file name, if it is a usable name.
+fn safe_name(filename: &str) -> Option<&str> {
+    let last = filename.rsplit(['/', '\\']).next().unwrap_or("");
+    if last.is_empty() || last == "." || last == ".." || last.chars().any(char::is_control) {
+        None
+    } else {
+        Some(last)
+    }
+}
+
 impl UploadedFile {
     /// The last component of [`filename`](Self::filename) (after any `/` or
     /// `\`), or `None` if that is empty, `.`, `..`, or holds a control
     /// character. Still only a name, not a vetted path: check for collisions
     /// and reserved names before writing to disk.
+    ///
+    /// A `"` in the client's name may arrive as `%22` (browsers and Python
+    /// `requests` escape it that way in `filename="…"`); the name is given as
+    /// sent, not unescaped, since the escaping is not standard.
     pub fn safe_filename(&self) -> Option<&str> {
-        let last = self.filename.rsplit(['/', '\\']).next().unwrap_or("");
-        if last.is_empty() || last == "." || last == ".." || last.chars().any(char::is_control) {
-            None
-        } else {
-            Some(last)
-        }
+        safe_name(&self.filename)
     }
 
     /// The number of bytes received.

@@ -49,6 +49,8 @@
 //! `pollserve::access`) and every warning, as the examples do. With no
 //! logger, [`ServerConfig::log_to_stderr`] writes the access log and the
 //! server's warnings to stderr (`adafruit_httpserver`'s `debug=True`).
+//! A response that becomes a WebSocket, an event stream or a kept stream is
+//! logged when its head goes out: the line's size and time are the head's.
 //!
 //! # Routes
 //!

@@ -550,6 +550,91 @@ fn websocket() {
     assert_eq!(opcode, 1, "the new client gets the readings");
 }
 
+/// The authenticated upload server: credentials checked at the head, a
+/// 2 MiB file streamed to disk, the cookie with its name read back, the
+/// route's limit, and no partial file left by a client that leaves.
+#[test]
+fn upload() {
+    const BASIC: (&str, &str) = ("Authorization", "Basic dXNlcjpzZWNyZXQ="); // user:secret
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_str().unwrap().to_owned();
+    let ex = start_args("upload", 1, &[&dir_arg], &[], None);
+    expect(&get(ex.addr, "/"), 200, "nothing yet");
+
+    // No credentials: 401 at the head, never 100 Continue.
+    let mut s = connect(ex.addr);
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\
+          Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 3000000\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!(r.status, 401);
+
+    let name = "my file, v2 \u{e9}t\u{e9}.txt";
+    let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut body = format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&data);
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let content_type = ("Content-Type", "multipart/form-data; boundary=XyZ");
+    let r = send(ex.addr, "POST", "/upload", &[BASIC, content_type], &body);
+    expect(&r, 200, &format!("saved {name} (2097152 bytes)"));
+    assert_eq!(std::fs::read(dir.path().join(name)).unwrap(), data);
+    let cookie = r.header("set-cookie").expect("a cookie").to_owned();
+    let pair = cookie.split(';').next().unwrap();
+    expect(
+        &send(ex.addr, "GET", "/", &[("Cookie", pair)], b""),
+        200,
+        "my file, v2 \u{e9}t\u{e9}.txt",
+    );
+
+    // Over the route's 50 MiB: 413 before the body.
+    let mut s = connect(ex.addr);
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\n{}: {}\r\n{}: {}\r\nContent-Length: 60000000\r\n\r\n",
+        BASIC.0, BASIC.1, content_type.0, content_type.1
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let r = read_response(&mut s, false);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(r.text().contains("52428800"), "{}", r.text());
+
+    // A client that leaves halfway: the partial file is removed.
+    let mut s = connect(ex.addr);
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\n{}: {}\r\n{}: {}\r\nContent-Length: {}\r\n\r\n",
+        BASIC.0,
+        BASIC.1,
+        content_type.0,
+        content_type.1,
+        body.len()
+    );
+    s.write_all(head.replace(name, "partial.bin").as_bytes())
+        .unwrap();
+    let partial = String::from_utf8_lossy(&body[..200]).replace(name, "partial.bin");
+    s.write_all(partial.as_bytes()).unwrap();
+    s.write_all(&data[..100_000]).unwrap();
+    let part_file = dir.path().join(".partial.bin.part");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !part_file.exists() {
+        assert!(Instant::now() < deadline, "the upload never began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(s);
+    while part_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the partial file was left behind"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!dir.path().join("partial.bin").exists());
+}
+
 #[test]
 fn video_stream() {
     let ex = start("video_stream", 1);

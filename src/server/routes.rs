@@ -19,6 +19,14 @@ pub type SinkOpener<S> = Box<dyn FnMut(&Request, &mut S) -> Result<Box<dyn BodyS
 /// [`MultipartParser`](crate::form::MultipartParser). Registered with
 /// [`Route::streaming`]; the server's `max_body_size` does not apply, the
 /// route's own limit does.
+///
+/// A body that never completes — over the route's limit, a client that
+/// disconnects or stalls past its deadline, a server shutting down, or a
+/// `write` that returned an error — drops the sink without calling
+/// [`finish`](Self::finish): undo partial work (a half-written temporary
+/// file) in the sink's `Drop`. `examples/upload.rs` shows the whole pattern.
+/// The sink has no access to the application state; carry what `finish`
+/// needs in the sink itself (it may hold an `Rc<RefCell<_>>` of shared state).
 pub trait BodySink {
     /// The next piece of the (de-chunked) body. An error is sent as the
     /// response and the rest of the body is not read.
@@ -140,6 +148,11 @@ impl<S> Route<S> {
     /// this limit, so an upload form needs no separate
     /// [`FormLimits`](crate::FormLimits). On a [`streaming`](Self::streaming)
     /// route it replaces the limit given there.
+    ///
+    /// A buffered route holds the whole body, and [`Request::form`] copies
+    /// its files out of it: an upload of N bytes takes about 2N of memory
+    /// while its handler runs. For large files prefer a streaming route
+    /// (`examples/upload.rs`: a few KiB whatever the size).
     ///
     /// ```
     /// use pollserve::{Method, Response, Route, Server};
