@@ -732,3 +732,28 @@ fn a_corrupt_record_after_the_handshake_ends_only_that_connection() {
     assert!(ended);
     assert_eq!(https_get(https, "/after").text(), "hello over /after");
 }
+
+#[test]
+fn idle_tls_connections_hold_no_more_buffers_than_plain_ones() {
+    // The same requests on kept-alive plain and TLS connections: once
+    // answered, TLS adds nothing to what the server holds for them (the
+    // unbuffered transport keeps no buffer between reads and writes).
+    let (srv, https) = basic_server();
+    let request = b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut plain: Vec<TcpStream> = (0..20).map(|_| connect(srv.addr)).collect();
+    for s in &mut plain {
+        s.write_all(request).unwrap();
+        assert_eq!(read_response(s, false).body.len(), 1 << 20);
+    }
+    let plain_stats = srv.on_server(|s, _| s.stats());
+    let mut tls: Vec<TlsStream> = (0..20).map(|_| tls_connect(https, &tls13())).collect();
+    for s in &mut tls {
+        s.write_all(request).unwrap();
+        assert_eq!(read_response(s, false).body.len(), 1 << 20);
+    }
+    let both = srv.on_server(|s, _| s.stats());
+    assert_eq!(both.connections, 40);
+    assert_eq!(both.input_buffered, 2 * plain_stats.input_buffered);
+    assert_eq!(both.output_queued, 0);
+    assert_eq!(both.output_buffered, 2 * plain_stats.output_buffered);
+}

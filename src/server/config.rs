@@ -227,11 +227,13 @@ pub struct ServerStats {
     pub connections: usize,
     /// Bytes allocated for received input that connections hold between
     /// polls: partial requests and frames, request bodies, WebSocket
-    /// messages the program has not received. The read buffer the server
-    /// shares between connections while it drives them is not counted.
+    /// messages the program has not received, partial TLS records. The read
+    /// buffer the server shares between connections while it drives them is
+    /// not counted.
     pub input_buffered: usize,
     /// Bytes queued for clients that have not taken them yet (response
-    /// heads and bodies held in memory, WebSocket frames, events).
+    /// heads and bodies held in memory, WebSocket frames, events, encrypted
+    /// TLS records).
     pub output_queued: usize,
     /// Bytes allocated for that output (at least `output_queued`).
     pub output_buffered: usize,

@@ -492,6 +492,14 @@ impl Transport for TlsTransport {
         self.end_pending || self.eof || !self.plaintext.is_empty()
     }
 
+    fn held(&self) -> (usize, usize, usize) {
+        (
+            self.incoming.capacity() + self.plaintext.capacity(),
+            self.outgoing.len() - self.sent,
+            self.outgoing.capacity(),
+        )
+    }
+
     fn refused(&self, error: &io::Error) -> bool {
         error.kind() == io::ErrorKind::InvalidData
             && matches!(self.state, State::PlainHttp(_) | State::Failed)

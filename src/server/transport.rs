@@ -49,6 +49,12 @@ pub(crate) trait Transport: mio::event::Source {
     fn has_buffered_input(&self) -> bool {
         false
     }
+    /// Bytes the transport holds of its own, for
+    /// [`Server::stats`](crate::Server::stats): allocated for input,
+    /// queued for output, allocated for output.
+    fn held(&self) -> (usize, usize, usize) {
+        (0, 0, 0)
+    }
     /// Whether the stream is still being opened (a TLS handshake): the
     /// connection gives it the header timeout, counted from the accept.
     fn is_handshaking(&self) -> bool {

@@ -260,21 +260,25 @@ impl Conn {
     }
 
     /// Bytes allocated for input kept between polls: unprocessed bytes,
-    /// the request body, WebSocket messages waiting for the program.
+    /// the request body, WebSocket messages waiting for the program, and
+    /// what the transport keeps (a partial TLS record).
     pub fn input_buffered(&self) -> usize {
         self.rbuf.capacity()
             + self.req.body.capacity()
             + self.ws.as_ref().map_or(0, |ws| ws.inbox_allocated())
+            + self.io.held().0
     }
 
-    /// Bytes allocated for output (the write buffer's capacity).
+    /// Bytes allocated for output (the write buffer's capacity, and the
+    /// transport's: encrypted records not yet written).
     pub fn output_buffered(&self) -> usize {
-        self.wbuf.capacity()
+        self.wbuf.capacity() + self.io.held().2
     }
 
-    /// Bytes queued for the peer and not yet written.
+    /// Bytes queued for the peer and not yet written (encrypted bytes
+    /// counted as they will go out).
     pub fn output_queued(&self) -> usize {
-        self.pending_len()
+        self.pending_len() + self.io.held().1
     }
 
     /// Records what the poller reported; [`drive`](Self::drive) acts on it.
