@@ -757,3 +757,27 @@ fn idle_tls_connections_hold_no_more_buffers_than_plain_ones() {
     assert_eq!(both.output_queued, 0);
     assert_eq!(both.output_buffered, 2 * plain_stats.output_buffered);
 }
+
+#[test]
+fn a_client_that_stops_reading_is_closed_by_the_send_timeout() {
+    // Encrypted records the socket does not take keep the connection's
+    // send timeout running, as unwritten plaintext does.
+    let config = ServerConfig::default().send_timeout(Duration::from_millis(500));
+    let (srv, https) = tls_server(config, (), idle, pki().server.tls(), routes);
+    let sock = connect_with_buffers(https, None, Some(4096));
+    let conn =
+        rustls::ClientConnection::new(tls13(), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).expect("handshake");
+    }
+    for _ in 0..8 {
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while srv.on_server(|s, _| s.connection_count()) > 0 {
+        assert!(std::time::Instant::now() < deadline, "never closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
