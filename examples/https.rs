@@ -34,8 +34,17 @@ No certificate given. For a self-signed one, valid 30 days for localhost:
 then: cargo run --features tls --example https -- 5443 cert.pem key.pem
 ";
 
-fn main() -> Result<(), pollserve::Error> {
+fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The error's text (which names the file at fault), not its `Debug`
+    // form that returning it from `main` would print.
+    if let Err(e) = run() {
+        eprintln!("https: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), pollserve::Error> {
     let mut args = std::env::args().skip(1);
     let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(5443);
     let cert = args

@@ -36,6 +36,8 @@ pub struct Request {
     pub(crate) peer: SocketAddr,
     /// The client's address: `peer`'s, or the one a trusted proxy forwarded.
     pub(crate) client_ip: IpAddr,
+    /// The request arrived over TLS.
+    pub(crate) tls: bool,
     pub(crate) conn: ConnId,
     /// What the handler asks the server to do to other connections.
     pub(crate) outbox: crate::outbox::Outbox,
@@ -254,6 +256,14 @@ impl Request {
     /// The access log shows this address.
     pub fn client_ip(&self) -> IpAddr {
         self.client_ip
+    }
+
+    /// Whether the request arrived over TLS (a listener started with
+    /// `Server::start_tls`): for a `Secure` cookie, an absolute URL with
+    /// the right scheme, or `Strict-Transport-Security` on HTTPS answers
+    /// only. Behind a reverse proxy that ends TLS this is `false`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// The HTTP version of the request.

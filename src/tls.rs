@@ -42,6 +42,11 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::ServerSessionMemoryCache;
 
+/// The `rustls` this build uses (0.23, `ring` provider), for programs that
+/// build their own [`rustls::ServerConfig`] for [`TlsConfig::from_rustls`]
+/// without a `rustls` dependency of their own that could differ.
+pub use rustls;
+
 /// TLS sessions the server-side cache keeps for resumption (TLS 1.2 clients
 /// without tickets): bounded, oldest dropped first.
 const SESSION_CACHE: usize = 256;
@@ -57,12 +62,16 @@ pub struct TlsConfig {
     /// `ServerConfig`): a reload may carry the ticket keys and session cache
     /// of the configuration it replaces over to it.
     pub(crate) managed: bool,
+    /// Where the certificate came from (file names, PEM bytes, or the
+    /// program's own `ServerConfig`), for `Debug` and log lines.
+    source: Arc<str>,
 }
 
 impl std::fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key: only what identifies the settings.
         f.debug_struct("TlsConfig")
+            .field("source", &&*self.source)
             .field("alpn_protocols", &self.rustls.alpn_protocols.len())
             .field("managed", &self.managed)
             .finish_non_exhaustive()
@@ -156,6 +165,7 @@ impl TlsConfig {
         TlsConfig {
             rustls: config,
             managed: false,
+            source: Arc::from("a rustls ServerConfig"),
         }
     }
 
@@ -177,6 +187,7 @@ impl TlsConfig {
         TlsConfig {
             rustls: Arc::new(config),
             managed: true,
+            source: self.source,
         }
     }
 }
@@ -201,6 +212,11 @@ fn build(
             origin: cert_origin.to_string(),
         });
     }
+    if is_encrypted_key(key_pem) {
+        return Err(TlsError::EncryptedKey {
+            origin: key_origin.to_string(),
+        });
+    }
     let key = match PrivateKeyDer::from_pem_slice(key_pem) {
         Ok(key) => key,
         Err(pem::Error::NoItemsFound) => {
@@ -215,20 +231,44 @@ fn build(
         move |source| TlsError::Rustls { origin, source }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    let builder = || {
+        rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map(|b| b.with_no_client_auth())
+    };
+    let mismatch = |e: &rustls::Error| {
+        matches!(
+            e,
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)
+        )
+    };
+    let mut config = match builder()
         .map_err(rustls_error(cert_origin))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| match e {
-            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+        .with_single_cert(chain.clone(), key.clone_key())
+    {
+        Ok(config) => config,
+        Err(e) if mismatch(&e) => {
+            // The key may belong to a later certificate of the file: the
+            // chain is then in the wrong order (the server's own
+            // certificate must come first).
+            let belongs_later = (1..chain.len()).any(|i| {
+                let mut reordered = chain.clone();
+                reordered.swap(0, i);
+                builder().is_ok_and(|b| b.with_single_cert(reordered, key.clone_key()).is_ok())
+            });
+            return Err(if belongs_later {
+                TlsError::ChainOrder {
+                    origin: cert_origin.to_string(),
+                }
+            } else {
                 TlsError::KeyMismatch {
                     certificate: cert_origin.to_string(),
                     key: key_origin.to_string(),
                 }
-            }
-            e => rustls_error(key_origin)(e),
-        })?;
+            });
+        }
+        Err(e) => return Err(rustls_error(key_origin)(e)),
+    };
     // pollserve speaks HTTP/1.1 only: a client offering only h2 is refused
     // in the handshake (RFC 7301) instead of speaking the wrong protocol.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -237,7 +277,33 @@ fn build(
     Ok(TlsConfig {
         rustls: Arc::new(config),
         managed: true,
+        source: Arc::from(format!("{cert_origin} with {key_origin}")),
     })
+}
+
+/// Whether a PEM private key is encrypted, which rustls cannot read.
+fn is_encrypted_key(pem: &[u8]) -> bool {
+    let has = |needle: &[u8]| pem.windows(needle.len()).any(|w| w == needle);
+    has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || has(b"Proc-Type: 4,ENCRYPTED")
+}
+
+/// A PEM error in words (the parser's own messages show markers as bytes).
+fn pem_reason(e: &pem::Error) -> String {
+    match e {
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "the file ends without its \"-----END {}-----\" line (cut short?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => format!(
+            "a malformed \"-----BEGIN\" line: {:?}",
+            String::from_utf8_lossy(&line[..line.len().min(80)])
+        ),
+        pem::Error::Base64Decode(_) => {
+            "the text between BEGIN and END is not base64 (an encrypted key, or a damaged file)"
+                .to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Why a [`TlsConfig`] could not be made. Each error names the file (or the
@@ -255,7 +321,7 @@ pub enum TlsError {
         source: io::Error,
     },
     /// A file is not valid PEM (a section without its end line, bad base64).
-    #[error("{origin} is not valid PEM: {source}")]
+    #[error("{origin} is not valid PEM: {}", pem_reason(source))]
     Pem {
         /// The file (quoted) or the PEM text at fault.
         origin: String,
@@ -273,6 +339,27 @@ pub enum TlsError {
     #[error("no private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) in {origin}")]
     NoPrivateKey {
         /// The file (quoted) or the PEM text at fault.
+        origin: String,
+    },
+    /// The private key is encrypted (`ENCRYPTED PRIVATE KEY`, or a
+    /// `Proc-Type: 4,ENCRYPTED` header): pollserve reads unencrypted keys only.
+    #[error(
+        "the private key in {origin} is encrypted; pollserve needs it unencrypted \
+         (openssl pkey -in KEY -out KEY.plain, then keep KEY.plain readable only by the server)"
+    )]
+    EncryptedKey {
+        /// The file (or "the private key PEM").
+        origin: String,
+    },
+    /// The private key matches a certificate of the chain other than the
+    /// first: the server's own certificate must come first, then the
+    /// intermediates.
+    #[error(
+        "the certificate chain in {origin} is in the wrong order: the server's own certificate \
+         must come first, then the intermediates"
+    )]
+    ChainOrder {
+        /// The file (or "the certificate PEM").
         origin: String,
     },
     /// The private key is not the key of the chain's first certificate.

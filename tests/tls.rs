@@ -70,6 +70,10 @@ fn routes<S>(s: &mut Server<S>) {
         ))
     })
     .unwrap();
+    s.route("/scheme", Method::GET, |req, _| {
+        Ok(Response::text(if req.is_tls() { "https" } else { "http" }))
+    })
+    .unwrap();
     for pattern in ["/", "/<page>"] {
         s.route(pattern, Method::GET, |req, _| {
             Ok(Response::text(format!("hello over {}", req.path())))
@@ -191,6 +195,9 @@ fn a_plain_and_a_tls_listener_on_one_server() {
     let (srv, https) = basic_server();
     assert_eq!(get(srv.addr, "/p").text(), "hello over /p");
     assert_eq!(https_get(https, "/t").text(), "hello over /t");
+    // A handler can tell which listener the request came through.
+    assert_eq!(get(srv.addr, "/scheme").text(), "http");
+    assert_eq!(https_get(https, "/scheme").text(), "https");
     let addrs = srv.on_server(|s, _| (s.local_addr(), s.tls_local_addr()));
     assert_eq!(addrs, (Some(srv.addr), Some(https)));
 }
@@ -611,10 +618,19 @@ fn redirect_listener_sends_the_same_host_and_target_to_https() {
     let (tx, rx) = mpsc::channel();
     let srv = serve_loop(ServerConfig::default(), (), idle, move |s| {
         routes(s);
+        s.default_header("Strict-Transport-Security", "max-age=63072000");
         tx.send(s.start_https_redirect("127.0.0.1", 0, 8443).unwrap())
             .unwrap();
     });
     let redirect = rx.recv().unwrap();
+    // A Host that is not a URI host is refused, never copied into Location.
+    for host in ["evil.com/x", "a b", "user@evil.com", "x\"<y", "h:80x"] {
+        let r = request(
+            redirect,
+            &format!("GET /p HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!((r.status, r.header("location")), (400, None), "{host}");
+    }
     let r = request(
         redirect,
         "GET /a/b?c=1 HTTP/1.1\r\nHost: example.test:8080\r\nConnection: close\r\n\r\n",
@@ -624,6 +640,8 @@ fn redirect_listener_sends_the_same_host_and_target_to_https() {
         r.header("location"),
         Some("https://example.test:8443/a/b?c=1")
     );
+    // HSTS is sent over HTTPS only (RFC 6797 §8.1), not on the redirect.
+    assert_eq!(r.header("strict-transport-security"), None);
     let r = request(
         redirect,
         "POST /form HTTP/1.1\r\nHost: [::1]:8080\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
@@ -675,8 +693,40 @@ fn configuration_errors_name_the_file() {
     let e = TlsConfig::from_pem_files(&broken, &p.key_file).unwrap_err();
     assert!(matches!(e, TlsError::Pem { .. }), "{e:?}");
     assert!(e.to_string().contains("broken.pem"), "{e}");
+    let e = TlsConfig::from_pem(
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n",
+        p.server.key_pem.as_bytes(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("without its \"-----END CERTIFICATE-----\" line"),
+        "the marker in words: {e}"
+    );
+    // An encrypted key is named as such, in both PEM forms.
+    for encrypted in [
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+    ] {
+        let e = TlsConfig::from_pem(p.server.cert_pem.as_bytes(), encrypted.as_bytes()).unwrap_err();
+        assert!(matches!(e, TlsError::EncryptedKey { .. }), "{e:?}");
+        assert!(e.to_string().contains("openssl pkey"), "{e}");
+    }
+    // The CA first, the server's certificate second: the order is named,
+    // not a key mismatch.
+    let wrong_order = format!("{}{}", p.ca_pem, p.server.cert_pem);
+    let e = TlsConfig::from_pem(wrong_order.as_bytes(), p.server.key_pem.as_bytes()).unwrap_err();
+    assert!(matches!(e, TlsError::ChainOrder { .. }), "{e:?}");
+    let right_order = format!("{}{}", p.server.cert_pem, p.ca_pem);
+    let tls = TlsConfig::from_pem(right_order.as_bytes(), p.server.key_pem.as_bytes()).unwrap();
+    // Debug names the source, never the key.
+    assert!(
+        format!("{tls:?}").contains("the certificate PEM"),
+        "{tls:?}"
+    );
     // And the good pair works, from files.
-    assert!(TlsConfig::from_pem_files(&p.cert_file, &p.key_file).is_ok());
+    let tls = TlsConfig::from_pem_files(&p.cert_file, &p.key_file).unwrap();
+    assert!(format!("{tls:?}").contains("key.pem"), "{tls:?}");
 }
 
 #[test]

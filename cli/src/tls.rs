@@ -31,6 +31,10 @@ mod imp {
         /// The PEM private key of --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         pub tls_key: Option<PathBuf>,
+        /// Also listen for plain HTTP on this port and redirect every
+        /// request to the HTTPS address (301 for GET/HEAD, 308 otherwise).
+        #[arg(long, value_name = "PORT", requires = "tls_cert")]
+        pub redirect_port: Option<u16>,
     }
 
     impl TlsArgs {
@@ -48,6 +52,9 @@ mod imp {
             };
             let tls = TlsConfig::from_pem_files(cert, key)?;
             let addr = server.start_tls(host, port, tls)?;
+            if let Some(redirect) = self.redirect_port {
+                server.start_https_redirect(host, redirect, addr.port())?;
+            }
             let hangup = Arc::new(AtomicBool::new(false));
             signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
             let watch = CertWatch {

@@ -518,14 +518,27 @@ fn serve_over_tls_reloads_its_certificate_when_the_files_change_and_on_sighup() 
 #[test]
 fn demo_over_tls_serves_https_and_wss() {
     let pki = common::tls::pki();
+    let redirect_port = common::free_port();
     let mut srv = run(&[
         "demo",
         "--tls-cert",
         pki.cert_file.to_str().unwrap(),
         "--tls-key",
         pki.key_file.to_str().unwrap(),
+        "--redirect-port",
+        &redirect_port.to_string(),
     ]);
     let _ = srv.stderr.take();
+    // --redirect-port: plain HTTP there is sent to the HTTPS address.
+    let r = common::request(
+        std::net::SocketAddr::from(([127, 0, 0, 1], redirect_port)),
+        "GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://localhost:{}/api/status", srv.addr.port()).as_str())
+    );
     let mut s = common::tls::tls_connect(srv.addr, &common::tls::tls13());
     s.write_all(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();

@@ -235,6 +235,7 @@ mod tests {
             body: Vec::new(),
             peer: "127.0.0.1:1".parse().unwrap(),
             client_ip: "127.0.0.1".parse().unwrap(),
+            tls: false,
             conn: ConnId {
                 slot: 0,
                 generation: 0,

@@ -505,6 +505,10 @@ impl Transport for TlsTransport {
             && matches!(self.state, State::PlainHttp(_) | State::Failed)
     }
 
+    fn is_tls(&self) -> bool {
+        true
+    }
+
     fn is_handshaking(&self) -> bool {
         matches!(self.state, State::Fresh | State::Tls) && self.tls.is_handshaking()
     }

@@ -55,6 +55,10 @@ pub(crate) trait Transport: mio::event::Source {
     fn held(&self) -> (usize, usize, usize) {
         (0, 0, 0)
     }
+    /// Whether the stream is encrypted (TLS).
+    fn is_tls(&self) -> bool {
+        false
+    }
     /// Whether the stream is still being opened (a TLS handshake): the
     /// connection gives it the header timeout, counted from the accept.
     fn is_handshaking(&self) -> bool {

@@ -387,12 +387,20 @@ impl Conn {
             keep_alive: head.keep_alive && !shared.stopping,
         };
         let start = self.wbuf.len();
+        // A redirect listener answers with its redirect alone: the
+        // program's default headers (`Strict-Transport-Security` above
+        // all, which RFC 6797 forbids over plain HTTP) are for the site.
+        let no_defaults = crate::headers::Headers::default();
+        let defaults = match self.https_redirect {
+            Some(_) => &no_defaults,
+            None => &shared.site.default_headers,
+        };
         let framing = write_response_head(
             &mut self.wbuf,
             status,
             shared.date(),
             &headers,
-            &shared.site.default_headers,
+            defaults,
             kind,
             cx,
         );
@@ -541,10 +549,10 @@ fn https_redirect(req: &crate::request::Request, port: u16) -> Response {
             "A Host header is needed to redirect to HTTPS",
         );
     };
-    // The host without its port: `[v6]:port` or `name:port`.
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.find(']').map_or(host, |end| &host[..end + 2]),
-        None => host.split(':').next().unwrap_or(host),
+    // The host without its port: `[v6]:port` or `name:port`. Only a valid
+    // URI host is copied into `Location` (RFC 3986 §3.2.2).
+    let Some(name) = host_name(host) else {
+        return Response::error(StatusCode::BAD_REQUEST, "Invalid Host header");
     };
     let target = &req.head.target;
     let target = if target.starts_with('/') {
@@ -561,6 +569,35 @@ fn https_redirect(req: &crate::request::Request, port: u16) -> Response {
     Response::redirect(&location, true, keeps_method)
 }
 
+/// The host part of a `Host` value (`name`, `name:port`, `[v6]` or
+/// `[v6]:port`), if it is a valid URI host: a registered name (letters,
+/// digits, `-`, `.`, `_`, `~`), an IPv4 address, or an IPv6 literal; and a
+/// port, if any, of digits only.
+fn host_name(host: &str) -> Option<&str> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => {
+            let end = rest.find(']')?;
+            rest[..end].parse::<std::net::Ipv6Addr>().ok()?;
+            (&host[..end + 2], &rest[end + 1..])
+        }
+        None => match host.split_once(':') {
+            Some((name, port)) => (name, host.get(name.len()..).unwrap_or(port)),
+            None => (host, ""),
+        },
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(digits) => digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()),
+        None => port.is_empty(),
+    };
+    let name_ok = name.starts_with('[')
+        || (!name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')));
+    (port_ok && name_ok).then_some(name)
+}
+
 /// The handler registered under `id`.
 fn route_handler<S>(routes: &Router<RouteHandler<S>>, id: RouteId) -> Option<&RouteHandler<S>> {
     routes.route(id).map(|r| r.handler())
@@ -572,4 +609,38 @@ fn panicked(what: &str, req: &crate::request::Request) -> Response {
     let path = req.head.target.split('?').next().unwrap_or("");
     log::error!("{what} for {} {path} panicked", req.method());
     Response::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn only_a_valid_uri_host_is_taken_from_host() {
+        for (host, name) in [
+            ("example.com", "example.com"),
+            ("example.com:8080", "example.com"),
+            ("127.0.0.1:80", "127.0.0.1"),
+            ("[::1]", "[::1]"),
+            ("[::1]:8443", "[::1]"),
+            ("a-b_c~d.local", "a-b_c~d.local"),
+        ] {
+            assert_eq!(host_name(host), Some(name), "{host}");
+        }
+        for host in [
+            "evil.com/x",
+            "a b",
+            "user@evil.com",
+            "x\"<y",
+            "example.com:80x",
+            ":80",
+            "[::1",
+            "[not-v6]",
+            "[::1]x",
+            "host:1:2",
+            "h\u{e9}",
+        ] {
+            assert_eq!(host_name(host), None, "{host}");
+        }
+    }
 }

@@ -171,6 +171,7 @@ impl Conn {
         now: Instant,
     ) -> Conn {
         let opening = io.is_handshaking().then_some(now);
+        let tls = io.is_tls();
         let id = ConnId { slot, generation };
         Conn {
             io,
@@ -192,6 +193,7 @@ impl Conn {
                 body: Vec::new(),
                 peer,
                 client_ip: peer.ip(),
+                tls,
                 conn: id,
                 outbox: Default::default(),
                 body_limit: Default::default(),
