@@ -1540,26 +1540,46 @@ impl MultipartRanges {
     pub fn fill(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         let start = out.len();
         while out.len() - start < max && !self.done {
-            if self.in_part {
-                self.body.fill(out, max - (out.len() - start))?;
-                if self.body.is_done() {
-                    out.extend_from_slice(b"\r\n");
-                    self.in_part = false;
+            match self.span() {
+                Some(body) => {
+                    body.fill(out, max - (out.len() - start))?;
                 }
-            } else if let Some(range) = self.ranges.as_slice().get(self.next).copied() {
-                self.write_part_head(self.next, out);
-                self.body.pos = range.start;
-                self.body.remaining = range.byte_count();
-                self.next += 1;
-                self.in_part = true;
-            } else {
-                out.extend_from_slice(b"--");
-                out.extend_from_slice(self.boundary.as_bytes());
-                out.extend_from_slice(b"--\r\n");
-                self.done = true;
+                None => self.advance(out),
             }
         }
         Ok(out.len() - start)
+    }
+
+    /// The rest of the current part's file bytes, while there are any: for
+    /// a writer that sends them straight from the file (`sendfile`).
+    pub(crate) fn span(&mut self) -> Option<&mut FileBody> {
+        (self.in_part && !self.body.is_done()).then_some(&mut self.body)
+    }
+
+    /// With no file bytes left in the current part ([`span`](Self::span)
+    /// is `None`): appends what comes next to `out` — the end of the part
+    /// and the next part's head, or the closing boundary (then the body is
+    /// done).
+    pub(crate) fn advance(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if self.in_part {
+            out.extend_from_slice(b"\r\n");
+            self.in_part = false;
+        }
+        if let Some(range) = self.ranges.as_slice().get(self.next).copied() {
+            self.write_part_head(self.next, out);
+            self.body.pos = range.start;
+            self.body.remaining = range.byte_count();
+            self.next += 1;
+            self.in_part = true;
+        } else {
+            out.extend_from_slice(b"--");
+            out.extend_from_slice(self.boundary.as_bytes());
+            out.extend_from_slice(b"--\r\n");
+            self.done = true;
+        }
     }
 
     /// The boundary line and headers of part `i`.

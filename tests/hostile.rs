@@ -287,12 +287,13 @@ fn pipelining_client_gets_a_bounded_share_of_each_poll() {
         polls += 1;
     }
     let first = hits.a - before;
-    let bound = SHARE_PER_ROUND / Pipeliner::REQUEST.len() + 1;
+    // A share is at most 32 requests (and what their handlers ask of other
+    // connections), however small they are.
+    let bound = 32;
     assert!(
         first <= bound,
         "one poll answered {first} of A's requests ({} bytes of input, with {at_server} \
-         bytes waiting at the server); a share of one round is at most {bound} \
-         ({SHARE_PER_ROUND} bytes)",
+         bytes waiting at the server); a share of one round is at most {bound} requests",
         first * Pipeliner::REQUEST.len()
     );
     let mut later = 0;

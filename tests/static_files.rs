@@ -1038,3 +1038,87 @@ fn file_shorter_than_promised_ends_the_connection() {
         );
     }
 }
+
+/// Several ranges to a client that does not read: the parts' file bytes go
+/// from the file to the socket (`sendfile`, as for one range), so the
+/// server's write buffer holds at most a part head, not a copy of the file.
+#[cfg(target_os = "linux")]
+#[test]
+fn several_byte_ranges_to_a_non_reader_hold_no_copy_of_the_file() {
+    let site = site();
+    let srv = plain_server(&site);
+    let half = BIG_LEN / 2;
+    let mut s = connect_with_buffers(srv.addr, Some(4096), None);
+    write!(
+        s,
+        "GET /big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-{},{}-\r\n\r\n",
+        half - 2,
+        half
+    )
+    .unwrap();
+    // The server writes until the socket is full, then waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let stats = srv.on_server(|server, _| server.stats());
+        if stats.connections == 1 && stats.output_buffered > 0 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = srv.on_server(move |server, _| {
+        let now = server.stats();
+        (stats, now)
+    });
+    let (_, now) = stats;
+    assert_eq!(now.connections, 1);
+    assert!(
+        now.output_buffered < 4096,
+        "a non-reader of a {BIG_LEN}-byte multi-range answer holds {} bytes of output",
+        now.output_buffered
+    );
+    // And the whole body is right once the client reads.
+    let (head, body) = {
+        let mut all = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let boundary_end = loop {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "closed early");
+            all.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&all);
+            if let Some(b) = text
+                .split("boundary=")
+                .nth(1)
+                .and_then(|r| r.split("\r\n").next())
+            {
+                let end = format!("--{b}--\r\n");
+                if all.ends_with(end.as_bytes()) {
+                    break end;
+                }
+            }
+        };
+        let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let _ = boundary_end;
+        (
+            String::from_utf8_lossy(&all[..split]).into_owned(),
+            all[split..].to_vec(),
+        )
+    };
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    let length: usize = head_field(&head, "content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(body.len(), length);
+    // Both parts' bytes, in order, between their heads.
+    let first = &site.big[..half - 1];
+    let second = &site.big[half..];
+    let at = body
+        .windows(first.len().min(64))
+        .position(|w| w == &first[..64])
+        .unwrap();
+    assert_eq!(&body[at..at + first.len()], first);
+    let at2 = body.windows(64).rposition(|w| w == &second[..64]).unwrap();
+    assert_eq!(&body[at2..at2 + second.len()], second);
+}

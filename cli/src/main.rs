@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,7 +86,57 @@ pub(crate) fn print_out(line: fmt::Arguments<'_>) {
 
 /// [`print_out`] for stderr (where `eprintln!` panics the same way).
 pub(crate) fn print_err(line: fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    use std::sync::atomic::AtomicU64;
+    /// Lines dropped while stderr had no room, reported with the next one.
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
+    // One write of at most a page, and only when stderr has room for it:
+    // a pipe nobody reads drops lines instead of stopping the server.
+    let mut text = line.to_string();
+    if text.len() > MAX_LINE {
+        let mut cut = MAX_LINE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text.push('\n');
+    if !stderr_has_room() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
+    let mut out = std::io::stderr().lock();
+    if dropped > 0 {
+        let _ = writeln!(
+            out,
+            "pollserve: {dropped} log lines dropped: stderr was not being read"
+        );
+    }
+    let _ = out.write_all(text.as_bytes());
+}
+
+/// The longest log line written (a page, less the ellipsis and newline).
+const MAX_LINE: usize = 4000;
+
+/// Whether stderr can take a line of up to a page now without blocking.
+#[cfg(target_os = "linux")]
+fn stderr_has_room() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stderr = std::io::stderr();
+    let mut fds = [PollFd::new(&stderr, PollFlags::OUT)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // An error (a closed pipe) is for the write to report: it cannot block.
+    poll(&mut fds, Some(&zero)).map_or(true, |n| n > 0)
+}
+
+/// Whether stderr can take a line now (assumed elsewhere than Linux).
+#[cfg(not(target_os = "linux"))]
+fn stderr_has_room() -> bool {
+    true
 }
 
 /// How long a shutdown (SIGTERM, or Ctrl-C) waits for requests in flight,

@@ -301,6 +301,56 @@ fn serve_survives_its_log_pipe_closing() {
     assert_eq!(status_of(&mut srv, "/a.txt"), 200);
 }
 
+/// stderr is a pipe that nobody reads for a while (a stopped `| less`, a
+/// log collector that hangs): once the pipe is full, log lines are
+/// dropped instead of blocking the poll loop, and the first line written
+/// after the reader returns says how many were lost.
+#[test]
+fn serve_keeps_serving_while_nobody_reads_its_log_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "ay").unwrap();
+    let mut srv = run(&["serve", dir.path().to_str().unwrap()]);
+    let stderr = srv.stderr.take().unwrap(); // kept open, not read yet
+    let mut s = common::connect(srv.addr);
+    // ~100 bytes of access log per request: several times a pipe's 64 KiB.
+    for i in 0..3000 {
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            common::read_response(&mut s, false).status,
+            200,
+            "request {i}"
+        );
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("log lines dropped") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    // The pipe is being read again: the next line reports the loss.
+    let mut said = None;
+    for _ in 0..50 {
+        s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(common::read_response(&mut s, false).status, 200);
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            said = Some(line);
+            break;
+        }
+    }
+    let said = said.expect("a line saying how many log lines were dropped");
+    let dropped: u64 = said
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("a count");
+    assert!(dropped > 0, "{said}");
+}
+
 /// stdout already closed when pollserve starts (`pollserve serve >&-`-like,
 /// or a reader that exited early): the "Serving … on http://…" line meets
 /// EPIPE, which `println!` turned into a panic before the first request.

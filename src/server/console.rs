@@ -37,6 +37,53 @@ const LINE_BUFFER: usize = 512;
 /// drops the rest of the line, where `eprintln!` would panic and so end the
 /// server.
 pub(crate) fn write_line(level: log::Level, args: fmt::Arguments<'_>) {
+    if !stderr_has_room() {
+        // A pipe nobody reads (or a stopped terminal): the line is dropped
+        // rather than stopping the poll loop until someone reads.
+        DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
+    let dropped = DROPPED.swap(0, std::sync::atomic::Ordering::Relaxed);
+    if dropped > 0 {
+        write_line_now(
+            log::Level::Warn,
+            format_args!("{dropped} log lines dropped: stderr was not being read"),
+        );
+    }
+    write_line_now(level, args);
+}
+
+/// Lines dropped because stderr had no room, reported with the next line
+/// that goes out.
+static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether stderr can take a line now without blocking: a pipe or terminal
+/// with room for at least a page (a line is at most [`LINE_BUFFER`] bytes
+/// per write, so it fits), or a file.
+#[cfg(target_os = "linux")]
+pub(crate) fn stderr_has_room() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let stderr = io::stderr();
+    let mut fds = [PollFd::new(&stderr, PollFlags::OUT)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        // Writable, or an error the write itself will report (a closed
+        // pipe): either way the write cannot block.
+        Ok(n) => n > 0,
+        Err(_) => true,
+    }
+}
+
+/// Whether stderr can take a line now (assumed elsewhere than Linux).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn stderr_has_room() -> bool {
+    true
+}
+
+fn write_line_now(level: log::Level, args: fmt::Arguments<'_>) {
     let stderr = io::stderr();
     let mut line = LineWriter {
         out: stderr.lock(),

@@ -451,8 +451,11 @@ impl<S> Server<S> {
     pub(super) fn run_outbox_commands(&mut self) {
         let mut commands = std::mem::take(&mut self.shared.commands);
         self.run_commands(commands.drain(..));
-        // The queue's allocation is kept for the next handler that uses it.
-        self.shared.commands = commands;
+        // A small queue's allocation is kept for the next handler that uses
+        // it; a burst's is released.
+        if commands.capacity() <= 64 {
+            self.shared.commands = commands;
+        }
     }
 
     /// Carries out queued commands in order; failures are skipped as with

@@ -36,6 +36,12 @@ impl Conn {
         while self.out.is_none() && self.pending_len() < HIGH_WATER && !self.rbuf.is_empty() {
             match self.phase {
                 Phase::Head => {
+                    if self.round_requests == 0 {
+                        // Its share of requests this round is answered:
+                        // the rest are parsed at the next poll.
+                        self.more = true;
+                        break;
+                    }
                     self.request_start.get_or_insert(now);
                     match parse_request_head(
                         self.rbuf.data(),
@@ -50,6 +56,7 @@ impl Conn {
                         }
                         Ok(Some(n)) => {
                             progress = true;
+                            self.round_requests -= 1;
                             self.rbuf.consume(n);
                             self.request_size = n;
                             if !self.start_request(routes, shared, state, now) {

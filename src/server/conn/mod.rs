@@ -38,6 +38,10 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Reads one connection may do in one poll round (so at most 256 KiB of
 /// input is parsed for it) before the other ready connections get their turn.
 const READS_PER_ROUND: usize = 4;
+/// Requests one connection may have answered in one poll round: 256 KiB
+/// of tiny pipelined requests would otherwise run thousands of handlers
+/// (and what they ask of other connections) before anyone else's turn.
+pub(super) const REQUESTS_PER_ROUND: u32 = 32;
 /// Pipelined requests are not parsed while this much output waits: a client
 /// that sends but never reads cannot make the server buffer without bound.
 const HIGH_WATER: usize = 256 * 1024;
@@ -149,6 +153,8 @@ pub(crate) struct Conn {
     sink: Option<Box<dyn BodySink>>,
     /// The last drive stopped at its share of the round with work left.
     more: bool,
+    /// Requests still allowed in this poll round (see [`REQUESTS_PER_ROUND`]).
+    round_requests: u32,
     /// The program queued output; the connection is listed to be driven at
     /// the next poll.
     flush_queued: bool,
@@ -213,6 +219,7 @@ impl Conn {
             driven_epoch: 0,
             sink: None,
             more: false,
+            round_requests: REQUESTS_PER_ROUND,
             flush_queued: false,
             round_events: 0,
             opening,
@@ -308,7 +315,8 @@ impl Conn {
     fn has_output(&self) -> bool {
         self.wpos < self.wbuf.len()
             || matches!(self.out, Some(OutBody::Bytes(..)))
-            || (self.io.sends_files() && matches!(self.out, Some(OutBody::File(_))))
+            || (self.io.sends_files()
+                && matches!(self.out, Some(OutBody::File(_) | OutBody::Ranges(_))))
             || self.io.has_pending_output()
     }
 
@@ -362,6 +370,7 @@ impl Conn {
     ) -> bool {
         let mut reads = 0;
         let mut write_budget = WRITES_PER_ROUND;
+        self.round_requests = REQUESTS_PER_ROUND;
         loop {
             let mut progress = false;
             if self.ready.writable && self.has_output() {
@@ -583,8 +592,38 @@ impl Conn {
                         Err(e) => return Err(e),
                     }
                 }
-                // The head of a file response, sent ahead of the file itself.
-                Some(OutBody::File(_)) if self.io.sends_files() => self.io.write_more(pending),
+                // Several ranges: each part's file bytes straight from the
+                // file, as for one range; part heads through the buffer.
+                Some(OutBody::Ranges(ranges)) if pending.is_empty() && self.io.sends_files() => {
+                    let Some(body) = ranges.span() else {
+                        ranges.advance(&mut self.wbuf);
+                        if ranges.is_done() && self.wbuf.is_empty() {
+                            self.out = None;
+                            break;
+                        }
+                        continue;
+                    };
+                    match self.io.send_file(body, SENDFILE_CHUNK.min(share)) {
+                        Ok(n) => {
+                            written += n;
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.ready.writable = false;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // The head of a file response, sent ahead of the file itself
+                // (the closing boundary of several ranges is the last word).
+                Some(OutBody::Ranges(ranges)) if self.io.sends_files() && ranges.is_done() => {
+                    self.io.write_vectored(&[IoSlice::new(pending)])
+                }
+                Some(OutBody::File(_) | OutBody::Ranges(_)) if self.io.sends_files() => {
+                    self.io.write_more(pending)
+                }
                 _ if pending.is_empty() => break,
                 _ => self.io.write_vectored(&[IoSlice::new(pending)]),
             };
@@ -642,6 +681,7 @@ impl Conn {
                     progress = true;
                 }
             }
+            Some(OutBody::Ranges(_)) if self.io.sends_files() => {}
             Some(OutBody::Ranges(body)) => {
                 if !body.is_done() {
                     body.fill(&mut self.wbuf, FILE_CHUNK)?;
