@@ -211,7 +211,7 @@ ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
   for round in $(seq "$WS_ROUNDS"); do
     for s in $(order "$round" "$@"); do
       local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "${CASE_SECS:-$WS_SECS}" --warmup "$WARMUP" --pid "${PID_OF[$s]}" "${LG_EXTRA[@]}")
-      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" | sed "s#$ROOT/##g" >> "$COMMANDS"
+      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
       record "$case" "$(subject_of "$s")" "$round" "$line"
@@ -390,7 +390,7 @@ lg_case() {
       pid_args=()
       for p in $(server_pids "$s"); do pid_args+=(--pid "$p"); done
       local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" http --addr "127.0.0.1:${PORT_OF[$s]}" --path "$path" --expect "$expect" --conns 64 --secs "${CASE_SECS:-$HTTP_SECS}" --warmup "$HTTP_WARMUP" "${pid_args[@]}" "${LG_EXTRA[@]}")
-      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" | sed -e "s#$WORK#\$WORK#g" -e "s#$ROOT/##g" >> "$COMMANDS"
+      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" | sed "s#$WORK#\$WORK#g" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
       record "$case" "$(subject_of "$s")" "$round" "$line"
@@ -538,7 +538,7 @@ if want tls; then
       esac
       sleep 0.3
       cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$IDLE_CONNS" --pid "${PID_OF[$name]}" "${lg[@]}")
-      [ "$round" = 1 ] && echo "tls_idle/$s: ${cmd[*]}" | sed "s#$ROOT/##g" >> "$COMMANDS"
+      [ "$round" = 1 ] && echo "tls_idle/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$name"; die "tls idle: loadgen against $s failed"; }
       alive "$name"
       log "tls_idle $s r$round: $line"
