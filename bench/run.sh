@@ -2,7 +2,7 @@
 # pollserve benchmark matrix: pollserve against fastwebsockets, tokio-tungstenite,
 # hyper, tiny_http and nginx, side by side on 127.0.0.1.
 #
-#   bench/run.sh           full matrix (~15 min): writes bench/results.md and bench/chart.svg
+#   bench/run.sh           full matrix (~20 min): writes bench/results.md and bench/chart.svg
 #   bench/run.sh --smoke   every benchmark for ~1 s, echo bytes verified; writes
 #                          only under target/bench-smoke/ (non-zero exit on any failure)
 #
@@ -44,16 +44,18 @@ done
 # HOSTILE_WARMUP, each failed after HOSTILE_TIMEOUT_MS.
 HOSTILE_RATE=200; HOSTILE_TIMEOUT_MS=1000
 # TLS part: TLS_SECS per run when set (smoke: shorter), else the rounds and
-# run lengths of the HTTP (HTTPS rows) and WebSocket (wss row) parts.
+# run lengths of the HTTP (HTTPS rows) and WebSocket (wss row) parts;
+# TLS_IDLE_CONNS idle connections (a full handshake each).
 TLS_SECS=
 if [ "$SMOKE" = 1 ]; then
   WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
   HOSTILE_ROUNDS=1; HOSTILE_SECS=1; HOSTILE_WARMUP=0.2; HOSTILE_CONNS=40; HOSTILE_FLOODERS=2
-  TLS_SECS=0.5
+  TLS_SECS=0.5; TLS_IDLE_CONNS=200
   OUT_DIR="$ROOT/target/bench-smoke"
 else
   WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=16; IDLE_ROUNDS=5; IDLE_CONNS=10000
   HOSTILE_ROUNDS=4; HOSTILE_SECS=5; HOSTILE_WARMUP=0.5; HOSTILE_CONNS=1000; HOSTILE_FLOODERS=16
+  TLS_IDLE_CONNS=$IDLE_CONNS
   OUT_DIR="$ROOT/bench"
 fi
 # BENCH_ONLY=hostile,http,...: only those parts (ws, idle, http, tls,
@@ -186,9 +188,11 @@ subject_of() {
 }
 
 # Extra loadgen arguments of the cases run next (the TLS part: --tls CERT,
-# --close), and their run length when not the part's usual one.
+# --close), their run length when not the part's usual one, and the
+# connections of `lg_case` when not 64.
 LG_EXTRA=()
 CASE_SECS=
+LG_CONNS=
 
 kv() { # kv KEY LINE -> value of KEY=value in LINE, or -
   local v
@@ -389,7 +393,7 @@ lg_case() {
     for s in $(order "$round" "$@"); do
       pid_args=()
       for p in $(server_pids "$s"); do pid_args+=(--pid "$p"); done
-      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" http --addr "127.0.0.1:${PORT_OF[$s]}" --path "$path" --expect "$expect" --conns 64 --secs "${CASE_SECS:-$HTTP_SECS}" --warmup "$HTTP_WARMUP" "${pid_args[@]}" "${LG_EXTRA[@]}")
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" http --addr "127.0.0.1:${PORT_OF[$s]}" --path "$path" --expect "$expect" --conns "${LG_CONNS:-64}" --secs "${CASE_SECS:-$HTTP_SECS}" --warmup "$HTTP_WARMUP" "${pid_args[@]}" "${LG_EXTRA[@]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" | sed "s#$WORK#\$WORK#g" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
@@ -519,7 +523,11 @@ if want tls; then
   LG_EXTRA=(--tls "$CERTS/rsa.pem" --close)
   lg_case tls_close_rsa /small.txt "$STATIC/small.txt" pollserve_tls_rsa nginx_tls_rsa
   LG_EXTRA=(--tls "$CERTS/ecdsa.pem")
+  # Smoke: 8 connections, as a debug build (cargo test) encrypts only about
+  # 60 MiB/s and 64 MiB in flight would outlast the short run.
+  [ "$SMOKE" = 1 ] && LG_CONNS=8
   lg_case tls_static_1m /big.bin "$STATIC/big.bin" pollserve_tls_ecdsa nginx_tls_ecdsa
+  LG_CONNS=
   ws_case wss_100x20 100 20 pollserve_wss fws_st_wss tungstenite_st_wss
   LG_EXTRA=()
   CASE_SECS=
@@ -537,7 +545,7 @@ if want tls; then
         tungstenite_st) start "$name" "$BIN/tungstenite_echo" @PORT@ st $(cert_args ecdsa) ;;
       esac
       sleep 0.3
-      cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$IDLE_CONNS" --pid "${PID_OF[$name]}" "${lg[@]}")
+      cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$TLS_IDLE_CONNS" --pid "${PID_OF[$name]}" "${lg[@]}")
       [ "$round" = 1 ] && echo "tls_idle/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$name"; die "tls idle: loadgen against $s failed"; }
       alive "$name"
