@@ -16,9 +16,10 @@
 //!   which verifies everything.
 //! - **No copy of ciphertext.** A socket read lands in one scratch buffer
 //!   shared by every connection (a read takes up to all of it), where rustls
-//!   decrypts the records in place; only the plaintext is copied, into the
-//!   connection's own buffer. A record cut by the end of a read is kept by
-//!   the connection until its rest arrives.
+//!   decrypts the records in place; only plaintext is copied (rustls hands
+//!   each record over in a buffer of its own, copied into the connection's
+//!   buffer). A record cut by the end of a read is kept by the connection
+//!   until its rest arrives.
 //! - **Session resumption off.** Every new connection makes a full
 //!   handshake (what the `Connection: close` rows measure); the session
 //!   tickets servers send are read and dropped.
@@ -41,7 +42,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use super::{read_now, write_now};
 
 /// Size of the shared scratch buffer ciphertext is read into: a read of up
-/// to this many bytes, decrypted in place.
+/// to this many bytes, its records decrypted there.
 pub const SCRATCH: usize = 256 * 1024;
 
 /// What a TLS connection needs: the client configuration and the name the
@@ -215,6 +216,13 @@ impl Tls {
         scratch: &mut [u8],
         buf: &mut [u8],
     ) -> io::Result<Option<usize>> {
+        if buf.is_empty() {
+            // `Ok(Some(0))` would read as the end of the session.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS read into a full buffer",
+            ));
+        }
         let mut filled = 0;
         if self.spill_at < self.spill.len() {
             filled = (self.spill.len() - self.spill_at).min(buf.len());
