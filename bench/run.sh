@@ -2,7 +2,7 @@
 # pollserve benchmark matrix: pollserve against fastwebsockets, tokio-tungstenite,
 # hyper, tiny_http and nginx, side by side on 127.0.0.1.
 #
-#   bench/run.sh           full matrix (~15 min): writes bench/results.md and bench/chart.svg
+#   bench/run.sh           full matrix (~20 min): writes bench/results.md and bench/chart.svg
 #   bench/run.sh --smoke   every benchmark for ~1 s, echo bytes verified; writes
 #                          only under target/bench-smoke/ (non-zero exit on any failure)
 #
@@ -10,11 +10,11 @@
 # round every server is measured once (order reversed every other round) and
 # the median over rounds of the per-round ratio is reported.
 #
-# Needs: wrk, nginx, curl (apt-get install -y wrk nginx curl).
+# Needs: wrk, nginx, curl, openssl (apt-get install -y wrk nginx curl openssl).
 # Env: BENCH_PORT_BASE (default 19100): first port tried; ports in use are skipped.
 #      BENCH_BIN_DIR: use the binaries there instead of building (cargo test does this).
 #      BENCH_SKIP_MICRO: leave out the criterion micro-benchmarks.
-#      BENCH_ONLY: comma-separated parts to run (ws, idle, http, hostile, micro),
+#      BENCH_ONLY: comma-separated parts to run (ws, idle, http, tls, hostile, micro),
 #        e.g. BENCH_ONLY=hostile bench/run.sh; without --smoke the output then
 #        goes to target/bench-only/ so bench/results.md keeps the full matrix.
 set -euo pipefail
@@ -31,8 +31,8 @@ cd "$ROOT"
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] FAIL: %s\n' "$*" >&2; exit 1; }
 
-for tool in wrk nginx curl cmp; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y wrk nginx curl)"
+for tool in wrk nginx curl cmp openssl; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install -y wrk nginx curl openssl)"
 done
 
 # Rounds are short and many: the noise on this shared machine comes in phases
@@ -43,17 +43,23 @@ done
 # flooding; the probe sends HOSTILE_RATE requests/s for HOSTILE_SECS after
 # HOSTILE_WARMUP, each failed after HOSTILE_TIMEOUT_MS.
 HOSTILE_RATE=200; HOSTILE_TIMEOUT_MS=1000
+# TLS part: TLS_SECS per run when set (smoke: shorter), else the rounds and
+# run lengths of the HTTP (HTTPS rows) and WebSocket (wss row) parts;
+# TLS_IDLE_CONNS idle connections (a full handshake each).
+TLS_SECS=
 if [ "$SMOKE" = 1 ]; then
   WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
   HOSTILE_ROUNDS=1; HOSTILE_SECS=1; HOSTILE_WARMUP=0.2; HOSTILE_CONNS=40; HOSTILE_FLOODERS=2
+  TLS_SECS=0.5; TLS_IDLE_CONNS=200
   OUT_DIR="$ROOT/target/bench-smoke"
 else
   WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=16; IDLE_ROUNDS=5; IDLE_CONNS=10000
   HOSTILE_ROUNDS=4; HOSTILE_SECS=5; HOSTILE_WARMUP=0.5; HOSTILE_CONNS=1000; HOSTILE_FLOODERS=16
+  TLS_IDLE_CONNS=$IDLE_CONNS
   OUT_DIR="$ROOT/bench"
 fi
-# BENCH_ONLY=hostile,http,...: only those parts (ws, idle, http, hostile,
-# micro); a partial full run writes to target/bench-only/, not bench/.
+# BENCH_ONLY=hostile,http,...: only those parts (ws, idle, http, tls,
+# hostile, micro); a partial full run writes to target/bench-only/, not bench/.
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 if [ -n "${BENCH_ONLY:-}" ] && [ "$SMOKE" = 0 ]; then OUT_DIR="$ROOT/target/bench-only"; fi
 WRK_WARMUP=1   # wrk takes whole seconds only
@@ -91,6 +97,9 @@ chmod 755 "$WORK"   # nginx workers run as nobody and must read the static files
 RAW="$WORK/raw.tsv"
 COMMANDS="$WORK/commands.txt"
 : > "$RAW"; : > "$COMMANDS"
+# The TLS part's certificates and keys, made by openssl for this run (under
+# target/, never committed; removed with the run's other files).
+CERTS="$ROOT/target/bench-certs/${WORK##*/}"
 
 PIDS=()
 cleanup() {
@@ -104,7 +113,7 @@ cleanup() {
   if [ "$status" -ne 0 ]; then
     log "logs kept in $WORK"
   else
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$CERTS"
   fi
   exit "$status"
 }
@@ -169,6 +178,22 @@ order() {
   if [ $((round % 2)) = 1 ]; then printf '%s\n' "$@"; else printf '%s\n' "$@" | tac; fi
 }
 
+# subject_of NAME: the subject a server's rows carry in the raw table, its
+# kind without what tells its instances apart (pollserve_http -> pollserve,
+# nginx_tls_rsa -> nginx, fws_st_wss -> fws_st).
+subject_of() {
+  local s=${1/#pollserve_http/pollserve}
+  s=${s%_tls_ecdsa}; s=${s%_tls_rsa}; s=${s%_wss}
+  printf '%s' "$s"
+}
+
+# Extra loadgen arguments of the cases run next (the TLS part: --tls CERT,
+# --close), their run length when not the part's usual one, and the
+# connections of `lg_case` when not 64.
+LG_EXTRA=()
+CASE_SECS=
+LG_CONNS=
+
 kv() { # kv KEY LINE -> value of KEY=value in LINE, or -
   local v
   v=$(printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1)
@@ -189,11 +214,11 @@ ws_case() { # ws_case CASE CONNS SIZE SUBJECT...
   local round s line
   for round in $(seq "$WS_ROUNDS"); do
     for s in $(order "$round" "$@"); do
-      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "$WS_SECS" --warmup "$WARMUP" --pid "${PID_OF[$s]}")
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" echo --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$conns" --size "$size" --secs "${CASE_SECS:-$WS_SECS}" --warmup "$WARMUP" --pid "${PID_OF[$s]}" "${LG_EXTRA[@]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
-      record "$case" "$s" "$round" "$line"
+      record "$case" "$(subject_of "$s")" "$round" "$line"
     done
   done
 }
@@ -268,12 +293,29 @@ http {
 }
 EOF
 
+# server_pids NAME: the server's process and its direct children (nginx's
+# worker is a child of the master we started).
+server_pids() {
+  echo "${PID_OF[$1]}" $(pgrep -P "${PID_OF[$1]}" 2>/dev/null)
+}
+
 # start_nginx NAME: nginx with the configuration above on a free port.
 start_nginx() {
   pick_port
   sed "s/@PORT@/$PORT/" "$WORK/nginx.conf.in" > "$WORK/$1.conf"
   NEXT_PORT=$PORT  # let `start` take the same port
   start "$1" nginx -c "$WORK/$1.conf" -p "$WORK" -e "$WORK/nginx-error.log"
+  wait_worker "$1"
+}
+
+# wait_worker NAME: nginx forks its worker after it listens; wait for it
+# (its RSS and CPU count).
+wait_worker() {
+  local p
+  for p in $(seq 50); do
+    [ "$(server_pids "$1" | wc -w)" -gt 1 ] && return 0
+    sleep 0.1
+  done
 }
 
 if want http; then
@@ -298,11 +340,6 @@ if want http; then
   log "HTTP answers verified"
 fi
 
-# server_pids NAME: the server's process and its direct children (nginx's
-# worker is a child of the master we started).
-server_pids() {
-  echo "${PID_OF[$1]}" $(pgrep -P "${PID_OF[$1]}" 2>/dev/null)
-}
 # cpu_ns PID...: on-CPU nanoseconds of every thread of those processes
 # (/proc/PID/task/*/schedstat; utime+stime would count 10 ms ticks only).
 cpu_ns() {
@@ -356,11 +393,11 @@ lg_case() {
     for s in $(order "$round" "$@"); do
       pid_args=()
       for p in $(server_pids "$s"); do pid_args+=(--pid "$p"); done
-      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" http --addr "127.0.0.1:${PORT_OF[$s]}" --path "$path" --expect "$expect" --conns 64 --secs "$HTTP_SECS" --warmup "$HTTP_WARMUP" "${pid_args[@]}")
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" http --addr "127.0.0.1:${PORT_OF[$s]}" --path "$path" --expect "$expect" --conns "${LG_CONNS:-64}" --secs "${CASE_SECS:-$HTTP_SECS}" --warmup "$HTTP_WARMUP" "${pid_args[@]}" "${LG_EXTRA[@]}")
       [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" | sed "s#$WORK#\$WORK#g" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$s"; die "$case: loadgen against $s failed"; }
       alive "$s"
-      record "$case" "${s/#pollserve_http/pollserve}" "$round" "$line"
+      record "$case" "$(subject_of "$s")" "$round" "$line"
     done
   done
 }
@@ -386,6 +423,139 @@ if want http; then
   for s in pollserve_http pollserve_http_2loops hyper_st hyper_mt tiny_http nginx; do stop "$s"; done
 fi
 
+# ---------------------------------------------------------------------- TLS
+# HTTPS and WSS, TLS 1.3, side by side: pollserve against nginx (1 worker)
+# and against fastwebsockets and tokio-tungstenite behind tokio-rustls, all
+# with the same certificates, made here by openssl: ECDSA P-256 (every row)
+# and RSA-2048 (the handshake row again). loadgen is the client of every TLS
+# row: rustls with the ring provider, TLS 1.3, AES-128-GCM and X25519, the
+# server's certificate pinned, session resumption off (every new connection
+# is a full handshake); see bench/README.md.
+
+# make_cert KIND: $CERTS/KIND.pem and KIND.key, self-signed for localhost
+# and 127.0.0.1 (KIND: ecdsa, rsa).
+make_cert() {
+  local newkey
+  case $1 in
+    ecdsa) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
+    rsa) newkey=(-newkey rsa:2048) ;;
+  esac
+  openssl req -x509 "${newkey[@]}" -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$CERTS/$1.key" -out "$CERTS/$1.pem" 2> "$WORK/openssl.log" \
+    || { cat "$WORK/openssl.log" >&2; die "openssl could not make the $1 certificate"; }
+}
+# cert_args KIND: the server arguments for certificate KIND.
+cert_args() { echo --tls "$CERTS/$1.pem" "$CERTS/$1.key"; }
+
+# The plain nginx configuration with TLS 1.3 on the listener; nginx's TLS
+# defaults otherwise (session tickets on, no session cache). Under TLS
+# without kTLS nginx does not use sendfile: it reads and encrypts.
+cat > "$WORK/nginx-tls.conf.in" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/@NAME@.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 100000000;
+  keepalive_timeout 60s;
+  types { text/plain txt; application/octet-stream bin; }
+  client_body_temp_path $WORK/nginx-tmp/body;
+  proxy_temp_path $WORK/nginx-tmp/proxy;
+  fastcgi_temp_path $WORK/nginx-tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx-tmp/uwsgi;
+  scgi_temp_path $WORK/nginx-tmp/scgi;
+  server {
+    listen 127.0.0.1:@PORT@ ssl;
+    ssl_certificate @CERTS@/@KIND@.pem;
+    ssl_certificate_key @CERTS@/@KIND@.key;
+    ssl_protocols TLSv1.3;
+    root $STATIC;
+  }
+}
+EOF
+
+# start_nginx_tls NAME KIND: nginx over TLS with certificate KIND.
+start_nginx_tls() {
+  pick_port
+  sed -e "s/@PORT@/$PORT/" -e "s#@NAME@#$1#" -e "s#@CERTS@#$CERTS#" -e "s#@KIND@#$2#" \
+    "$WORK/nginx-tls.conf.in" > "$WORK/$1.conf"
+  NEXT_PORT=$PORT  # let `start` take the same port
+  start "$1" nginx -c "$WORK/$1.conf" -p "$WORK" -e "$WORK/nginx-error.log"
+  wait_worker "$1"
+}
+
+if want tls; then
+  mkdir -p "$CERTS"
+  make_cert ecdsa
+  make_cert rsa
+  TLS_SERVERS=(pollserve_tls_ecdsa pollserve_tls_rsa nginx_tls_ecdsa nginx_tls_rsa pollserve_wss fws_st_wss tungstenite_st_wss)
+  start pollserve_tls_ecdsa "$BIN/pollserve_http" @PORT@ "$STATIC" $(cert_args ecdsa)
+  start pollserve_tls_rsa "$BIN/pollserve_http" @PORT@ "$STATIC" $(cert_args rsa)
+  start_nginx_tls nginx_tls_ecdsa ecdsa
+  start_nginx_tls nginx_tls_rsa rsa
+  start pollserve_wss "$BIN/pollserve_echo" @PORT@ $(cert_args ecdsa)
+  start fws_st_wss "$BIN/fws_echo" @PORT@ st $(cert_args ecdsa)
+  start tungstenite_st_wss "$BIN/tungstenite_echo" @PORT@ st $(cert_args ecdsa)
+
+  # Correctness first: every HTTPS server's files, byte for byte, over TLS
+  # 1.3 with the certificate checked by curl (loadgen verifies the echoes
+  # of the WSS servers as it runs).
+  for s in pollserve_tls_ecdsa pollserve_tls_rsa nginx_tls_ecdsa nginx_tls_rsa; do
+    for f in small.txt big.bin; do
+      curl -sS --max-time 5 --tlsv1.3 --cacert "$CERTS/${s##*_}.pem" -o "$WORK/got" \
+        "https://127.0.0.1:${PORT_OF[$s]}/$f" || die "curl $s/$f failed"
+      cmp -s "$WORK/got" "$STATIC/$f" || die "$s served a wrong $f"
+    done
+  done
+  log "HTTPS answers verified"
+
+  CASE_SECS=$TLS_SECS
+  LG_EXTRA=(--tls "$CERTS/ecdsa.pem")
+  lg_case tls_static_small /small.txt "$STATIC/small.txt" pollserve_tls_ecdsa nginx_tls_ecdsa
+  LG_EXTRA=(--tls "$CERTS/ecdsa.pem" --close)
+  lg_case tls_close_ecdsa /small.txt "$STATIC/small.txt" pollserve_tls_ecdsa nginx_tls_ecdsa
+  LG_EXTRA=(--tls "$CERTS/rsa.pem" --close)
+  lg_case tls_close_rsa /small.txt "$STATIC/small.txt" pollserve_tls_rsa nginx_tls_rsa
+  LG_EXTRA=(--tls "$CERTS/ecdsa.pem")
+  # Smoke: 8 connections, as a debug build (cargo test) encrypts only about
+  # 60 MiB/s and 64 MiB in flight would outlast the short run.
+  [ "$SMOKE" = 1 ] && LG_CONNS=8
+  lg_case tls_static_1m /big.bin "$STATIC/big.bin" pollserve_tls_ecdsa nginx_tls_ecdsa
+  LG_CONNS=
+  ws_case wss_100x20 100 20 pollserve_wss fws_st_wss tungstenite_st_wss
+  LG_EXTRA=()
+  CASE_SECS=
+  for s in "${TLS_SERVERS[@]}"; do stop "$s"; done
+
+  # Memory per idle connection after the TLS handshake and one echo (wss),
+  # beside the same over plain TCP (ws); fresh servers, as in the idle part.
+  for round in $(seq "$IDLE_ROUNDS"); do
+    for s in $(order "$round" pollserve_plain pollserve tungstenite_st); do
+      name=tls_idle_$s
+      lg=(--tls "$CERTS/ecdsa.pem")
+      case $s in
+        pollserve_plain) start "$name" "$BIN/pollserve_echo" @PORT@; lg=() ;;
+        pollserve) start "$name" "$BIN/pollserve_echo" @PORT@ $(cert_args ecdsa) ;;
+        tungstenite_st) start "$name" "$BIN/tungstenite_echo" @PORT@ st $(cert_args ecdsa) ;;
+      esac
+      sleep 0.3
+      cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$TLS_IDLE_CONNS" --pid "${PID_OF[$name]}" "${lg[@]}")
+      [ "$round" = 1 ] && echo "tls_idle/$s: ${cmd[*]}" >> "$COMMANDS"
+      line=$("${cmd[@]}") || { alive "$name"; die "tls idle: loadgen against $s failed"; }
+      alive "$name"
+      log "tls_idle $s r$round: $line"
+      printf 'tls_idle\t%s\t%s\t%s\t%s\t-\t-\n' "$s" "$round" "$(kv bytes_per_conn "$line")" "$(kv conns "$line")" >> "$RAW"
+      stop "$name"
+    done
+  done
+fi
+
 # ------------------------------------------------------ hostile connections
 # A probe's latency (GET /small.txt, one at a time at HOSTILE_RATE/s, on its
 # own keep-alive connection) with no attacker and with HOSTILE_CONNS hostile
@@ -405,13 +575,6 @@ hostile_case() {
           pollserve) start "$name" "$BIN/pollserve_http" @PORT@ "$STATIC"; idle=(--idle ws --ws-path /ws) ;;
           nginx) start_nginx "$name"; idle=(--idle http) ;;
         esac
-        if [ "$s" = nginx ]; then
-          # nginx forks its worker after it listens: wait for it (its RSS and CPU count).
-          for p in $(seq 50); do
-            [ "$(server_pids "$name" | wc -w)" -gt 1 ] && break
-            sleep 0.1
-          done
-        fi
         local pid_args=() attack=()
         for p in $(server_pids "$name"); do pid_args+=(--pid "$p"); done
         [ "$cond" = attacked ] && attack=(--attackers "$HOSTILE_CONNS" --flooders "$HOSTILE_FLOODERS")
@@ -465,7 +628,7 @@ CHART="$OUT_DIR/chart.svg"
   echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "- Toolchain: $(rustc --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(nginx -v 2>&1 | sed 's/.*: //')"
   echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (wrk: after a ${WRK_WARMUP} s warm-up before the first round; loadgen: after ${HTTP_WARMUP} s warm-up every round), idle memory ${IDLE_ROUNDS} round(s), hostile connections ${HOSTILE_ROUNDS} round(s) of ${HOSTILE_SECS} s per server and condition (after ${HOSTILE_WARMUP} s warm-up, fresh server each run); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
+  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (wrk: after a ${WRK_WARMUP} s warm-up before the first round; loadgen: after ${HTTP_WARMUP} s warm-up every round), idle memory ${IDLE_ROUNDS} round(s), TLS cases as the HTTP and WebSocket ones$([ -n "$TLS_SECS" ] && echo " but ${TLS_SECS} s per run"), hostile connections ${HOSTILE_ROUNDS} round(s) of ${HOSTILE_SECS} s per server and condition (after ${HOSTILE_WARMUP} s warm-up, fresh server each run); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
   echo
   echo "![ratio chart](chart.svg)"
   echo
@@ -484,10 +647,18 @@ CHART="$OUT_DIR/chart.svg"
   echo '```nginx'
   sed "s#$WORK#\$WORK#g" "$WORK/nginx.conf.in"
   echo '```'
+  if want tls; then
+    echo
+    echo "nginx configuration of the TLS rows (@KIND@: ecdsa or rsa; the certificates openssl made for the run, see bench/README.md):"
+    echo
+    echo '```nginx'
+    sed -e "s#$WORK#\$WORK#g" -e "s#@CERTS@#target/bench-certs/RUN#g" "$WORK/nginx-tls.conf.in"
+    echo '```'
+  fi
   echo
   echo "## Raw measurements"
   echo
-  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection; hostile: probes answered per second), p50 µs (connections for ws_idle), p99 µs, server CPU µs per message; hostile rows go on with max µs, failures, probes, server RSS KiB (largest), server busy (share of a core), attack connections closed by the server, probe timeout µs, ticks missed:"
+  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection; hostile: probes answered per second), p50 µs (connections for ws_idle and tls_idle), p99 µs, server CPU µs per message; hostile rows go on with max µs, failures, probes, server RSS KiB (largest), server busy (share of a core), attack connections closed by the server, probe timeout µs, ticks missed:"
   echo
   echo '```'
   cat "$RAW"

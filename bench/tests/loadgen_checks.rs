@@ -1,7 +1,8 @@
 //! The load generator's checks can fail: `loadgen` must exit non-zero when a
 //! server answers wrongly, and succeed against a correct one. Servers here are
 //! small stand-ins on 127.0.0.1 (a canned HTTP responder, a pollserve echo
-//! that can corrupt one byte), each run bounded to a fraction of a second.
+//! that can corrupt one byte, pollserve over TLS), each run bounded to a
+//! fraction of a second.
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pollserve::tls::TlsConfig;
 use pollserve::ws::Message;
-use pollserve::{Method, Server};
+use pollserve::{Method, Response, Server};
 
 fn loadgen(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -129,9 +131,22 @@ fn http_mode_fails_on_a_wrong_length_or_status() {
     assert!(stderr(&out).contains("status line"), "{}", stderr(&out));
 }
 
-/// A pollserve echo server on its own thread; with `corrupt`, the 50th
-/// message it echoes has its first byte flipped.
-fn echo_server(corrupt: bool) -> (String, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+/// A self-signed certificate for 127.0.0.1: its PEM file (what loadgen's
+/// `--tls` pins) and the server's configuration.
+fn certificate(name: &str) -> (PathBuf, TlsConfig) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).expect("certificate");
+    let pem = cert.cert.pem();
+    let tls = TlsConfig::from_pem(pem.as_bytes(), cert.signing_key.serialize_pem().as_bytes())
+        .expect("TLS configuration");
+    (expect_file(name, pem.as_bytes()), tls)
+}
+
+/// A pollserve echo server on its own thread (over TLS with `tls`); with
+/// `corrupt`, the 50th message it echoes has its first byte flipped.
+fn echo_server(
+    corrupt: bool,
+    tls: Option<TlsConfig>,
+) -> (String, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -141,7 +156,11 @@ fn echo_server(corrupt: bool) -> (String, Arc<AtomicBool>, std::thread::JoinHand
         server
             .route("/ws", Method::GET, |req, _| Ok(req.accept_websocket()?.0))
             .expect("route");
-        let addr = server.start("127.0.0.1", 0).expect("start");
+        let addr = match tls {
+            None => server.start("127.0.0.1", 0),
+            Some(tls) => server.start_tls("127.0.0.1", 0, tls),
+        }
+        .expect("start");
         tx.send(addr.to_string()).expect("send address");
         let mut slot = Message::Binary(Vec::new());
         let mut echoed = 0u64;
@@ -168,24 +187,26 @@ fn echo_server(corrupt: bool) -> (String, Arc<AtomicBool>, std::thread::JoinHand
     (addr, stop, handle)
 }
 
-fn echo_run(addr: &str) -> Output {
-    loadgen(&[
+fn echo_run(addr: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "echo", "--addr", addr, "--conns", "4", "--size", "300", "--secs", "0.3", "--warmup",
         "0.05",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    loadgen(&args)
 }
 
 #[test]
 fn echo_mode_verifies_every_echo() {
-    let (addr, stop, handle) = echo_server(false);
-    let out = echo_run(&addr);
+    let (addr, stop, handle) = echo_server(false, None);
+    let out = echo_run(&addr, &[]);
     stop.store(true, Ordering::Relaxed);
     handle.join().expect("server thread");
     assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("verified=ok"));
 
-    let (addr, stop, handle) = echo_server(true);
-    let out = echo_run(&addr);
+    let (addr, stop, handle) = echo_server(true, None);
+    let out = echo_run(&addr, &[]);
     stop.store(true, Ordering::Relaxed);
     handle.join().expect("server thread");
     assert!(!out.status.success(), "a corrupted echo went unnoticed");
@@ -273,4 +294,163 @@ fn hostile_mode_fails_on_a_wrong_body_or_a_refused_upgrade() {
     finish(&addr, stop);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("idle connection"), "{}", stderr(&out));
+}
+
+/// A pollserve HTTP server on its own thread answering `GET /` with `body`,
+/// over TLS with `tls`.
+fn http_server(
+    body: &'static str,
+    tls: Option<TlsConfig>,
+) -> (String, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let mut server = Server::<()>::new();
+        server
+            .route("/", Method::GET, move |_, _| Ok(Response::text(body)))
+            .expect("route");
+        let addr = match tls {
+            None => server.start("127.0.0.1", 0),
+            Some(tls) => server.start_tls("127.0.0.1", 0, tls),
+        }
+        .expect("start");
+        tx.send(addr.to_string()).expect("send address");
+        while !stop2.load(Ordering::Relaxed) {
+            server
+                .poll(&mut (), Duration::from_millis(20))
+                .expect("poll");
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server address");
+    (addr, stop, handle)
+}
+
+/// `loadgen http` against a server of [`http_server`], then stops it.
+fn http_against(
+    server: (String, Arc<AtomicBool>, std::thread::JoinHandle<()>),
+    expect: &Path,
+    extra: &[&str],
+) -> Output {
+    let (addr, stop, handle) = server;
+    let mut args = vec![
+        "http",
+        "--addr",
+        &addr,
+        "--path",
+        "/",
+        "--expect",
+        expect.to_str().expect("utf-8 path"),
+        "--conns",
+        "4",
+        "--secs",
+        "0.2",
+        "--warmup",
+        "0.05",
+    ];
+    args.extend_from_slice(extra);
+    let out = loadgen(&args);
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("server thread");
+    out
+}
+
+#[test]
+fn http_mode_over_tls_checks_every_byte() {
+    let (pem, tls) = certificate("tls-http.pem");
+    let pem = pem.to_str().expect("utf-8 path");
+    let out = http_against(
+        http_server("hello", Some(tls.clone())),
+        &expect_file("tls-right", b"hello"),
+        &["--tls", pem],
+    );
+    assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(field(&line, "msgs") > 0.0, "{line}");
+    assert!(
+        line.contains(" tls=TLSv1_3/TLS13_AES_128_GCM_SHA256/X25519 "),
+        "{line}"
+    );
+    assert!(line.contains("verified=ok"), "{line}");
+
+    let out = http_against(
+        http_server("hellO", Some(tls)),
+        &expect_file("tls-wrong", b"hello"),
+        &["--tls", pem],
+    );
+    assert!(
+        !out.status.success(),
+        "a wrong byte over TLS went unnoticed"
+    );
+    assert!(stderr(&out).contains("body differs"), "{}", stderr(&out));
+}
+
+#[test]
+fn tls_client_accepts_only_the_pinned_certificate() {
+    let (_, tls) = certificate("tls-served.pem");
+    let (other, _) = certificate("tls-other.pem");
+    let out = http_against(
+        http_server("hello", Some(tls)),
+        &expect_file("tls-pin", b"hello"),
+        &["--tls", other.to_str().expect("utf-8 path")],
+    );
+    assert!(!out.status.success(), "another certificate was accepted");
+    assert!(
+        stderr(&out).contains("invalid peer certificate"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn close_mode_opens_a_connection_per_request() {
+    let (pem, tls) = certificate("tls-close.pem");
+    let expect = expect_file("close", b"hello");
+    for tls in [None, Some(tls)] {
+        let over_tls = tls.is_some();
+        let mut extra = vec!["--close"];
+        if over_tls {
+            extra.extend(["--tls", pem.to_str().expect("utf-8 path")]);
+        }
+        let out = http_against(http_server("hello", tls), &expect, &extra);
+        assert!(
+            out.status.success(),
+            "loadgen failed (TLS: {over_tls}): {}",
+            stderr(&out)
+        );
+        let line = String::from_utf8_lossy(&out.stdout);
+        let (msgs, opened) = (field(&line, "msgs"), field(&line, "conns_opened"));
+        // Every request measured had a connection of its own (the ones
+        // before and after the window too).
+        assert!(msgs > 0.0 && opened >= msgs, "{line}");
+        assert!(line.contains("verified=ok"), "{line}");
+    }
+}
+
+#[test]
+fn echo_mode_over_tls_verifies_every_echo() {
+    let (pem, tls) = certificate("tls-echo.pem");
+    let pem = pem.to_str().expect("utf-8 path");
+    let (addr, stop, handle) = echo_server(false, Some(tls.clone()));
+    let out = echo_run(&addr, &["--tls", pem]);
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("server thread");
+    assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.contains(" tls=TLSv1_3/") && line.contains("verified=ok"),
+        "{line}"
+    );
+
+    let (addr, stop, handle) = echo_server(true, Some(tls));
+    let out = echo_run(&addr, &["--tls", pem]);
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("server thread");
+    assert!(
+        !out.status.success(),
+        "a corrupted echo over TLS went unnoticed"
+    );
+    assert!(stderr(&out).contains("echo mismatch"), "{}", stderr(&out));
 }

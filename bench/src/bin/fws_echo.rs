@@ -1,6 +1,9 @@
-//! fastwebsockets echo peer (hyper 1 upgrade), the pattern of its `echo_server` example.
+//! fastwebsockets echo peer (hyper 1 upgrade), the pattern of its
+//! `echo_server` example; over TCP or (`--tls`) behind `tokio-rustls` with
+//! pollserve's own rustls configuration (`ring` provider).
 //!
-//! `fws_echo PORT [st|mt]` — `st` (default) is a current-thread runtime.
+//! `fws_echo PORT [st|mt] [--tls CERT KEY]` — `st` (default) is a
+//! current-thread runtime.
 use fastwebsockets::{upgrade, FragmentCollector, OpCode, WebSocketError};
 use http_body_util::Empty;
 use hyper::body::{Bytes, Incoming};
@@ -8,6 +11,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 async fn handle_client(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
     let mut ws = FragmentCollector::new(fut.await?);
@@ -32,12 +36,23 @@ async fn server_upgrade(
     Ok(response)
 }
 
+async fn serve<S>(stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service_fn(server_upgrade))
+        .with_upgrades()
+        .await;
+}
+
 fn main() {
-    let (port, mt) = pollserve_bench::port_and_mode("fws_echo PORT [st|mt]");
-    pollserve_bench::serve_tcp(port, mt, |stream| async move {
-        let _ = http1::Builder::new()
-            .serve_connection(TokioIo::new(stream), service_fn(server_upgrade))
-            .with_upgrades()
-            .await;
-    });
+    let args = pollserve_bench::peer_args("fws_echo PORT [st|mt] [--tls CERT KEY]");
+    match args.tls {
+        None => pollserve_bench::serve_tcp(args.port, args.mt, serve),
+        Some((cert, key)) => {
+            let config = pollserve_bench::rustls_server_config(&cert, &key);
+            pollserve_bench::serve_tls(args.port, args.mt, config, serve)
+        }
+    }
 }

@@ -167,7 +167,46 @@ const CASES: &[CaseInfo] = &[
         goals: &[("nginx", 1.0)],
         cpu_goal: None,
     },
+    CaseInfo {
+        id: "tls_static_small",
+        title: "HTTPS static 1 KiB file, keep-alive, TLS 1.3 ECDSA, loadgen 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.2)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "tls_close_ecdsa",
+        title: "HTTPS new connection + full handshake (ECDSA P-256) + 1 KiB file, Connection: close, loadgen 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.0)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "tls_close_rsa",
+        title: "HTTPS new connection + full handshake (RSA-2048) + 1 KiB file, Connection: close, loadgen 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.0)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "tls_static_1m",
+        title: "HTTPS static 1 MiB file, keep-alive, TLS 1.3 ECDSA, loadgen 64 conns",
+        unit: "req/s",
+        goals: &[("nginx", 1.0)],
+        cpu_goal: None,
+    },
+    CaseInfo {
+        id: "wss_100x20",
+        title: "WSS echo 100 conns × 20 B (TLS 1.3; peers behind tokio-rustls)",
+        unit: "msg/s",
+        goals: &[("fws_st", 1.0), ("tungstenite_st", 1.0)],
+        cpu_goal: None,
+    },
 ];
+
+/// Goal on the memory of an idle TLS connection (after the handshake and
+/// one echo), bytes.
+const TLS_IDLE_GOAL: f64 = 8192.0;
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
@@ -369,6 +408,53 @@ fn main() {
             "| idle WS memory ≤ 2048 B per connection | {} B | {} |",
             fmt_opt(ours, 0),
             verdict(ours.map(|o| o <= 2048.0))
+        );
+    }
+
+    // Idle memory over TLS, beside plain.
+    if let Some(subjects) = by.get("tls_idle") {
+        out.push_str("## Memory per idle TLS connection\n\n");
+        out.push_str(
+            "As the idle WebSocket row, over TLS 1.3 (ECDSA P-256): server VmRSS after opening the \
+             connections (each made a full handshake, its WebSocket upgrade and one 20-byte echo) \
+             minus VmRSS before, divided by the number of connections. `pollserve_plain` is the same \
+             server and load without TLS, measured in the same rounds; tungstenite_st is \
+             tokio-tungstenite behind tokio-rustls. Fresh server processes for every run.\n\n",
+        );
+        out.push_str("| server | connections | bytes per connection (median) |\n|---|---:|---:|\n");
+        let mut names: Vec<&str> = subjects.keys().copied().collect();
+        names.sort_by_key(|n| (*n != US, n.to_string()));
+        for s in names {
+            let conns = subjects[s]
+                .values()
+                .next()
+                .and_then(|r| r.p50)
+                .unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "| {s} | {conns:.0} | {} |",
+                fmt_opt(med("tls_idle", s, &|r| r.rate), 0)
+            );
+        }
+        let ours = med("tls_idle", US, &|r| r.rate);
+        let plain = med("tls_idle", "pollserve_plain", &|r| r.rate);
+        if let (Some(t), Some(p)) = (ours, plain) {
+            let _ = writeln!(
+                out,
+                "\nTLS adds {:.0} B per idle pollserve connection ({:.0} B over TLS, {:.0} B plain).\n",
+                t - p,
+                t,
+                p
+            );
+        } else {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            goals_md,
+            "| idle TLS connection memory ≤ {TLS_IDLE_GOAL:.0} B (plain: {} B) | {} B | {} |",
+            fmt_opt(plain, 0),
+            fmt_opt(ours, 0),
+            verdict(ours.map(|o| o <= TLS_IDLE_GOAL))
         );
     }
 

@@ -1,10 +1,15 @@
-//! tokio-tungstenite echo peer.
+//! tokio-tungstenite echo peer, over TCP or (`--tls`) behind `tokio-rustls`
+//! with pollserve's own rustls configuration (`ring` provider).
 //!
-//! `tungstenite_echo PORT [st|mt]` — `st` (default) is a current-thread runtime.
+//! `tungstenite_echo PORT [st|mt] [--tls CERT KEY]` — `st` (default) is a
+//! current-thread runtime.
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-async fn handle(stream: TcpStream) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+async fn handle<S>(stream: S) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut ws = tokio_tungstenite::accept_async(stream).await?;
     while let Some(msg) = ws.next().await {
         let msg = msg?;
@@ -18,8 +23,16 @@ async fn handle(stream: TcpStream) -> Result<(), tokio_tungstenite::tungstenite:
 }
 
 fn main() {
-    let (port, mt) = pollserve_bench::port_and_mode("tungstenite_echo PORT [st|mt]");
-    pollserve_bench::serve_tcp(port, mt, |stream| async move {
-        let _ = handle(stream).await;
-    });
+    let args = pollserve_bench::peer_args("tungstenite_echo PORT [st|mt] [--tls CERT KEY]");
+    match args.tls {
+        None => pollserve_bench::serve_tcp(args.port, args.mt, |stream| async move {
+            let _ = handle(stream).await;
+        }),
+        Some((cert, key)) => {
+            let config = pollserve_bench::rustls_server_config(&cert, &key);
+            pollserve_bench::serve_tls(args.port, args.mt, config, |stream| async move {
+                let _ = handle(stream).await;
+            })
+        }
+    }
 }

@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! loadgen echo --addr 127.0.0.1:PORT [--path /ws] --conns N --size S --secs D
-//!              [--warmup W] [--pid SERVER_PID]
+//!              [--warmup W] [--pid SERVER_PID] [--tls CERT.pem]
 //! loadgen idle --addr 127.0.0.1:PORT [--path /ws] --conns N --pid SERVER_PID
+//!              [--tls CERT.pem]
 //! loadgen http --addr 127.0.0.1:PORT --path /file --expect FILE --conns N
-//!              --secs D [--warmup W] [--pid SERVER_PID]...
+//!              --secs D [--warmup W] [--pid SERVER_PID]... [--close]
+//!              [--tls CERT.pem]
 //! loadgen hostile --addr 127.0.0.1:PORT --path /file --expect FILE
 //!              [--attackers N] [--flooders F] [--idle ws|http] [--ws-path /ws]
 //!              [--rate R] [--timeout-ms T] [--trickle-ms P]
@@ -25,6 +27,15 @@
 //! makes, without `wrk`'s two `epoll_ctl` calls per request and with reads of
 //! up to 256 KiB (`wrk` reads 8 KiB at a time), so the client is not what
 //! saturates first. Prints the same line as `echo` (`msgs` are requests).
+//! With `--close` every request says `Connection: close` and goes on a new
+//! connection: connect, (TLS handshake,) request, the whole response, the
+//! server's close, then the next connection; latency counts from the
+//! connect, and `conns_opened=` says how many were opened.
+//!
+//! `--tls CERT.pem` (echo, idle, http): TLS 1.3 to the server, whose
+//! certificate must be the first one in CERT.pem (see `tls.rs`: pinned
+//! certificate, no session resumption, ciphertext decrypted in place). The
+//! result line then says what was negotiated (`tls=`).
 //!
 //! `--pid` may be given more than once (nginx: master and worker); server CPU
 //! is the on-CPU time of every thread of those processes
@@ -93,13 +104,17 @@ struct Args {
     rate: f64,
     timeout_ms: f64,
     trickle_ms: f64,
+    /// `--tls CERT.pem`: speak TLS, pinning the first certificate of the file.
+    tls: Option<String>,
+    /// `--close` (http): one request per connection.
+    close: bool,
 }
 
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let mode = it.next().unwrap_or_default();
     if !matches!(mode.as_str(), "echo" | "idle" | "http" | "hostile") {
-        eprintln!("usage: loadgen echo|idle|http|hostile --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE] (hostile: see the doc comment of bench/src/bin/loadgen/main.rs)");
+        eprintln!("usage: loadgen echo|idle|http|hostile --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE] [--close] [--tls CERT.pem] (hostile: see the doc comment of bench/src/bin/loadgen/main.rs)");
         exit(2);
     }
     let mut a = Args {
@@ -119,8 +134,14 @@ fn parse_args() -> Args {
         rate: 200.0,
         timeout_ms: 1000.0,
         trickle_ms: 2000.0,
+        tls: None,
+        close: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--close" {
+            a.close = true;
+            continue;
+        }
         let v = it.next().unwrap_or_else(|| {
             eprintln!("missing value for {flag}");
             exit(2)
@@ -151,11 +172,20 @@ fn parse_args() -> Args {
             "--rate" => a.rate = value(&flag, &v),
             "--timeout-ms" => a.timeout_ms = value(&flag, &v),
             "--trickle-ms" => a.trickle_ms = value(&flag, &v),
+            "--tls" => a.tls = Some(v.clone()),
             _ => {
                 eprintln!("unknown flag {flag}");
                 exit(2)
             }
         }
+    }
+    if a.close && a.mode != "http" {
+        eprintln!("--close is for http mode");
+        exit(2);
+    }
+    if a.tls.is_some() && a.mode == "hostile" {
+        eprintln!("--tls is for echo, idle and http mode");
+        exit(2);
     }
     if a.size > PATTERN_LEN / 2 {
         eprintln!("--size at most {}", PATTERN_LEN / 2);
@@ -191,6 +221,11 @@ fn cpu_seconds(pids: &[u32]) -> f64 {
     ns as f64 / 1e9
 }
 
+/// This process's own CPU seconds (every thread), as [`cpu_seconds`] counts.
+fn own_cpu_seconds() -> f64 {
+    cpu_seconds(&[std::process::id()])
+}
+
 /// Resident set size in bytes from /proc/PID/status.
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -206,6 +241,9 @@ fn rss_bytes(pid: u32) -> u64 {
 #[derive(PartialEq, Eq, Clone, Copy, Debug)]
 enum Phase {
     Connecting,
+    /// The TLS handshake (with `--tls`); the upgrade request waits in `wbuf`.
+    Tls,
+    /// The WebSocket handshake.
     Handshake,
     Open,
 }
@@ -226,6 +264,8 @@ struct Conn {
     in_flight: bool,
     seq: usize,
     writable: bool,
+    /// The TLS session (with `--tls`); every byte then goes through it.
+    tls: Option<Box<Tls>>,
 }
 
 struct Gen {
@@ -244,6 +284,11 @@ struct Gen {
     open: usize,
     echoed_once: usize,
     pending: usize,
+    tls: Option<TlsClient>,
+    /// Where TLS records are read and decrypted (empty without `--tls`).
+    scratch: Vec<u8>,
+    /// What the first TLS connection negotiated.
+    tls_info: Option<String>,
 }
 
 impl Gen {
@@ -285,6 +330,7 @@ impl Gen {
             in_flight: false,
             seq: i,
             writable: false,
+            tls: self.tls.as_ref().map(|t| Box::new(t.session())),
         });
         self.pending += 1;
     }
@@ -302,6 +348,11 @@ impl Gen {
         c.got = 0;
         c.in_flight = true;
         c.sent_at = Instant::now();
+        if let Some(tls) = &mut c.tls {
+            tls.send(frame)
+                .unwrap_or_else(|e| fail(format!("connection {i}: {e}")));
+            return flush(c, i);
+        }
         if c.wpos < c.wbuf.len() || !c.writable {
             c.wbuf.extend_from_slice(frame);
             return flush(c, i);
@@ -323,12 +374,16 @@ impl Gen {
                 if !connected(&self.conns[i].stream, i) {
                     return;
                 }
-                self.conns[i].phase = Phase::Handshake;
+                let tls = self.conns[i].tls.is_some();
+                self.conns[i].phase = if tls { Phase::Tls } else { Phase::Handshake };
             }
             flush(&mut self.conns[i], i);
         }
         if !readable || self.conns[i].phase == Phase::Connecting {
             return;
+        }
+        if self.conns[i].tls.is_some() {
+            return self.read_tls(i);
         }
         loop {
             let c = &mut self.conns[i];
@@ -349,6 +404,46 @@ impl Gen {
             c.rend += n;
             self.process(i);
         }
+    }
+
+    /// [`drive`](Self::drive)'s reading for a TLS connection: decrypted
+    /// bytes into the connection's buffer until the socket is drained; the
+    /// upgrade request goes out when the TLS handshake completes.
+    fn read_tls(&mut self, i: usize) {
+        loop {
+            let c = &mut self.conns[i];
+            if c.rend == c.rbuf.len() {
+                if c.rstart > 0 {
+                    c.rbuf.copy_within(c.rstart..c.rend, 0);
+                    c.rend -= c.rstart;
+                    c.rstart = 0;
+                } else {
+                    let len = (c.rbuf.len() * 2).max(4096);
+                    c.rbuf.resize(len, 0);
+                }
+            }
+            let tls = c.tls.as_mut().expect("a TLS connection");
+            let got = tls
+                .read(&mut c.stream, &mut self.scratch, &mut c.rbuf[c.rend..])
+                .unwrap_or_else(|e| fail(format!("connection {i}: {e}")));
+            if c.phase == Phase::Tls && tls.ready() {
+                c.phase = Phase::Handshake;
+                if self.tls_info.is_none() {
+                    self.tls_info = Some(tls.describe());
+                }
+                tls.send(&std::mem::take(&mut c.wbuf))
+                    .unwrap_or_else(|e| fail(format!("connection {i}: {e}")));
+            }
+            match got {
+                None => break,
+                Some(0) => fail(format!("connection {i}: server closed the connection")),
+                Some(n) => {
+                    c.rend += n;
+                    self.process(i);
+                }
+            }
+        }
+        flush(&mut self.conns[i], i);
     }
 
     /// Consumes complete handshake responses and frames from connection `i`'s buffer.
@@ -475,7 +570,17 @@ fn masked_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
 }
 
 fn flush(c: &mut Conn, i: usize) {
-    if c.phase == Phase::Connecting || !c.writable {
+    if c.phase == Phase::Connecting {
+        return;
+    }
+    if let Some(tls) = &mut c.tls {
+        // Records the socket refused stay queued in the session.
+        c.writable = tls
+            .flush(&mut c.stream)
+            .unwrap_or_else(|e| fail(format!("connection {i}: write: {e}")));
+        return;
+    }
+    if !c.writable {
         return;
     }
     c.wpos += write_some(&mut c.stream, &c.wbuf[c.wpos..], i);
@@ -581,7 +686,18 @@ fn main() {
         (true, None) => fail("idle mode needs --pid"),
         _ => 0,
     };
+    let tls = args
+        .tls
+        .as_deref()
+        .map(|cert| TlsClient::new(cert, args.addr).unwrap_or_else(|e| fail(e)));
     let mut g = Gen {
+        scratch: if tls.is_some() {
+            vec![0; tls::SCRATCH]
+        } else {
+            Vec::new()
+        },
+        tls,
+        tls_info: None,
         poll: Poll::new().expect("poll"),
         conns: Vec::with_capacity(args.conns),
         frames: Vec::new(),
@@ -624,8 +740,14 @@ fn main() {
         let rss_after = rss_bytes(pid);
         let per = (rss_after as f64 - rss_before as f64) / g.args.conns as f64;
         println!(
-            "conns={} rss_before={} rss_after={} bytes_per_conn={:.0}",
-            g.args.conns, rss_before, rss_after, per
+            "conns={} rss_before={} rss_after={} bytes_per_conn={:.0}{}",
+            g.args.conns,
+            rss_before,
+            rss_after,
+            per,
+            g.tls_info
+                .as_deref()
+                .map_or(String::new(), |t| format!(" tls={t}"))
         );
         return;
     }
@@ -634,6 +756,7 @@ fn main() {
         poll_once(&mut g, &mut events, Duration::from_millis(10));
     }
     let cpu0 = (!g.args.pids.is_empty()).then(|| cpu_seconds(&g.args.pids));
+    let own0 = own_cpu_seconds();
     g.measuring = true;
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(g.args.secs);
@@ -642,18 +765,33 @@ fn main() {
     }
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = (!g.args.pids.is_empty()).then(|| cpu_seconds(&g.args.pids));
+    let own = own_cpu_seconds() - own0;
     g.measuring = false;
+    let extra = g
+        .tls_info
+        .as_deref()
+        .map_or(String::new(), |t| format!(" tls={t}"));
     report(
         g.completed,
         elapsed,
         std::mem::take(&mut g.latencies),
-        cpu0,
-        cpu1,
+        (cpu0, cpu1, own),
+        &extra,
     );
 }
 
-/// Prints the result line of `echo` and `http` mode.
-fn report(completed: u64, elapsed: f64, mut lat: Vec<u32>, cpu0: Option<f64>, cpu1: Option<f64>) {
+/// Prints the result line of `echo` and `http` mode: with the server's CPU
+/// seconds at the window's start and end (`--pid`), and the load
+/// generator's own CPU seconds in the window (`client_busy=`, its share of
+/// one core: near 1, it may be what limits the rate); `extra` (`key=value`
+/// pairs, each after a space) goes before `verified=ok`.
+fn report(
+    completed: u64,
+    elapsed: f64,
+    mut lat: Vec<u32>,
+    (cpu0, cpu1, own): (Option<f64>, Option<f64>, f64),
+    extra: &str,
+) {
     if completed == 0 {
         fail("nothing completed in the measurement window");
     }
@@ -669,18 +807,23 @@ fn report(completed: u64, elapsed: f64, mut lat: Vec<u32>, cpu0: Option<f64>, cp
         _ => String::new(),
     };
     println!(
-        "msgs={} secs={:.3} msgs_per_s={:.1} p50_us={:.1} p99_us={:.1}{} verified=ok",
+        "msgs={} secs={:.3} msgs_per_s={:.1} p50_us={:.1} p99_us={:.1}{} client_busy={:.2}{} verified=ok",
         completed,
         elapsed,
         rate,
         pct(0.50),
         pct(0.99),
-        cpu
+        cpu,
+        own / elapsed,
+        extra
     );
 }
 
 mod hostile;
 mod http;
+mod tls;
+
+use tls::{Tls, TlsClient};
 
 fn poll_once(g: &mut Gen, events: &mut Events, timeout: Duration) {
     if let Err(e) = g.poll.poll(events, Some(timeout)) {
