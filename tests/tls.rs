@@ -477,6 +477,33 @@ fn stalled_handshakes_do_not_delay_others_and_end_at_the_header_timeout() {
     );
 }
 
+/// A ClientHello announced at 65,000 bytes and sent in full 16 KiB records,
+/// never finished: the server refuses it once it holds more than a
+/// handshake may (36 KiB) instead of keeping ~64 KiB until the header
+/// timeout (60 s here, so a close within the test's 20 s read timeout is
+/// the refusal).
+#[test]
+fn a_huge_unfinished_client_hello_is_refused_not_held() {
+    let config = ServerConfig::default().header_timeout(Duration::from_secs(60));
+    let (srv, https) = tls_server(config, (), idle, pki().server.tls(), routes);
+    let mut s = connect(https);
+    let mut message = vec![1u8, 0x00, 0xfd, 0xe8]; // ClientHello, 65,000 bytes
+    message.resize(4 * 16384, 0x41);
+    for record in message.chunks(16384).take(3) {
+        let mut r = vec![0x16, 0x03, 0x01];
+        r.extend_from_slice(&(record.len() as u16).to_be_bytes());
+        r.extend_from_slice(record);
+        if s.write_all(&r).is_err() {
+            break; // already refused
+        }
+    }
+    assert!(closed_by_server(&mut s), "the oversized hello was held");
+    // And the server serves others meanwhile and after.
+    assert_eq!(https_get(https, "/after").text(), "hello over /after");
+    let held = srv.on_server(|server, _| server.stats().input_buffered);
+    assert!(held < 36 * 1024, "{held} bytes still held");
+}
+
 #[test]
 fn plain_http_on_the_tls_port_gets_400_naming_https() {
     let (_srv, https) = basic_server();

@@ -51,6 +51,22 @@ pub(crate) const TLS_WRITE_CHUNK: usize = 64 * 1024;
 /// Bytes asked of the socket per read: a full TLS record with room to spare.
 const RECORD_READ: usize = 18 * 1024;
 
+/// Socket reads one `read` call may do: a peer that keeps the socket full
+/// of records carrying little or no data cannot hold the loop, and the
+/// connection's per-round read share applies to TLS as to plain TCP.
+const RECEIVES_PER_READ: usize = 4;
+
+/// Unprocessed TLS bytes a session may hold once its handshake is done: one
+/// record of the largest size (TLS 1.2 allows 2^14 + 2048 bytes of
+/// ciphertext, plus the 5-byte header). More means a handshake message
+/// reassembled across records (a 64 KiB `KeyUpdate`), which a server never
+/// needs.
+const HOLD_AFTER_HANDSHAKE: usize = 16 * 1024 + 2048 + 5;
+
+/// Unprocessed TLS bytes a handshake may hold: a ClientHello (with its
+/// records) larger than this is refused.
+const HOLD_IN_HANDSHAKE: usize = 36 * 1024;
+
 /// Every TLS connection starts with a handshake record (content type 22).
 const HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -91,6 +107,10 @@ pub(crate) struct TlsTransport {
     /// Received TLS bytes not yet processed (a partial record); empty, with
     /// no allocation, between reads.
     incoming: Vec<u8>,
+    /// The processed front of `incoming` (dropped at the next receive).
+    used: usize,
+    /// A read stopped at [`RECEIVES_PER_READ`]: the socket may hold more.
+    more_input: bool,
     /// Decrypted bytes that did not fit the caller's buffer.
     plaintext: Vec<u8>,
     /// Encrypted records not yet written, from `sent` on; no allocation
@@ -111,6 +131,8 @@ impl TlsTransport {
             tls: Box::new(tls),
             state: State::Fresh,
             incoming: Vec::new(),
+            used: 0,
+            more_input: false,
             plaintext: Vec::new(),
             outgoing: Vec::new(),
             sent: 0,
@@ -166,6 +188,11 @@ impl TlsTransport {
     /// Reads once from the socket into `incoming`. `Ok(false)`: nothing
     /// there (`WouldBlock`).
     fn receive(&mut self) -> io::Result<bool> {
+        if self.used > 0 {
+            // The processed front goes once per read, not once per record.
+            self.incoming.drain(..self.used);
+            self.used = 0;
+        }
         let start = self.incoming.len();
         self.incoming.resize(start + RECORD_READ, 0);
         let result = Read::read(&mut self.sock, &mut self.incoming[start..]);
@@ -200,7 +227,8 @@ impl TlsTransport {
     /// records at hand are used up.
     fn process(&mut self, buf: &mut [u8], filled: &mut usize) -> io::Result<()> {
         while *filled < buf.len() {
-            let status = self.tls.process_tls_records(&mut self.incoming);
+            let used = self.used;
+            let status = self.tls.process_tls_records(&mut self.incoming[used..]);
             let discard = status.discard;
             let step = match status.state {
                 Ok(ConnectionState::ReadTraffic(mut records)) => {
@@ -228,7 +256,7 @@ impl TlsTransport {
                 Ok(_) => Ok(Step::Idle),
                 Err(e) => Err(e),
             };
-            self.incoming.drain(..discard.min(self.incoming.len()));
+            self.used = (self.used + discard).min(self.incoming.len());
             match step {
                 Ok(Step::More) => {}
                 Ok(Step::Idle) => break,
@@ -247,7 +275,12 @@ impl TlsTransport {
         // empties before it looks at the input again; it must not look
         // again (the bad record would fail, and alert, a second time).
         while self.tls.wants_write() {
-            match self.tls.process_tls_records(&mut self.incoming).state {
+            let used = self.used;
+            match self
+                .tls
+                .process_tls_records(&mut self.incoming[used..])
+                .state
+            {
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     if encode_into(&mut self.outgoing, |out| encode.encode(out)).is_err() {
                         break;
@@ -257,6 +290,7 @@ impl TlsTransport {
             }
         }
         self.incoming = Vec::new();
+        self.used = 0;
         let _ = self.write_records();
         let when = if handshaking {
             "TLS handshake failed"
@@ -270,7 +304,8 @@ impl TlsTransport {
     /// returns how many were taken (`WouldBlock` while the handshake runs).
     fn encrypt(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         loop {
-            let status = self.tls.process_tls_records(&mut self.incoming);
+            let used = self.used;
+            let status = self.tls.process_tls_records(&mut self.incoming[used..]);
             let discard = status.discard;
             let result = match status.state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
@@ -317,7 +352,7 @@ impl TlsTransport {
                 Ok(_) => return Err(io::ErrorKind::WouldBlock.into()),
                 Err(e) => Err(e),
             };
-            self.incoming.drain(..discard.min(self.incoming.len()));
+            self.used = (self.used + discard).min(self.incoming.len());
             match result {
                 Ok(Some(taken)) => return Ok(taken),
                 Ok(None) => {}
@@ -423,8 +458,10 @@ impl Transport for TlsTransport {
             self.plaintext = Vec::new();
         }
         let mut drained = false;
+        let mut receives = 0;
+        self.more_input = false;
         while filled < buf.len() && !self.end_pending {
-            if !self.incoming.is_empty() {
+            if self.used < self.incoming.len() {
                 self.process(buf, &mut filled)?;
             }
             if filled == buf.len() || self.end_pending || drained {
@@ -436,18 +473,44 @@ impl Transport for TlsTransport {
                 self.end_pending = true;
                 break;
             }
+            if receives == RECEIVES_PER_READ {
+                self.more_input = true;
+                break;
+            }
+            receives += 1;
             drained = !self.receive()?;
         }
-        if self.incoming.is_empty() {
+        let held = self.incoming.len() - self.used;
+        let limit = if self.tls.is_handshaking() {
+            HOLD_IN_HANDSHAKE
+        } else {
+            HOLD_AFTER_HANDSHAKE
+        };
+        if held > limit {
+            // A handshake message reassembled across many records: refused
+            // rather than held (a connection keeps at most one record).
+            let error = rustls::Error::General(format!(
+                "{held} bytes of TLS records held without a complete message"
+            ));
+            return Err(self.fail(&error));
+        }
+        if held == 0 {
             self.incoming = Vec::new();
+            self.used = 0;
         } else {
             // A partial record: kept in a buffer of its size.
+            self.incoming.drain(..self.used);
+            self.used = 0;
             self.incoming.shrink_to_fit();
         }
         if filled > 0 {
             Ok(filled)
         } else if self.end_pending {
             Ok(0)
+        } else if self.more_input {
+            // Nothing decrypted yet from a full socket: read on (within the
+            // connection's share of the round).
+            Err(io::ErrorKind::Interrupted.into())
         } else {
             Err(io::ErrorKind::WouldBlock.into())
         }
@@ -489,7 +552,7 @@ impl Transport for TlsTransport {
 
     fn has_buffered_input(&self) -> bool {
         // Decrypted bytes beyond a full read, or an end already seen.
-        self.end_pending || self.eof || !self.plaintext.is_empty()
+        self.end_pending || self.eof || self.more_input || !self.plaintext.is_empty()
     }
 
     fn held(&self) -> (usize, usize, usize) {
@@ -517,8 +580,11 @@ impl Transport for TlsTransport {
     /// takes it now), then the TCP write side.
     fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         if how != Shutdown::Read && self.state == State::Tls && !self.tls.is_handshaking() {
-            if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-                self.tls.process_tls_records(&mut self.incoming).state
+            let used = self.used;
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) = self
+                .tls
+                .process_tls_records(&mut self.incoming[used..])
+                .state
             {
                 let _ = encrypt_into(&mut self.outgoing, 2, |out| traffic.queue_close_notify(out));
             }
