@@ -311,6 +311,19 @@ fn pipelining_client_gets_a_bounded_share_of_each_poll() {
     let r = read_response(&mut b, false);
     assert_eq!((r.status, r.text().as_str()), (200, "b"));
 
+    // While A's requests wait for their shares, the server does not read
+    // ahead of them without bound: at most 256 KiB of its input is held.
+    for _ in 0..20 {
+        server.poll(&mut hits, Duration::from_millis(10)).unwrap();
+        let held = server.stats().input_buffered;
+        assert!(
+            held <= SHARE_PER_ROUND + 64 * 1024,
+            "{held} bytes of A's input held ({} of {} requests answered)",
+            hits.a,
+            a.requests()
+        );
+    }
+
     // Now A reads; every request it sent is answered once.
     a.complete(a.requests(), &mut server, &mut hits);
     assert_eq!(

@@ -522,7 +522,13 @@ impl Conn {
 
     fn wants_read(&self) -> bool {
         match self.phase {
-            Phase::Head | Phase::Body => self.out.is_none() && self.pending_len() < HIGH_WATER,
+            // Unparsed input waits for the next rounds' request shares: a
+            // client pipelining faster than that is not read further.
+            Phase::Head | Phase::Body => {
+                self.out.is_none()
+                    && self.pending_len() < HIGH_WATER
+                    && self.rbuf.len() < READS_PER_ROUND * READ_CHUNK
+            }
             Phase::Closing => false,
             Phase::Lingering(_) | Phase::Sse => true,
             // Read on to see the client leave, keeping what it sent (its
