@@ -585,7 +585,8 @@ fn sse_head_request_keeps_the_connection_and_its_id_stays_closed() {
 #[test]
 fn sse_large_event_on_a_long_quiet_stream_is_delivered_whole() {
     let app = sse_server(
-        ServerConfig::default().send_timeout(Duration::from_millis(400)),
+        // Long enough for a client on a loaded machine to read 8 MiB.
+        ServerConfig::default().send_timeout(Duration::from_millis(1500)),
         |s| {
             s.route("/quiet", Method::GET, |req, st: &mut State| {
                 let (response, id) = req.accept_sse_with(SseOptions {
@@ -601,7 +602,7 @@ fn sse_large_event_on_a_long_quiet_stream_is_delivered_whole() {
     );
     let mut c = RawSse::open(app.addr, "/quiet", "");
     let id = app.wait_streams(1)[0];
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(2000));
     let data = "x".repeat(8 << 20);
     let sent = app.on_server(move |s, _| s.sse(id).send_data(&data));
     assert_eq!(sent, Ok(()));
