@@ -58,7 +58,7 @@ class Server:
         self.ctl = None
         if probe:
             self.probe_out = os.path.join(RES, f"{tag}.probe.jsonl")
-            self.probe = subprocess.Popen([sys.executable, os.path.join(HERE, "probe.py"), "--port", str(self.port),
+            self.probe = subprocess.Popen([sys.executable, os.path.join(HERE, "..", "probe.py"), "--port", str(self.port),
                                            "--pid", str(self.pid), "--out", self.probe_out, "--path", probe_path])
         if control:
             # an unattacked twin, probed the same way: machine load
