@@ -4,6 +4,7 @@
 //! [`server`](crate::server) feeds bytes in and writes the bytes that come out.
 //! This is the layer the fuzz targets and the byte-level tests exercise.
 
+pub mod deflate;
 pub mod http;
 pub mod sse;
 pub mod ws;
