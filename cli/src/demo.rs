@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use pollserve::sse::{SseEvent, SseId};
-use pollserve::ws::{Message, WsId, WsOptions};
+use pollserve::ws::{DeflateOptions, Message, WsId, WsOptions};
 use pollserve::{Error, HttpError, Method, Request, Response, Server, ServerConfig};
 
 const PAGE: &str = include_str!("demo.html");
@@ -32,6 +32,15 @@ pub struct DemoArgs {
     /// Longest pause between fragments of a message on /ws/echo, in seconds.
     #[arg(long, default_value_t = 30.0)]
     ws_fragment_timeout: f64,
+    /// Do not offer permessage-deflate compression on /ws/echo and /ws/chat
+    /// (on by default: browsers ask for it on every WebSocket).
+    #[arg(long)]
+    no_deflate: bool,
+    /// With compression: keep the server's compression context between
+    /// messages (better ratio on similar messages, a compressor of a few
+    /// hundred KiB per socket) instead of resetting it after each one.
+    #[arg(long, conflicts_with = "no_deflate")]
+    deflate_context_takeover: bool,
     /// No access log.
     #[arg(short, long)]
     quiet: bool,
@@ -81,6 +90,7 @@ impl Uploads {
 
 struct Demo {
     echo_options: WsOptions,
+    deflate: Option<DeflateOptions>,
     echo: Vec<WsId>,
     chat: Vec<WsId>,
     events: Vec<SseId>,
@@ -103,6 +113,11 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     // Echo replies must fit whatever the endpoint accepts.
     echo_options.max_send_buffer = echo_options.max_send_buffer.max(2 * args.ws_max_message);
     echo_options.max_receive_buffer = echo_options.max_receive_buffer.max(args.ws_max_message);
+    let deflate = (!args.no_deflate).then(|| DeflateOptions {
+        server_no_context_takeover: !args.deflate_context_takeover,
+        ..DeflateOptions::default()
+    });
+    echo_options.deflate = deflate;
 
     let mut server = Server::<Demo>::with_config(ServerConfig::default().max_body_size(32 << 20));
     server.route("/", Method::GET, |_, _| {
@@ -123,6 +138,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         options.protocol.max_message_size = CHAT_MAX_MESSAGE;
         options.max_receive_buffer = 16 * CHAT_MAX_MESSAGE;
         options.max_send_buffer = 64 * CHAT_MAX_MESSAGE;
+        options.deflate = app.deflate;
         let (response, id) = req.websocket().options(options).accept()?;
         app.chat.push(id);
         Ok(response)
@@ -165,6 +181,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     ));
     let mut app = Demo {
         echo_options,
+        deflate,
         echo: Vec::new(),
         chat: Vec::new(),
         color: "#3366ff".into(),
