@@ -100,8 +100,8 @@ kill "$demo_pid" 2>/dev/null || true
 
 step "Autobahn|Testsuite against pollserve demo /ws/echo: all 517 cases (1-10, and 12-13 with permessage-deflate)"
 # Every case OK or INFORMATIONAL; NON-STRICT fails too. The demo compresses
-# with its defaults here (the server resets its context after each message);
-# the wss:// run below keeps the server's context, so both modes are checked.
+# with its defaults here (both sides reset their context after each message);
+# the wss:// run below keeps both contexts, so both modes are checked.
 export AUTOBAHN_EXCLUDE='' AUTOBAHN_EXPECTED_COUNT=517 AUTOBAHN_STRICT=1
 port=9001
 start_demo "$port"

@@ -17,8 +17,9 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use pollserve::ws::{DeflateOptions, Message, WsId, WsOptions};
 use pollserve::{Method, Server, ServerConfig};
 
-/// Echo endpoints: `/ws` with the default compression options, `/ws0`
-/// compressing every message and keeping the server's context, `/small`
+/// Echo endpoints: `/ws` with the default compression options (no context
+/// kept by either side), `/ws0` compressing every message with both sides
+/// keeping their context, `/small`
 /// with a 1 MiB message limit, `/plain` without compression. A text
 /// message `params?` is answered with the negotiated parameters.
 fn server() -> common::TestServer<Vec<WsId>> {
@@ -49,6 +50,7 @@ fn server() -> common::TestServer<Vec<WsId>> {
                 WsOptions {
                     deflate: Some(DeflateOptions {
                         server_no_context_takeover: false,
+                        client_no_context_takeover: false,
                         min_size: 0,
                         ..DeflateOptions::default()
                     }),
@@ -144,22 +146,27 @@ fn negotiation_as_answered_on_the_wire() {
         (
             "/ws",
             "permessage-deflate",
-            Some("permessage-deflate; server_no_context_takeover"),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
         ),
         (
             "/ws",
             "permessage-deflate; client_max_window_bits",
-            Some("permessage-deflate; server_no_context_takeover"),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
         ),
         (
             "/ws",
             "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9, permessage-deflate",
-            Some("permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9"),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9"),
         ),
         (
             "/ws",
             "permessage-deflate; foo, permessage-deflate; client_no_context_takeover",
             Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ),
+        (
+            "/ws0",
+            "permessage-deflate; client_max_window_bits; client_no_context_takeover",
+            Some("permessage-deflate; client_no_context_takeover"),
         ),
         ("/ws0", "permessage-deflate", Some("permessage-deflate")),
         ("/ws", "x-webkit-deflate-frame", None),

@@ -36,9 +36,10 @@ pub struct DemoArgs {
     /// (on by default: browsers ask for it on every WebSocket).
     #[arg(long)]
     no_deflate: bool,
-    /// With compression: keep the server's compression context between
-    /// messages (better ratio on similar messages, a compressor of a few
-    /// hundred KiB per socket) instead of resetting it after each one.
+    /// With compression: both sides keep their compression context between
+    /// messages (better ratio on similar messages; a compressor of a few
+    /// hundred KiB and an inflate window per socket) instead of resetting
+    /// it after each one.
     #[arg(long, conflicts_with = "no_deflate")]
     deflate_context_takeover: bool,
     /// No access log.
@@ -115,6 +116,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     echo_options.max_receive_buffer = echo_options.max_receive_buffer.max(args.ws_max_message);
     let deflate = (!args.no_deflate).then(|| DeflateOptions {
         server_no_context_takeover: !args.deflate_context_takeover,
+        client_no_context_takeover: !args.deflate_context_takeover,
         ..DeflateOptions::default()
     });
     echo_options.deflate = deflate;
