@@ -35,6 +35,19 @@
 //! allocates it whatever the bits). Hence the lending API on
 //! [`WsSession`](crate::proto::ws::WsSession): when a direction keeps no
 //! context between messages, its codec can live in a pool between messages.
+//!
+//! What an idle server session holds beyond a plain one (336 bytes of
+//! boxed deflate state from `enable_deflate`, plus its codecs), by mode:
+//!
+//! | context takeover kept by          | idle session holds                    |
+//! |-----------------------------------|---------------------------------------|
+//! | both (the default)                | compressor (245–371 KiB) + inflater   |
+//! | the client only (`server_no_context_takeover`) | inflater (47 552 B)      |
+//! | the server only (`client_no_context_takeover`) | compressor              |
+//! | neither                           | nothing (both lent from pools)        |
+//!
+//! (Codecs are made on first use: a session that never sent or received a
+//! compressed message holds none.)
 
 /// What one side of a permessage-deflate handshake agreed on (RFC 7692 §7.1).
 ///

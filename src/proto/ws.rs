@@ -3381,6 +3381,633 @@ mod tests {
         assert_eq!(s.state(), SessionState::Closing);
     }
 
+    /// permessage-deflate in the session: round trips between the client
+    /// and server roles, RFC 7692's examples, limits and the lending API.
+    #[cfg(feature = "deflate")]
+    mod deflate_session {
+        use super::*;
+        use crate::proto::deflate::{Compressor, DeflateParams, Inflater};
+
+        fn params(sb: u8, cb: u8, snct: bool, cnct: bool) -> DeflateParams {
+            DeflateParams {
+                server_no_context_takeover: snct,
+                client_no_context_takeover: cnct,
+                server_max_window_bits: sb,
+                client_max_window_bits: cb,
+            }
+        }
+
+        fn session(role: Role, p: DeflateParams, config: WsConfig, min_size: usize) -> WsSession {
+            let mut s = WsSession::new(role, config);
+            s.enable_deflate(p, 6, min_size);
+            s
+        }
+
+        /// Sends `msgs` from `from` and feeds the bytes to `to` cut at
+        /// random points; the same messages must come out.
+        fn transfer(from: &mut WsSession, to: &mut WsSession, msgs: &[Message], rng: &mut Rng) {
+            let mut wire = Vec::new();
+            for m in msgs {
+                from.send(m, &mut wire).unwrap();
+            }
+            let n_cuts = rng.below(12);
+            let mut cuts: Vec<usize> = (0..n_cuts).map(|_| rng.below(wire.len() + 1)).collect();
+            cuts.sort_unstable();
+            let (events, _) = drive_split(to, &wire, &cuts, Instant::now());
+            let expect: Vec<Event> = msgs.iter().cloned().map(Event::Message).collect();
+            assert!(events == expect, "{} messages differ", msgs.len());
+        }
+
+        fn messages(rng: &mut Rng, sizes: &[usize]) -> Vec<Message> {
+            let mut msgs = Vec::new();
+            for &n in sizes {
+                // Text of a few distinct chars (compressible, multibyte
+                // code points cut anywhere) and random binary (stored
+                // blocks).
+                let mut t = rng.text(n);
+                while t.len() > n {
+                    t.pop();
+                }
+                msgs.push(Message::Text(t));
+                msgs.push(Message::Binary(rng.bytes(n)));
+            }
+            msgs
+        }
+
+        #[test]
+        fn every_parameter_combination_round_trips_both_ways() {
+            let mut rng = Rng(0xDEF1_A7E5);
+            let frames = [1 << 20, 1000, 7, 125, 126];
+            let mut combo = 0;
+            for sb in [8, 9, 12, 15] {
+                for cb in [8, 9, 12, 15] {
+                    for snct in [false, true] {
+                        for cnct in [false, true] {
+                            let p = params(sb, cb, snct, cnct);
+                            let config = WsConfig {
+                                max_frame_size: frames[combo % frames.len()],
+                                ..WsConfig::default()
+                            };
+                            combo += 1;
+                            let mut c = session(Role::Client, p, config.clone(), 0);
+                            let mut s = session(Role::Server, p, config, 0);
+                            for _ in 0..2 {
+                                let msgs = messages(&mut rng, &[0, 1, 100, 10 << 10]);
+                                transfer(&mut c, &mut s, &msgs, &mut rng);
+                                let msgs = messages(&mut rng, &[0, 1, 100, 10 << 10]);
+                                transfer(&mut s, &mut c, &msgs, &mut rng);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn one_mebibyte_messages_round_trip() {
+            let mut rng = Rng(77);
+            for (bits, nct) in [(8, false), (8, true), (15, false), (15, true)] {
+                let p = params(bits, bits, nct, nct);
+                let config = WsConfig {
+                    max_frame_size: 300_000,
+                    ..WsConfig::default()
+                };
+                let mut c = session(Role::Client, p, config.clone(), 0);
+                let mut s = session(Role::Server, p, config, 0);
+                let msgs = messages(&mut rng, &[1 << 20]);
+                transfer(&mut c, &mut s, &msgs, &mut rng);
+                transfer(&mut s, &mut c, &msgs, &mut rng);
+            }
+        }
+
+        #[test]
+        fn min_size_and_empty_messages_go_uncompressed() {
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                10,
+            );
+            let mut out = Vec::new();
+            s.send_text("short", &mut out).unwrap();
+            assert_eq!(out, b"\x81\x05short");
+            out.clear();
+            s.send_binary(b"", &mut out).unwrap();
+            assert_eq!(out, [0x82, 0x00]);
+            out.clear();
+            s.send_text("long enough", &mut out).unwrap();
+            assert_eq!(out[0], 0xC1, "compressed: RSV1");
+            // The vectored path must not be taken for a compressed message.
+            assert_eq!(s.write_data_header(true, 11, &mut out), Ok(false));
+            let before = out.len();
+            assert_eq!(s.write_data_header(true, 5, &mut out), Ok(true));
+            assert_eq!(out[before..], [0x81, 0x05]);
+        }
+
+        #[test]
+        fn context_takeover_shows_on_the_wire() {
+            let text = "{\"sensor\":\"temperature\",\"value\":21.5,\"unit\":\"C\"}".repeat(3);
+            for role in [Role::Server, Role::Client] {
+                for nct in [false, true] {
+                    let mut s = session(role, params(15, 15, nct, nct), WsConfig::default(), 0);
+                    let mut first = Vec::new();
+                    s.send_text(&text, &mut first).unwrap();
+                    let mut second = Vec::new();
+                    s.send_text(&text, &mut second).unwrap();
+                    assert!(first.len() < text.len(), "compressed");
+                    if nct {
+                        assert_eq!(first.len(), second.len(), "{role:?}: no takeover");
+                        if role == Role::Server {
+                            assert_eq!(first, second);
+                        }
+                    } else {
+                        assert!(second.len() < first.len(), "{role:?}: takeover");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn we_compress_hello_as_rfc_7692_does() {
+            // §7.2.3.1 and §7.2.3.2: "Hello", then again with the shared
+            // sliding window.
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut out = Vec::new();
+            s.send_text("Hello", &mut out).unwrap();
+            assert_eq!(out, [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+            out.clear();
+            s.send_text("Hello", &mut out).unwrap();
+            assert_eq!(out, [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]);
+        }
+
+        /// Decodes server frames (unmasked) with a client session, and the
+        /// same frames masked with a server session.
+        fn decode_both(frames: &[&[u8]]) -> Vec<Vec<Event>> {
+            let mut results = Vec::new();
+            let mut c = session(
+                Role::Client,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let unmasked: Vec<u8> = frames.concat();
+            results.push(drive(&mut c, &unmasked, Instant::now(), &mut Vec::new()));
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut masked = Vec::new();
+            for f in frames {
+                let len = usize::from(f[1]);
+                assert!(len < 126);
+                masked.extend(cf(f[0], &f[2..2 + len]));
+            }
+            results.push(drive(&mut s, &masked, Instant::now(), &mut Vec::new()));
+            // Byte by byte as well.
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let every: Vec<usize> = (1..masked.len()).collect();
+            results.push(drive_split(&mut s, &masked, &every, Instant::now()).0);
+            results
+        }
+
+        fn hello() -> Event {
+            Event::Message(Message::Text("Hello".into()))
+        }
+
+        /// A named example: its frames and the events they decode to.
+        type Example<'a> = (&'a str, Vec<&'a [u8]>, Vec<Event>);
+
+        #[test]
+        fn rfc_7692_examples_decode() {
+            let cases: Vec<Example> = vec![
+                (
+                    "7.2.3.1 one frame",
+                    vec![&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.1 fragmented",
+                    vec![
+                        &[0x41, 0x03, 0xf2, 0x48, 0xcd],
+                        &[0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00],
+                    ],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.2 shared sliding window",
+                    vec![
+                        &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                        &[0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00],
+                    ],
+                    vec![hello(), hello()],
+                ),
+                (
+                    "7.2.3.3 no compression",
+                    vec![&[
+                        0xc1, 0x0b, 0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f,
+                        0x00,
+                    ]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.4 BFINAL",
+                    vec![&[0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.5 two blocks",
+                    vec![&[
+                        0xc1, 0x0d, 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9,
+                        0xc9, 0x07, 0x00,
+                    ]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.6 empty",
+                    vec![&[0xc1, 0x01, 0x00]],
+                    vec![Event::Message(Message::Text(String::new()))],
+                ),
+                (
+                    "uncompressed message between compressed ones",
+                    vec![
+                        &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                        b"\x81\x05Hello",
+                        &[0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00],
+                    ],
+                    vec![hello(), hello(), hello()],
+                ),
+            ];
+            for (name, frames, expect) in cases {
+                for got in decode_both(&frames) {
+                    assert_eq!(got, expect, "{name}");
+                }
+            }
+        }
+
+        #[test]
+        fn misplaced_rsv1_fails_with_1002() {
+            let p = DeflateParams::default();
+            let z = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+            let cases: Vec<Vec<u8>> = vec![
+                // RSV1 on the continuation of a compressed message.
+                [cf(0x41, &z[..3]), cf(0xC0, &z[3..])].concat(),
+                // ... and of an uncompressed one.
+                [cf(0x01, b"He"), cf(0xC0, b"llo")].concat(),
+                cf(0xC9, b"ping"),
+                cf(0xCA, b"pong"),
+                cf(0xC8, &[0x03, 0xE8]),
+            ];
+            for stream in cases {
+                let mut s = session(Role::Server, p, WsConfig::default(), 0);
+                let mut out = Vec::new();
+                let ev = drive(&mut s, &stream, Instant::now(), &mut out);
+                assert_eq!(ev, [Event::Error(ProtocolError::MisplacedCompressionBit)]);
+                assert_eq!(close_code_of(&out), Some(1002));
+            }
+            // RSV2 and RSV3 stay reserved.
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &cf(0xA1, b"x"), Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::ReservedBits(2))]);
+            // Without negotiation RSV1 is reserved too.
+            expect_error(&cf(0xC1, &z), ProtocolError::ReservedBits(4), 1002);
+        }
+
+        #[test]
+        fn invalid_deflate_data_fails_with_1007() {
+            for payload in [
+                &[0xff, 0xff, 0xff][..],
+                &[0x07],
+                // "Hello", then a stored block whose length and its complement disagree.
+                &[
+                    0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00,
+                ],
+            ] {
+                let mut s = session(
+                    Role::Server,
+                    DeflateParams::default(),
+                    WsConfig::default(),
+                    0,
+                );
+                let mut out = Vec::new();
+                let ev = drive(&mut s, &cf(0xC2, payload), Instant::now(), &mut out);
+                assert_eq!(
+                    ev,
+                    [Event::Error(ProtocolError::InvalidCompressedData)],
+                    "{payload:?}"
+                );
+                assert_eq!(close_code_of(&out), Some(1007));
+            }
+        }
+
+        #[test]
+        fn invalid_utf8_in_compressed_text_fails_before_the_message_ends() {
+            let mut rng = Rng(5);
+            let mut text = b"abc\xffdef".to_vec();
+            text.extend(rng.text(50_000).bytes());
+            let mut c = session(
+                Role::Client,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut wire = Vec::new();
+            // Binary, to get the invalid bytes compressed; relabel as text.
+            c.send_binary(&text, &mut wire).unwrap();
+            assert_eq!(wire[0], 0xC2);
+            wire[0] = 0xC1;
+            assert!(wire.len() > 20_000);
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &wire[..2000], Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::InvalidUtf8)]);
+            assert_eq!(close_code_of(&out), Some(1007));
+        }
+
+        #[test]
+        fn a_decompression_bomb_stops_at_the_limit() {
+            // 1 GiB of zeros in one compressed frame, built without 1 GiB:
+            // after the first MiB, every further MiB of zeros compresses
+            // (from a window of zeros) to the same bytes.
+            let zeros = vec![0u8; 1 << 20];
+            let mut c = Compressor::new(9, 15);
+            let mut first = Vec::new();
+            assert!(c.compress_sync(&zeros, &mut first));
+            let mut next = Vec::new();
+            assert!(c.compress_sync(&zeros, &mut next));
+            let mut again = Vec::new();
+            assert!(c.compress_sync(&zeros, &mut again));
+            assert_eq!(next, again, "steady state");
+            let mut payload = first.clone();
+            for _ in 1..1024 {
+                payload.extend_from_slice(&next);
+            }
+            assert!(payload.len() < 4 << 20, "{}", payload.len());
+            // It really is zeros all the way (checked on its first MiBs).
+            let mut i = Inflater::new(15);
+            let mut check = Vec::new();
+            i.inflate_into(
+                &payload[..first.len() + 2 * next.len()],
+                &mut check,
+                3 << 20,
+                false,
+            )
+            .unwrap();
+            assert!(check.len() == 3 << 20 && check.iter().all(|&b| b == 0));
+
+            let limit = 1 << 20;
+            let config = WsConfig {
+                max_message_size: limit,
+                ..WsConfig::default()
+            };
+            let mut s = session(Role::Server, DeflateParams::default(), config, 0);
+            let mut frame = Vec::new();
+            let mask = [1, 2, 3, 4];
+            write_frame(&mut frame, true, Opcode::Binary, &payload, Some(mask));
+            frame[0] |= 0x40;
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &frame, Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::MessageTooBig)]);
+            assert_eq!(close_code_of(&out), Some(1009));
+            assert!(s.msg.capacity() <= limit + 1, "{}", s.msg.capacity());
+        }
+
+        #[test]
+        fn compressed_bytes_are_bounded_even_when_they_inflate_to_nothing() {
+            // Empty stored blocks inflate to nothing; a peer could send
+            // them for ever. Past the deflate bound of the limit: 1009.
+            let config = WsConfig {
+                max_message_size: 1000,
+                ..WsConfig::default()
+            };
+            let empty_blocks: Vec<u8> = [0x00, 0x00, 0x00, 0xff, 0xff].repeat(500);
+            let mut s = session(Role::Server, DeflateParams::default(), config, 0);
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &cf(0xC2, &empty_blocks), Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::MessageTooBig)]);
+            // Within the bound they are fine.
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let ev = drive(&mut s, &cf(0xC2, &empty_blocks), Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Message(Message::Binary(Vec::new()))]);
+        }
+
+        #[test]
+        fn wire_length_bound_holds_for_incompressible_data() {
+            let mut rng = Rng(3);
+            for max in [1 << 20, 1000, 126, 125, 3] {
+                for role in [Role::Server, Role::Client] {
+                    let config = WsConfig {
+                        max_frame_size: max,
+                        ..WsConfig::default()
+                    };
+                    let mut s = session(role, DeflateParams::default(), config, 0);
+                    for len in [1, 100, 125, 126, 5000, 70_000] {
+                        let data = rng.bytes(len);
+                        let mut out = vec![9; 3];
+                        s.send_binary(&data, &mut out).unwrap();
+                        assert!(out.len() - 3 <= s.message_wire_len(len), "{max} {len}");
+                        assert_eq!(out[..3], [9, 9, 9]);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn shared_encodings_give_the_bytes_a_session_sends() {
+            let mut rng = Rng(11);
+            let mut compressor = None;
+            for (bits, level, max, min_size) in [
+                (8, 6, 1 << 20, 0),
+                (9, 6, 1 << 20, 0),
+                (12, 1, 1000, 50),
+                (15, 9, 126, 0),
+                (15, 6, 7, 0),
+            ] {
+                let config = WsConfig {
+                    max_frame_size: max,
+                    ..WsConfig::default()
+                };
+                let p = params(bits, 15, true, false);
+                let mut s = WsSession::new(Role::Server, config.clone());
+                s.enable_deflate(p, level, min_size);
+                for _ in 0..4 {
+                    for len in [0, 10, 100, 3000] {
+                        let text = {
+                            let mut t = rng.text(len);
+                            while t.len() > len {
+                                t.pop();
+                            }
+                            t
+                        };
+                        let Some(enc) = s.shared_encoding(text.len()) else {
+                            assert!(text.len() > max, "only a long plain message has none");
+                            continue;
+                        };
+                        // A fresh session with the same parameters agrees.
+                        let mut fresh = WsSession::new(Role::Server, config.clone());
+                        fresh.enable_deflate(p, level, min_size);
+                        assert_eq!(fresh.shared_encoding(text.len()), Some(enc));
+                        let mut sent = Vec::new();
+                        s.send_text(&text, &mut sent).unwrap();
+                        let mut shared = Vec::new();
+                        WsSession::encode_shared(
+                            enc,
+                            true,
+                            text.as_bytes(),
+                            &mut compressor,
+                            &mut shared,
+                        );
+                        assert_eq!(
+                            shared, sent,
+                            "bits {bits} level {level} max {max} len {len}"
+                        );
+                    }
+                }
+            }
+            // Context takeover and the client role depend on session state.
+            let mut s = WsSession::new(Role::Server, WsConfig::default());
+            s.enable_deflate(DeflateParams::default(), 6, 0);
+            assert_eq!(s.shared_encoding(100), None);
+            assert!(s.shared_encoding(0).is_some(), "empty: plain");
+            let c = WsSession::new(Role::Client, WsConfig::default());
+            assert_eq!(c.shared_encoding(10), None);
+            // A plain server session and one compressing only above 1000
+            // share the plain encoding of short messages.
+            let plain = WsSession::new(Role::Server, WsConfig::default());
+            let mut high = WsSession::new(Role::Server, WsConfig::default());
+            high.enable_deflate(params(15, 15, true, true), 6, 1000);
+            assert_eq!(plain.shared_encoding(10), high.shared_encoding(10));
+            assert_ne!(plain.shared_encoding(2000), high.shared_encoding(2000));
+        }
+
+        #[test]
+        fn codecs_are_made_lazily_and_lent_only_without_context() {
+            let mut rng = Rng(8);
+            let now = Instant::now();
+            // No takeover either way: both codecs may go back to a pool
+            // between messages.
+            let p = params(15, 15, true, true);
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut c = session(Role::Client, p, WsConfig::default(), 0);
+            assert!(
+                s.take_idle_compressor().is_none(),
+                "an idle session holds none"
+            );
+            assert!(s.take_idle_inflater().is_none());
+            let msgs = messages(&mut rng, &[300]);
+            transfer(&mut c, &mut s, &msgs, &mut rng);
+            let inflater = s.take_idle_inflater().expect("made for the message");
+            assert!(s.take_idle_inflater().is_none());
+            let mut out = Vec::new();
+            s.send_text("some text to compress", &mut out).unwrap();
+            let compressor = s.take_idle_compressor().expect("made for the message");
+            assert_eq!((compressor.level(), compressor.window_bits()), (6, 15));
+            // Lent back: used, and no new ones are made.
+            assert!(s.offer_compressor(compressor).is_none());
+            assert!(s.offer_inflater(inflater).is_none());
+            // A second one is handed back while it holds one.
+            assert!(s.offer_inflater(Inflater::new(9)).is_some());
+            assert!(s.offer_compressor(Compressor::new(6, 15)).is_some());
+            transfer(&mut c, &mut s, &msgs, &mut rng);
+            // A compressor of another level or window does not fit.
+            let _ = s.take_idle_compressor();
+            assert!(s.offer_compressor(Compressor::new(5, 15)).is_some());
+            assert!(s.offer_compressor(Compressor::new(6, 14)).is_some());
+            // Not mid-message: the inflater holds part of it.
+            let mut wire = Vec::new();
+            c.send_binary(&rng.bytes(5000), &mut wire).unwrap();
+            let (events, _) = drive_split(&mut s, &wire[..wire.len() / 2], &[], now);
+            assert!(events.is_empty());
+            assert!(s.take_idle_inflater().is_none(), "mid-message");
+            let (events, _) = drive_split(&mut s, &wire[wire.len() / 2..], &[], now);
+            assert_eq!(events.len(), 1);
+            assert!(s.take_idle_inflater().is_some());
+
+            // With takeover the codecs stay.
+            let p = DeflateParams::default();
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut c = session(Role::Client, p, WsConfig::default(), 0);
+            transfer(&mut c, &mut s, &msgs, &mut rng);
+            transfer(&mut s, &mut c, &msgs, &mut rng);
+            assert!(s.take_idle_inflater().is_none());
+            assert!(s.take_idle_compressor().is_none());
+            // Not enabled: nothing is taken.
+            let mut plain = server();
+            assert!(plain.offer_compressor(Compressor::new(6, 15)).is_some());
+            assert!(plain.offer_inflater(Inflater::new(15)).is_some());
+        }
+
+        #[test]
+        fn a_lent_dirty_inflater_does_not_leak_its_context() {
+            // An inflater that was in the middle of a message elsewhere is
+            // reset when lent: the next message decodes from scratch.
+            let p = params(15, 15, true, true);
+            let mut dirty = Inflater::new(15);
+            let mut sink = Vec::new();
+            dirty
+                .inflate_into(&[0xf2, 0x48, 0xcd], &mut sink, 100, false)
+                .unwrap();
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            assert!(s.offer_inflater(dirty).is_none());
+            let ev = drive(
+                &mut s,
+                &cf(0xC1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+                Instant::now(),
+                &mut Vec::new(),
+            );
+            assert_eq!(ev, [hello()]);
+        }
+
+        #[test]
+        fn a_failed_message_leaves_the_inflater_clean() {
+            let p = params(15, 15, true, true);
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut out = Vec::new();
+            // Half a message, then our close: the rest is discarded.
+            drive(
+                &mut s,
+                &cf(0x41, &[0xf2, 0x48, 0xcd]),
+                Instant::now(),
+                &mut out,
+            );
+            s.close(CloseCode::NORMAL, "", Instant::now(), &mut out)
+                .unwrap();
+            let mut i = s.take_idle_inflater().expect("reset and idle");
+            let mut msg = Vec::new();
+            i.inflate_into(
+                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                &mut msg,
+                100,
+                false,
+            )
+            .unwrap();
+            assert_eq!(msg, b"Hello");
+            assert_eq!(s.can_send(), Err(SendError::Closed));
+        }
+    }
+
     /// Split invariance of the session decoder: client frames (fragmented
     /// messages, control frames between fragments, closes, corrupted bytes)
     /// cut at arbitrary points give the same events and replies as whole.
