@@ -78,8 +78,10 @@ fn server() -> common::TestServer<Vec<WsId>> {
 }
 
 fn extensions_of(head: &str) -> Option<String> {
-    head.lines()
-        .find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: ").map(str::to_owned))
+    head.lines().find_map(|l| {
+        l.strip_prefix("Sec-WebSocket-Extensions: ")
+            .map(str::to_owned)
+    })
 }
 
 fn timeouts(s: &TcpStream) {
@@ -222,14 +224,19 @@ fn rfc_7692_examples_and_context_takeover() {
     assert_eq!(extensions_of(&head).as_deref(), Some("permessage-deflate"));
     // §7.2.3.1: "Hello" compressed; then §7.2.3.2: the second "Hello" refers
     // back to the first (the client keeps its context).
-    s.write_all(&raw_frame(0xc1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]))
-        .unwrap();
+    s.write_all(&raw_frame(
+        0xc1,
+        &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+    ))
+    .unwrap();
     s.write_all(&raw_frame(0xc1, &[0xf2, 0x00, 0x11, 0x00, 0x00]))
         .unwrap();
     // §7.2.3.3: an uncompressed (stored) deflate block.
     s.write_all(&raw_frame(
         0xc1,
-        &[0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00],
+        &[
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ],
     ))
     .unwrap();
     // §7.2.3.1 fragmented: RSV1 on the first frame only.
@@ -306,8 +313,11 @@ fn rsv1_where_it_does_not_belong_is_1002() {
     // Without the extension negotiated.
     let (mut s, _) = handshake(srv.addr, "/plain", offer);
     timeouts(&s);
-    s.write_all(&raw_frame(0xc1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]))
-        .unwrap();
+    s.write_all(&raw_frame(
+        0xc1,
+        &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+    ))
+    .unwrap();
     assert_eq!(close_code(&mut s), 1002);
 }
 
@@ -326,8 +336,12 @@ fn bad_deflate_data_and_bad_utf8_inside_are_1007() {
     timeouts(&s);
     let mut c = Compress::new_with_window_bits(Compression::default(), false, 15);
     let mut out = Vec::with_capacity(256);
-    c.compress_vec(b"valid start \xff\xfe then more", &mut out, FlushCompress::Sync)
-        .unwrap();
+    c.compress_vec(
+        b"valid start \xff\xfe then more",
+        &mut out,
+        FlushCompress::Sync,
+    )
+    .unwrap();
     let mut first = raw_frame(0x41, &out);
     first[0] = 0x41; // RSV1, text, not FIN: the message never ends
     s.write_all(&first).unwrap();
@@ -362,23 +376,32 @@ fn a_message_inflating_to_1_gib_is_stopped_at_the_limit() {
     let mut c = Compress::new_with_window_bits(Compression::best(), false, 15);
     let mut chunk = |c: &mut Compress| {
         let mut out = Vec::with_capacity(64 << 10);
-        c.compress_vec(&zeros, &mut out, FlushCompress::Full).unwrap();
+        c.compress_vec(&zeros, &mut out, FlushCompress::Full)
+            .unwrap();
         assert_eq!(c.total_in() % (1 << 20), 0, "all input taken");
         out
     };
     let first = chunk(&mut c);
-    assert_eq!(chunk(&mut c), first, "a full flush makes chunks independent");
+    assert_eq!(
+        chunk(&mut c),
+        first,
+        "a full flush makes chunks independent"
+    );
     let mut check = Decompress::new_with_window_bits(false, 15);
     let mut out = Vec::with_capacity(2 << 20);
     check
-        .decompress_vec(&[first.as_slice(), &first].concat(), &mut out, FlushDecompress::Sync)
+        .decompress_vec(
+            &[first.as_slice(), &first].concat(),
+            &mut out,
+            FlushDecompress::Sync,
+        )
         .unwrap();
     assert_eq!(out.len(), 2 << 20, "two chunks inflate to 2 MiB of zeros");
     let payload = first.repeat(1024);
     let before = rss();
     let mut f = raw_frame(0xc2, &payload);
     f[0] = 0xc2; // FIN, RSV1, binary
-    // Send until the server closes (it may stop reading once it failed).
+                 // Send until the server closes (it may stop reading once it failed).
     let _ = s.write_all(&f);
     assert_eq!(close_code(&mut s), 1009);
     let grown = rss().saturating_sub(before);

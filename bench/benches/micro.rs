@@ -4,8 +4,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pollserve::proto::http::{parse_request_head, HttpLimits, RequestHead};
 use pollserve::proto::deflate::DeflateParams;
+use pollserve::proto::http::{parse_request_head, HttpLimits, RequestHead};
 use pollserve::proto::ws::{apply_mask, Role, WsConfig, WsSession};
 use pollserve::router::Router;
 use pollserve::Method;

@@ -250,7 +250,11 @@ pub fn client_offer(prefs: &DeflateOptions) -> String {
         offer.push_str("; client_no_context_takeover");
     }
     if prefs.server_max_window_bits < 15 {
-        let _ = write!(offer, "; server_max_window_bits={}", prefs.server_max_window_bits);
+        let _ = write!(
+            offer,
+            "; server_max_window_bits={}",
+            prefs.server_max_window_bits
+        );
     }
     match prefs.client_max_window_bits {
         Some(bits) => {
@@ -303,11 +307,15 @@ pub fn accept_response(
                 _ => (0, false),
             };
             if !ok || std::mem::replace(&mut seen[i], true) {
-                return Err(MalformedExtensions("unacceptable permessage-deflate parameter"));
+                return Err(MalformedExtensions(
+                    "unacceptable permessage-deflate parameter",
+                ));
             }
         }
         if offered.server_no_context_takeover && !params.server_no_context_takeover {
-            return Err(MalformedExtensions("server_no_context_takeover not honoured"));
+            return Err(MalformedExtensions(
+                "server_no_context_takeover not honoured",
+            ));
         }
         if let Some(bits) = offered.client_max_window_bits {
             params.client_max_window_bits = params.client_max_window_bits.min(bits);
@@ -452,7 +460,11 @@ impl<'a> Iterator for Params<'a> {
                 let mut out = String::new();
                 let mut chars = v[1..v.len() - 1].chars();
                 while let Some(c) = chars.next() {
-                    out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+                    out.push(if c == '\\' {
+                        chars.next().unwrap_or('\\')
+                    } else {
+                        c
+                    });
                 }
                 // RFC 6455 §9.1: a quoted value must be a token once unquoted.
                 if !is_token(&out) {
@@ -532,8 +544,10 @@ mod tests {
     #[test]
     fn all_four_parameters() {
         let n = neg_with(
-            &["permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
-               server_max_window_bits=10; client_max_window_bits=9"],
+            &[
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+               server_max_window_bits=10; client_max_window_bits=9",
+            ],
             keep_context(),
         )
         .unwrap();
@@ -614,9 +628,12 @@ mod tests {
             "permessage-deflate; client_no_context_takeover=\"x\"",
         ] {
             assert_eq!(neg(&[bad]).unwrap(), None, "{bad}");
-            let n = negotiate([format!("{bad}, permessage-deflate; client_max_window_bits=10").as_str()], &keep_context())
-                .unwrap()
-                .unwrap_or_else(|| panic!("next offer after {bad}"));
+            let n = negotiate(
+                [format!("{bad}, permessage-deflate; client_max_window_bits=10").as_str()],
+                &keep_context(),
+            )
+            .unwrap()
+            .unwrap_or_else(|| panic!("next offer after {bad}"));
             assert_eq!(n.params.client_max_window_bits, 10, "{bad}");
             // The next offer may come in another header line.
             let n = neg(&[bad, "permessage-deflate; client_max_window_bits=11"])

@@ -7,9 +7,9 @@ use std::io::{self, IoSlice};
 use std::time::Instant;
 
 use super::{Conn, Phase};
+use crate::proto::deflate::DeflateParams;
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{Compressor, Inflater};
-use crate::proto::deflate::DeflateParams;
 use crate::proto::ws::{Event, Role, SendError, WsSession};
 use crate::server::shared::Shared;
 use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
