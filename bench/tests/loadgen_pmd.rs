@@ -126,15 +126,15 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
         if behaviour == Behaviour::CorruptThird && n == 3 {
             text[100] ^= 1;
         }
-        if behaviour == Behaviour::Alternate && n % 2 == 0 {
+        if behaviour == Behaviour::Alternate && n.is_multiple_of(2) {
             s.write_all(&frame(0x81, &text))?;
             continue;
         }
-        if matches!(
+        // Only the servers that keep their context carry it over.
+        if !matches!(
             behaviour,
-            Behaviour::NoContext | Behaviour::Fragmented | Behaviour::CorruptThird
-        ) || (behaviour == Behaviour::Alternate)
-        {
+            Behaviour::Takeover | Behaviour::TakeoverButSaysNot
+        ) {
             compressor.reset();
         }
         let z = deflate(&mut compressor, &text);
@@ -255,8 +255,16 @@ fn uncompressed_and_fragmented_echoes_are_verified() {
 fn a_wrong_byte_or_a_declined_offer_fails() {
     let out = run(Behaviour::CorruptThird);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("echo mismatch at message byte 100"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("echo mismatch at message byte 100"),
+        "{}",
+        stderr(&out)
+    );
     let out = run(Behaviour::Decline);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("declined permessage-deflate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("declined permessage-deflate"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -18,7 +18,8 @@ use pollserve::ws::{DeflateOptions, Message, WsId, WsOptions};
 use pollserve::{tls::TlsConfig, Method, Server, ServerConfig};
 use std::time::Duration;
 
-const USAGE: &str = "pollserve_echo PORT [--tls CERT KEY] [--deflate default|server-takeover|takeover|off]";
+const USAGE: &str =
+    "pollserve_echo PORT [--tls CERT KEY] [--deflate default|server-takeover|takeover|off]";
 
 /// Takes `--deflate MODE` out of the command line: the endpoint's
 /// permessage-deflate preferences (`None`: declined) and the other arguments.
@@ -30,7 +31,9 @@ fn deflate_mode(args: Vec<String>) -> (Option<DeflateOptions>, Vec<String>) {
         eprintln!("{why}; usage: {USAGE}");
         std::process::exit(2)
     };
-    let mode = args.get(at + 1).unwrap_or_else(|| bad("--deflate needs a mode"));
+    let mode = args
+        .get(at + 1)
+        .unwrap_or_else(|| bad("--deflate needs a mode"));
     let options = match mode.as_str() {
         "default" => Some(DeflateOptions::default()),
         "server-takeover" => Some(DeflateOptions {

@@ -783,12 +783,7 @@ struct PmdRun {
 /// `negotiated` is the server's permessage-deflate parameters joined by
 /// `;` (`-`: none). Ratios are per round, medians over rounds, as in the
 /// other rows; the throughput goal is against the fastest peer of each round.
-fn pmd_report(
-    raw: &str,
-    out: &mut String,
-    goals_md: &mut String,
-    bars: &mut Vec<(String, f64)>,
-) {
+fn pmd_report(raw: &str, out: &mut String, goals_md: &mut String, bars: &mut Vec<(String, f64)>) {
     const PEERS: [&str; 2] = ["node_ws", "python_websockets"];
     const OURS: [&str; 2] = [US, "pollserve_server_takeover"];
     let mut echo: BTreeMap<&str, BTreeMap<u32, PmdRun>> = BTreeMap::new();
@@ -921,8 +916,9 @@ fn pmd_report(
                 );
                 continue;
             };
-            let cpu = ratio_q(us, &[peer], &|r| r.cpu)
-                .map_or(String::new(), |q| format!("; server CPU per msg {:.2}× {peer}", q.1));
+            let cpu = ratio_q(us, &[peer], &|r| r.cpu).map_or(String::new(), |q| {
+                format!("; server CPU per msg {:.2}× {peer}", q.1)
+            });
             let (busy_us, busy_peer) = (med(&echo, us, &busy), med(&echo, peer, &busy));
             let client_bound = busy_us
                 .zip(busy_peer)

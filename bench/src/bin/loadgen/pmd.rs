@@ -36,8 +36,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    connected, cpu_seconds, fail, masked_frame_with, own_cpu_seconds, read_some, report,
-    rss_bytes, write_some, Args, MAX_PENDING,
+    connected, cpu_seconds, fail, masked_frame_with, own_cpu_seconds, read_some, report, rss_bytes,
+    write_some, Args, MAX_PENDING,
 };
 
 /// The extension the client offers.
@@ -79,7 +79,9 @@ fn parse_response(value: &str) -> Result<Negotiated, String> {
         .is_some_and(|n| n.eq_ignore_ascii_case("permessage-deflate"))
         || value.contains(',')
     {
-        return Err(format!("extension other than one permessage-deflate: {value:?}"));
+        return Err(format!(
+            "extension other than one permessage-deflate: {value:?}"
+        ));
     }
     let mut n = Negotiated {
         server_no_context_takeover: false,
@@ -122,7 +124,10 @@ fn parse_response(value: &str) -> Result<Negotiated, String> {
         }
     }
     if n.client_bits < 9 {
-        return Err("client_max_window_bits=8: zlib cannot compress raw deflate with an 8-bit window".into());
+        return Err(
+            "client_max_window_bits=8: zlib cannot compress raw deflate with an 8-bit window"
+                .into(),
+        );
     }
     Ok(n)
 }
@@ -151,7 +156,14 @@ fn xorshift(x: &mut u64) -> u64 {
 /// they fit, and a note of words padding it to the size.
 fn json_message(seq: usize, size: usize, rng: &mut u64) -> Vec<u8> {
     const DEVICES: [&str; 8] = [
-        "greenhouse", "cellar", "attic", "garage", "hive", "pond", "barn", "porch",
+        "greenhouse",
+        "cellar",
+        "attic",
+        "garage",
+        "hive",
+        "pond",
+        "barn",
+        "porch",
     ];
     const SENSORS: [(&str, &str, f64); 10] = [
         ("temperature", "C", 40.0),
@@ -166,8 +178,22 @@ fn json_message(seq: usize, size: usize, rng: &mut u64) -> Vec<u8> {
         ("pm2_5", "ug/m3", 80.0),
     ];
     const WORDS: [&str; 16] = [
-        "sensor", "reading", "stable", "calibrated", "window", "open", "closed", "fan",
-        "pump", "running", "idle", "battery", "charging", "sunny", "cloudy", "rain",
+        "sensor",
+        "reading",
+        "stable",
+        "calibrated",
+        "window",
+        "open",
+        "closed",
+        "fan",
+        "pump",
+        "running",
+        "idle",
+        "battery",
+        "charging",
+        "sunny",
+        "cloudy",
+        "rain",
     ];
     let mut r = || xorshift(rng);
     let frac = |v: u64, max: f64| (v % 100_000) as f64 / 100_000.0 * max;
@@ -469,8 +495,17 @@ impl Pmd {
         };
         let n = parse_response(&ext).unwrap_or_else(|e| fail(format!("connection {i}: {e}")));
         if self.negotiated.is_none() {
-            let params: String = ext.split(';').map(str::trim).skip(1).collect::<Vec<_>>().join(";");
-            self.negotiated = Some(if params.is_empty() { "-".into() } else { params });
+            let params: String = ext
+                .split(';')
+                .map(str::trim)
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(";");
+            self.negotiated = Some(if params.is_empty() {
+                "-".into()
+            } else {
+                params
+            });
         }
         c.deflate = Some(n);
         c.rstart += end + 4;
@@ -690,7 +725,9 @@ fn frame_size(size: usize) -> usize {
 /// Runs `echo --deflate` or `idle --deflate`.
 pub(super) fn run(args: Args) {
     if args.size < MIN_SIZE {
-        fail(format!("--deflate needs --size {MIN_SIZE} or more (a JSON record)"));
+        fail(format!(
+            "--deflate needs --size {MIN_SIZE} or more (a JSON record)"
+        ));
     }
     let idle = args.mode == "idle";
     let rss_before = match (idle, args.pids.first()) {
@@ -858,6 +895,9 @@ mod tests {
             extensions_header("HTTP/1.1 101 x\r\nUpgrade: websocket\r\nsec-websocket-extensions: permessage-deflate").as_deref(),
             Some("permessage-deflate")
         );
-        assert_eq!(extensions_header("HTTP/1.1 101 x\r\nUpgrade: websocket"), None);
+        assert_eq!(
+            extensions_header("HTTP/1.1 101 x\r\nUpgrade: websocket"),
+            None
+        );
     }
 }
