@@ -52,12 +52,12 @@ TLS_SECS=
 if [ "$SMOKE" = 1 ]; then
   WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
   HOSTILE_ROUNDS=1; HOSTILE_SECS=1; HOSTILE_WARMUP=0.2; HOSTILE_CONNS=40; HOSTILE_FLOODERS=2
-  TLS_SECS=0.5; TLS_IDLE_CONNS=200; PMD_IDLE_CONNS=200
+  TLS_SECS=0.5; TLS_IDLE_CONNS=200; PMD_IDLE_CONNS=200; PMD_PEER_IDLE_CONNS=200
   OUT_DIR="$ROOT/target/bench-smoke"
 else
   WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=16; IDLE_ROUNDS=5; IDLE_CONNS=10000
   HOSTILE_ROUNDS=4; HOSTILE_SECS=5; HOSTILE_WARMUP=0.5; HOSTILE_CONNS=1000; HOSTILE_FLOODERS=16
-  TLS_IDLE_CONNS=$IDLE_CONNS; PMD_IDLE_CONNS=$IDLE_CONNS
+  TLS_IDLE_CONNS=$IDLE_CONNS; PMD_IDLE_CONNS=$IDLE_CONNS; PMD_PEER_IDLE_CONNS=2000
   OUT_DIR="$ROOT/bench"
 fi
 # BENCH_ONLY=hostile,http,...: only those parts (ws, idle, http, tls,
@@ -272,6 +272,7 @@ fi
 # tokio-tungstenite and fastwebsockets have no permessage-deflate: no row.
 # Then memory per idle compressed connection, pollserve in every mode (off:
 # plain WebSocket, the baseline) and the peers; fresh servers every round.
+# PMD_IDLE_CONNS pollserve connections (PMD_PEER_IDLE_CONNS for the peers).
 
 # pmd_peers: NODE_MODULES (with `ws`) and PMD_PYTHON (with `websockets`).
 # test.sh installs both (npm ci in tests/node, scripts/setup-python.sh);
@@ -334,15 +335,23 @@ if want pmd; then
 
   # Idle: each connection does one echo (compressed, except `off`: the plain
   # 20-byte echo of the idle row), then waits; raw row: case subject round
-  # bytes-per-connection connections - - negotiated.
+  # bytes-per-connection connections - - negotiated. `takeover` gets a
+  # browser's offer (no client_no_context_takeover), so the server may keep
+  # an inflate context too. The peers keep ~50-280 KB per connection, which
+  # PMD_PEER_IDLE_CONNS measure as well as 10,000 would, in a fifth of the
+  # time (Python opens about 400 connections per second here).
   for round in $(seq "$IDLE_ROUNDS"); do
     for s in $(order "$round" pollserve_off pollserve_default pollserve_server_takeover pollserve_takeover node_ws python_websockets); do
       name=pmd_idle_$s
       pmd_start "$name" "$s"
       sleep 0.3
-      lg=(--deflate --size 1024)
-      [ "$s" = pollserve_off ] && lg=()
-      cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$PMD_IDLE_CONNS" --pid "${PID_OF[$name]}" "${lg[@]}")
+      lg=(--deflate --size 1024) conns=$PMD_IDLE_CONNS
+      case $s in
+        pollserve_off) lg=() ;;
+        pollserve_takeover) lg+=(--client-context) ;;
+        node_ws|python_websockets) conns=$PMD_PEER_IDLE_CONNS ;;
+      esac
+      cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$conns" --pid "${PID_OF[$name]}" "${lg[@]}")
       [ "$round" = 1 ] && echo "pmd_idle/$s: ${cmd[*]}" >> "$COMMANDS"
       line=$("${cmd[@]}") || { alive "$name"; die "pmd idle: loadgen against $s failed"; }
       alive "$name"

@@ -82,6 +82,12 @@ fn serve(mut s: TcpStream, behaviour: Behaviour) -> std::io::Result<()> {
         | Behaviour::CorruptThird => {
             "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n"
         }
+        // Echoes the client's promise to keep no context, when made.
+        Behaviour::Takeover
+            if String::from_utf8_lossy(&head).contains("client_no_context_takeover") =>
+        {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+        }
         Behaviour::Takeover => "Sec-WebSocket-Extensions: permessage-deflate\r\n",
     };
     write!(
@@ -163,6 +169,10 @@ fn server(behaviour: Behaviour) -> String {
 }
 
 fn run(behaviour: Behaviour) -> Output {
+    run_with(behaviour, &[])
+}
+
+fn run_with(behaviour: Behaviour, extra: &[&str]) -> Output {
     let addr = server(behaviour);
     Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args([
@@ -179,6 +189,7 @@ fn run(behaviour: Behaviour) -> Output {
             "--warmup",
             "0.05",
         ])
+        .args(extra)
         .output()
         .expect("run loadgen")
 }
@@ -223,10 +234,18 @@ fn a_server_that_keeps_its_context_is_inflated_with_it() {
     let out = run(Behaviour::Takeover);
     assert_ok(&out);
     assert_eq!(num(&out, "compressed_share"), 1.0);
-    assert_eq!(field(&out, "negotiated"), "-");
+    assert_eq!(field(&out, "negotiated"), "client_no_context_takeover");
     // The context makes later echoes smaller than the first ones alone.
     let alone = run(Behaviour::NoContext);
     assert!(num(&out, "wire_bytes_per_msg") < num(&alone, "wire_bytes_per_msg"));
+}
+
+#[test]
+fn client_context_offers_as_browsers_do() {
+    // Without the promise, the stand-in does not echo it back.
+    let out = run_with(Behaviour::Takeover, &["--client-context"]);
+    assert_ok(&out);
+    assert_eq!(field(&out, "negotiated"), "-");
 }
 
 #[test]

@@ -946,8 +946,9 @@ fn pmd_report(raw: &str, out: &mut String, goals_md: &mut String, bars: &mut Vec
              message (`loadgen idle --deflate`), except `pollserve_off` (permessage-deflate \
              declined: the plain 20-byte echo, the baseline). pollserve modes: `default` \
              (neither side keeps context), `server_takeover` (the server keeps its compressor's), \
-             `takeover` (the server asks neither side to reset; this client resets its own all \
-             the same). Fresh server processes for every run.\n\n",
+             `takeover` (the server asks neither side to reset, and the client offers as \
+             Chromium does, without `client_no_context_takeover`: the server may keep an \
+             inflate context too). Fresh server processes for every run.\n\n",
         );
         out.push_str("| server | negotiated (server's answer) | connections | bytes per connection (median) |\n|---|---|---:|---:|\n");
         let mut names: Vec<&str> = idle.keys().copied().collect();

@@ -38,7 +38,8 @@
 //! result line then says what was negotiated (`tls=`).
 //!
 //! `--deflate` (echo, idle): permessage-deflate, with JSON text messages
-//! instead of binary ones; see `pmd.rs`.
+//! instead of binary ones; `--client-context` offers it as browsers do,
+//! without `client_no_context_takeover`; see `pmd.rs`.
 //!
 //! `--pid` may be given more than once (nginx: master and worker); server CPU
 //! is the on-CPU time of every thread of those processes
@@ -113,6 +114,9 @@ struct Args {
     close: bool,
     /// `--deflate` (echo, idle): offer permessage-deflate (`pmd.rs`).
     deflate: bool,
+    /// `--client-context` (with `--deflate`): offer it without
+    /// `client_no_context_takeover`, as browsers do.
+    client_context: bool,
 }
 
 fn parse_args() -> Args {
@@ -142,6 +146,7 @@ fn parse_args() -> Args {
         tls: None,
         close: false,
         deflate: false,
+        client_context: false,
     };
     while let Some(flag) = it.next() {
         if flag == "--close" {
@@ -150,6 +155,10 @@ fn parse_args() -> Args {
         }
         if flag == "--deflate" {
             a.deflate = true;
+            continue;
+        }
+        if flag == "--client-context" {
+            a.client_context = true;
             continue;
         }
         let v = it.next().unwrap_or_else(|| {
@@ -199,6 +208,10 @@ fn parse_args() -> Args {
     }
     if a.deflate && (a.tls.is_some() || !matches!(a.mode.as_str(), "echo" | "idle")) {
         eprintln!("--deflate is for echo and idle mode, without --tls");
+        exit(2);
+    }
+    if a.client_context && !a.deflate {
+        eprintln!("--client-context goes with --deflate");
         exit(2);
     }
     if a.size > PATTERN_LEN / 2 {

@@ -4,7 +4,10 @@
 //!
 //! The upgrade offers `permessage-deflate; client_no_context_takeover;
 //! client_max_window_bits` (a browser's offer, plus the promise to keep no
-//! compression context) and requires the server to accept it. Messages are
+//! compression context; with `--client-context`, a browser's offer as it
+//! is, so the server may keep an inflate context for the client, which
+//! still compresses each message alone, as any client may) and requires
+//! the server to accept it. Messages are
 //! JSON text of exactly `--size` bytes (telemetry records: nested readings,
 //! numbers, names, a free-text note), 64 different ones made at start from a
 //! fixed seed. As the client keeps no context, each is compressed once, at
@@ -42,6 +45,8 @@ use super::{
 
 /// The extension the client offers.
 const OFFER: &str = "permessage-deflate; client_no_context_takeover; client_max_window_bits";
+/// The offer with `--client-context`: Chromium's.
+const BROWSER_OFFER: &str = "permessage-deflate; client_max_window_bits";
 /// The empty stored block that ends a sync flush: the sender removes it from
 /// each compressed message and the receiver appends it before inflating
 /// (RFC 7692 §7.2.1, §7.2.2).
@@ -391,8 +396,14 @@ impl Pmd {
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Extensions: {OFFER}\r\n\r\n",
-            self.args.path, self.args.addr
+             Sec-WebSocket-Extensions: {}\r\n\r\n",
+            self.args.path,
+            self.args.addr,
+            if self.args.client_context {
+                BROWSER_OFFER
+            } else {
+                OFFER
+            }
         );
         self.conns.push(Conn {
             stream,
