@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! loadgen echo --addr 127.0.0.1:PORT [--path /ws] --conns N --size S --secs D
-//!              [--warmup W] [--pid SERVER_PID] [--tls CERT.pem]
+//!              [--warmup W] [--pid SERVER_PID] [--tls CERT.pem | --deflate]
 //! loadgen idle --addr 127.0.0.1:PORT [--path /ws] --conns N --pid SERVER_PID
-//!              [--tls CERT.pem]
+//!              [--tls CERT.pem | --deflate]
 //! loadgen http --addr 127.0.0.1:PORT --path /file --expect FILE --conns N
 //!              --secs D [--warmup W] [--pid SERVER_PID]... [--close]
 //!              [--tls CERT.pem]
@@ -36,6 +36,10 @@
 //! certificate must be the first one in CERT.pem (see `tls.rs`: pinned
 //! certificate, no session resumption, ciphertext decrypted in place). The
 //! result line then says what was negotiated (`tls=`).
+//!
+//! `--deflate` (echo, idle): permessage-deflate, with JSON text messages
+//! instead of binary ones; `--client-context` offers it as browsers do,
+//! without `client_no_context_takeover`; see `pmd.rs`.
 //!
 //! `--pid` may be given more than once (nginx: master and worker); server CPU
 //! is the on-CPU time of every thread of those processes
@@ -108,6 +112,11 @@ struct Args {
     tls: Option<String>,
     /// `--close` (http): one request per connection.
     close: bool,
+    /// `--deflate` (echo, idle): offer permessage-deflate (`pmd.rs`).
+    deflate: bool,
+    /// `--client-context` (with `--deflate`): offer it without
+    /// `client_no_context_takeover`, as browsers do.
+    client_context: bool,
 }
 
 fn parse_args() -> Args {
@@ -136,10 +145,20 @@ fn parse_args() -> Args {
         trickle_ms: 2000.0,
         tls: None,
         close: false,
+        deflate: false,
+        client_context: false,
     };
     while let Some(flag) = it.next() {
         if flag == "--close" {
             a.close = true;
+            continue;
+        }
+        if flag == "--deflate" {
+            a.deflate = true;
+            continue;
+        }
+        if flag == "--client-context" {
+            a.client_context = true;
             continue;
         }
         let v = it.next().unwrap_or_else(|| {
@@ -185,6 +204,14 @@ fn parse_args() -> Args {
     }
     if a.tls.is_some() && a.mode == "hostile" {
         eprintln!("--tls is for echo, idle and http mode");
+        exit(2);
+    }
+    if a.deflate && (a.tls.is_some() || !matches!(a.mode.as_str(), "echo" | "idle")) {
+        eprintln!("--deflate is for echo and idle mode, without --tls");
+        exit(2);
+    }
+    if a.client_context && !a.deflate {
+        eprintln!("--client-context goes with --deflate");
         exit(2);
     }
     if a.size > PATTERN_LEN / 2 {
@@ -552,9 +579,14 @@ impl Gen {
 
 /// A final, masked binary frame carrying `payload`.
 fn masked_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    masked_frame_with(0x82, payload, mask)
+}
+
+/// A masked frame with first byte `b0` (FIN, RSV bits, opcode) carrying `payload`.
+fn masked_frame_with(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let size = payload.len();
     let mut f = Vec::with_capacity(size + 14);
-    f.push(0x82);
+    f.push(b0);
     if size < 126 {
         f.push(0x80 | size as u8);
     } else if size <= 0xFFFF {
@@ -679,6 +711,10 @@ fn main() {
     if args.mode == "hostile" {
         let _ = rlimit_raise(args.attackers as u64 + 64);
         hostile::run(args);
+        return;
+    }
+    if args.deflate {
+        pmd::run(args);
         return;
     }
     let rss_before = match (idle, args.pids.first()) {
@@ -821,6 +857,7 @@ fn report(
 
 mod hostile;
 mod http;
+mod pmd;
 mod tls;
 
 use tls::{Tls, TlsClient};
