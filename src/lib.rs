@@ -220,6 +220,7 @@ pub mod escape;
 pub mod files;
 pub mod form;
 pub mod forwarded;
+pub mod group;
 pub mod headers;
 pub mod method;
 pub mod mime;
@@ -252,7 +253,7 @@ pub use request::{ConnId, Request, RouteParams};
 pub use response::Response;
 pub use router::RouteError;
 pub use server::{
-    Activity, BodySink, Handler, Route, Sender, Server, ServerConfig, ServerStats, SseHandle,
-    StreamHandle, WsHandle,
+    Activity, BodySink, GroupHandle, Handler, Route, Sender, Server, ServerConfig, ServerStats,
+    SseHandle, StreamHandle, WsHandle,
 };
 pub use status::StatusCode;

@@ -329,6 +329,10 @@ impl<S> Server<S> {
             return;
         }
         let ip = conn.peer().ip();
+        self.leave_all_groups(key);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if !conn.retire(&mut self.shared, Instant::now()) {
             // Dropping the stream closes its descriptor, which also takes
             // it out of the epoll set: no deregister or shutdown is needed.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::{Conn, Phase};
 use crate::proto::ws::{Event, Role, SendError, WsSession};
+use crate::server::fanout::{WsBroadcast, WsEncoding};
 use crate::server::shared::Shared;
 use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
 
@@ -166,7 +167,7 @@ impl Conn {
         ws.deferred = false;
         while !self.rbuf.is_empty()
             && !ws.paused()
-            && self.wbuf.len() - self.wpos < ws.max_send_buffer
+            && self.wbuf.len() - self.wpos + self.shared.pending() < ws.max_send_buffer
         {
             if self.round_events >= EVENTS_PER_ROUND {
                 self.more = true;
@@ -345,6 +346,49 @@ impl Conn {
         Ok(())
     }
 
+    /// Queues a broadcast message: the frame `message` holds for this
+    /// connection's encoding, made once and shared with the others that
+    /// use it; a connection no shared encoding fits (a `max_frame_size`
+    /// below the message's size) sends it as [`ws_send_data`](Self::ws_send_data)
+    /// does. The send bound and its policy are the same as for a send.
+    pub(crate) fn ws_broadcast(
+        &mut self,
+        message: &mut WsBroadcast<'_>,
+        now: Instant,
+    ) -> Result<(), WsError> {
+        let len = message.payload.len();
+        let Some(key) = self.ws_encoding(len) else {
+            return self.ws_send_data(message.text, message.payload);
+        };
+        self.ws_room(|session| session.message_wire_len(len))?;
+        let was_idle = self.pending_len() == 0;
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(WsError::NotWebSocket);
+        };
+        let Some(frame) = message.frame(key, &mut ws.session)? else {
+            return self.ws_send_data(message.text, message.payload);
+        };
+        self.queue_shared(frame);
+        if was_idle {
+            // The send timeout counts from this send.
+            self.last_io = now;
+        }
+        Ok(())
+    }
+
+    /// Which shared encoding of a broadcast data message of `len` bytes this
+    /// connection sends as it is: exactly when its session would write the
+    /// message as that one frame (open, server role, within
+    /// `max_frame_size`, as [`WsSession::write_data_header`] checks).
+    /// `None`: the connection encodes the message itself.
+    fn ws_encoding(&self, len: usize) -> Option<WsEncoding> {
+        let session = &self.ws.as_ref()?.session;
+        let fits = session.is_open()
+            && session.role() == Role::Server
+            && len <= session.config().max_frame_size.max(1);
+        fits.then_some(WsEncoding::Plain)
+    }
+
     /// The send bound, checked before anything is queued: `size` gives the
     /// wire size of what is about to be sent (0 for a control frame). A
     /// message that can never fit is refused; one that does not fit now
@@ -400,10 +444,10 @@ impl Conn {
         &mut self,
         send: impl FnOnce(&mut WsSession, &mut Vec<u8>) -> Result<(), SendError>,
     ) -> Result<(), WsError> {
+        let was_idle = self.pending_len() == 0;
         let Some(ws) = self.ws.as_mut() else {
             return Err(WsError::NotWebSocket);
         };
-        let was_idle = self.wpos == self.wbuf.len();
         send(&mut ws.session, &mut self.wbuf)?;
         if ws.session.wants_shutdown() && self.phase == Phase::Ws {
             self.phase = Phase::Closing;
