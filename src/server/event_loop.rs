@@ -384,10 +384,13 @@ impl<S> Server<S> {
 }
 
 /// Socket options of an accepted connection: no Nagle delay (responses
-/// leave as soon as they are written), TCP keepalive and a bound on how long
+/// leave as soon as they are written), the configured send buffer, TCP keepalive and a bound on how long
 /// sent data may stay unacknowledged, so a vanished peer is found.
 fn configure_socket(stream: &mio::net::TcpStream, config: &ServerConfig) {
     let _ = stream.set_nodelay(true);
+    if let Some(size) = config.send_buffer_size {
+        let _ = socket2::SockRef::from(stream).set_send_buffer_size(size);
+    }
     if let Some(idle) = config.tcp_keepalive {
         let socket = socket2::SockRef::from(stream);
         let keepalive = socket2::TcpKeepalive::new()

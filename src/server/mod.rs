@@ -719,7 +719,7 @@ impl<S> Server<S> {
     /// The message is encoded once: a server frame is never masked, so every
     /// client receives the very same bytes, which are kept in one shared
     /// buffer and queued on each connection as a small reference (frames
-    /// under 128 bytes are copied instead, which costs no more). Memory for
+    /// under 256 bytes are copied instead, which measured cheaper). Memory for
     /// one broadcast is one copy plus a few dozen bytes per connection. A
     /// connection whose [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)
     /// is below the message's size gets its own, fragmented, encoding.
