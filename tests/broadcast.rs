@@ -52,8 +52,10 @@ fn routes(server: &mut Server<App>) {
             .unwrap();
     }
     ws_route(server, "/ws", WsOptions::default());
-    let mut bounded = WsOptions::default();
-    bounded.max_send_buffer = 64 << 10;
+    let bounded = WsOptions {
+        max_send_buffer: 64 << 10,
+        ..WsOptions::default()
+    };
     ws_route(server, "/bounded", bounded);
     let mut frames = WsOptions::default();
     frames.protocol.max_frame_size = 4096;
@@ -111,7 +113,11 @@ fn group_server() -> (TestServer<App>, GroupId) {
 
 impl TestServer<App> {
     /// Waits (10 s at most) until `ready` holds on the server thread.
-    fn wait_until(&self, what: &str, ready: impl Fn(&mut Server<App>, &mut App) -> bool + Clone + Send + 'static) {
+    fn wait_until(
+        &self,
+        what: &str,
+        ready: impl Fn(&mut Server<App>, &mut App) -> bool + Clone + Send + 'static,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let ready = ready.clone();
@@ -157,7 +163,9 @@ fn chunk(data: &[u8]) -> Vec<u8> {
 
 /// `len` bytes of a pattern that differs per `seed` and per position.
 fn payload(seed: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (seed * 31 + i * 7 + i / 251) as u8).collect()
+    (0..len)
+        .map(|i| (seed * 31 + i * 7 + i / 251) as u8)
+        .collect()
 }
 
 /// `len` bytes of ASCII text that differs per `seed`.
@@ -170,7 +178,8 @@ fn text(seed: usize, len: usize) -> String {
 /// Reads exactly `n` bytes (10 s read timeout per read).
 fn read_n(s: &mut impl Read, n: usize) -> Vec<u8> {
     let mut got = vec![0; n];
-    s.read_exact(&mut got).unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
+    s.read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("reading {n} bytes: {e}"));
     got
 }
 
@@ -299,7 +308,12 @@ fn broadcast_to_many_websockets_delivers_identical_bytes_in_order() {
     let py = python.map(|py| {
         let url = url.clone();
         std::thread::spawn(move || {
-            run_python(&py, PY_CLIENTS, &url, &[&(4 * ROUNDS).to_string(), &py_clients.to_string()])
+            run_python(
+                &py,
+                PY_CLIENTS,
+                &url,
+                &[&(4 * ROUNDS).to_string(), &py_clients.to_string()],
+            )
         })
     });
     let expected_clients = RAW + if py.is_some() { py_clients } else { 0 };
@@ -308,7 +322,9 @@ fn broadcast_to_many_websockets_delivers_identical_bytes_in_order() {
     let mut clients: Vec<TcpStream> = (0..RAW)
         .map(|i| open_with_rcvbuf(srv.addr, "/ws", (i % 2 == 0).then_some(4096)))
         .collect();
-    srv.wait_until("every client", move |_, app| app.ws.len() == expected_clients);
+    srv.wait_until("every client", move |_, app| {
+        app.ws.len() == expected_clients
+    });
     let returns = srv.on_server(|server, app| {
         let ids = app.ws.clone();
         (0..ROUNDS)
@@ -435,7 +451,8 @@ fn event_and_chunk_broadcasts_deliver_identical_bytes_in_order() {
     let mut sse: Vec<TcpStream> = (0..SSE)
         .map(|i| {
             let mut s = connect_with_buffers(srv.addr, None, (i % 2 == 0).then_some(4096));
-            s.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            s.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
             assert!(read_head(&mut s).starts_with("HTTP/1.1 200"));
             s
         })
@@ -633,7 +650,8 @@ fn a_slow_reader_over_its_bound_is_dropped_and_the_others_get_everything() {
         r.join().expect("a fast reader got every message");
     }
     expect_dropped(&mut slow);
-    let (returns, status) = srv.on_server(move |s, app| (app.returns.clone(), s.ws(slow_id).close_status()));
+    let (returns, status) =
+        srv.on_server(move |s, app| (app.returns.clone(), s.ws(slow_id).close_status()));
     assert_eq!(returns.len(), MESSAGES);
     // The slow reader took the first messages, then was counted out.
     let dropped_at = returns
@@ -641,8 +659,14 @@ fn a_slow_reader_over_its_bound_is_dropped_and_the_others_get_everything() {
         .position(|&n| n == FAST)
         .expect("the slow reader was dropped");
     assert!(dropped_at > 0, "it took the first message: {returns:?}");
-    assert!(returns[..dropped_at].iter().all(|&n| n == FAST + 1), "{returns:?}");
-    assert!(returns[dropped_at..].iter().all(|&n| n == FAST), "{returns:?}");
+    assert!(
+        returns[..dropped_at].iter().all(|&n| n == FAST + 1),
+        "{returns:?}"
+    );
+    assert!(
+        returns[dropped_at..].iter().all(|&n| n == FAST),
+        "{returns:?}"
+    );
     assert_eq!(status, Some(CloseStatus::Abnormal));
 }
 
@@ -682,7 +706,9 @@ fn members_leave_their_groups_when_their_connections_close() {
         drop(clients[i].take());
         open_now.retain(|&j| j != i);
         let left = CLIENTS - n - 1;
-        srv.wait_until("the closed client to leave", move |s, _| s.group(all).len() == left);
+        srv.wait_until("the closed client to leave", move |s, _| {
+            s.group(all).len() == left
+        });
         let ids = ids.clone();
         let open_now = open_now.clone();
         srv.on_server(move |s, _| {
@@ -691,7 +717,11 @@ fn members_leave_their_groups_when_their_connections_close() {
             members.sort_by_key(|m| format!("{m:?}"));
             want.sort_by_key(|m| format!("{m:?}"));
             assert_eq!(members, want, "group `all` after closing client {i}");
-            let evens: Vec<WsId> = open_now.iter().filter(|&&j| j % 2 == 0).map(|&j| ids[j]).collect();
+            let evens: Vec<WsId> = open_now
+                .iter()
+                .filter(|&&j| j % 2 == 0)
+                .map(|&j| ids[j])
+                .collect();
             assert_eq!(s.group(even).len(), evens.len());
             for &id in &evens {
                 assert!(s.group(even).contains(id));
@@ -701,6 +731,36 @@ fn members_leave_their_groups_when_their_connections_close() {
         });
     }
     assert!(srv.on_server(move |s, _| s.group(all).is_empty() && s.group(even).is_empty()));
+}
+
+#[test]
+fn a_closed_websocket_stays_a_member_until_its_messages_are_taken() {
+    let (srv, group) = group_server();
+    let mut c = open(srv.addr, "/ws");
+    srv.wait_until("it joined", move |s, _| s.group(group).len() == 1);
+    c.write_all(
+        &[
+            frame(true, 1, b"last words"),
+            frame(true, 8, &1000u16.to_be_bytes()),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    drop(c);
+    srv.wait_until("the socket to close", |s, app| {
+        s.ws(app.ws[0]).close_status().is_some()
+    });
+    let (before, sent, got, after) = srv.on_server(move |s, app| {
+        let id = app.ws[0];
+        let before = (s.group(group).len(), s.group(group).contains(id));
+        let sent = s.group(group).broadcast_text("too late");
+        let got = s.ws(id).receive();
+        (before, sent, got, s.group(group).len())
+    });
+    assert_eq!(before, (1, true), "still a member while its message waits");
+    assert_eq!(sent, 0, "nothing is sent to a closed socket");
+    assert_eq!(got, Some(Message::Text("last words".into())));
+    assert_eq!(after, 0, "the last message taken, it left");
 }
 
 #[test]
@@ -727,7 +787,10 @@ fn join_leave_and_remove() {
     let still = srv.on_server(move |s, app| {
         s.group(room).remove();
         assert!(!s.group(room).exists());
-        assert!(!s.group(room).join(app.ws[1]), "a removed group cannot be joined");
+        assert!(
+            !s.group(room).join(app.ws[1]),
+            "a removed group cannot be joined"
+        );
         assert_eq!(s.group(room).broadcast_text("nobody"), 0);
         // The members stay connected.
         s.ws(app.ws[0]).send_text("after").is_ok() && s.ws(app.ws[1]).send_text("after").is_ok()
@@ -741,10 +804,13 @@ fn join_leave_and_remove() {
 fn a_stream_that_ended_leaves_its_group_and_its_connection_serves_on() {
     let (srv, group) = group_server();
     let mut kept = connect(srv.addr);
-    kept.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    kept.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     read_head(&mut kept);
     let mut events = connect(srv.addr);
-    events.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    events
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     read_head(&mut events);
     srv.wait_until("both joined", move |s, _| s.group(group).len() == 2);
     let lens = srv.on_server(move |s, app| {
@@ -762,10 +828,16 @@ fn a_stream_that_ended_leaves_its_group_and_its_connection_serves_on() {
         "the stream and its end",
     );
     // The connection is back to keep-alive and takes another request.
-    kept.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    kept.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     read_head(&mut kept);
-    srv.wait_until("the new stream joined", move |s, _| s.group(group).len() == 1);
-    assert_eq!(srv.on_server(move |s, _| s.group(group).broadcast_chunk(b"two")), 1);
+    srv.wait_until("the new stream joined", move |s, _| {
+        s.group(group).len() == 1
+    });
+    assert_eq!(
+        srv.on_server(move |s, _| s.group(group).broadcast_chunk(b"two")),
+        1
+    );
     assert_same(&read_n(&mut kept, 8), &chunk(b"two"), "the second stream");
 }
 
@@ -776,7 +848,8 @@ fn a_group_of_mixed_kinds_joined_from_handlers() {
     let mut sse: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = connect(srv.addr);
-            s.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            s.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
             read_head(&mut s);
             s
         })
@@ -784,7 +857,8 @@ fn a_group_of_mixed_kinds_joined_from_handlers() {
     let mut kept: Vec<TcpStream> = (0..2)
         .map(|_| {
             let mut s = connect(srv.addr);
-            s.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            s.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
             read_head(&mut s);
             s
         })
@@ -796,7 +870,8 @@ fn a_group_of_mixed_kinds_joined_from_handlers() {
         [
             s.group(group).broadcast_text("hello"),
             s.group(group).broadcast_binary(&big),
-            s.group(group).broadcast_event(&SseEvent::new("tick").id("1")),
+            s.group(group)
+                .broadcast_event(&SseEvent::new("tick").id("1")),
             s.group(group).broadcast_chunk(&big),
         ]
     });
@@ -804,14 +879,26 @@ fn a_group_of_mixed_kinds_joined_from_handlers() {
     let big = payload(5, 3000);
     let want_ws = [server_frame(true, 1, b"hello"), server_frame(true, 2, &big)].concat();
     for (i, c) in ws.iter_mut().enumerate() {
-        assert_same(&read_n(c, want_ws.len()), &want_ws, &format!("WebSocket {i}"));
+        assert_same(
+            &read_n(c, want_ws.len()),
+            &want_ws,
+            &format!("WebSocket {i}"),
+        );
     }
     let want_sse = b"id: 1\ndata: tick\n\n";
     for (i, c) in sse.iter_mut().enumerate() {
-        assert_same(&read_n(c, want_sse.len()), want_sse, &format!("event stream {i}"));
+        assert_same(
+            &read_n(c, want_sse.len()),
+            want_sse,
+            &format!("event stream {i}"),
+        );
     }
     for (i, c) in kept.iter_mut().enumerate() {
-        assert_same(&read_n(c, 3000 + 7), &chunk(&big), &format!("kept stream {i}"));
+        assert_same(
+            &read_n(c, 3000 + 7),
+            &chunk(&big),
+            &format!("kept stream {i}"),
+        );
     }
 }
 
@@ -820,11 +907,20 @@ fn another_thread_joins_leaves_and_broadcasts_to_a_group() {
     let srv = server(idle);
     let mut clients: Vec<TcpStream> = (0..4).map(|_| open(srv.addr, "/ws")).collect();
     let mut events = connect(srv.addr);
-    events.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    events
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     read_head(&mut events);
-    srv.wait_until("all connected", |_, app| app.ws.len() == 4 && app.sse.len() == 1);
+    srv.wait_until("all connected", |_, app| {
+        app.ws.len() == 4 && app.sse.len() == 1
+    });
     let (sender, group, ws, sse) = srv.on_server(|s, app| {
-        (s.sender().unwrap(), s.new_group(), app.ws.clone(), app.sse[0])
+        (
+            s.sender().unwrap(),
+            s.new_group(),
+            app.ws.clone(),
+            app.sse[0],
+        )
     });
     let thread = std::thread::spawn(move || {
         for &id in &ws {
@@ -832,10 +928,16 @@ fn another_thread_joins_leaves_and_broadcasts_to_a_group() {
         }
         sender.join(group, sse).unwrap();
         sender.leave(group, ws[3]).unwrap();
-        sender.group_send(group, Message::Text("from a thread".into())).unwrap();
-        sender.group_send(group, Message::Binary(payload(7, 2000))).unwrap();
+        sender
+            .group_send(group, Message::Text("from a thread".into()))
+            .unwrap();
+        sender
+            .group_send(group, Message::Binary(payload(7, 2000)))
+            .unwrap();
         sender.group_event(group, &SseEvent::new("evt")).unwrap();
-        sender.broadcast(&ws, Message::Text("to the list".into())).unwrap();
+        sender
+            .broadcast(&ws, Message::Text("to the list".into()))
+            .unwrap();
     });
     thread.join().unwrap();
     let want = [
@@ -848,7 +950,10 @@ fn another_thread_joins_leaves_and_broadcasts_to_a_group() {
         assert_same(&read_n(c, want.len()), &want, &format!("member {i}"));
     }
     // The one that left gets only the list broadcast.
-    assert_eq!(read_frame(&mut clients[3]), (true, 1, b"to the list".to_vec()));
+    assert_eq!(
+        read_frame(&mut clients[3]),
+        (true, 1, b"to the list".to_vec())
+    );
     assert_same(&read_n(&mut events, 11), b"data: evt\n\n", "event stream");
     assert_eq!(srv.group_len(group), 4);
 }
@@ -901,6 +1006,10 @@ fn broadcast_over_tls_delivers_every_frame_in_order() {
         .flat_map(|k| [expected_round(k), server_frame(true, 2, &payload(k, 300))].concat())
         .collect();
     for (i, c) in clients.iter_mut().enumerate() {
-        assert_same(&read_n(c, expected.len()), &expected, &format!("wss client {i}"));
+        assert_same(
+            &read_n(c, expected.len()),
+            &expected,
+            &format!("wss client {i}"),
+        );
     }
 }

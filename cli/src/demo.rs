@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use pollserve::sse::{SseEvent, SseId};
+use pollserve::group::GroupId;
+use pollserve::sse::SseEvent;
 use pollserve::ws::{Message, WsId, WsOptions};
 use pollserve::{Error, HttpError, Method, Request, Response, Server, ServerConfig};
 
@@ -82,8 +83,15 @@ impl Uploads {
 struct Demo {
     echo_options: WsOptions,
     echo: Vec<WsId>,
-    chat: Vec<WsId>,
-    events: Vec<SseId>,
+    /// The chat's WebSockets, joined when accepted; closed ones leave by
+    /// themselves.
+    chat: GroupId,
+    /// The dashboards' event streams, likewise.
+    events: GroupId,
+    /// Members of `chat` and `events` after the last poll, for the status
+    /// (handlers have the state, not the server).
+    chat_members: usize,
+    event_streams: usize,
     uploads: Uploads,
     requests: u64,
     color: String,
@@ -124,7 +132,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         options.max_receive_buffer = 16 * CHAT_MAX_MESSAGE;
         options.max_send_buffer = 64 * CHAT_MAX_MESSAGE;
         let (response, id) = req.websocket().options(options).accept()?;
-        app.chat.push(id);
+        req.outbox().join(app.chat, id);
         Ok(response)
     })?;
     server.route("/api/status", Method::GET, |_, app: &mut Demo| {
@@ -132,7 +140,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     })?;
     server.route("/events", Method::GET, |req, app: &mut Demo| {
         let (response, id) = req.accept_sse()?;
-        app.events.push(id);
+        req.outbox().join(app.events, id);
         Ok(response)
     })?;
     server.route("/upload", Method::POST, |req, app: &mut Demo| {
@@ -166,9 +174,11 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     let mut app = Demo {
         echo_options,
         echo: Vec::new(),
-        chat: Vec::new(),
+        chat: server.new_group(),
+        events: server.new_group(),
+        chat_members: 0,
+        event_streams: 0,
         color: "#3366ff".into(),
-        events: Vec::new(),
         uploads: Uploads::default(),
         requests: 0,
         started: Instant::now(),
@@ -189,7 +199,9 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
             tick += 1;
             let data = status(&app).to_string();
             let id = tick.to_string();
-            server.broadcast_event(&app.events, &SseEvent::new(&data).event("stats").id(&id));
+            server
+                .group(app.events)
+                .broadcast_event(&SseEvent::new(&data).event("stats").id(&id));
         }
         for &id in &app.echo {
             while let Some(message) = server.ws(id).receive() {
@@ -198,7 +210,10 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
             }
         }
         let mut said = Vec::new();
-        for &id in &app.chat {
+        for id in server.ws_ready().to_vec() {
+            if !server.group(app.chat).contains(id) {
+                continue;
+            }
             while let Some(message) = server.ws(id).receive() {
                 if let Message::Text(text) = message {
                     app.messages += 1;
@@ -208,17 +223,19 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         }
         for text in said {
             let line = serde_json::json!({ "type": "chat", "text": text }).to_string();
-            server.broadcast_text(&app.chat, &line);
+            server.group(app.chat).broadcast_text(&line);
         }
         if app.color_changed {
             app.color_changed = false;
             let line = serde_json::json!({ "type": "color", "color": app.color }).to_string();
-            server.broadcast_text(&app.chat, &line);
-            server.broadcast_event(&app.events, &SseEvent::new(&app.color).event("color"));
+            server.group(app.chat).broadcast_text(&line);
+            server
+                .group(app.events)
+                .broadcast_event(&SseEvent::new(&app.color).event("color"));
         }
         app.echo.retain(|&id| !server.ws(id).is_closed());
-        app.chat.retain(|&id| !server.ws(id).is_closed());
-        app.events.retain(|&id| !server.sse(id).is_closed());
+        app.chat_members = server.group(app.chat).len();
+        app.event_streams = server.group(app.events).len();
     }
     crate::shut_down(&mut server, &mut app)
 }
@@ -227,8 +244,8 @@ fn status(app: &Demo) -> serde_json::Value {
     serde_json::json!({
         "uptime_s": app.started.elapsed().as_secs(),
         "requests": app.requests,
-        "websockets": { "echo": app.echo.len(), "chat": app.chat.len() },
-        "event_streams": app.events.len(),
+        "websockets": { "echo": app.echo.len(), "chat": app.chat_members },
+        "event_streams": app.event_streams,
         "messages": app.messages,
         "color": app.color,
         "uploads": app.uploads.to_json(),

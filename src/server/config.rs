@@ -247,8 +247,11 @@ pub struct ServerStats {
     pub input_buffered: usize,
     /// Bytes queued for clients that have not taken them yet (response
     /// heads and bodies held in memory, WebSocket frames, events, encrypted
-    /// TLS records).
+    /// TLS records), summed over the connections.
     pub output_queued: usize,
-    /// Bytes allocated for that output (at least `output_queued`).
+    /// Bytes allocated for that output. A broadcast's shared buffer counts
+    /// once, however many connections it waits on (each of them counts it
+    /// in full in `output_queued`), so this can be far less than
+    /// `output_queued`.
     pub output_buffered: usize,
 }

@@ -329,11 +329,14 @@ impl<S> Server<S> {
             return;
         }
         let ip = conn.peer().ip();
-        self.leave_all_groups(key);
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if !conn.retire(&mut self.shared, Instant::now()) {
+        let slot_stays = conn.retire(&mut self.shared, Instant::now());
+        // A WebSocket whose received messages wait for the program stays in
+        // its groups until they are taken (a loop over a group's members
+        // can still receive them); the others leave now.
+        if !self.conns.get(key).is_some_and(|c| c.ws_has_messages()) {
+            self.leave_all_groups(key);
+        }
+        if !slot_stays {
             // Dropping the stream closes its descriptor, which also takes
             // it out of the epoll set: no deregister or shutdown is needed.
             self.conns.remove(key);
@@ -344,6 +347,7 @@ impl<S> Server<S> {
     /// Frees the slot of a closed WebSocket whose time is up.
     pub(super) fn remove_dead(&mut self, key: usize) {
         if self.conns.get(key).is_some_and(|c| c.is_dead()) {
+            self.leave_all_groups(key);
             self.conns.remove(key);
         }
     }

@@ -277,8 +277,15 @@ impl<S> GroupHandle<'_, S> {
     /// [`SseId`](crate::sse::SseId) or [`StreamId`](crate::stream::StreamId))
     /// to the group; returns whether it is a member now (joining twice is
     /// harmless). A closed WebSocket, an ended stream, a stale id or a
-    /// removed group cannot be joined: `false`. The member leaves by itself
-    /// when its connection closes or its stream ends.
+    /// removed group cannot be joined: `false`.
+    ///
+    /// The member leaves by itself when its connection closes or its stream
+    /// ends, at the latest at the next poll. A WebSocket that closed with
+    /// received messages the program has not taken yet stays until it takes
+    /// the last one (or they expire, see
+    /// [`ServerConfig::keep_alive_timeout`](crate::ServerConfig::keep_alive_timeout)),
+    /// so a loop over the members can still receive them; nothing is sent
+    /// to it meanwhile.
     pub fn join(&mut self, member: impl Into<Member>) -> bool {
         self.server.group_join(self.id, member.into())
     }

@@ -82,8 +82,10 @@ impl<S> WsHandle<'_, S> {
             WsPop::Stay => {}
             WsPop::Resume => self.server.resume.push(key),
             WsPop::Release => {
-                // The last message is taken: the slot stays only long
-                // enough for the program to read how the socket ended.
+                // The last message is taken: the socket leaves its groups,
+                // and the slot stays only long enough for the program to
+                // read how the socket ended.
+                self.server.leave_all_groups(key);
                 let at =
                     super::shared::after(Instant::now(), self.server.shared.config.linger_timeout);
                 let Server { conns, shared, .. } = &mut *self.server;

@@ -9,7 +9,9 @@
 //! - `transport`: the byte stream under a connection (plain TCP);
 //! - `tls`: TLS over it (feature `tls`);
 //! - `handles`: [`WsHandle`], [`SseHandle`], [`StreamHandle`] and the
-//!   cross-thread [`Sender`].
+//!   cross-thread [`Sender`];
+//! - `fanout`: broadcasts, encoded once and shared by the connections;
+//! - `groups`: [`GroupHandle`] and who is in which group.
 
 mod buf;
 mod config;
