@@ -338,8 +338,8 @@ impl<S> StreamHandle<'_, S> {
     }
 }
 
-/// A `Send + Clone` handle for sending to WebSockets, event streams and kept
-/// streams from other threads, from [`Server::sender`]. Each call queues the message and
+/// A `Send + Clone` handle for sending to WebSockets, event streams, kept
+/// streams and [groups](crate::group) from other threads, from [`Server::sender`]. Each call queues the message and
 /// wakes the poll loop, which sends it; errors (closed sockets) are dropped as
 /// with the `*_quiet` sends. Inside a handler, on the poll thread, use
 /// [`Request::outbox`](crate::Request::outbox) instead: no channel, no wake-up.
