@@ -17,7 +17,7 @@ use common::*;
 use pollserve::group::{GroupId, Member};
 use pollserve::sse::{SseEvent, SseId};
 use pollserve::stream::StreamId;
-use pollserve::ws::{CloseStatus, Message, WsId, WsOptions};
+use pollserve::ws::{CloseStatus, DeflateOptions, Message, WsId, WsOptions};
 use pollserve::{Method, Server, ServerConfig};
 
 // ---------------------------------------------------------------------------
@@ -36,7 +36,8 @@ struct App {
 }
 
 /// `/ws`; `/bounded` (64 KiB send bound); `/frames` (`max_frame_size`
-/// 4096); `/events`; `/stream` (a kept stream). Each joins `app.group`
+/// 4096); `/deflate` (permessage-deflate); `/events`; `/stream` (a kept
+/// stream). Each joins `app.group`
 /// through the outbox when the program set one.
 fn routes(server: &mut Server<App>) {
     fn ws_route(server: &mut Server<App>, path: &str, options: WsOptions) {
@@ -60,6 +61,13 @@ fn routes(server: &mut Server<App>) {
     let mut frames = WsOptions::default();
     frames.protocol.max_frame_size = 4096;
     ws_route(server, "/frames", frames);
+    // permessage-deflate with the default options: no context takeover on
+    // either side, so a broadcast is compressed once per settings.
+    let deflate = WsOptions {
+        deflate: Some(DeflateOptions::default()),
+        ..WsOptions::default()
+    };
+    ws_route(server, "/deflate", deflate);
     server
         .route("/events", Method::GET, |req, app: &mut App| {
             let (response, id) = req.accept_sse()?;
@@ -301,8 +309,9 @@ fn broadcast_to_many_websockets_delivers_identical_bytes_in_order() {
     const RAW: usize = 200;
     need_descriptors(2 * RAW as u64 + 200);
     let srv = tight_server(idle);
-    let url = format!("ws://{}/ws", srv.addr);
-    // Python clients connect first and wait for their messages.
+    // Python clients connect first and wait for their messages; they offer
+    // permessage-deflate, so theirs are compressed (once, for all three).
+    let url = format!("ws://{}/deflate", srv.addr);
     let py_clients = 3;
     let python = common::python("broadcast_to_many_websockets_delivers_identical_bytes_in_order");
     let py = python.map(|py| {
@@ -360,6 +369,106 @@ fn broadcast_to_many_websockets_delivers_identical_bytes_in_order() {
             assert_eq!(client.as_array().unwrap(), &want, "python client {i}");
         }
     }
+}
+
+/// One whole server frame as it arrived (header and payload).
+#[cfg(feature = "deflate")]
+fn read_raw_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut f = read_n(s, 2);
+    let len = match f[1] & 0x7f {
+        126 => {
+            let l = read_n(s, 2);
+            f.extend_from_slice(&l);
+            u16::from_be_bytes([l[0], l[1]]) as usize
+        }
+        127 => {
+            let l = read_n(s, 8);
+            f.extend_from_slice(&l);
+            u64::from_be_bytes(l.try_into().unwrap()) as usize
+        }
+        n => n as usize,
+    };
+    f.extend_from_slice(&read_n(s, len));
+    f
+}
+
+/// The payload of a compressed frame, inflated.
+#[cfg(feature = "deflate")]
+fn inflate_frame(f: &[u8]) -> Vec<u8> {
+    assert_eq!(f[0] & 0xf0, 0xc0, "FIN and RSV1 (compressed)");
+    let start = match f[1] & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    let mut input = f[start..].to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(1 << 16);
+    flate2::Decompress::new(false)
+        .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+        .expect("the frame inflates");
+    out
+}
+
+#[cfg(feature = "deflate")]
+#[test]
+fn a_compressed_broadcast_is_compressed_once_per_settings() {
+    const CLIENTS: usize = 20;
+    let srv = tight_server(idle);
+    let offer = |extra: &str| {
+        let (s, head) = handshake_on(
+            connect(srv.addr),
+            "/deflate",
+            &format!("Sec-WebSocket-Extensions: {extra}\r\n"),
+        );
+        assert!(head.contains("permessage-deflate"), "{head}");
+        s
+    };
+    let mut same: Vec<TcpStream> = (0..CLIENTS).map(|_| offer("permessage-deflate")).collect();
+    // Smaller window: other settings, another encoding.
+    let mut small_window = offer("permessage-deflate; server_max_window_bits=10");
+    // No offer: plain frames.
+    let mut plain = open(srv.addr, "/deflate");
+    srv.wait_until("every client", |_, app| app.ws.len() == CLIENTS + 2);
+    // Text that compresses, but not below the copy threshold.
+    let message: String = (0..3000)
+        .map(|i: u32| (b'a' + (i.wrapping_mul(2654435761) >> 27) as u8 % 26) as char)
+        .collect();
+    let (sent, grown) = srv.on_server({
+        let message = message.clone();
+        move |s, app| {
+            let ids = app.ws.clone();
+            let before = s.stats().output_buffered;
+            let sent = s.broadcast_text(&ids, &message);
+            (sent, s.stats().output_buffered - before)
+        }
+    });
+    assert_eq!(sent, CLIENTS + 2);
+    let first = read_raw_frame(&mut same[0]);
+    assert_eq!(inflate_frame(&first), message.as_bytes());
+    assert!(first.len() < 2500, "compressed: {} bytes", first.len());
+    for (i, c) in same.iter_mut().enumerate().skip(1) {
+        assert_same(
+            &read_raw_frame(c),
+            &first,
+            &format!("compressed client {i}"),
+        );
+    }
+    let other = read_raw_frame(&mut small_window);
+    assert_eq!(inflate_frame(&other), message.as_bytes());
+    assert_eq!(
+        read_frame(&mut plain),
+        (true, 1, message.clone().into_bytes())
+    );
+    // Three encodings (two compressed, one plain), each held once; the
+    // clients' queues had no segment before, so each allocated its first
+    // four slots (32 bytes each).
+    let queues = (CLIENTS + 2) * 4 * 32;
+    assert!(
+        grown <= first.len() + other.len() + 3004 + 3 * 16 + queues,
+        "a compressed broadcast to {} clients grew the output memory by {grown} bytes",
+        CLIENTS + 2
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pollserve::group::GroupId;
 use pollserve::sse::SseEvent;
-use pollserve::ws::{Message, WsId, WsOptions};
+use pollserve::ws::{DeflateOptions, Message, WsId, WsOptions};
 use pollserve::{Error, HttpError, Method, Request, Response, Server, ServerConfig};
 
 const PAGE: &str = include_str!("demo.html");
@@ -33,6 +33,16 @@ pub struct DemoArgs {
     /// Longest pause between fragments of a message on /ws/echo, in seconds.
     #[arg(long, default_value_t = 30.0)]
     ws_fragment_timeout: f64,
+    /// Do not offer permessage-deflate compression on /ws/echo and /ws/chat
+    /// (on by default: browsers ask for it on every WebSocket).
+    #[arg(long)]
+    no_deflate: bool,
+    /// With compression: both sides keep their compression context between
+    /// messages (better ratio on similar messages; a compressor of a few
+    /// hundred KiB and an inflate window per socket) instead of resetting
+    /// it after each one.
+    #[arg(long, conflicts_with = "no_deflate")]
+    deflate_context_takeover: bool,
     /// No access log.
     #[arg(short, long)]
     quiet: bool,
@@ -82,6 +92,7 @@ impl Uploads {
 
 struct Demo {
     echo_options: WsOptions,
+    deflate: Option<DeflateOptions>,
     echo: Vec<WsId>,
     /// The chat's WebSockets, joined when accepted; closed ones leave by
     /// themselves.
@@ -111,6 +122,12 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     // Echo replies must fit whatever the endpoint accepts.
     echo_options.max_send_buffer = echo_options.max_send_buffer.max(2 * args.ws_max_message);
     echo_options.max_receive_buffer = echo_options.max_receive_buffer.max(args.ws_max_message);
+    let deflate = (!args.no_deflate).then(|| DeflateOptions {
+        server_no_context_takeover: !args.deflate_context_takeover,
+        client_no_context_takeover: !args.deflate_context_takeover,
+        ..DeflateOptions::default()
+    });
+    echo_options.deflate = deflate;
 
     let mut server = Server::<Demo>::with_config(ServerConfig::default().max_body_size(32 << 20));
     server.route("/", Method::GET, |_, _| {
@@ -131,6 +148,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         options.protocol.max_message_size = CHAT_MAX_MESSAGE;
         options.max_receive_buffer = 16 * CHAT_MAX_MESSAGE;
         options.max_send_buffer = 64 * CHAT_MAX_MESSAGE;
+        options.deflate = app.deflate;
         let (response, id) = req.websocket().options(options).accept()?;
         req.outbox().join(app.chat, id);
         Ok(response)
@@ -173,6 +191,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     ));
     let mut app = Demo {
         echo_options,
+        deflate,
         echo: Vec::new(),
         chat: server.new_group(),
         events: server.new_group(),

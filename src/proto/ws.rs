@@ -41,6 +41,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
+use crate::proto::deflate::Compressor;
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{deflate_bound, DeflateParams, InflateError, Inflater, DEFLATE_TAIL};
+
 /// The GUID appended to `Sec-WebSocket-Key` before hashing (RFC 6455 §1.3).
 pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -389,13 +393,22 @@ pub enum ProtocolError {
     /// A message arrived slower than [`WsConfig::min_message_rate`].
     #[error("message arriving too slowly")]
     MessageTooSlow,
+    /// permessage-deflate: RSV1 ("compressed") on a continuation or a
+    /// control frame; only a message's first frame may carry it.
+    #[error("compressed bit on a continuation or control frame")]
+    MisplacedCompressionBit,
+    /// permessage-deflate: a compressed message is not valid deflate data.
+    #[error("compressed message is not valid deflate data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code sent to the peer for this error.
     pub const fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
             ProtocolError::TooManyFragments
             | ProtocolError::FragmentTimeout
@@ -532,19 +545,175 @@ pub fn write_frame_header(
     payload_len: u64,
 ) {
     let b0 = if fin { 0x80 } else { 0 } | opcode.as_u8();
+    let (head, len) = encode_header(b0, mask, payload_len);
+    out.extend_from_slice(head.get(..len).unwrap_or_default());
+}
+
+/// A frame header with first byte `b0` (FIN, RSV, opcode) and the shortest
+/// length encoding: the bytes and how many of them are used.
+fn encode_header(b0: u8, mask: Option<[u8; 4]>, payload_len: u64) -> ([u8; MAX_HEADER_LEN], usize) {
+    let mut h = [0u8; MAX_HEADER_LEN];
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    out.push(b0);
+    h[0] = b0;
+    let mut n = 2;
     if payload_len <= MAX_CONTROL_PAYLOAD as u64 {
-        out.push(mask_bit | payload_len as u8);
+        h[1] = mask_bit | payload_len as u8;
     } else if let Ok(len) = u16::try_from(payload_len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&len.to_be_bytes());
+        h[1] = mask_bit | 126;
+        h[2..4].copy_from_slice(&len.to_be_bytes());
+        n = 4;
     } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&payload_len.to_be_bytes());
+        h[1] = mask_bit | 127;
+        h[2..10].copy_from_slice(&payload_len.to_be_bytes());
+        n = 10;
     }
     if let Some(m) = mask {
-        out.extend_from_slice(&m);
+        h[n..n + 4].copy_from_slice(&m);
+        n += 4;
+    }
+    (h, n)
+}
+
+/// Length of the header [`encode_header`] writes for a payload of `len`.
+#[cfg(feature = "deflate")]
+fn header_size(len: usize, masked: bool) -> usize {
+    let ext = if len <= MAX_CONTROL_PAYLOAD {
+        0
+    } else if len <= usize::from(u16::MAX) {
+        2
+    } else {
+        8
+    };
+    2 + ext + if masked { 4 } else { 0 }
+}
+
+/// A data message as frames of at most `max` payload bytes (`max` ≥ 1),
+/// each with the mask `mask` gives (masked in `out`: one copy). An empty
+/// message is one empty frame.
+fn write_plain_message(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    data: &[u8],
+    max: usize,
+    mut mask: impl FnMut() -> Option<[u8; 4]>,
+) {
+    if data.is_empty() {
+        write_frame(out, true, opcode, &[], mask());
+        return;
+    }
+    out.reserve(
+        data.len()
+            .saturating_add(data.len().div_ceil(max).saturating_mul(MAX_HEADER_LEN)),
+    );
+    let mut chunks = data.chunks(max).peekable();
+    let mut op = opcode;
+    while let Some(chunk) = chunks.next() {
+        write_frame(out, chunks.peek().is_none(), op, chunk, mask());
+        op = Opcode::Continuation;
+    }
+}
+
+/// Compresses `data` as one permessage-deflate message into `out`, after a
+/// gap left for the first frame's header (RFC 7692 §7.2.1: sync flush, the
+/// `00 00 ff ff` tail stripped). Returns the gap and the compressed length,
+/// or `None` (with `out` as it was) if the compressor failed, which leaves
+/// it to be reset.
+///
+/// The gap is the header size of the frame the deflate bound predicts, so
+/// a message that fits one frame is usually compressed where it stays.
+#[cfg(feature = "deflate")]
+fn compress_after_gap(
+    c: &mut Compressor,
+    data: &[u8],
+    max: usize,
+    masked: bool,
+    out: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    let start = out.len();
+    let bound = deflate_bound(data.len());
+    let gap = header_size(bound.min(max), masked);
+    // All the frames' headers too, so framing needs no reallocation.
+    let headers = bound.div_ceil(max).max(1).saturating_mul(MAX_HEADER_LEN);
+    out.reserve(bound.saturating_add(headers));
+    out.resize(start + gap, 0);
+    let ok = c.compress_sync(data, out);
+    let clen = out.len() - start - gap;
+    if !ok || clen < DEFLATE_TAIL.len() || !out.ends_with(&DEFLATE_TAIL) {
+        out.truncate(start);
+        return None;
+    }
+    let clen = clen - DEFLATE_TAIL.len();
+    out.truncate(start + gap + clen);
+    Some((gap, clen))
+}
+
+/// Frames compressed bytes `out[start + gap..]` (`clen` of them, as
+/// [`compress_after_gap`] left them) in place: frames of at most `max`
+/// bytes, RSV1 on the first only (RFC 7692 §6.1), each header with the
+/// shortest length encoding and the mask `mask` gives when `masked`.
+///
+/// The chunks move at most once (`copy_within`): one frame whose header is
+/// the size of the gap does not move at all; otherwise the bytes after
+/// the first frame shift right to make room for the later headers.
+#[cfg(feature = "deflate")]
+#[allow(clippy::too_many_arguments)]
+fn frame_compressed(
+    out: &mut Vec<u8>,
+    start: usize,
+    gap: usize,
+    clen: usize,
+    opcode: Opcode,
+    max: usize,
+    masked: bool,
+    mut mask: impl FnMut() -> Option<[u8; 4]>,
+) {
+    let n = clen.div_ceil(max).max(1);
+    let last_len = clen - (n - 1) * max;
+    let full_h = header_size(max, masked);
+    let last_h = header_size(last_len, masked);
+    let len_of = |i: usize| if i + 1 == n { last_len } else { max };
+    // Where chunk `i`'s payload starts once framed, and where it is now.
+    // Every frame before `i` is full (`max` bytes, `full_h` of header).
+    let dest = |i: usize| start + i * (full_h + max) + header_size(len_of(i), masked);
+    let src = |i: usize| start + gap + i * max;
+    let end = start + (n - 1) * (full_h + max) + last_h + last_len;
+    if end > out.len() {
+        out.resize(end, 0);
+    }
+    // Shifts grow with `i`: chunks moving left go first, in order; chunks
+    // moving right go last-first, so none overwrites one not yet moved.
+    for i in 0..n {
+        let (d, s) = (dest(i), src(i));
+        if d >= s {
+            break;
+        }
+        out.copy_within(s..s + len_of(i), d);
+    }
+    for i in (0..n).rev() {
+        let (d, s) = (dest(i), src(i));
+        if d <= s {
+            break;
+        }
+        out.copy_within(s..s + len_of(i), d);
+    }
+    out.truncate(end);
+    for i in 0..n {
+        let fin = if i + 1 == n { 0x80 } else { 0 };
+        let b0 = if i == 0 {
+            fin | 0x40 | opcode.as_u8()
+        } else {
+            fin
+        };
+        let m = if masked { mask() } else { None };
+        let len = len_of(i);
+        let (head, hlen) = encode_header(b0, m, len as u64);
+        let d = dest(i);
+        if let (Some(dst), Some(src)) = (out.get_mut(d - hlen..d), head.get(..hlen)) {
+            dst.copy_from_slice(src);
+        }
+        if let (Some(m), Some(payload)) = (m, out.get_mut(d..d + len)) {
+            apply_mask(payload, m, 0);
+        }
     }
 }
 
@@ -663,6 +832,61 @@ struct Frame {
     phase: usize,
 }
 
+/// permessage-deflate state of a session (boxed: sessions without it pay
+/// one pointer).
+#[cfg(feature = "deflate")]
+struct DeflateState {
+    params: DeflateParams,
+    level: u32,
+    /// Messages shorter than this go uncompressed (empty ones always do).
+    min_size: usize,
+    /// Window bits we compress with, and whether we reset after every
+    /// message (no context takeover in our direction).
+    tx_bits: u8,
+    tx_reset: bool,
+    /// Whether the peer resets after every message (so do we, and our
+    /// inflater may be lent out between messages).
+    rx_reset: bool,
+    /// Created when first needed, or lent by the driver.
+    compressor: Option<Compressor>,
+    inflater: Option<Inflater>,
+    /// The inflater holds part of the message being received.
+    rx_busy: bool,
+}
+
+#[cfg(feature = "deflate")]
+impl DeflateState {
+    /// Whether a `len`-byte message is sent compressed. Empty messages
+    /// never are: an empty uncompressed frame is 2 bytes where a compressed
+    /// one is 3 (RFC 7692 §7.2.3.6), and every receiver accepts it.
+    fn compresses(&self, len: usize) -> bool {
+        len > 0 && len >= self.min_size
+    }
+}
+
+/// What the frame bytes of a data message depend on when a session sends
+/// it, beyond its payload and type: sessions with equal encodings send
+/// identical bytes for it, so a broadcast can encode (and compress) a
+/// message once per encoding with [`WsSession::encode_shared`]. From
+/// [`WsSession::shared_encoding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SharedEncoding(EncodingKind);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum EncodingKind {
+    /// One unmasked, uncompressed frame.
+    Plain,
+    /// Compressed from a fresh context (no context takeover) and framed
+    /// in frames of at most `max_frame` bytes.
+    #[cfg(feature = "deflate")]
+    Compressed {
+        level: u32,
+        /// Effective window bits (8 runs as 9: the same bytes).
+        bits: u8,
+        max_frame: usize,
+    },
+}
+
 /// One endpoint's complete WebSocket protocol state. See the module docs
 /// for how to drive it.
 pub struct WsSession {
@@ -670,9 +894,16 @@ pub struct WsSession {
     config: WsConfig,
     state: State,
     /// RSV bits (as in the first header byte, mask 0x70) that negotiated
-    /// extensions allow. Always 0 for now; permessage-deflate would set 0x40
-    /// and inflate frames that carry it.
+    /// extensions allow: 0x40 (RSV1) once permessage-deflate is enabled.
     rsv_allowed: u8,
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<DeflateState>>,
+    /// The message being received is compressed (its first frame had RSV1).
+    #[cfg(feature = "deflate")]
+    msg_compressed: bool,
+    /// Compressed payload bytes of that message so far.
+    #[cfg(feature = "deflate")]
+    msg_wire: u64,
     // Frame decoding.
     hdr: [u8; MAX_HEADER_LEN],
     hdr_len: usize,
@@ -707,6 +938,7 @@ impl fmt::Debug for WsSession {
             .field("state", &self.state)
             .field("message_len", &self.msg.len())
             .field("message_frames", &self.msg_frames)
+            .field("deflate", &self.deflate_params())
             .finish_non_exhaustive()
     }
 }
@@ -720,6 +952,12 @@ impl WsSession {
             config,
             state: State::Open,
             rsv_allowed: 0,
+            #[cfg(feature = "deflate")]
+            deflate: None,
+            #[cfg(feature = "deflate")]
+            msg_compressed: false,
+            #[cfg(feature = "deflate")]
+            msg_wire: 0,
             hdr: [0; MAX_HEADER_LEN],
             hdr_len: 0,
             frame: None,
@@ -766,6 +1004,125 @@ impl WsSession {
     /// assembled, so an idle session holds none.
     pub fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
         (self.msg.capacity() > 0 && self.msg_kind.is_none()).then(|| std::mem::take(&mut self.msg))
+    }
+
+    /// Turns permessage-deflate (RFC 7692) on with the parameters the
+    /// handshake agreed on; call it right after the handshake, before the
+    /// first [`feed`](Self::feed) or send.
+    ///
+    /// Frames with RSV1 then carry compressed messages. The role picks the
+    /// direction: a server compresses with the `server_*` parameters and
+    /// inflates with the `client_*` ones, a client the reverse. We compress
+    /// at `level` (0–9) every message of at least `min_size` bytes (never an
+    /// empty one), with the negotiated window, and reset our context after
+    /// every message when ours is `*_no_context_takeover`.
+    ///
+    /// Receiving, [`WsConfig::max_message_size`] limits the *inflated*
+    /// size, enforced while inflating (a decompression bomb fails with
+    /// 1009 after at most the limit was produced); invalid deflate data
+    /// fails with 1007; UTF-8 of compressed text is checked as it inflates.
+    ///
+    /// Codecs are made when first needed; see
+    /// [`offer_compressor`](Self::offer_compressor) and
+    /// [`offer_inflater`](Self::offer_inflater) to lend pooled ones.
+    #[cfg(feature = "deflate")]
+    pub fn enable_deflate(&mut self, params: DeflateParams, level: u32, min_size: usize) {
+        let (tx_bits, tx_reset, rx_reset) = match self.role {
+            Role::Server => (
+                params.server_max_window_bits,
+                params.server_no_context_takeover,
+                params.client_no_context_takeover,
+            ),
+            Role::Client => (
+                params.client_max_window_bits,
+                params.client_no_context_takeover,
+                params.server_no_context_takeover,
+            ),
+        };
+        self.rsv_allowed |= 0x40;
+        self.deflate = Some(Box::new(DeflateState {
+            params,
+            level: level.min(9),
+            min_size,
+            tx_bits: tx_bits.clamp(8, 15),
+            tx_reset,
+            rx_reset,
+            compressor: None,
+            inflater: None,
+            rx_busy: false,
+        }));
+    }
+
+    /// The permessage-deflate parameters in effect, if enabled.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflate.as_ref().map(|d| d.params)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            None
+        }
+    }
+
+    /// Lends a compressor. Taken (reset first, free if it is clean) only
+    /// when deflate is enabled, the session holds none, and its level and
+    /// window are the ones this session compresses with; otherwise handed
+    /// back.
+    #[cfg(feature = "deflate")]
+    pub fn offer_compressor(&mut self, mut c: Compressor) -> Option<Compressor> {
+        match self.deflate.as_deref_mut() {
+            Some(d) if d.compressor.is_none() && c.fits(d.level, d.tx_bits) => {
+                c.reset();
+                d.compressor = Some(c);
+                None
+            }
+            _ => Some(c),
+        }
+    }
+
+    /// Gives the compressor back when it keeps no context between messages
+    /// (no context takeover in our direction: it is reset after every
+    /// message, so an idle session needs none). Never while context
+    /// takeover is in effect.
+    #[cfg(feature = "deflate")]
+    pub fn take_idle_compressor(&mut self) -> Option<Compressor> {
+        let d = self.deflate.as_deref_mut()?;
+        if d.tx_reset {
+            d.compressor.take()
+        } else {
+            None
+        }
+    }
+
+    /// Lends an inflater. Taken (reset first, free if it is clean) only
+    /// when deflate is enabled and the session holds none; any inflater
+    /// fits (they all run with a 15-bit window, see [`Inflater::new`]).
+    /// Otherwise handed back.
+    #[cfg(feature = "deflate")]
+    pub fn offer_inflater(&mut self, mut i: Inflater) -> Option<Inflater> {
+        match self.deflate.as_deref_mut() {
+            Some(d) if d.inflater.is_none() => {
+                i.reset();
+                d.inflater = Some(i);
+                None
+            }
+            _ => Some(i),
+        }
+    }
+
+    /// Gives the inflater back between messages when the peer keeps no
+    /// context between them (it is reset after every message). Never while
+    /// a compressed message is being inflated, nor when the peer takes over
+    /// context.
+    #[cfg(feature = "deflate")]
+    pub fn take_idle_inflater(&mut self) -> Option<Inflater> {
+        let d = self.deflate.as_deref_mut()?;
+        if d.rx_reset && !d.rx_busy {
+            d.inflater.take()
+        } else {
+            None
+        }
     }
 
     /// Coarse state: open, closing (our close sent) or closed.
@@ -998,6 +1355,11 @@ impl WsSession {
             return Err(ProtocolError::ReservedBits(rsv >> 4));
         }
         let opcode = Opcode::from_u8(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
+        if rsv & 0x40 != 0 && (opcode.is_control() || opcode == Opcode::Continuation) {
+            // RFC 7692 §6.1: RSV1 marks a compressed message on its first
+            // frame only.
+            return Err(ProtocolError::MisplacedCompressionBit);
+        }
         let masked = b1 & 0x80 != 0;
         match (self.role, masked) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
@@ -1061,7 +1423,8 @@ impl WsSession {
         if opcode.is_control() {
             self.ctrl_len = 0;
         } else if self.state == State::Open {
-            if let Err(err) = self.start_data_frame(fin, opcode, len, now) {
+            let compressed = h[0] & 0x40 != 0;
+            if let Err(err) = self.start_data_frame(fin, opcode, compressed, len, now) {
                 // Framing is intact: skip this frame's payload, await the
                 // peer's close.
                 event = Some(self.fail(err, true, now, out));
@@ -1078,15 +1441,25 @@ impl WsSession {
     }
 
     /// Bookkeeping and limits for a data frame header (state is Open).
+    /// `compressed`: RSV1, which `check_first_bytes` allowed only on a
+    /// message's first frame of a session with permessage-deflate.
     fn start_data_frame(
         &mut self,
         fin: bool,
         opcode: Opcode,
+        compressed: bool,
         len: u64,
         now: Instant,
     ) -> Result<(), ProtocolError> {
+        #[cfg(not(feature = "deflate"))]
+        let _ = compressed;
         match opcode {
             Opcode::Text | Opcode::Binary => {
+                #[cfg(feature = "deflate")]
+                {
+                    self.msg_compressed = compressed;
+                    self.msg_wire = 0;
+                }
                 self.msg.clear();
                 self.utf8_ok = 0;
                 self.msg_frames = 1;
@@ -1107,13 +1480,35 @@ impl WsSession {
                 }
             }
         }
-        if (self.msg.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
-            return Err(ProtocolError::MessageTooBig);
+        #[cfg(feature = "deflate")]
+        let check_plain = if self.msg_compressed {
+            // The limit applies to the inflated size, checked while
+            // inflating. The compressed bytes are bounded too, so a stream
+            // of empty blocks cannot go on for ever: at most what any zlib
+            // compresses `max_message_size` bytes into, plus a flush per
+            // frame.
+            self.msg_wire = self.msg_wire.saturating_add(len);
+            let frames = self.msg_frames as u64;
+            let cap = (deflate_bound(self.config.max_message_size) as u64)
+                .saturating_add(frames.saturating_mul(8));
+            if self.msg_wire > cap {
+                return Err(ProtocolError::MessageTooBig);
+            }
+            false
+        } else {
+            true
+        };
+        #[cfg(not(feature = "deflate"))]
+        let check_plain = true;
+        if check_plain {
+            if (self.msg.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooBig);
+            }
+            // One allocation for the frame instead of a doubling chain as
+            // its payload arrives in pieces; capped so an
+            // announced-but-unsent frame reserves little.
+            self.msg.reserve(len.min(1 << 20) as usize);
         }
-        // One allocation for the frame instead of a doubling chain as its
-        // payload arrives in pieces; capped so an announced-but-unsent frame
-        // reserves little.
-        self.msg.reserve(len.min(1 << 20) as usize);
         if !fin || opcode == Opcode::Continuation {
             self.frag_deadline = self.fragment_deadline(now);
         }
@@ -1156,6 +1551,15 @@ impl WsSession {
             if let Some(m) = frame.mask {
                 apply_mask(chunk, m, phase);
             }
+            #[cfg(feature = "deflate")]
+            if self.msg_compressed {
+                if let Err(err) = self.inflate(chunk, false) {
+                    return (n, Some(self.fail(err, true, now, out)));
+                }
+            } else {
+                self.msg.extend_from_slice(chunk);
+            }
+            #[cfg(not(feature = "deflate"))]
             self.msg.extend_from_slice(chunk);
             if self.msg_kind == Some(MsgKind::Text) {
                 if let Err(err) = self.check_utf8() {
@@ -1213,6 +1617,12 @@ impl WsSession {
             Opcode::Close => self.on_close_frame(len, now, out),
             Opcode::Text | Opcode::Binary | Opcode::Continuation => {
                 if frame.fin && self.state == State::Open {
+                    #[cfg(feature = "deflate")]
+                    if self.msg_compressed {
+                        if let Err(err) = self.finish_inflating() {
+                            return Some(self.fail(err, true, now, out));
+                        }
+                    }
                     self.complete_message(now, out)
                 } else {
                     None
@@ -1267,7 +1677,59 @@ impl WsSession {
         }
     }
 
+    /// Inflates a piece of the compressed message being received (or the
+    /// tail) into `msg`, making or using the session's inflater.
+    #[cfg(feature = "deflate")]
+    fn inflate(&mut self, input: &[u8], tail: bool) -> Result<(), ProtocolError> {
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return Err(ProtocolError::InvalidCompressedData);
+        };
+        let inflater = d.inflater.get_or_insert_with(|| Inflater::new(15));
+        d.rx_busy = true;
+        inflater
+            .inflate_into(input, &mut self.msg, self.config.max_message_size, tail)
+            .map_err(|e| match e {
+                InflateError::TooBig => ProtocolError::MessageTooBig,
+                InflateError::Invalid => ProtocolError::InvalidCompressedData,
+            })
+    }
+
+    /// The last frame of a compressed message arrived: inflate the tail
+    /// (RFC 7692 §7.2.2), check the UTF-8 it may have completed, and reset
+    /// the inflater when the peer keeps no context.
+    #[cfg(feature = "deflate")]
+    fn finish_inflating(&mut self) -> Result<(), ProtocolError> {
+        self.inflate(&DEFLATE_TAIL, true)?;
+        if self.msg_kind == Some(MsgKind::Text) {
+            self.check_utf8()?;
+        }
+        self.msg_compressed = false;
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.rx_busy = false;
+            if d.rx_reset {
+                if let Some(i) = d.inflater.as_mut() {
+                    i.reset();
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn reset_message(&mut self) {
+        #[cfg(feature = "deflate")]
+        {
+            self.msg_compressed = false;
+            self.msg_wire = 0;
+            if let Some(d) = self.deflate.as_deref_mut() {
+                if std::mem::take(&mut d.rx_busy) {
+                    // A message broke off mid-stream: never leave (or lend)
+                    // an inflater in the middle of one.
+                    if let Some(i) = d.inflater.as_mut() {
+                        i.reset();
+                    }
+                }
+            }
+        }
         self.msg.clear();
         self.msg_kind = None;
         self.msg_frames = 0;
@@ -1337,32 +1799,148 @@ impl WsSession {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
-        let max = self.config.max_frame_size.max(1);
-        if data.is_empty() {
-            let mask = self.next_mask();
-            write_frame(out, true, opcode, &[], mask);
+        #[cfg(feature = "deflate")]
+        if self.compresses(data.len()) && self.send_compressed(opcode, data, out) {
             return Ok(());
         }
-        out.reserve(
-            data.len()
-                .saturating_add(data.len().div_ceil(max).saturating_mul(MAX_HEADER_LEN)),
-        );
-        let mut chunks = data.chunks(max).peekable();
-        let mut op = opcode;
-        while let Some(chunk) = chunks.next() {
-            let mask = self.next_mask();
-            write_frame(out, chunks.peek().is_none(), op, chunk, mask);
-            op = Opcode::Continuation;
-        }
+        let max = self.config.max_frame_size.max(1);
+        write_plain_message(out, opcode, data, max, || self.next_mask());
         Ok(())
+    }
+
+    /// Whether a `len`-byte message would be sent compressed.
+    #[cfg(feature = "deflate")]
+    fn compresses(&self, len: usize) -> bool {
+        self.deflate.as_ref().is_some_and(|d| d.compresses(len))
+    }
+
+    /// Writes `data` as a compressed message; `false` (nothing written) if
+    /// the compressor failed, and the message goes uncompressed instead.
+    #[cfg(feature = "deflate")]
+    fn send_compressed(&mut self, opcode: Opcode, data: &[u8], out: &mut Vec<u8>) -> bool {
+        let max = self.config.max_frame_size.max(1);
+        let masked = self.role == Role::Client;
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return false;
+        };
+        let (level, bits) = (d.level, d.tx_bits);
+        let c = d
+            .compressor
+            .get_or_insert_with(|| Compressor::new(level, bits));
+        let start = out.len();
+        let layout = compress_after_gap(c, data, max, masked, out);
+        if d.tx_reset || layout.is_none() {
+            // No context takeover, or a failed stream: start afresh. (The
+            // peer's context is unaffected by an uncompressed message.)
+            c.reset();
+        }
+        let Some((gap, clen)) = layout else {
+            return false;
+        };
+        frame_compressed(out, start, gap, clen, opcode, max, masked, || {
+            self.next_mask()
+        });
+        true
     }
 
     /// At most how many bytes a data message with a `len`-byte payload takes
     /// on the wire when this session sends it (its frames' headers
     /// included), so a sender can check a buffer bound before writing.
+    /// For a compressed message: the deflate bound (deflate may expand
+    /// incompressible data slightly) in frames.
     pub fn message_wire_len(&self, len: usize) -> usize {
+        #[cfg(feature = "deflate")]
+        let len = if self.compresses(len) {
+            deflate_bound(len)
+        } else {
+            len
+        };
         let frames = len.div_ceil(self.config.max_frame_size.max(1)).max(1);
         len.saturating_add(frames.saturating_mul(MAX_HEADER_LEN))
+    }
+
+    /// Whether a data message can be sent now: `Err(Closed)` once our close
+    /// frame went out (or the session ended).
+    pub fn can_send(&self) -> Result<(), SendError> {
+        if self.state == State::Open {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
+        }
+    }
+
+    /// How this session would encode a `len`-byte data message, if the
+    /// bytes depend only on that encoding (not on this session's state):
+    /// the server role, and either one uncompressed frame (`len` up to
+    /// [`WsConfig::max_frame_size`]) or a compressed message with no
+    /// context takeover in our direction. `None` otherwise (client masks,
+    /// a compressor that keeps context, an uncompressed message that
+    /// needs several frames).
+    pub fn shared_encoding(&self, len: usize) -> Option<SharedEncoding> {
+        if self.role != Role::Server {
+            return None;
+        }
+        let max = self.config.max_frame_size.max(1);
+        #[cfg(feature = "deflate")]
+        if let Some(d) = self.deflate.as_deref() {
+            if d.compresses(len) {
+                return d
+                    .tx_reset
+                    .then_some(SharedEncoding(EncodingKind::Compressed {
+                        level: d.level,
+                        bits: d.tx_bits.max(9),
+                        max_frame: max,
+                    }));
+            }
+        }
+        (len <= max).then_some(SharedEncoding(EncodingKind::Plain))
+    }
+
+    /// Writes to `out` exactly the bytes [`send_text`](Self::send_text)
+    /// (`text`) or [`send_binary`](Self::send_binary) would write on any
+    /// session whose [`shared_encoding`](Self::shared_encoding) for
+    /// `payload.len()` is `enc`: encode a broadcast once per encoding and
+    /// copy the bytes to each connection. A compressed encoding uses
+    /// `compressor`, making one (into the `Option`) if it is empty or does
+    /// not fit, and leaves it reset.
+    pub fn encode_shared(
+        enc: SharedEncoding,
+        text: bool,
+        payload: &[u8],
+        compressor: &mut Option<Compressor>,
+        out: &mut Vec<u8>,
+    ) {
+        let opcode = if text { Opcode::Text } else { Opcode::Binary };
+        match enc.0 {
+            EncodingKind::Plain => {
+                #[cfg(not(feature = "deflate"))]
+                let _ = compressor;
+                write_frame(out, true, opcode, payload, None);
+            }
+            #[cfg(feature = "deflate")]
+            EncodingKind::Compressed {
+                level,
+                bits,
+                max_frame,
+            } => {
+                if !compressor.as_ref().is_some_and(|c| c.fits(level, bits)) {
+                    *compressor = Some(Compressor::new(level, bits));
+                }
+                let Some(c) = compressor.as_mut() else {
+                    return;
+                };
+                c.reset();
+                let start = out.len();
+                let layout = compress_after_gap(c, payload, max_frame, false, out);
+                c.reset();
+                match layout {
+                    Some((gap, clen)) => {
+                        frame_compressed(out, start, gap, clen, opcode, max_frame, false, || None)
+                    }
+                    None => write_plain_message(out, opcode, payload, max_frame, || None),
+                }
+            }
+        }
     }
 
     /// Writes a text message to `out`, split into frames of at most
@@ -1387,7 +1965,8 @@ impl WsSession {
     /// `Ok(false)`, writing nothing, where that does not apply: the client
     /// role (its payloads must be masked) or a payload longer than
     /// [`WsConfig::max_frame_size`] (which [`send_binary`](Self::send_binary)
-    /// splits). Fails like the `send_*` methods once closing.
+    /// splits), or a message that would be compressed. Fails like the
+    /// `send_*` methods once closing.
     pub fn write_data_header(
         &mut self,
         text: bool,
@@ -1398,6 +1977,10 @@ impl WsSession {
             return Err(SendError::Closed);
         }
         if self.role == Role::Client || len > self.config.max_frame_size.max(1) {
+            return Ok(false);
+        }
+        #[cfg(feature = "deflate")]
+        if self.compresses(len) {
             return Ok(false);
         }
         let opcode = if text { Opcode::Text } else { Opcode::Binary };

@@ -23,10 +23,12 @@ use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::conn::BufferPool;
 use super::conn::Conn;
 use super::Server;
+use crate::proto::deflate::Compressor;
 use crate::proto::http::{chunk_head, CHUNK_HEAD_MAX};
-use crate::proto::ws::{SendError, WsSession};
+use crate::proto::ws::{SharedEncoding, WsSession};
 use crate::request::ConnId;
 use crate::sse::{SseEvent, SseId, SseSendError};
 use crate::stream::{StreamId, StreamSendError};
@@ -224,56 +226,67 @@ impl SharedOutput {
     }
 }
 
-/// How a connection wants a broadcast WebSocket message encoded:
-/// connections with equal keys get the very same bytes. Every server
-/// session sends a data message as one plain frame when it fits its
-/// `max_frame_size`; a compressed connection will have a key of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WsEncoding {
-    /// One unmasked, uncompressed, unfragmented frame.
-    Plain,
-}
-
-/// A WebSocket message being broadcast, and the encodings of it made so far
-/// (one per [`WsEncoding`] met; a handful at most, so a list).
+/// A WebSocket message being broadcast, and the encodings of it made so far:
+/// one per [`SharedEncoding`] met (what a connection's session would make of
+/// the message: one plain frame, or compressed with given settings and no
+/// context takeover), a handful at most, so a list.
 pub(crate) struct WsBroadcast<'a> {
     pub text: bool,
     pub payload: &'a [u8],
-    frames: Vec<(WsEncoding, SharedFrame)>,
+    frames: Vec<(SharedEncoding, SharedFrame)>,
+    /// Lent by the pool for compressed encodings, given back at the end.
+    compressor: Option<Compressor>,
+    /// Where an encoding is made before it is shared.
+    scratch: Vec<u8>,
 }
 
 impl<'a> WsBroadcast<'a> {
-    pub fn new(text: bool, payload: &'a [u8]) -> Self {
+    pub fn new(text: bool, payload: &'a [u8], scratch: Vec<u8>) -> Self {
         WsBroadcast {
             text,
             payload,
             frames: Vec::new(),
+            compressor: None,
+            scratch,
         }
     }
 
-    /// The message encoded as `key` asks, made with `session` the first time
-    /// (`None`: the session does not write it that way after all, and the
-    /// connection sends the message itself).
-    pub fn frame(
-        &mut self,
-        key: WsEncoding,
-        session: &mut WsSession,
-    ) -> Result<Option<&SharedFrame>, SendError> {
-        if let Some(i) = self.frames.iter().position(|(k, _)| *k == key) {
-            return Ok(self.frames.get(i).map(|(_, f)| f));
+    /// The message as sessions with encoding `enc` send it, made the first
+    /// time (with a compressor from `pool` when it is compressed).
+    pub fn frame(&mut self, enc: SharedEncoding, pool: &mut BufferPool) -> &SharedFrame {
+        if let Some(i) = self.frames.iter().position(|(e, _)| *e == enc) {
+            return &self.frames[i].1;
         }
-        let frame = match key {
-            WsEncoding::Plain => {
-                // At most 10 header bytes (unmasked); allocated once per broadcast.
-                let mut head = Vec::with_capacity(10);
-                if !session.write_data_header(self.text, self.payload.len(), &mut head)? {
-                    return Ok(None);
-                }
-                SharedFrame::concat(&head, self.payload, &[])
-            }
-        };
-        self.frames.push((key, frame));
-        Ok(self.frames.last().map(|(_, f)| f))
+        #[cfg(feature = "deflate")]
+        if self.compressor.is_none() {
+            self.compressor = pool.take_compressor();
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = pool;
+        self.scratch.clear();
+        WsSession::encode_shared(
+            enc,
+            self.text,
+            self.payload,
+            &mut self.compressor,
+            &mut self.scratch,
+        );
+        // A second copy, once per broadcast and encoding: a compressed
+        // message's size is known only once it is made.
+        let frame = SharedFrame::concat(&self.scratch, &[], &[]);
+        self.frames.push((enc, frame));
+        &self.frames[self.frames.len() - 1].1
+    }
+
+    /// Gives back the compressor and the scratch buffer.
+    fn finish(self, pool: &mut BufferPool) -> Vec<u8> {
+        #[cfg(feature = "deflate")]
+        if let Some(c) = self.compressor {
+            pool.put_compressor(c);
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = pool;
+        self.scratch
     }
 }
 
@@ -384,7 +397,7 @@ impl<S> Server<S> {
         &mut self,
         targets: impl IntoIterator<Item = T>,
         conn_of: impl Fn(T) -> ConnId,
-        mut send: impl FnMut(&mut Conn, T, Instant) -> Delivery,
+        mut send: impl FnMut(&mut Conn, &mut BufferPool, T, Instant) -> Delivery,
     ) -> FanOut {
         // One clock read per broadcast: the send timeout of a connection
         // that was idle counts from here.
@@ -393,10 +406,10 @@ impl<S> Server<S> {
         for target in targets {
             let id = conn_of(target);
             let key = id.slot as usize;
-            let Some(conn) = self.conn_for(id) else {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id() == id) else {
                 continue;
             };
-            match send(conn, target, now) {
+            match send(conn, &mut self.shared.ws_pool, target, now) {
                 Delivery::Sent => {
                     out.accepted += 1;
                     self.after_send(key);
@@ -423,12 +436,15 @@ impl<S> Server<S> {
         text: bool,
         payload: &[u8],
     ) -> FanOut {
-        let mut message = WsBroadcast::new(text, payload);
-        self.fan_out(
+        let mut message = WsBroadcast::new(text, payload, std::mem::take(&mut self.scratch));
+        let out = self.fan_out(
             ids,
             |id| id.0,
-            |conn, _, now| conn.ws_broadcast(&mut message, now).into(),
-        )
+            |conn, pool, _, now| conn.ws_broadcast(&mut message, pool, now).into(),
+        );
+        let scratch = message.finish(&mut self.shared.ws_pool);
+        self.keep_scratch(scratch);
+        out
     }
 
     /// Sends one encoded event to `ids`.
@@ -441,7 +457,7 @@ impl<S> Server<S> {
         self.fan_out(
             ids,
             |id| id.0,
-            |conn, id, now| conn.sse_broadcast(id.1, &mut event, now).into(),
+            |conn, _, id, now| conn.sse_broadcast(id.1, &mut event, now).into(),
         )
     }
 
@@ -455,7 +471,7 @@ impl<S> Server<S> {
         self.fan_out(
             ids,
             |id| id.0,
-            |conn, id, now| conn.stream_broadcast(id.1, &mut chunk, now).into(),
+            |conn, _, id, now| conn.stream_broadcast(id.1, &mut chunk, now).into(),
         )
     }
 
@@ -474,15 +490,20 @@ impl<S> Server<S> {
             Ok(()) => send(self, &bytes),
             Err(_) => 0,
         };
-        // A large event's allocation is not kept.
-        if bytes.capacity() <= SCRATCH_KEEP {
-            self.scratch = bytes;
-        }
+        self.keep_scratch(bytes);
         accepted
+    }
+
+    /// Takes the scratch buffer back (a large message's allocation is not
+    /// kept).
+    fn keep_scratch(&mut self, scratch: Vec<u8>) {
+        if scratch.capacity() <= SCRATCH_KEEP {
+            self.scratch = scratch;
+        }
     }
 }
 
-/// Largest scratch buffer kept between broadcasts of events.
+/// Largest scratch buffer kept between broadcasts.
 const SCRATCH_KEEP: usize = 64 * 1024;
 
 #[cfg(test)]

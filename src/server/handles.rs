@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::conn::{Conn, WsPop};
+use super::conn::{BufferPool, Conn, WsPop};
 use super::Server;
 use crate::error::Error;
 use crate::group::{GroupId, Member};
@@ -101,11 +101,16 @@ impl<S> WsHandle<'_, S> {
     /// that stopped reading (or a failed socket) loses its connection.
     fn send_with(
         &mut self,
-        send: impl FnOnce(&mut Conn) -> Result<(), WsError>,
+        send: impl FnOnce(&mut Conn, &mut BufferPool) -> Result<(), WsError>,
     ) -> Result<(), WsError> {
         let key = self.id.0.slot as usize;
-        let conn = self.conn().ok_or(WsError::Closed)?;
-        let result = send(conn);
+        let server = &mut *self.server;
+        let conn = server
+            .conns
+            .get_mut(key)
+            .filter(|c| c.id() == self.id.0)
+            .ok_or(WsError::Closed)?;
+        let result = send(conn, &mut server.shared.ws_pool);
         if matches!(result, Err(WsError::Backpressure | WsError::Io)) {
             self.server.close_conn(key);
         } else {
@@ -117,12 +122,12 @@ impl<S> WsHandle<'_, S> {
     /// Sends a text message (split into frames of
     /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)).
     pub fn send_text(&mut self, text: &str) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_send_data(true, text.as_bytes()))
+        self.send_with(|c, pool| c.ws_send_data(pool, true, text.as_bytes()))
     }
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_send_data(false, data))
+        self.send_with(|c, pool| c.ws_send_data(pool, false, data))
     }
 
     /// Sends a message of either kind.
@@ -147,14 +152,14 @@ impl<S> WsHandle<'_, S> {
     /// Sends a ping (payload at most 125 bytes); the pong arrives as
     /// [`WsEvent::Pong`].
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_ping(payload))
+        self.send_with(|c, _| c.ws_ping(payload))
     }
 
     /// Starts the closing handshake with `code` and `reason` (truncated to 123
     /// bytes on a character boundary). Nothing more can be sent; messages that
     /// arrived before the peer's close can still be received.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_close(code, reason))
+        self.send_with(|c, _| c.ws_close(code, reason))
     }
 
     /// Whether the WebSocket is closing or closed (or the id is stale): no
@@ -173,6 +178,14 @@ impl<S> WsHandle<'_, S> {
     /// The peer's address, while the connection exists.
     pub fn peer_addr(&mut self) -> Option<SocketAddr> {
         self.conn().map(|c| c.peer())
+    }
+
+    /// The permessage-deflate parameters this WebSocket negotiated
+    /// (`None`: messages go uncompressed — the endpoint's
+    /// [`WsOptions::deflate`](crate::ws::WsOptions::deflate) was `None`, or the
+    /// client made no acceptable offer).
+    pub fn deflate(&mut self) -> Option<crate::ws::DeflateParams> {
+        self.conn()?.ws_deflate()
     }
 }
 
