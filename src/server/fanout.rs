@@ -11,12 +11,14 @@
 //! 10,000 clients holds one 4 KiB buffer, not 40 MiB.
 //!
 //! Connections may want different bytes for the same message (a WebSocket
-//! with a small `max_frame_size` splits it; an HTTP/1.0 kept stream has no
-//! chunk framing): each broadcast keeps a small cache of encodings keyed by
-//! what a connection needs ([`WsEncoding`], the framing of a kept stream), so
-//! each distinct encoding is made once. A connection no encoding fits (its
-//! frame limit is smaller than the message) encodes the message itself, as
-//! for a send.
+//! compresses it with its negotiated settings; an HTTP/1.0 kept stream has
+//! no chunk framing): each broadcast keeps a small cache of encodings keyed
+//! by what a connection needs (its session's
+//! [`SharedEncoding`](crate::proto::ws::SharedEncoding), the framing of a
+//! kept stream), so each distinct encoding is made, and compressed, once. A
+//! connection whose bytes depend on its own state (a compressor that keeps
+//! context between messages, a frame limit smaller than the message)
+//! encodes the message itself, as for a send.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;

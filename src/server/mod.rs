@@ -722,9 +722,13 @@ impl<S> Server<S> {
     /// client receives the very same bytes, which are kept in one shared
     /// buffer and queued on each connection as a small reference (frames
     /// under 256 bytes are copied instead, which measured cheaper). Memory for
-    /// one broadcast is one copy plus a few dozen bytes per connection. A
-    /// connection whose [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)
-    /// is below the message's size gets its own, fragmented, encoding.
+    /// one broadcast is one copy plus a few dozen bytes per connection.
+    /// Connections that negotiated permessage-deflate without context
+    /// takeover (the default [`DeflateOptions`](crate::ws::DeflateOptions))
+    /// share one compressed copy per compression settings. A connection
+    /// whose compressor keeps context, or whose
+    /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size) is
+    /// below the message's size, gets its own encoding, as for a send.
     ///
     /// Backpressure stays per connection: the shared bytes count in full
     /// against each connection's
