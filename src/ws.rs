@@ -35,6 +35,15 @@
 //! each message: [`Server::ws_ready`](crate::Server::ws_ready) lists the
 //! sockets that received something in the last poll, and
 //! [`WsHandle::receive_into`](crate::WsHandle::receive_into) reuses one message buffer (see its example).
+//!
+//! To send one message to many sockets, use
+//! [`Server::broadcast_text`](crate::Server::broadcast_text) (or a
+//! [`group`](crate::group), which the server keeps free of closed sockets)
+//! rather than a loop of sends: the frame is encoded once and every socket
+//! queues a small reference to the same bytes, so a broadcast costs one
+//! copy of the message in memory, not one per client. Each socket keeps
+//! its own send bound ([`WsOptions::max_send_buffer`]); a client too slow
+//! for it is dropped without holding up the others.
 
 use crate::error::HttpError;
 use crate::proto::extensions::negotiate;

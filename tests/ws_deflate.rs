@@ -374,7 +374,7 @@ fn a_message_inflating_to_1_gib_is_stopped_at_the_limit() {
     // same bytes), repeated 1,024 times.
     let zeros = vec![0u8; 1 << 20];
     let mut c = Compress::new_with_window_bits(Compression::best(), false, 15);
-    let mut chunk = |c: &mut Compress| {
+    let chunk = |c: &mut Compress| {
         let mut out = Vec::with_capacity(64 << 10);
         c.compress_vec(&zeros, &mut out, FlushCompress::Full)
             .unwrap();

@@ -11,6 +11,7 @@ use crate::proto::deflate::DeflateParams;
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{Compressor, Inflater};
 use crate::proto::ws::{Event, Role, SendError, WsSession};
+use crate::server::fanout::WsBroadcast;
 use crate::server::shared::Shared;
 use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
 
@@ -167,7 +168,13 @@ impl BufferPool {
         }
     }
 
-    fn put_compressor(&mut self, c: Compressor) {
+    /// A pooled compressor, for a broadcast's compressed encoding (which
+    /// replaces it if its settings differ).
+    pub(crate) fn take_compressor(&mut self) -> Option<Compressor> {
+        self.compressors.pop()
+    }
+
+    pub(crate) fn put_compressor(&mut self, c: Compressor) {
         if self.compressors.len() < Self::MAX_CODECS {
             self.compressors.push(c);
         }
@@ -232,7 +239,7 @@ impl Conn {
         ws.deferred = false;
         while !self.rbuf.is_empty()
             && !ws.paused()
-            && self.wbuf.len() - self.wpos < ws.max_send_buffer
+            && self.wbuf.len() - self.wpos + self.shared.pending() < ws.max_send_buffer
         {
             if self.round_events >= EVENTS_PER_ROUND {
                 self.more = true;
@@ -352,6 +359,11 @@ impl Conn {
         Some((event, after))
     }
 
+    /// Whether received messages wait for the program.
+    pub(crate) fn ws_has_messages(&self) -> bool {
+        self.ws.as_ref().is_some_and(|ws| ws.has_messages())
+    }
+
     /// Whether no more messages can be sent.
     pub(crate) fn ws_is_closed(&self) -> bool {
         self.dead || self.ws.as_ref().is_none_or(|ws| !ws.session.is_open())
@@ -456,6 +468,37 @@ impl Conn {
         Ok(())
     }
 
+    /// Queues a broadcast message: the bytes `message` holds for this
+    /// connection's [`SharedEncoding`](crate::proto::ws::SharedEncoding),
+    /// made once and shared with the others that use it. A connection whose
+    /// bytes depend on its own state (a compressor that keeps context, a
+    /// `max_frame_size` below the message's size) sends the message as
+    /// [`ws_send_data`](Self::ws_send_data) does. The send bound and its
+    /// policy are the same as for a send.
+    pub(crate) fn ws_broadcast(
+        &mut self,
+        message: &mut WsBroadcast<'_>,
+        pool: &mut BufferPool,
+        now: Instant,
+    ) -> Result<(), WsError> {
+        let len = message.payload.len();
+        let encoding = self
+            .ws
+            .as_ref()
+            .and_then(|ws| ws.session.shared_encoding(len));
+        let Some(encoding) = encoding else {
+            return self.ws_send_data(pool, message.text, message.payload);
+        };
+        self.ws_room(|session| session.message_wire_len(len))?;
+        let was_idle = self.pending_len() == 0;
+        self.queue_shared(message.frame(encoding, pool));
+        if was_idle {
+            // The send timeout counts from this send.
+            self.last_io = now;
+        }
+        Ok(())
+    }
+
     /// The send bound, checked before anything is queued: `size` gives the
     /// wire size of what is about to be sent (0 for a control frame). A
     /// message that can never fit is refused; one that does not fit now
@@ -511,10 +554,10 @@ impl Conn {
         &mut self,
         send: impl FnOnce(&mut WsSession, &mut Vec<u8>) -> Result<(), SendError>,
     ) -> Result<(), WsError> {
+        let was_idle = self.pending_len() == 0;
         let Some(ws) = self.ws.as_mut() else {
             return Err(WsError::NotWebSocket);
         };
-        let was_idle = self.wpos == self.wbuf.len();
         send(&mut ws.session, &mut self.wbuf)?;
         if ws.session.wants_shutdown() && self.phase == Phase::Ws {
             self.phase = Phase::Closing;
