@@ -102,7 +102,11 @@ const SNDBUF: usize = 16 << 10;
 /// [`server`] whose sockets have [`SNDBUF`]: what a client with a small
 /// receive buffer does not read waits in the server's queue.
 fn tight_server(work: impl FnMut(&mut Server<App>, &mut App) + Send + 'static) -> TestServer<App> {
-    let config = ServerConfig::default().send_buffer_size(Some(SNDBUF));
+    // A dropped socket's slot (and so its close status) is kept for 60 s,
+    // not the default 2 s, which a loaded machine can spend reading.
+    let config = ServerConfig::default()
+        .send_buffer_size(Some(SNDBUF))
+        .linger_timeout(Duration::from_secs(60));
     serve_loop(config, App::default(), work, routes)
 }
 

@@ -872,6 +872,18 @@ impl DeflateState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SharedEncoding(EncodingKind);
 
+impl SharedEncoding {
+    /// The compressor settings (level, window bits) this encoding needs, if
+    /// it compresses (crate-internal: the driver picks a pooled one).
+    #[cfg(feature = "deflate")]
+    pub(crate) fn compressor_settings(&self) -> Option<(u32, u8)> {
+        match self.0 {
+            EncodingKind::Compressed { level, bits, .. } => Some((level, bits)),
+            EncodingKind::Plain => None,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum EncodingKind {
     /// One unmasked, uncompressed frame.

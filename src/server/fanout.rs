@@ -260,8 +260,19 @@ impl<'a> WsBroadcast<'a> {
             return &self.frames[i].1;
         }
         #[cfg(feature = "deflate")]
-        if self.compressor.is_none() {
-            self.compressor = pool.take_compressor();
+        if let Some((level, bits)) = enc.compressor_settings() {
+            // A pooled compressor of these settings (one of others goes
+            // back rather than being replaced and dropped).
+            if !self
+                .compressor
+                .as_ref()
+                .is_some_and(|c| c.fits(level, bits))
+            {
+                if let Some(other) = self.compressor.take() {
+                    pool.put_compressor(other);
+                }
+                self.compressor = pool.take_compressor(level, bits);
+            }
         }
         #[cfg(not(feature = "deflate"))]
         let _ = pool;

@@ -168,10 +168,11 @@ impl BufferPool {
         }
     }
 
-    /// A pooled compressor, for a broadcast's compressed encoding (which
-    /// replaces it if its settings differ).
-    pub(crate) fn take_compressor(&mut self) -> Option<Compressor> {
-        self.compressors.pop()
+    /// A pooled compressor of these settings, if there is one (for a
+    /// broadcast's compressed encoding).
+    pub(crate) fn take_compressor(&mut self, level: u32, bits: u8) -> Option<Compressor> {
+        let i = self.compressors.iter().position(|c| c.fits(level, bits))?;
+        Some(self.compressors.swap_remove(i))
     }
 
     pub(crate) fn put_compressor(&mut self, c: Compressor) {
