@@ -389,7 +389,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             app.sockets.retain(|&id| !server.ws(id).is_closed());
             app.sse.retain(|&id| !server.sse(id).is_closed());
             app.streams.retain(|&id| !server.stream(id).is_closed());
+            // `Server::stats` walks every connection and every frame queued
+            // on it: timed, as it is part of what this loop costs.
+            let t_stats = Instant::now();
             let s = server.stats();
+            let stats_call_ms = t_stats.elapsed().as_secs_f64() * 1e3;
             let (rss, hwm) = proc_status();
             let all = app.all;
             let chat = app.chat;
@@ -405,7 +409,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                  \"groups\":[{}],\"sockets\":{},\"sse\":{},\"streams\":{},\"seq\":{},\
                  \"accepted_total\":{},\"chat_received\":{},\"chat_fanout\":{},\
                  \"sender_queued\":{},\"polls\":{},\"max_poll_ms\":{:.2},\"max_work_ms\":{:.2},\
-                 \"closed\":{},\"accepted_conns\":{},\"joined\":{}}}",
+                 \"closed\":{},\"accepted_conns\":{},\"joined\":{},\"stats_call_ms\":{:.2}}}",
                 unix_ns() as f64 / 1e9,
                 s.connections,
                 s.input_buffered,
@@ -430,6 +434,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 closed_total,
                 accepted_conns,
                 app.joined,
+                stats_call_ms,
             );
             max_poll_ms = 0.0;
             max_work_ms = 0.0;

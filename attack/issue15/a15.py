@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""The issue-15 attacks. `python3 attack/issue15/a15.py NAME [key=value ...]`
+(`--list` lists them). Each starts its own target (and control), runs a
+quiet baseline, the attack, a quiet "after" phase, and writes
+results/TAG.json (+ raw probe/subscriber/stats files)."""
+import multiprocessing as mp
+import os
+import selectors
+import socket
+import sys
+import time
+
+import lib15
+import ws15
+
+ATTACKS = {}
+
+
+def attack(fn):
+    ATTACKS[fn.__name__] = fn
+    return fn
+
+
+def sleep_until(t):
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+
+
+# ---------------------------------------------------------------------------
+# Client fleets
+# ---------------------------------------------------------------------------
+
+def open_many(port, n, path="/ws", rcvbuf=4096, batch=200, extensions=None, tls=False,
+              deadline=120.0):
+    """n WebSockets that read nothing past their 101 (the head is read byte
+    by byte, so nothing of the first broadcasts is taken). Returns (socks,
+    failures)."""
+    socks, fails = [], 0
+    t_end = time.monotonic() + deadline
+    i = 0
+    while i < n and time.monotonic() < t_end:
+        group = []
+        for _ in range(min(batch, n - i)):
+            i += 1
+            try:
+                s = ws15.connect(port, rcvbuf=rcvbuf, timeout=20, tls=tls)
+                s.sendall(ws15.upgrade_request(path if "<i>" not in path
+                                               else path.replace("<i>", str(i)),
+                                               extensions=extensions))
+                group.append(s)
+            except OSError:
+                fails += 1
+        for s in group:
+            try:
+                st, _, _ = ws15.read_head_exact(s, 20)
+                if st == 101:
+                    socks.append(s)
+                else:
+                    fails += 1
+                    s.close()
+            except (OSError, ValueError):
+                fails += 1
+                s.close()
+    return socks, fails
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def sample_stats(run, key="all"):
+    st = run.target.last_stats()
+    return {k: st.get(k) for k in ("conns", "all", "output_buffered", "output_queued", "rss_kb",
+                                   "hwm_kb", "seq", "closed", "stats_call_ms")}
+
+
+# ---------------------------------------------------------------------------
+# Attacks
+# ---------------------------------------------------------------------------
+
+@attack
+def smoke(p):
+    """Harness check: 1 WS + 1 SSE + 1 deflate subscriber, 4 KiB at 10/s."""
+    env = dict(BCAST_MS=100, BCAST_SIZE=4096, BCAST_SSE=1)
+    subs = [dict(path="/ws"), dict(path="/events"),
+            dict(path="/ws?deflate=1", deflate="permessage-deflate")]
+    run = lib15.Run(p.get("tag", "smoke"), env, subs, control=False)
+    run.mark("baseline")
+    time.sleep(float(p.get("duration", 5)))
+    run.mark("end")
+    return run.finish()
+
+
+@attack
+def noread(p):
+    """`n` WebSockets (rcvbuf 4 KiB) that never read while `size`-byte
+    broadcasts go out every `ms` ms; then they all close. Memory vs N x size,
+    drops at the bound, memory after."""
+    n = int(p.get("n", 10000))
+    size = int(p.get("size", 4096))
+    ms = int(p.get("ms", 100))
+    hold = float(p.get("hold", 30))
+    env = dict(BCAST_MS=ms, BCAST_SIZE=size, WS_SEND_BUF=p.get("sendbuf", 8 << 20),
+               SEND_TIMEOUT_S=p.get("send_timeout", 60), STATS_MS=p.get("stats_ms", 1000))
+    if "sndbuf" in p:
+        env["SNDBUF"] = p["sndbuf"]
+    if "via" in p:
+        env["BCAST_VIA"] = p["via"]
+    path = p.get("path", "/ws")
+    if path.startswith("/events"):
+        env["BCAST_SSE"] = 1
+        env["BCAST_WS"] = 0
+    run = lib15.Run(p.get("tag", f"noread_{n}_{size}"), env,
+                    [dict(path="/events" if path.startswith("/events") else "/ws")],
+                    control=p.get("control", "1") == "1")
+    run.mark("baseline")
+    time.sleep(5)
+    run.note("before", sample_stats(run))
+    run.mark("connect")
+    t0 = time.monotonic()
+    if path.startswith("/events"):
+        socks, fails = open_many_sse(run.target.port, n, int(p.get("rcvbuf", 4096)))
+    else:
+        socks, fails = open_many(run.target.port, n, path, rcvbuf=int(p.get("rcvbuf", 4096)))
+    run.note("connected", {"ok": len(socks), "fail": fails, "secs": round(time.monotonic() - t0, 1)})
+    run.mark("hold")
+    samples = []
+    t_end = time.monotonic() + hold
+    while time.monotonic() < t_end:
+        time.sleep(2)
+        samples.append(sample_stats(run))
+    run.note("hold_samples", samples)
+    run.mark("closing")
+    close_all(socks)
+    time.sleep(float(p.get("after", 10)))
+    run.note("after", sample_stats(run))
+    run.mark("end")
+    return run.finish()
+
+
+def open_many_sse(port, n, rcvbuf, batch=200):
+    socks, fails = [], 0
+    i = 0
+    while i < n:
+        group = []
+        for _ in range(min(batch, n - i)):
+            i += 1
+            try:
+                s = ws15.connect(port, rcvbuf=rcvbuf, timeout=20)
+                s.sendall(ws15.sse_request("/events"))
+                group.append(s)
+            except OSError:
+                fails += 1
+        for s in group:
+            try:
+                st, _, _ = ws15.read_head_exact(s, 20)
+                if st == 200:
+                    socks.append(s)
+                else:
+                    fails += 1
+            except OSError:
+                fails += 1
+    return socks, fails
+
+
+def main():
+    if len(sys.argv) < 2 or sys.argv[1] == "--list":
+        for name, fn in ATTACKS.items():
+            print(f"{name:22} {(fn.__doc__ or '').strip().splitlines()[0]}")
+        return
+    name = sys.argv[1]
+    params = dict(a.split("=", 1) for a in sys.argv[2:])
+    ATTACKS[name](params)
+
+
+if __name__ == "__main__":
+    main()
