@@ -106,7 +106,8 @@ def noread(p):
     ms = int(p.get("ms", 100))
     hold = float(p.get("hold", 30))
     env = dict(BCAST_MS=ms, BCAST_SIZE=size, WS_SEND_BUF=p.get("sendbuf", 8 << 20),
-               SEND_TIMEOUT_S=p.get("send_timeout", 60), STATS_MS=p.get("stats_ms", 1000))
+               SEND_TIMEOUT_S=p.get("send_timeout", 60), STATS_MS=p.get("stats_ms", 1000),
+               STATS_FULL=p.get("stats_full", 1))
     if "sndbuf" in p:
         env["SNDBUF"] = p["sndbuf"]
     if "via" in p:
@@ -138,6 +139,81 @@ def noread(p):
     run.mark("closing")
     close_all(socks)
     time.sleep(float(p.get("after", 10)))
+    run.note("after", sample_stats(run))
+    run.mark("end")
+    return run.finish()
+
+
+@attack
+def drip(p):
+    """`n` WebSockets (rcvbuf 4 KiB) read nothing for `lag` s, then read at
+    the broadcast's byte rate, so their backlog stays just under the bound:
+    memory (segments or copies per connection) and others' latency."""
+    n = int(p.get("n", 2000))
+    size = int(p.get("size", 256))
+    ms = int(p.get("ms", 5))
+    lag = float(p.get("lag", 15))
+    hold = float(p.get("hold", 30))
+    sendbuf = int(p.get("sendbuf", 1 << 20))
+    env = dict(BCAST_MS=ms, BCAST_SIZE=size, WS_SEND_BUF=sendbuf, STATS_MS=p.get("stats_ms", 2000),
+               STATS_FULL=p.get("stats_full", 1),
+               SNDBUF=p.get("sndbuf", 16384))
+    run = lib15.Run(p.get("tag", f"drip_{n}_{size}"), env, [dict(path="/ws")],
+                    control=p.get("control", "1") == "1")
+    run.mark("baseline")
+    time.sleep(5)
+    run.mark("connect")
+    socks, fails = open_many(run.target.port, n, "/ws", rcvbuf=4096)
+    run.note("connected", {"ok": len(socks), "fail": fails})
+    run.mark("lag")
+    time.sleep(lag)
+    run.note("after_lag", sample_stats(run))
+    run.mark("drip")
+    # Wire bytes per message: payload + 2 or 4 bytes of frame head.
+    rate = (size + (2 if size < 126 else 4)) * 1000.0 / ms
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+    got = 0
+    eofs = 0
+    alive = list(socks)
+    t_end = time.monotonic() + hold
+    last = time.monotonic()
+    samples = []
+    next_sample = time.monotonic() + 5
+    while time.monotonic() < t_end and alive:
+        time.sleep(0.05)
+        now = time.monotonic()
+        quota = int(rate * (now - last))
+        last = now
+        keep = []
+        for s in alive:
+            want = quota
+            try:
+                while want > 0:
+                    d = s.recv(min(want, 65536))
+                    if not d:
+                        eofs += 1
+                        s.close()
+                        break
+                    got += len(d)
+                    want -= len(d)
+                else:
+                    keep.append(s)
+                    continue
+            except BlockingIOError:
+                keep.append(s)
+            except OSError:
+                eofs += 1
+        alive = keep
+        if now >= next_sample:
+            next_sample = now + 5
+            samples.append(sample_stats(run))
+    run.note("drip_samples", samples)
+    run.note("drip", {"read_bytes": got, "eof": eofs, "alive": len(alive), "rate_per_conn": rate})
+    run.mark("closing")
+    close_all(socks)
+    time.sleep(10)
     run.note("after", sample_stats(run))
     run.mark("end")
     return run.finish()

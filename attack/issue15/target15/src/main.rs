@@ -140,6 +140,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n_groups = env_num("GROUPS", 8).max(1) as usize;
     let stats_file = std::env::var("STATS_FILE").ok();
     let stats_ms = env_num("STATS_MS", 250) as u64;
+    // `STATS_FULL=0`: no `Server::stats` walk (connection count only), so
+    // the monitoring does not disturb a latency measurement.
+    let stats_full = env_num("STATS_FULL", 1) == 1;
     let sender_rate = env_num("SENDER_RATE", 0);
     let sender_count = env_num("SENDER_COUNT", 0) as u64;
     let sender_size = env_num("SENDER_SIZE", 64).max(32) as usize;
@@ -392,7 +395,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // `Server::stats` walks every connection and every frame queued
             // on it: timed, as it is part of what this loop costs.
             let t_stats = Instant::now();
-            let s = server.stats();
+            let s = if stats_full {
+                server.stats()
+            } else {
+                let mut s = pollserve::ServerStats::default();
+                s.connections = server.connection_count();
+                s
+            };
             let stats_call_ms = t_stats.elapsed().as_secs_f64() * 1e3;
             let (rss, hwm) = proc_status();
             let all = app.all;
