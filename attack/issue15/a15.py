@@ -219,6 +219,132 @@ def drip(p):
     return run.finish()
 
 
+def reader_fleet(port, n, path, seconds, result, ready, rcvbuf=None):
+    """Process body: n WebSockets on `path` that read and discard
+    everything for `seconds`; puts (opened, bytes read, eofs) in result."""
+    lib15.raise_fd_limit()
+    socks, fails = open_many(port, n, path, rcvbuf=rcvbuf)
+    ready.set()
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
+    got = eof = 0
+    t_end = time.monotonic() + seconds
+    while time.monotonic() < t_end:
+        for key, _ in sel.select(0.1):
+            try:
+                d = key.fileobj.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                d = b""
+            if not d:
+                eof += 1
+                sel.unregister(key.fileobj)
+                key.fileobj.close()
+                continue
+            got += len(d)
+    result.put((len(socks), fails, got, eof))
+    close_all(socks)
+
+
+def chat_message(seq, size=40):
+    m = b"C%010dT%019d|" % (seq, time.time_ns())
+    return m + ws15.expected_filler(seq, size - len(m))
+
+
+@attack
+def chat(p):
+    """`readers` /chat members that read everything (2 processes) + one
+    attacker sending `size`-byte chat lines as fast as its socket takes
+    them (at most `count`, for `secs`), each broadcast by the loop to the
+    whole group; a /ws subscriber measures the loop's own 10/s broadcast and
+    a /chat subscriber the chat lines' latency."""
+    readers = int(p.get("readers", 5000))
+    size = int(p.get("size", 40))
+    secs = float(p.get("secs", 20))
+    count = int(p.get("count", 2_000_000))
+    env = dict(BCAST_MS=100, BCAST_SIZE=64, WS_SEND_BUF=p.get("sendbuf", 256 << 10),
+               STATS_MS=1000, STATS_FULL=0, SNDBUF=p.get("sndbuf", 65536))
+    subs = [dict(path="/ws"), dict(path="/chat", tags="C")]
+    run = lib15.Run(p.get("tag", f"chat_{readers}"), env, subs,
+                    control=p.get("control", "1") == "1")
+    run.mark("baseline")
+    time.sleep(5)
+    run.mark("connect")
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = []
+    total_time = secs + 40
+    for k in range(2):
+        ready = ctx.Event()
+        pr = ctx.Process(target=reader_fleet,
+                         args=(run.target.port, readers // 2, "/chat", total_time, q, ready))
+        pr.start()
+        procs.append((pr, ready))
+    for pr, ready in procs:
+        ready.wait(120)
+    time.sleep(3)
+    run.note("after_connect", sample_stats(run))
+    run.mark("quiet_members")
+    time.sleep(5)
+    run.mark("attack")
+    s, _, _ = ws15.open_ws(run.target.port, "/chat")
+    import threading
+    stop = threading.Event()
+    got = [0]
+
+    def drain():
+        s2 = s.dup()
+        s2.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                d = s2.recv(1 << 20)
+                if not d:
+                    break
+                got[0] += len(d)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        s2.close()
+
+    th = threading.Thread(target=drain, daemon=True)
+    th.start()
+    s.settimeout(5)
+    sent = 0
+    t_end = time.monotonic() + secs
+    err = None
+    batch = 500
+    while time.monotonic() < t_end and sent < count:
+        frames = b"".join(ws15.fast_masked_frame(1, chat_message(sent + i, size))
+                          for i in range(batch))
+        try:
+            s.sendall(frames)
+        except OSError as e:
+            err = f"{type(e).__name__}: {e}"
+            break
+        sent += batch
+    stop.set()
+    run.note("attacker", {"sent": sent, "read_back": got[0], "error": err,
+                          "rate_per_s": round(sent / secs)})
+    run.note("at_attack_end", sample_stats(run))
+    s.close()
+    run.mark("after")
+    time.sleep(10)
+    run.note("after", sample_stats(run))
+    run.mark("end")
+    res = run.finish()
+    for pr, _ in procs:
+        pr.terminate()
+    fleet = []
+    while not q.empty():
+        fleet.append(q.get())
+    print("fleet", fleet)
+    return res
+
+
 def open_many_sse(port, n, rcvbuf, batch=200):
     socks, fails = [], 0
     i = 0
