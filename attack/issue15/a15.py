@@ -345,6 +345,142 @@ def chat(p):
     return res
 
 
+def read_first_messages(socks, groups, timeout=10.0, done_out=None):
+    """Reads from each socket until one whole message arrived (or timeout);
+    checks that every message names the socket's own group. Returns
+    (with a message, wrong-group messages, examples)."""
+    sel = selectors.DefaultSelector()
+    parsers = {}
+    for s, g in zip(socks, groups):
+        s.setblocking(False)
+        parsers[s] = (ws15.FrameParser(), g)
+        sel.register(s, selectors.EVENT_READ)
+    done = set()
+    wrong = 0
+    examples = []
+    t_end = time.monotonic() + timeout
+    while len(done) < len(socks) and time.monotonic() < t_end:
+        for key, _ in sel.select(0.1):
+            s = key.fileobj
+            try:
+                d = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                d = b""
+            parser, g = parsers[s]
+            if not d:
+                sel.unregister(s)
+                done.add(s)
+                continue
+            for op, payload in parser.feed(d):
+                if op == 1:
+                    if not payload.startswith(b"g%d:" % g):
+                        wrong += 1
+                        if len(examples) < 5:
+                            examples.append(f"group {g} got {payload[:40]!r}")
+                    if s not in done:
+                        done.add(s)
+                        sel.unregister(s)
+                        break
+    sel.close()
+    if done_out is not None:
+        done_out.update(done)
+    return len(done), wrong, examples
+
+
+def hard_close(s, how):
+    try:
+        if how == 0:
+            s.setblocking(True)
+            s.settimeout(1)
+            s.sendall(ws15.client_frame(8, b"\x03\xe8bye"))
+        elif how == 2:
+            import struct as st
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, st.pack("ii", 1, 0))
+        s.close()
+    except OSError:
+        s.close()
+
+
+@attack
+def churn(p):
+    """`rounds` x: `n` WebSockets join groups /g/<i % 8> (group broadcasts
+    every 20 ms), each checks it gets only its group's messages, then all
+    leave (1/3 close frame, 1/3 FIN, 1/3 RST). Group sizes after each round
+    (must return to the `steady` members), CPU per join and per close,
+    wrong-group deliveries (stale ids). `steady` members of group 0 stay
+    throughout (a large group: is leaving O(1)?)."""
+    n = int(p.get("n", 10000))
+    rounds = int(p.get("rounds", 5))
+    steady = int(p.get("steady", 0))
+    env = dict(BCAST_MS=20, BCAST_SIZE=64, BCAST_WS=0, GROUP_BCAST=1, GROUPS=8,
+               STATS_MS=250, STATS_FULL=0, RECEIVE=p.get("receive", 1))
+    run = lib15.Run(p.get("tag", f"churn_{n}_s{steady}"), env, [dict(path="/ws")],
+                    control=p.get("control", "0") == "1")
+    procs = []
+    if steady:
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        ready = ctx.Event()
+        pr = ctx.Process(target=reader_fleet,
+                         args=(run.target.port, steady, "/g/0", 3600, q, ready))
+        pr.start()
+        procs.append(pr)
+        ready.wait(120)
+        time.sleep(2)
+    run.mark("baseline")
+    time.sleep(3)
+    base = run.target.last_stats()
+    run.note("base_groups", base.get("groups"))
+    rows = []
+    for r in range(rounds):
+        run.mark(f"join{r}")
+        t0 = time.monotonic()
+        cpu0 = proc_cpu(run.target.pid)
+        socks, fails = open_many(run.target.port, n, "/g/<i>", rcvbuf=None)
+        groups = [(i + 1) % 8 for i in range(n)]
+        # open_many numbers paths 1..n in order; failures shift nothing
+        # only if none failed (checked below).
+        t_join = time.monotonic() - t0
+        cpu_join = proc_cpu(run.target.pid) - cpu0
+        got, wrong, examples = read_first_messages(socks, groups[:len(socks)], timeout=30)
+        st_full = run.target.last_stats()
+        run.mark(f"leave{r}")
+        cpu1 = proc_cpu(run.target.pid)
+        t1 = time.monotonic()
+        for k, s in enumerate(socks):
+            hard_close(s, k % 3)
+        t_close = time.monotonic() - t1
+        time.sleep(4)
+        cpu_close = proc_cpu(run.target.pid) - cpu1
+        st = run.target.last_stats()
+        row = {"round": r, "opened": len(socks), "fail": fails, "join_s": round(t_join, 1),
+               "got_msg": got, "wrong_group": wrong, "examples": examples,
+               "groups_full": st_full.get("groups"), "conns_full": st_full.get("conns"),
+               "groups_after": st.get("groups"), "conns_after": st.get("conns"),
+               "cpu_ms_per_join": round(cpu_join * 1000 / max(1, len(socks)), 4),
+               "cpu_ms_per_close": round(cpu_close * 1000 / max(1, len(socks)), 4),
+               "rss_kb": st.get("rss_kb")}
+        rows.append(row)
+        print("  ", row, flush=True)
+    run.note("rounds", rows)
+    time.sleep(3)
+    run.note("final", {k: run.target.last_stats().get(k) for k in ("groups", "conns", "rss_kb")})
+    run.mark("end")
+    res = run.finish()
+    for pr in procs:
+        pr.terminate()
+    return res
+
+
+def proc_cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / lib15.CLK_TCK
+
+
 def open_many_sse(port, n, rcvbuf, batch=200):
     socks, fails = [], 0
     i = 0
