@@ -266,7 +266,8 @@ def chat(p):
     secs = float(p.get("secs", 20))
     count = int(p.get("count", 2_000_000))
     env = dict(BCAST_MS=100, BCAST_SIZE=64, WS_SEND_BUF=p.get("sendbuf", 256 << 10),
-               STATS_MS=1000, STATS_FULL=0, SNDBUF=p.get("sndbuf", 65536))
+               STATS_MS=1000, STATS_FULL=0, SNDBUF=p.get("sndbuf", 65536),
+               WS_KEEPALIVE_S=p.get("keepalive", 0))
     subs = [dict(path="/ws"), dict(path="/chat", tags="C")]
     run = lib15.Run(p.get("tag", f"chat_{readers}"), env, subs,
                     control=p.get("control", "1") == "1")
@@ -414,8 +415,9 @@ def churn(p):
     n = int(p.get("n", 10000))
     rounds = int(p.get("rounds", 5))
     steady = int(p.get("steady", 0))
-    env = dict(BCAST_MS=20, BCAST_SIZE=64, BCAST_WS=0, GROUP_BCAST=1, GROUPS=8,
-               STATS_MS=250, STATS_FULL=0, RECEIVE=p.get("receive", 1))
+    env = dict(BCAST_MS=p.get("ms", 200), BCAST_SIZE=64, BCAST_WS=0, GROUP_BCAST=1, GROUPS=8,
+               STATS_MS=250, STATS_FULL=0, RECEIVE=p.get("receive", 1),
+               WS_KEEPALIVE_S=p.get("keepalive", 0))
     run = lib15.Run(p.get("tag", f"churn_{n}_s{steady}"), env, [dict(path="/ws")],
                     control=p.get("control", "0") == "1")
     procs = []

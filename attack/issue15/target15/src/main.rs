@@ -160,10 +160,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let chat = server.new_group();
     let groups: Vec<GroupId> = (0..n_groups).map(|_| server.new_group()).collect();
 
-    let ws_options = WsOptions {
+    let mut ws_options = WsOptions {
         max_send_buffer: env_num("WS_SEND_BUF", 8 << 20) as usize,
         ..WsOptions::default()
     };
+    // `WS_KEEPALIVE_S=0`: no keepalive pings (fleets of clients that do not
+    // answer them are then not dropped after a minute).
+    match env_num("WS_KEEPALIVE_S", 30) {
+        0 => ws_options.protocol.keepalive_interval = None,
+        s => ws_options.protocol.keepalive_interval = Some(Duration::from_secs(s as u64)),
+    }
     let sse_options = SseOptions {
         max_send_buffer: env_num("SSE_SEND_BUF", 1 << 20) as usize,
         ..SseOptions::default()
