@@ -483,6 +483,68 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / lib15.CLK_TCK
 
 
+def ghost_worker(port, secs, path, send, result):
+    """Process body: connect, handshake, send one message (if `send`),
+    close; as fast as possible for `secs`."""
+    n = fails = 0
+    t_end = time.monotonic() + secs
+    msg = ws15.fast_masked_frame(1, b"hello from a ghost")
+    while time.monotonic() < t_end:
+        try:
+            s = ws15.connect(port, timeout=5)
+            s.sendall(ws15.upgrade_request(path) + (msg if send else b""))
+            st, _, _ = ws15.read_head(s, 5)
+            s.close()
+            n += 1 if st == 101 else 0
+            fails += 0 if st == 101 else 1
+        except OSError:
+            fails += 1
+    result.put((n, fails))
+
+
+@attack
+def ghosts(p):
+    """A program that broadcasts but never calls receive() (RECEIVE=0):
+    `procs` processes open a WebSocket, send one message and close, as fast
+    as they can for `secs`. Each closed socket with an untaken message keeps
+    its slot (and its group membership) for keep_alive_timeout (60 s): do
+    the slots run out (max_connections) and do probes fail?"""
+    secs = float(p.get("secs", 30))
+    procs_n = int(p.get("procs", 4))
+    env = dict(BCAST_MS=100, BCAST_SIZE=64, RECEIVE=0, STATS_MS=500, STATS_FULL=1,
+               MAX_CONN=p.get("max_conn", 16384))
+    run = lib15.Run(p.get("tag", "ghosts"), env, [dict(path="/ws")],
+                    control=p.get("control", "1") == "1")
+    run.mark("baseline")
+    time.sleep(5)
+    run.mark("attack")
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=ghost_worker,
+                         args=(run.target.port, secs, "/ws", p.get("send", "1") == "1", q))
+             for _ in range(procs_n)]
+    for pr in procs:
+        pr.start()
+    samples = []
+    t_end = time.monotonic() + secs
+    while time.monotonic() < t_end:
+        time.sleep(5)
+        samples.append(sample_stats(run))
+    for pr in procs:
+        pr.join(30)
+    res = [q.get() for _ in procs if not q.empty()]
+    run.note("ghosts", {"handshakes": sum(r[0] for r in res), "fails": sum(r[1] for r in res)})
+    run.note("attack_samples", samples)
+    run.mark("after")
+    samples = []
+    for _ in range(int(p.get("after", 70)) // 5):
+        time.sleep(5)
+        samples.append(sample_stats(run))
+    run.note("after_samples", samples)
+    run.mark("end")
+    return run.finish()
+
+
 def open_many_sse(port, n, rcvbuf, batch=200):
     socks, fails = [], 0
     i = 0
