@@ -545,6 +545,58 @@ def ghosts(p):
     return run.finish()
 
 
+@attack
+def sender_flood(p):
+    """A thread of the target floods `Sender::group_send` (`count` messages
+    of `size` bytes, `rate`/s, -1 = as fast as it can) to group `all`, which
+    has `members` reading WebSockets (+ the /ws subscriber): is the
+    cross-thread queue bounded, what does it cost in memory and latency?"""
+    count = int(p.get("count", 5_000_000))
+    members = int(p.get("members", 0))
+    delay = 8000 if members == 0 else 20000
+    env = dict(BCAST_MS=0, SENDER_COUNT=count, SENDER_RATE=p.get("rate", -1),
+               SENDER_SIZE=p.get("size", 64), SENDER_DELAY_MS=delay, STATS_MS=500,
+               STATS_FULL=0, WS_KEEPALIVE_S=0, WS_SEND_BUF=p.get("sendbuf", 8 << 20))
+    if "stall_ms" in p:
+        env.update(STALL_AT_MS=delay + 2000, STALL_MS=p["stall_ms"])
+    run = lib15.Run(p.get("tag", f"sender_flood_{members}"), env, [dict(path="/ws")],
+                    control=False)
+    t_start = time.monotonic()
+    procs = []
+    if members:
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        ready = ctx.Event()
+        pr = ctx.Process(target=reader_fleet,
+                         args=(run.target.port, members, "/ws", 600, q, ready))
+        pr.start()
+        procs.append(pr)
+        ready.wait(120)
+    run.mark("baseline")
+    sleep_until(t_start + delay / 1000 - 1)
+    run.mark("flood")
+    samples = []
+    t_end = time.monotonic() + float(p.get("secs", 60))
+    last = None
+    while time.monotonic() < t_end:
+        time.sleep(2)
+        st = run.target.last_stats()
+        samples.append({k: st.get(k) for k in ("sender_queued", "rss_kb", "conns", "all",
+                                               "max_poll_ms", "polls")})
+        if st.get("sender_queued") == count and last == count:
+            break
+        last = st.get("sender_queued")
+    run.note("flood_samples", samples)
+    run.mark("after")
+    time.sleep(float(p.get("after", 15)))
+    run.note("after", sample_stats(run))
+    run.mark("end")
+    res = run.finish()
+    for pr in procs:
+        pr.terminate()
+    return res
+
+
 def open_many_sse(port, n, rcvbuf, batch=200):
     socks, fails = [], 0
     i = 0

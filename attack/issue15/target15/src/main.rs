@@ -147,6 +147,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sender_count = env_num("SENDER_COUNT", 0) as u64;
     let sender_size = env_num("SENDER_SIZE", 64).max(32) as usize;
     let sender_delay = env_num("SENDER_DELAY_MS", 0) as u64;
+    // The program's own slow work, once: at `STALL_AT_MS` after start the
+    // loop does not poll for `STALL_MS` (a slow sensor, a file write).
+    let stall_at = env_num("STALL_AT_MS", 0) as u64;
+    let stall_ms = env_num("STALL_MS", 0) as u64;
+    let started = Instant::now();
+    let mut stalled = stall_ms == 0;
 
     let mut config = ServerConfig::default()
         .send_timeout(Duration::from_secs(env_num("SEND_TIMEOUT_S", 60) as u64))
@@ -338,6 +344,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
 
+        if !stalled && started.elapsed() >= Duration::from_millis(stall_at) {
+            stalled = true;
+            std::thread::sleep(Duration::from_millis(stall_ms));
+        }
         let now = Instant::now();
         if bcast_ms > 0 && seq < bcast_max && now >= next_bcast {
             for _ in 0..bcast_burst {
