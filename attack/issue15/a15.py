@@ -113,6 +113,9 @@ def noread(p):
     if "via" in p:
         env["BCAST_VIA"] = p["via"]
     path = p.get("path", "/ws")
+    tls = p.get("tls", "0") == "1"
+    if tls:
+        env["TLS"] = 1
     if path.startswith("/events"):
         env["BCAST_SSE"] = 1
         env["BCAST_WS"] = 0
@@ -127,7 +130,8 @@ def noread(p):
     if path.startswith("/events"):
         socks, fails = open_many_sse(run.target.port, n, int(p.get("rcvbuf", 4096)))
     else:
-        socks, fails = open_many(run.target.port, n, path, rcvbuf=int(p.get("rcvbuf", 4096)))
+        socks, fails = open_many(run.target.tls_port if tls else run.target.port, n, path,
+                                 rcvbuf=int(p.get("rcvbuf", 4096)), tls=tls)
     run.note("connected", {"ok": len(socks), "fail": fails, "secs": round(time.monotonic() - t0, 1)})
     run.mark("hold")
     samples = []
@@ -595,6 +599,71 @@ def sender_flood(p):
     for pr in procs:
         pr.terminate()
     return res
+
+
+def holder(port, n, path, tls, rcvbuf, opened, release, result):
+    """Process body: opens n non-reading WebSockets, reports, holds them
+    until `release` is set, then closes them."""
+    lib15.raise_fd_limit()
+    socks, fails = open_many(port, n, path, rcvbuf=rcvbuf, tls=tls, deadline=300)
+    result.put((len(socks), fails))
+    opened.set()
+    release.wait(600)
+    close_all(socks)
+
+
+@attack
+def tls_noread(p):
+    """`n` wss:// clients (rcvbuf 4 KiB, opened by `procs` processes in
+    parallel) that never read, while `size`-byte broadcasts go out every
+    `ms` ms, held `hold` s: memory per TLS connection (encrypted records
+    kept for each, on top of the shared plaintext frames), drops, latency."""
+    n = int(p.get("n", 5000))
+    procs_n = int(p.get("procs", 8))
+    size = int(p.get("size", 65536))
+    ms = int(p.get("ms", 100))
+    hold = float(p.get("hold", 20))
+    env = dict(TLS=1, BCAST_MS=ms, BCAST_SIZE=size, WS_SEND_BUF=p.get("sendbuf", 8 << 20),
+               STATS_MS=p.get("stats_ms", 2000), STATS_FULL=p.get("stats_full", 1),
+               WS_KEEPALIVE_S=0)
+    if "sndbuf" in p:
+        env["SNDBUF"] = p["sndbuf"]
+    run = lib15.Run(p.get("tag", f"tls_noread_{n}_{size}"), env, [dict(path="/ws", tls=True)],
+                    control=p.get("control", "0") == "1")
+    run.mark("baseline")
+    time.sleep(5)
+    run.mark("connect")
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    release = ctx.Event()
+    ps = []
+    t0 = time.monotonic()
+    for _ in range(procs_n):
+        opened = ctx.Event()
+        pr = ctx.Process(target=holder, args=(run.target.tls_port, n // procs_n, "/ws", True,
+                                              int(p.get("rcvbuf", 4096)), opened, release, q))
+        pr.start()
+        ps.append((pr, opened))
+    for pr, opened in ps:
+        opened.wait(300)
+    res = [q.get() for _ in ps]
+    run.note("connected", {"ok": sum(r[0] for r in res), "fail": sum(r[1] for r in res),
+                           "secs": round(time.monotonic() - t0, 1)})
+    run.mark("hold")
+    samples = []
+    t_end = time.monotonic() + hold
+    while time.monotonic() < t_end:
+        time.sleep(2)
+        samples.append(sample_stats(run))
+    run.note("hold_samples", samples)
+    run.mark("closing")
+    release.set()
+    for pr, _ in ps:
+        pr.join(60)
+    time.sleep(8)
+    run.note("after", sample_stats(run))
+    run.mark("end")
+    return run.finish()
 
 
 def open_many_sse(port, n, rcvbuf, batch=200):
