@@ -73,10 +73,26 @@ def close_all(socks):
             pass
 
 
+def tcp_mem_pages():
+    """The machine's TCP memory in pages (/proc/net/sockstat) and
+    net.ipv4.tcp_mem's pressure threshold."""
+    mem = None
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                parts = line.split()
+                mem = int(parts[parts.index("mem") + 1])
+    with open("/proc/sys/net/ipv4/tcp_mem") as f:
+        pressure = int(f.read().split()[1])
+    return mem, pressure
+
+
 def sample_stats(run, key="all"):
     st = run.target.last_stats()
-    return {k: st.get(k) for k in ("conns", "all", "output_buffered", "output_queued", "rss_kb",
-                                   "hwm_kb", "seq", "closed", "stats_call_ms")}
+    out = {k: st.get(k) for k in ("conns", "all", "output_buffered", "output_queued", "rss_kb",
+                                  "hwm_kb", "seq", "closed", "stats_call_ms")}
+    out["tcp_mem_pages"], out["tcp_pressure_pages"] = tcp_mem_pages()
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def main():
     ap.add_argument("--read", type=int, default=262144, help="bytes per recv")
     ap.add_argument("--read-delay", type=float, default=0.0, help="sleep after each recv (s)")
     ap.add_argument("--ping-every", type=float, default=0.0)
-    ap.add_argument("--tags", default="SF", help="message tags that are checked")
+    ap.add_argument("--tags", default="SFR", help="message tags that are checked")
     ap.add_argument("--out", required=True)
     ap.add_argument("--duration", type=float, default=600)
     a = ap.parse_args()

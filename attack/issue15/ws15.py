@@ -20,6 +20,16 @@ def expected_filler(seq, n):
     return PATTERN[rot:rot + n]
 
 
+def random_filler(seq, n):
+    """The target's `R` filler: letters from an LCG seeded with seq."""
+    x = seq & 0x7FFFFFFF
+    out = bytearray(n)
+    for i in range(n):
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        out[i] = ALPHA[(x >> 16) % 26]
+    return bytes(out)
+
+
 def check_message(data):
     """(tag, seq, sent_ns, ok) for a broadcast message; ok means every byte
     matches what the target made. Messages of another shape give ok False."""
@@ -32,7 +42,10 @@ def check_message(data):
     except ValueError:
         return tag, None, None, False
     body = data[HEAD:]
-    ok = body == expected_filler(seq, len(body))
+    if tag == b"R":
+        ok = body == random_filler(seq, len(body))
+    else:
+        ok = body == expected_filler(seq, len(body))
     return tag, seq, ns, ok
 
 
