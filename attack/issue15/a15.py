@@ -682,6 +682,52 @@ def tls_noread(p):
     return run.finish()
 
 
+DEFLATE_VARIANTS = {
+    "plain": ("/ws", None),
+    "default": ("/ws?deflate=1", "permessage-deflate"),
+    "win10": ("/ws?deflate=1", "permessage-deflate; server_max_window_bits=10"),
+    "clientbits": ("/ws?deflate=1", "permessage-deflate; client_max_window_bits"),
+    "level1": ("/ws?deflate=1&level=1", "permessage-deflate"),
+    "ctx": ("/ws?deflate=1&ctx=1", "permessage-deflate"),
+}
+
+
+@attack
+def deflate_mix(p):
+    """Compressed (several settings, one keeping context) and plain
+    WebSockets in one broadcast of 4 KiB of random letters: each subscriber
+    inflates and checks every byte; `n` non-readers per setting show the
+    memory per setting (one shared copy) and per context-keeping socket."""
+    n = int(p.get("n", 500))
+    hold = float(p.get("hold", 12))
+    env = dict(BCAST_MS=100, BCAST_SIZE=p.get("size", 4096), BCAST_RANDOM=1, STATS_FULL=1,
+               STATS_MS=1000, SNDBUF=16384, WS_KEEPALIVE_S=0)
+    subs = [dict(path=path, deflate=ext) for path, ext in DEFLATE_VARIANTS.values()]
+    run = lib15.Run(p.get("tag", "deflate_mix"), env, subs, control=False)
+    run.mark("baseline")
+    time.sleep(5)
+    run.note("base", sample_stats(run))
+    phases = [("shared", ["plain", "default", "win10", "level1"]), ("ctx", ["ctx"]),
+              ("plain_only", ["plain"])]
+    for name, variants in phases:
+        run.mark(name)
+        socks = []
+        for v in variants:
+            path, ext = DEFLATE_VARIANTS[v]
+            ss, fails = open_many(run.target.port, n, path, rcvbuf=4096, extensions=ext)
+            socks += ss
+        t_end = time.monotonic() + hold
+        samples = []
+        while time.monotonic() < t_end:
+            time.sleep(2)
+            samples.append(sample_stats(run))
+        run.note(f"{name}_samples", samples[-2:])
+        close_all(socks)
+        time.sleep(4)
+    run.mark("end")
+    return run.finish()
+
+
 def open_many_sse(port, n, rcvbuf, batch=200):
     socks, fails = [], 0
     i = 0
