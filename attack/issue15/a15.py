@@ -728,6 +728,31 @@ def deflate_mix(p):
     return run.finish()
 
 
+@attack
+def byte_reader(p):
+    """Subscribers that read 1 byte per recv (rcvbuf 2 KiB, server SNDBUF
+    4 KiB, so writes stop mid-frame all the time) while broadcasts cycle
+    through sizes on both sides of the copy/share threshold (100, 255, 256,
+    257, 4096, 70000) and the clients ping 5 times a second (pongs are the
+    connection's own bytes, queued among shared frames): plain, deflate and
+    TLS. Every byte and every pong is checked."""
+    secs = float(p.get("secs", 60))
+    env = dict(BCAST_MS=p.get("ms", 200), BCAST_SIZES=p.get("sizes", "100,255,256,257,4096,70000"),
+               BCAST_RANDOM=1, BCAST_SSE=1, SNDBUF=4096, TLS=1, STATS_MS=1000, STATS_FULL=1,
+               WS_KEEPALIVE_S=0)
+    slow = dict(read=1, rcvbuf=2048)
+    subs = [dict(path="/ws", **{"ping-every": 0.2}, **slow),
+            dict(path="/ws?deflate=1", deflate="permessage-deflate", **{"ping-every": 0.2}, **slow),
+            dict(path="/ws", tls=True, **{"ping-every": 0.2}, **slow),
+            dict(path="/ws"),
+            dict(path="/events", **slow)]
+    run = lib15.Run(p.get("tag", "byte_reader"), env, subs, control=False)
+    run.mark("run")
+    time.sleep(secs)
+    run.mark("end")
+    return run.finish()
+
+
 def open_many_sse(port, n, rcvbuf, batch=200):
     socks, fails = [], 0
     i = 0
