@@ -753,6 +753,21 @@ def byte_reader(p):
     return run.finish()
 
 
+@attack
+def sndbuf_latency(p):
+    """No attack: one reading subscriber's latency for `size`-byte
+    broadcasts with the default kernel send buffer, then with
+    send_buffer_size(16 KiB) (the setting these runs use for 10,000
+    stalled clients)."""
+    for label, extra in (("default", {}), ("sndbuf16k", {"SNDBUF": 16384})):
+        env = dict(BCAST_MS=100, BCAST_SIZE=p.get("size", 65536), **extra)
+        run = lib15.Run(f"sndbuf_latency_{label}", env, [dict(path="/ws")], control=False)
+        run.mark("run")
+        time.sleep(float(p.get("secs", 10)))
+        run.mark("end")
+        run.finish()
+
+
 def open_many_sse(port, n, rcvbuf, batch=200):
     socks, fails = [], 0
     i = 0
