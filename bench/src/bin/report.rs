@@ -243,7 +243,7 @@ fn fanout_cases<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<CaseInfo> {
                 "{} fan-out: 1 publisher → {} subscribers, {} messages, window 8",
                 if sse { "SSE" } else { "WebSocket" },
                 thousands(subs),
-                if size >= 1024 && size % 1024 == 0 {
+                if size >= 1024 && size.is_multiple_of(1024) {
                     format!("{} KiB", size / 1024)
                 } else {
                     format!("{size} B")
@@ -265,7 +265,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

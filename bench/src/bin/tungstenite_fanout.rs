@@ -57,6 +57,8 @@ async fn publisher(mut ws: WebSocketStream<TcpStream>, feed: Feed) {
     }
 }
 
+// The handshake callback's error type is tungstenite's `ErrorResponse`.
+#[allow(clippy::result_large_err)]
 async fn serve(stream: TcpStream, feed: Feed) {
     let rx = feed.subscribe();
     let mut path = String::new();

@@ -38,8 +38,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    connect_done, connected, cpu_seconds, fail, own_cpu_seconds, read_now, read_some, report,
-    rss_bytes, write_now, write_some, Args, MAX_PENDING,
+    connect_done, connected, cpu_seconds, fail, own_cpu_seconds, read_now, report, rss_bytes,
+    write_now, write_some, Args, MAX_PENDING,
 };
 
 /// Bytes of the printable pattern messages are cut from.
@@ -384,7 +384,10 @@ impl Flow {
                         }
                         (Chunk::SizeLf { size }, b'\n') => Chunk::Data { left: size },
                         (Chunk::DataCr, b'\r') => Chunk::DataLf,
-                        (Chunk::DataLf, b'\n') => Chunk::Size { size: 0, ext: false },
+                        (Chunk::DataLf, b'\n') => Chunk::Size {
+                            size: 0,
+                            ext: false,
+                        },
                         _ => fail(format!("subscriber {i}: bad chunked framing (byte {b:#x})")),
                     }
                 }
@@ -477,7 +480,9 @@ fn connect(addr: SocketAddr, poll: &Poll, token: usize) -> TcpStream {
 
 /// The end of a response head in `head`, if it is all there.
 fn head_end(head: &[u8]) -> Option<usize> {
-    head.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    head.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
 }
 
 impl Fan {
@@ -533,23 +538,30 @@ impl Fan {
         if self.streaming {
             self.top_up();
         }
-        if self.publisher.is_some() && self.flow.done < self.flow.published {
-            if self.flow.last_progress.elapsed() > STALL {
-                let slot = self.flow.slot(self.flow.done);
-                let behind = self
-                    .subs
-                    .iter()
-                    .position(|s| s.next == self.flow.done)
-                    .unwrap_or(0);
-                fail(format!(
-                    "stalled: message {} reached {} of {} subscribers in {} s (subscriber {behind} is one waiting)",
-                    self.flow.done,
-                    self.flow.counts[slot],
-                    self.flow.subs,
-                    STALL.as_secs()
-                ));
-            }
+        if self.publisher.is_some()
+            && self.flow.done < self.flow.published
+            && self.flow.last_progress.elapsed() > STALL
+        {
+            fail(self.stalled());
         }
+    }
+
+    /// Why the window does not move: the first message some subscriber
+    /// still waits for.
+    fn stalled(&self) -> String {
+        let slot = self.flow.slot(self.flow.done);
+        let behind = self
+            .subs
+            .iter()
+            .position(|s| s.next == self.flow.done)
+            .unwrap_or(0);
+        format!(
+            "stalled: message {} reached {} of {} subscribers in {:.1} s (subscriber {behind} still waits for it)",
+            self.flow.done,
+            self.flow.counts[slot],
+            self.flow.subs,
+            self.flow.last_progress.elapsed().as_secs_f64()
+        )
     }
 
     /// Publishes what the window allows.
@@ -645,8 +657,14 @@ impl Fan {
     fn read_sub(&mut self, i: usize) {
         loop {
             let sub = &mut self.subs[i];
-            let Some(n) = read_some(&mut sub.stream, &mut self.scratch, i) else {
-                break;
+            let n = match read_now(&mut sub.stream, &mut self.scratch) {
+                Ok(None) => break,
+                Ok(Some(0)) => fail(format!(
+                    "subscriber {i}: the server closed the connection (at byte {} of message {})",
+                    sub.got, sub.next
+                )),
+                Ok(Some(n)) => n,
+                Err(e) => fail(format!("subscriber {i}: read: {e}")),
             };
             let mut start = 0;
             if sub.phase == Phase::Head {
@@ -725,7 +743,11 @@ impl Fan {
             self.poll_once(events, Duration::from_millis(50));
         }
         self.connect_publisher();
-        while self.publisher.as_ref().is_some_and(|p| p.phase != Phase::Open) {
+        while self
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.phase != Phase::Open)
+        {
             if Instant::now() > deadline {
                 fail("setup timed out: the publisher's upgrade");
             }
@@ -759,7 +781,9 @@ fn check_size(size: usize) {
     }
 }
 
-fn new_fan(args: &Args, kind: Kind, size: usize) -> Fan {
+/// The load's state; `published` messages may be in flight at once
+/// besides the window (the memory mode publishes without one).
+fn new_fan(args: &Args, kind: Kind, size: usize, published: usize) -> Fan {
     check_size(size);
     if args.window == 0 {
         fail("--window at least 1");
@@ -775,7 +799,7 @@ fn new_fan(args: &Args, kind: Kind, size: usize) -> Fan {
             ALPHABET[(x >> 58) as usize]
         })
         .collect();
-    let ring = 2 * args.window + 2;
+    let ring = (2 * args.window + 2).max(published + 1);
     let sub_path = args.sub_path.clone().unwrap_or_else(|| {
         match kind {
             Kind::Ws => "/sub",
@@ -832,7 +856,7 @@ pub fn run(args: Args) {
     } else {
         args.sizes.clone()
     };
-    let mut fan = new_fan(&args, kind, sizes[0]);
+    let mut fan = new_fan(&args, kind, sizes[0], 0);
     let mut events = Events::with_capacity(1024);
     let setup = Instant::now();
     fan.set_up(&mut events, args.conns);
@@ -868,6 +892,9 @@ pub fn run(args: Args) {
         let cpu1 = (!args.pids.is_empty()).then(|| cpu_seconds(&args.pids));
         let own = own_cpu_seconds() - own0;
         fan.flow.measuring = false;
+        if fan.flow.deliveries == 0 {
+            fail(fan.stalled());
+        }
         let extra = format!(
             " subs={} size={size} window={} published={} completed={} setup_s={setup:.2}",
             args.conns,
@@ -958,7 +985,7 @@ pub fn run_memory(args: Args) {
     let Some(&pid) = args.pids.first() else {
         fail("fanout-memory needs --pid");
     };
-    let mut fan = new_fan(&args, Kind::Ws, args.size);
+    let mut fan = new_fan(&args, Kind::Ws, args.size, args.fill + 1);
     let mut events = Events::with_capacity(1024);
     let settle = |fan: &mut Fan, events: &mut Events| {
         let until = Instant::now() + Duration::from_secs(1);
