@@ -24,8 +24,9 @@
 //!
 //! **fanout-memory.** The server's memory while every subscriber has a
 //! broadcast queued in the server: N WebSocket subscribers connect and then
-//! stop reading; the server's VmRSS is read before they connect, once they
-//! are idle (`rss_idle`), after `--fill` messages of S bytes (`rss_filled`:
+//! stop reading; the server's VmRSS is read (each time once the server's
+//! CPU time has stopped growing) before they connect, once they are idle
+//! (`rss_idle`), after `--fill` messages of S bytes (`rss_filled`:
 //! they fill the kernel's buffers of every connection, and what does not fit
 //! waits in the server) and after one more message (`rss_queued`). Then the
 //! subscribers read again and every message is checked, so a server that
@@ -1001,10 +1002,27 @@ pub fn run_memory(args: Args) {
     };
     let mut fan = new_fan(&args, Kind::Ws, args.size, args.fill + 1);
     let mut events = Events::with_capacity(1024);
+    // Waits until the server has done what the last step gave it: at
+    // least 0.5 s, then until its CPU time grows by less than 2 ms in
+    // 200 ms (on a loaded machine a broadcast to 10,000 connections can
+    // take longer than any fixed wait).
+    let pids = args.pids.clone();
     let settle = |fan: &mut Fan, events: &mut Events| {
-        let until = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < until {
+        let start = Instant::now();
+        let (mut mark, mut cpu) = (start, cpu_seconds(&pids));
+        loop {
             fan.poll_once(events, Duration::from_millis(20));
+            if mark.elapsed() < Duration::from_millis(200) {
+                continue;
+            }
+            let now = cpu_seconds(&pids);
+            if now - cpu < 0.002 && start.elapsed() >= Duration::from_millis(500) {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                fail("the server was still busy 30 s after the last step");
+            }
+            (mark, cpu) = (Instant::now(), now);
         }
     };
     let rss_before = rss_bytes(pid);
