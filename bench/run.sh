@@ -2,7 +2,7 @@
 # pollserve benchmark matrix: pollserve against fastwebsockets, tokio-tungstenite,
 # hyper, tiny_http and nginx, side by side on 127.0.0.1.
 #
-#   bench/run.sh           full matrix (~20 min): writes bench/results.md and bench/chart.svg
+#   bench/run.sh           full matrix (~25 min): writes bench/results.md and bench/chart.svg
 #   bench/run.sh --smoke   every benchmark for ~1 s, echo bytes verified; writes
 #                          only under target/bench-smoke/ (non-zero exit on any failure)
 #
