@@ -10,11 +10,13 @@
 # round every server is measured once (order reversed every other round) and
 # the median over rounds of the per-round ratio is reported.
 #
-# Needs: wrk, nginx, curl, openssl (apt-get install -y wrk nginx curl openssl).
+# Needs: wrk, nginx, curl, openssl (apt-get install -y wrk nginx curl openssl);
+#        the pmd part also node and Python >= 3.11 (it installs Node ws and
+#        Python websockets as test.sh does, unless POLLSERVE_TEST_PYTHON is set).
 # Env: BENCH_PORT_BASE (default 19100): first port tried; ports in use are skipped.
 #      BENCH_BIN_DIR: use the binaries there instead of building (cargo test does this).
 #      BENCH_SKIP_MICRO: leave out the criterion micro-benchmarks.
-#      BENCH_ONLY: comma-separated parts to run (ws, idle, http, tls, hostile, fanout, micro),
+#      BENCH_ONLY: comma-separated parts to run (ws, idle, http, tls, hostile, pmd, fanout, micro),
 #        e.g. BENCH_ONLY=hostile bench/run.sh; without --smoke the output then
 #        goes to target/bench-only/ so bench/results.md keeps the full matrix.
 set -euo pipefail
@@ -55,18 +57,18 @@ FAN_SIZES=64,4096; FAN_WINDOW=8
 if [ "$SMOKE" = 1 ]; then
   WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
   HOSTILE_ROUNDS=1; HOSTILE_SECS=1; HOSTILE_WARMUP=0.2; HOSTILE_CONNS=40; HOSTILE_FLOODERS=2
-  TLS_SECS=0.5; TLS_IDLE_CONNS=200
+  TLS_SECS=0.5; TLS_IDLE_CONNS=200; PMD_IDLE_CONNS=200; PMD_PEER_IDLE_CONNS=200
   FAN_SUBS=50; FAN_SECS=0.3; FAN_WARMUP=0.1; FAN_ROUNDS=1; FAN_MEM_CONNS=200; FAN_MEM_ROUNDS=1
   OUT_DIR="$ROOT/target/bench-smoke"
 else
   WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=16; IDLE_ROUNDS=5; IDLE_CONNS=10000
   HOSTILE_ROUNDS=4; HOSTILE_SECS=5; HOSTILE_WARMUP=0.5; HOSTILE_CONNS=1000; HOSTILE_FLOODERS=16
-  TLS_IDLE_CONNS=$IDLE_CONNS
+  TLS_IDLE_CONNS=$IDLE_CONNS; PMD_IDLE_CONNS=$IDLE_CONNS; PMD_PEER_IDLE_CONNS=2000
   FAN_SUBS="1000 10000"; FAN_SECS=0.5; FAN_WARMUP=0.2; FAN_ROUNDS=4; FAN_MEM_CONNS=10000; FAN_MEM_ROUNDS=2
   OUT_DIR="$ROOT/bench"
 fi
 # BENCH_ONLY=hostile,http,...: only those parts (ws, idle, http, tls,
-# hostile, fanout, micro); a partial full run writes to target/bench-only/, not bench/.
+# hostile, pmd, fanout, micro); a partial full run writes to target/bench-only/, not bench/.
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 if [ -n "${BENCH_ONLY:-}" ] && [ "$SMOKE" = 0 ]; then OUT_DIR="$ROOT/target/bench-only"; fi
 WRK_WARMUP=1   # wrk takes whole seconds only
@@ -273,6 +275,107 @@ if want idle; then
       alive "$name"
       log "ws_idle $s r$round: $line"
       printf 'ws_idle\t%s\t%s\t%s\t%s\t-\t-\n' "$s" "$round" "$(kv bytes_per_conn "$line")" "$(kv conns "$line")" >> "$RAW"
+      stop "$name"
+    done
+  done
+fi
+
+# ------------------------------------------------------- permessage-deflate
+# Compressed WebSocket echo (RFC 7692): `loadgen echo --deflate` offers
+# permessage-deflate with client_no_context_takeover, sends 1 KiB JSON text
+# messages compressed once at start, and inflates and checks every echo
+# (see bench/src/bin/loadgen/pmd.rs). pollserve_echo in two modes (default:
+# neither side keeps context; server-takeover: the server keeps its
+# compressor's) against Node `ws` and Python `websockets` at their default
+# compression settings (bench/peers/; both keep the server's context).
+# tokio-tungstenite and fastwebsockets have no permessage-deflate: no row.
+# Then memory per idle compressed connection, pollserve in every mode (off:
+# plain WebSocket, the baseline) and the peers; fresh servers every round.
+# PMD_IDLE_CONNS pollserve connections (PMD_PEER_IDLE_CONNS for the peers).
+
+# pmd_peers: NODE_MODULES (with `ws`) and PMD_PYTHON (with `websockets`).
+# test.sh installs both (npm ci in tests/node, scripts/setup-python.sh);
+# run alone, the script does the same.
+pmd_peers() {
+  command -v node >/dev/null 2>&1 || die "node not found (apt-get install -y nodejs npm)"
+  NODE_MODULES="$ROOT/tests/node/node_modules"
+  if [ ! -d "$NODE_MODULES/ws" ]; then
+    log "npm ci in tests/node (Node ws for the pmd rows)"
+    (cd "$ROOT/tests/node" && npm ci --silent --no-audit --no-fund) || die "npm ci in tests/node failed"
+  fi
+  PMD_PYTHON=${POLLSERVE_TEST_PYTHON:-}
+  if [ -z "$PMD_PYTHON" ]; then
+    PMD_PYTHON=$("$ROOT/scripts/setup-python.sh" | tail -n 1) || die "scripts/setup-python.sh failed"
+  fi
+}
+
+# pmd_start NAME SUBJECT: starts the server of SUBJECT as NAME.
+pmd_start() {
+  case $2 in
+    pollserve) start "$1" "$BIN/pollserve_echo" @PORT@ --deflate default ;;
+    pollserve_default|pollserve_server_takeover|pollserve_takeover|pollserve_off)
+      local mode=${2#pollserve_}
+      start "$1" "$BIN/pollserve_echo" @PORT@ --deflate "${mode//_/-}" ;;
+    node_ws) start "$1" env NODE_PATH="$NODE_MODULES" node "$ROOT/bench/peers/node_ws_echo.cjs" @PORT@ ;;
+    python_websockets) start "$1" "$PMD_PYTHON" "$ROOT/bench/peers/websockets_echo.py" @PORT@ ;;
+    *) die "pmd: unknown subject $2" ;;
+  esac
+}
+
+# pmd_case CASE CONNS SIZE SUBJECT...: side-by-side rounds of compressed
+# echo; raw row: case subject round rate p50 p99 cpu, then wire bytes per
+# message, the uncompressed frame's size, the share of compressed echoes,
+# client frame bytes per message and what was negotiated.
+pmd_case() {
+  local case=$1 conns=$2 size=$3; shift 3
+  local round s line
+  for round in $(seq "$WS_ROUNDS"); do
+    for s in $(order "$round" "$@"); do
+      local name=pmd_$s
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" echo --deflate --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$conns" --size "$size" --secs "$WS_SECS" --warmup "$WARMUP" --pid "${PID_OF[$name]}")
+      [ "$round" = 1 ] && echo "$case/$s: ${cmd[*]}" >> "$COMMANDS"
+      line=$("${cmd[@]}") || { alive "$name"; die "$case: loadgen against $s failed"; }
+      alive "$name"
+      log "$case $s r$round: $line"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$s" "$round" \
+        "$(kv msgs_per_s "$line")" "$(kv p50_us "$line")" "$(kv p99_us "$line")" "$(kv cpu_us_per_msg "$line")" \
+        "$(kv wire_bytes_per_msg "$line")" "$(kv raw_frame_bytes "$line")" "$(kv compressed_share "$line")" \
+        "$(kv client_frame_bytes_per_msg "$line")" "$(kv negotiated "$line")" >> "$RAW"
+    done
+  done
+}
+
+if want pmd; then
+  pmd_peers
+  PMD_SERVERS=(pollserve pollserve_server_takeover node_ws python_websockets)
+  for s in "${PMD_SERVERS[@]}"; do pmd_start "pmd_$s" "$s"; done
+  pmd_case pmd_1k 100 1024 "${PMD_SERVERS[@]}"
+  for s in "${PMD_SERVERS[@]}"; do stop "pmd_$s"; done
+
+  # Idle: each connection does one echo (compressed, except `off`: the plain
+  # 20-byte echo of the idle row), then waits; raw row: case subject round
+  # bytes-per-connection connections - - negotiated. `takeover` gets a
+  # browser's offer (no client_no_context_takeover), so the server may keep
+  # an inflate context too. The peers keep ~50-280 KB per connection, which
+  # PMD_PEER_IDLE_CONNS measure as well as 10,000 would, in a fifth of the
+  # time (Python opens about 400 connections per second here).
+  for round in $(seq "$IDLE_ROUNDS"); do
+    for s in $(order "$round" pollserve_off pollserve_default pollserve_server_takeover pollserve_takeover node_ws python_websockets); do
+      name=pmd_idle_$s
+      pmd_start "$name" "$s"
+      sleep 0.3
+      lg=(--deflate --size 1024) conns=$PMD_IDLE_CONNS
+      case $s in
+        pollserve_off) lg=() ;;
+        pollserve_takeover) lg+=(--client-context) ;;
+        node_ws|python_websockets) conns=$PMD_PEER_IDLE_CONNS ;;
+      esac
+      cmd=("${GEN_PIN[@]}" "$BIN/loadgen" idle --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$conns" --pid "${PID_OF[$name]}" "${lg[@]}")
+      [ "$round" = 1 ] && echo "pmd_idle/$s: ${cmd[*]}" >> "$COMMANDS"
+      line=$("${cmd[@]}") || { alive "$name"; die "pmd idle: loadgen against $s failed"; }
+      alive "$name"
+      log "pmd_idle $s r$round: $line"
+      printf 'pmd_idle\t%s\t%s\t%s\t%s\t-\t-\t%s\n' "$s" "$round" "$(kv bytes_per_conn "$line")" "$(kv conns "$line")" "$(kv negotiated "$line")" >> "$RAW"
       stop "$name"
     done
   done
@@ -700,7 +803,7 @@ if want fanout; then
   # The peers' current-thread runtimes only, as the goals are set against
   # them: each server of a 10,000-subscriber case costs 3-6 s per round
   # (setup included), and the multi-thread forms (`fws_fanout PORT mt`…)
-  # would add 40 % to the part's ~6 minutes.
+  # would add 40 % to the part's ~5 minutes.
   FAN_WS=(fan_pollserve fan_fws_st fan_tungstenite_st)
   FAN_SSE=(fan_pollserve fan_hyper_st)
   start fan_pollserve "$BIN/pollserve_fanout" @PORT@

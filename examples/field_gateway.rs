@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use pollserve::forwarded::TrustedProxies;
 use pollserve::sse::{SseEvent, SseId, SseOptions};
-use pollserve::ws::{CloseStatus, Message, WsConfig, WsId, WsOptions};
+use pollserve::ws::{CloseStatus, DeflateOptions, Message, WsConfig, WsId, WsOptions};
 use pollserve::{
     Activity, Authentication, HttpError, Method, Request, Response, Server, ServerConfig,
     StatusCode,
@@ -118,6 +118,10 @@ fn ws_options() -> WsOptions {
         // Commands the loop has not taken yet; beyond this the socket is
         // not read (TCP flow control).
         max_receive_buffer: 8 * 1024,
+        // Browsers offer permessage-deflate: JSON readings shrink on a slow
+        // radio link, and with the defaults no socket keeps compression
+        // state between messages.
+        deflate: Some(DeflateOptions::default()),
     }
 }
 

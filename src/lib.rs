@@ -143,6 +143,20 @@
 //! desktop values; [`ws::WsOptions::embedded`] gives `adafruit_httpserver`'s (4096 bytes,
 //! 16 fragments, 5 s). [`Server::sender`] hands out a `Send` handle for
 //! other threads, and [`Server::broadcast_text`] sends to a set of sockets.
+//!
+//! # Broadcasting and groups
+//!
+//! [`Server::broadcast_text`], [`broadcast_binary`](Server::broadcast_binary),
+//! [`broadcast_event`](Server::broadcast_event) and
+//! [`broadcast_chunk`](Server::broadcast_chunk) encode a message once and
+//! queue the very same bytes on every connection: memory for one broadcast
+//! is one copy plus a small reference per connection, and each connection
+//! writes its queue with vectored writes. Backpressure stays per
+//! connection: a slow reader over its send bound is dropped and the others
+//! go on. A [`group`] (topic, channel) keeps the set for the program —
+//! WebSockets, event streams and kept streams alike, joined from a handler
+//! through [`Request::outbox`] or from another thread through [`Sender`] —
+//! and members leave by themselves when they close.
 //! [`Server::ws_ready`] lists only the sockets with news after a poll, and
 //! [`receive_into`](crate::WsHandle::receive_into) recycles message buffers, so a
 //! busy loop allocates nothing per message. The module [`ws`] has a complete
@@ -201,13 +215,14 @@
 //! - **Application**: what handlers and the program work with — [`Request`],
 //!   [`Response`], [`router`], [`headers`], [`url`], [`form`], [`cookies`],
 //!   [`auth`], [`cors`], [`files`], [`mime`], [`escape`], [`outbox`] (what a
-//!   handler asks of other connections), and the ids, options and errors of
-//!   [`ws`], [`sse`] and [`stream`]. None of it knows about sockets.
+//!   handler asks of other connections), [`group`], and the ids, options and
+//!   errors of [`ws`], [`sse`] and [`stream`]. None of it knows about sockets.
 //! - **Driver** ([`server`]): the `mio` poll loop. It owns the listener and
 //!   every connection, decides once per request (when its head is in) what
 //!   answers it, and moves bytes between sockets and the protocol layer.
 //!   The program acts on connections through [`Server`], [`WsHandle`],
-//!   [`SseHandle`], [`StreamHandle`] and the cross-thread [`Sender`].
+//!   [`SseHandle`], [`StreamHandle`], [`GroupHandle`] and the cross-thread
+//!   [`Sender`].
 #![warn(missing_docs)]
 // Three reviewed exceptions, each with a SAFETY note, all in `proto::ws`.
 #![deny(unsafe_code)]
@@ -220,6 +235,7 @@ pub mod escape;
 pub mod files;
 pub mod form;
 pub mod forwarded;
+pub mod group;
 pub mod headers;
 pub mod method;
 pub mod mime;
@@ -252,7 +268,7 @@ pub use request::{ConnId, Request, RouteParams};
 pub use response::Response;
 pub use router::RouteError;
 pub use server::{
-    Activity, BodySink, Handler, Route, Sender, Server, ServerConfig, ServerStats, SseHandle,
-    StreamHandle, WsHandle,
+    Activity, BodySink, GroupHandle, Handler, Route, Sender, Server, ServerConfig, ServerStats,
+    SseHandle, StreamHandle, WsHandle,
 };
 pub use status::StatusCode;

@@ -29,6 +29,7 @@
 
 use std::sync::Mutex;
 
+use crate::group::{GroupId, Member};
 use crate::sse::{SseError, SseEvent, SseId};
 use crate::stream::StreamId;
 use crate::ws::{CloseCode, Message, WsId};
@@ -64,6 +65,12 @@ pub(crate) enum Command {
     EndStream(SseId),
     Chunk(StreamId, Vec<u8>),
     EndChunked(StreamId),
+    Join(GroupId, Member),
+    Leave(GroupId, Member),
+    GroupSend(GroupId, Message),
+    /// An encoded event for a group's event streams.
+    GroupEvent(GroupId, Vec<u8>),
+    GroupChunk(GroupId, Vec<u8>),
 }
 
 impl Outbox {
@@ -92,7 +99,8 @@ impl Outbox {
     }
 
     /// Sends one text message to every WebSocket in `ids` (one copy of the
-    /// text is queued, whatever the number of ids).
+    /// text is queued, whatever the number of ids, and the server encodes it
+    /// once, as [`Server::broadcast_text`](crate::Server::broadcast_text)).
     pub fn broadcast_text(&self, ids: &[WsId], text: &str) {
         self.push(Command::Send(ids.to_vec(), Message::Text(text.to_owned())));
     }
@@ -137,5 +145,57 @@ impl Outbox {
     /// Ends the kept stream `id` after what was sent on it.
     pub fn end_chunked(&self, id: StreamId) {
         self.push(Command::EndChunked(id));
+    }
+
+    /// Adds `member` to `group` (see [`GroupHandle::join`](crate::GroupHandle::join)).
+    /// A handler that accepts a WebSocket or a stream can join it at once:
+    /// the server carries this out after the response, when the member is
+    /// open.
+    ///
+    /// ```
+    /// use pollserve::{group::GroupId, Method, Server};
+    /// struct App { chat: GroupId }
+    /// let mut server = Server::<App>::new();
+    /// let chat = server.new_group();
+    /// server.route("/chat", Method::GET, |req, app: &mut App| {
+    ///     let (response, ws) = req.accept_websocket()?;
+    ///     req.outbox().join(app.chat, ws);
+    ///     req.outbox().group_text(app.chat, "someone joined");
+    ///     Ok(response)
+    /// })?;
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    pub fn join(&self, group: GroupId, member: impl Into<Member>) {
+        self.push(Command::Join(group, member.into()));
+    }
+
+    /// Takes `member` out of `group`.
+    pub fn leave(&self, group: GroupId, member: impl Into<Member>) {
+        self.push(Command::Leave(group, member.into()));
+    }
+
+    /// Sends one text message to every WebSocket member of `group`
+    /// ([`GroupHandle::broadcast_text`](crate::GroupHandle::broadcast_text)).
+    pub fn group_text(&self, group: GroupId, text: &str) {
+        self.push(Command::GroupSend(group, Message::Text(text.to_owned())));
+    }
+
+    /// Sends one binary message to every WebSocket member of `group`.
+    pub fn group_binary(&self, group: GroupId, data: &[u8]) {
+        self.push(Command::GroupSend(group, Message::Binary(data.to_vec())));
+    }
+
+    /// Sends `event` to every event-stream member of `group`, encoded now:
+    /// an event that cannot be encoded is an `Err` and nothing is queued.
+    pub fn group_event(&self, group: GroupId, event: &SseEvent<'_>) -> Result<(), SseError> {
+        let mut bytes = Vec::new();
+        event.encode(&mut bytes)?;
+        self.push(Command::GroupEvent(group, bytes));
+        Ok(())
+    }
+
+    /// Sends `data` as one chunk to every kept-stream member of `group`.
+    pub fn group_chunk(&self, group: GroupId, data: &[u8]) {
+        self.push(Command::GroupChunk(group, data.to_vec()));
     }
 }

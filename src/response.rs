@@ -43,7 +43,7 @@ pub(crate) enum Body {
     /// Sent with chunked transfer coding, one chunk per item.
     Stream(Box<dyn Iterator<Item = Vec<u8>>>),
     /// A `101` that switches the connection to WebSocket.
-    Upgrade(Box<crate::ws::WsOptions>),
+    Upgrade(Box<crate::ws::Upgrade>),
     /// An event stream the program writes to later (close-delimited).
     Sse(Box<crate::sse::SseOptions>),
     /// A byte stream the program pushes chunks to later.

@@ -26,6 +26,13 @@
 //! }
 //! # Ok::<(), pollserve::Error>(())
 //! ```
+//!
+//! [`Server::broadcast_event`](crate::Server::broadcast_event) encodes the
+//! event once and queues the same bytes on every stream (one copy in
+//! memory, however many clients); a [`group`](crate::group) keeps the list
+//! of streams for the program, dropping the ones that ended. A client too
+//! slow for [`SseOptions::max_send_buffer`] loses its stream; the others go
+//! on.
 
 use std::time::Duration;
 

@@ -35,13 +35,25 @@
 //! each message: [`Server::ws_ready`](crate::Server::ws_ready) lists the
 //! sockets that received something in the last poll, and
 //! [`WsHandle::receive_into`](crate::WsHandle::receive_into) reuses one message buffer (see its example).
+//!
+//! To send one message to many sockets, use
+//! [`Server::broadcast_text`](crate::Server::broadcast_text) (or a
+//! [`group`](crate::group), which the server keeps free of closed sockets)
+//! rather than a loop of sends: the frame is encoded once and every socket
+//! queues a small reference to the same bytes, so a broadcast costs one
+//! copy of the message in memory, not one per client. Each socket keeps
+//! its own send bound ([`WsOptions::max_send_buffer`]); a client too slow
+//! for it is dropped without holding up the others.
 
 use crate::error::HttpError;
+use crate::proto::extensions::negotiate;
 use crate::proto::ws::{accept_key, is_valid_client_key, ProtocolError, SendError};
 use crate::request::{ConnId, Request};
 use crate::response::{Body, Response};
 use crate::status::StatusCode;
 
+pub use crate::proto::deflate::DeflateParams;
+pub use crate::proto::extensions::DeflateOptions;
 pub use crate::proto::ws::{CloseCode, Message, WsConfig};
 
 /// Identifies one accepted WebSocket. Small and `Copy`: keep it in your
@@ -150,6 +162,18 @@ pub struct WsOptions {
     /// (TCP flow control slows the peer), so a program that falls behind never
     /// makes memory grow without bound. Default 4 MiB.
     pub max_receive_buffer: usize,
+    /// permessage-deflate (RFC 7692): `Some` accepts a client's offer to
+    /// compress messages, with these server preferences; `None` (the
+    /// default) declines it. Browsers offer it on every WebSocket. Needs the
+    /// crate feature `deflate` (on by default); without it offers are
+    /// declined. [`WsHandle::deflate`](crate::WsHandle::deflate) tells what
+    /// a connection negotiated.
+    ///
+    /// The message size limit ([`WsConfig::max_message_size`]) applies to
+    /// the *inflated* size and is enforced while inflating, so a small
+    /// compressed message that would inflate past it is closed with 1009
+    /// after at most the limit was produced.
+    pub deflate: Option<DeflateOptions>,
 }
 
 /// The server's deadlines for peers: a keepalive ping after 30 s without a
@@ -171,6 +195,7 @@ impl Default for WsOptions {
             protocol: with_keepalive(WsConfig::default()),
             max_send_buffer: 8 << 20,
             max_receive_buffer: 4 << 20,
+            deflate: None,
         }
     }
 }
@@ -184,8 +209,17 @@ impl WsOptions {
             protocol: with_keepalive(WsConfig::embedded()),
             max_send_buffer: 64 << 10,
             max_receive_buffer: 16 << 10,
+            deflate: None,
         }
     }
+}
+
+/// What a `101` response carries to the connection: the endpoint's options
+/// and the negotiated permessage-deflate parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct Upgrade {
+    pub options: WsOptions,
+    pub deflate: Option<DeflateParams>,
 }
 
 type OriginCheck<'a> = Box<dyn Fn(Option<&str>) -> bool + 'a>;
@@ -230,10 +264,16 @@ impl<'r> WsAccept<'r> {
     /// Validates the handshake (RFC 6455 §4.2.1) and returns the `101`
     /// response to return from the handler, plus the id to keep.
     ///
+    /// With [`WsOptions::deflate`] set, the client's permessage-deflate
+    /// offers are negotiated (the first one the server can honour is
+    /// accepted; see [`DeflateOptions`]) and the response carries the
+    /// agreed `Sec-WebSocket-Extensions`.
+    ///
     /// Errors: `400` for a request that is not a valid upgrade (wrong method or
     /// version, missing `Upgrade: websocket` or `Connection: upgrade`, bad
-    /// key), `426` with `Sec-WebSocket-Version: 13` for another protocol
-    /// version, `403` when the origin check fails.
+    /// key, a `Sec-WebSocket-Extensions` header that breaks its grammar), `426` with `Sec-WebSocket-Version: 13` for another protocol
+    /// version, `403` when the origin check fails, `500` for
+    /// [`DeflateOptions`] out of range (a program error).
     pub fn accept(self) -> Result<(Response, WsId), HttpError> {
         let req = self.req;
         let h = req.headers();
@@ -283,7 +323,30 @@ impl<'r> WsAccept<'r> {
         if let Some(p) = self.protocols.iter().find(|p| offered.contains(p)) {
             response.set_header("Sec-WebSocket-Protocol", p);
         }
-        response.body = Body::Upgrade(Box::new(self.options));
+        let deflate = match &self.options.deflate {
+            Some(prefs) if cfg!(feature = "deflate") => {
+                prefs.validate().map_err(|e| {
+                    HttpError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("invalid WsOptions::deflate: {e}"),
+                    )
+                })?;
+                let offers = h.get_all("Sec-WebSocket-Extensions");
+                match negotiate(offers, prefs) {
+                    Ok(Some(n)) => {
+                        response.set_header("Sec-WebSocket-Extensions", &n.response);
+                        Some(n.params)
+                    }
+                    Ok(None) => None,
+                    Err(e) => return Err(HttpError::bad_request(e.to_string())),
+                }
+            }
+            _ => None,
+        };
+        response.body = Body::Upgrade(Box::new(Upgrade {
+            options: self.options,
+            deflate,
+        }));
         Ok((response, WsId(req.conn)))
     }
 }

@@ -4,6 +4,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use pollserve::proto::deflate::DeflateParams;
 use pollserve::proto::http::{parse_request_head, HttpLimits, RequestHead};
 use pollserve::proto::ws::{apply_mask, Role, WsConfig, WsSession};
 use pollserve::router::Router;
@@ -110,6 +111,87 @@ fn ws_feed(c: &mut Criterion) {
     g.finish();
 }
 
+/// A telemetry-like JSON message of about 1 KiB.
+fn json_1k() -> String {
+    let mut s = String::from("{\"device\":\"greenhouse-3\",\"readings\":[");
+    let mut i = 0u32;
+    while s.len() < 960 {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{{\"t\":{},\"temperature\":{}.{},\"humidity\":{}}}",
+            1_714_564_800 + i * 10,
+            20 + i % 3,
+            i * 7 % 10,
+            45 + i % 5
+        ));
+        i += 1;
+    }
+    s.push_str("],\"status\":\"ok\"}");
+    s
+}
+
+/// permessage-deflate: inflating and compressing a 1 KiB JSON message.
+fn ws_deflate(c: &mut Criterion) {
+    let json = json_1k();
+    let mut g = c.benchmark_group("ws_deflate");
+    let no_takeover = DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        ..DeflateParams::default()
+    };
+    // 100 compressed client messages. Without context takeover each frame
+    // inflates on its own, so the same bytes can be fed again and again.
+    let mut client = WsSession::new(Role::Client, WsConfig::default());
+    client.enable_deflate(no_takeover, 6, 0);
+    let mut frames = Vec::new();
+    for _ in 0..100 {
+        client.send_text(&json, &mut frames).expect("send");
+    }
+    let plain = client_frames(json.as_bytes(), 100, true);
+    g.throughput(Throughput::Bytes(json.len() as u64 * 100));
+    for (name, input, deflate) in [
+        ("feed_json_1KiB_x100_deflate", &frames, true),
+        ("feed_json_1KiB_x100_plain", &plain, false),
+    ] {
+        let mut server = WsSession::new(Role::Server, WsConfig::default());
+        if deflate {
+            server.enable_deflate(no_takeover, 6, 0);
+        }
+        let mut out = Vec::new();
+        assert_eq!(feed_all(&mut server, &mut input.clone(), &mut out), 100);
+        g.bench_function(name, |b| {
+            b.iter_batched_ref(
+                || input.clone(),
+                |input| feed_all(&mut server, input, &mut out),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.throughput(Throughput::Bytes(json.len() as u64));
+    // With takeover the same message again compresses against the last one
+    // (long matches, fast); without, every message starts cold and the
+    // compressor is reset (zlib-rs clears its 128 KiB hash table).
+    for (name, params, level) in [
+        ("send_json_1KiB_no_takeover", no_takeover, 6),
+        ("send_json_1KiB_no_takeover_level1", no_takeover, 1),
+        ("send_json_1KiB_takeover", DeflateParams::default(), 6),
+    ] {
+        let mut server = WsSession::new(Role::Server, WsConfig::default());
+        server.enable_deflate(params, level, 0);
+        let mut out = Vec::with_capacity(4096);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                server.send_text(black_box(&json), &mut out).expect("send");
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
 fn mask(c: &mut Criterion) {
     let mut g = c.benchmark_group("mask");
     for size in [16384usize, 1 << 20] {
@@ -205,5 +287,5 @@ fn router(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ws_feed, mask, utf8, http, router);
+criterion_group!(benches, ws_feed, ws_deflate, mask, utf8, http, router);
 criterion_main!(benches);

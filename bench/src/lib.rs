@@ -15,11 +15,17 @@ pub struct PeerArgs {
 
 /// Parses `PORT [st|mt] [--tls CERT KEY]`; exits with `usage` when malformed.
 pub fn peer_args(usage: &str) -> PeerArgs {
+    peer_args_from(usage, std::env::args().skip(1))
+}
+
+/// [`peer_args`] over `args` (the command line without the program name),
+/// for a server that takes its own flags out first.
+pub fn peer_args_from(usage: &str, args: impl Iterator<Item = String>) -> PeerArgs {
     let bad = |why: String| -> ! {
         eprintln!("{why}; usage: {usage}");
         std::process::exit(2)
     };
-    let mut args = std::env::args().skip(1).peekable();
+    let mut args = args.peekable();
     let port = args
         .next()
         .and_then(|p| p.parse().ok())

@@ -5,8 +5,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use pollserve::sse::{SseEvent, SseId};
-use pollserve::ws::{Message, WsId, WsOptions};
+use pollserve::group::GroupId;
+use pollserve::sse::SseEvent;
+use pollserve::ws::{DeflateOptions, Message, WsId, WsOptions};
 use pollserve::{Error, HttpError, Method, Request, Response, Server, ServerConfig};
 
 const PAGE: &str = include_str!("demo.html");
@@ -32,6 +33,16 @@ pub struct DemoArgs {
     /// Longest pause between fragments of a message on /ws/echo, in seconds.
     #[arg(long, default_value_t = 30.0)]
     ws_fragment_timeout: f64,
+    /// Do not offer permessage-deflate compression on /ws/echo and /ws/chat
+    /// (on by default: browsers ask for it on every WebSocket).
+    #[arg(long)]
+    no_deflate: bool,
+    /// With compression: both sides keep their compression context between
+    /// messages (better ratio on similar messages; a compressor of a few
+    /// hundred KiB and an inflate window per socket) instead of resetting
+    /// it after each one.
+    #[arg(long, conflicts_with = "no_deflate")]
+    deflate_context_takeover: bool,
     /// No access log.
     #[arg(short, long)]
     quiet: bool,
@@ -81,9 +92,17 @@ impl Uploads {
 
 struct Demo {
     echo_options: WsOptions,
+    deflate: Option<DeflateOptions>,
     echo: Vec<WsId>,
-    chat: Vec<WsId>,
-    events: Vec<SseId>,
+    /// The chat's WebSockets, joined when accepted; closed ones leave by
+    /// themselves.
+    chat: GroupId,
+    /// The dashboards' event streams, likewise.
+    events: GroupId,
+    /// Members of `chat` and `events` after the last poll, for the status
+    /// (handlers have the state, not the server).
+    chat_members: usize,
+    event_streams: usize,
     uploads: Uploads,
     requests: u64,
     color: String,
@@ -103,6 +122,12 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     // Echo replies must fit whatever the endpoint accepts.
     echo_options.max_send_buffer = echo_options.max_send_buffer.max(2 * args.ws_max_message);
     echo_options.max_receive_buffer = echo_options.max_receive_buffer.max(args.ws_max_message);
+    let deflate = (!args.no_deflate).then(|| DeflateOptions {
+        server_no_context_takeover: !args.deflate_context_takeover,
+        client_no_context_takeover: !args.deflate_context_takeover,
+        ..DeflateOptions::default()
+    });
+    echo_options.deflate = deflate;
 
     let mut server = Server::<Demo>::with_config(ServerConfig::default().max_body_size(32 << 20));
     server.route("/", Method::GET, |_, _| {
@@ -123,8 +148,9 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         options.protocol.max_message_size = CHAT_MAX_MESSAGE;
         options.max_receive_buffer = 16 * CHAT_MAX_MESSAGE;
         options.max_send_buffer = 64 * CHAT_MAX_MESSAGE;
+        options.deflate = app.deflate;
         let (response, id) = req.websocket().options(options).accept()?;
-        app.chat.push(id);
+        req.outbox().join(app.chat, id);
         Ok(response)
     })?;
     server.route("/api/status", Method::GET, |_, app: &mut Demo| {
@@ -132,7 +158,7 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     })?;
     server.route("/events", Method::GET, |req, app: &mut Demo| {
         let (response, id) = req.accept_sse()?;
-        app.events.push(id);
+        req.outbox().join(app.events, id);
         Ok(response)
     })?;
     server.route("/upload", Method::POST, |req, app: &mut Demo| {
@@ -165,10 +191,13 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
     ));
     let mut app = Demo {
         echo_options,
+        deflate,
         echo: Vec::new(),
-        chat: Vec::new(),
+        chat: server.new_group(),
+        events: server.new_group(),
+        chat_members: 0,
+        event_streams: 0,
         color: "#3366ff".into(),
-        events: Vec::new(),
         uploads: Uploads::default(),
         requests: 0,
         started: Instant::now(),
@@ -189,7 +218,9 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
             tick += 1;
             let data = status(&app).to_string();
             let id = tick.to_string();
-            server.broadcast_event(&app.events, &SseEvent::new(&data).event("stats").id(&id));
+            server
+                .group(app.events)
+                .broadcast_event(&SseEvent::new(&data).event("stats").id(&id));
         }
         for &id in &app.echo {
             while let Some(message) = server.ws(id).receive() {
@@ -198,7 +229,10 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
             }
         }
         let mut said = Vec::new();
-        for &id in &app.chat {
+        for id in server.ws_ready().to_vec() {
+            if !server.group(app.chat).contains(id) {
+                continue;
+            }
             while let Some(message) = server.ws(id).receive() {
                 if let Message::Text(text) = message {
                     app.messages += 1;
@@ -208,17 +242,19 @@ pub fn run(args: DemoArgs) -> Result<(), Error> {
         }
         for text in said {
             let line = serde_json::json!({ "type": "chat", "text": text }).to_string();
-            server.broadcast_text(&app.chat, &line);
+            server.group(app.chat).broadcast_text(&line);
         }
         if app.color_changed {
             app.color_changed = false;
             let line = serde_json::json!({ "type": "color", "color": app.color }).to_string();
-            server.broadcast_text(&app.chat, &line);
-            server.broadcast_event(&app.events, &SseEvent::new(&app.color).event("color"));
+            server.group(app.chat).broadcast_text(&line);
+            server
+                .group(app.events)
+                .broadcast_event(&SseEvent::new(&app.color).event("color"));
         }
         app.echo.retain(|&id| !server.ws(id).is_closed());
-        app.chat.retain(|&id| !server.ws(id).is_closed());
-        app.events.retain(|&id| !server.sse(id).is_closed());
+        app.chat_members = server.group(app.chat).len();
+        app.event_streams = server.group(app.events).len();
     }
     crate::shut_down(&mut server, &mut app)
 }
@@ -227,8 +263,8 @@ fn status(app: &Demo) -> serde_json::Value {
     serde_json::json!({
         "uptime_s": app.started.elapsed().as_secs(),
         "requests": app.requests,
-        "websockets": { "echo": app.echo.len(), "chat": app.chat.len() },
-        "event_streams": app.events.len(),
+        "websockets": { "echo": app.echo.len(), "chat": app.chat_members },
+        "event_streams": app.event_streams,
         "messages": app.messages,
         "color": app.color,
         "uploads": app.uploads.to_json(),

@@ -831,22 +831,32 @@ pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = data.len();
+    let mut head = [0u8; CHUNK_HEAD_MAX];
+    let head = chunk_head(data.len(), &mut head);
+    out.reserve(chunk_size(data.len()));
+    out.extend_from_slice(head);
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Longest size line of a chunk: 16 hex digits and CRLF.
+pub(crate) const CHUNK_HEAD_MAX: usize = 18;
+
+/// The size line of a chunk of `len` bytes (hex, CRLF), written into `buf`:
+/// what [`write_chunk`] puts before the data (which CRLF follows).
+pub(crate) fn chunk_head(len: usize, buf: &mut [u8; CHUNK_HEAD_MAX]) -> &[u8] {
+    let mut i = CHUNK_HEAD_MAX - 2;
+    buf[i..].copy_from_slice(b"\r\n");
+    let mut n = len;
     loop {
         i -= 1;
-        digits[i] = b"0123456789abcdef"[n & 0xf];
+        buf[i] = b"0123456789abcdef"[n & 0xf];
         n >>= 4;
         if n == 0 {
             break;
         }
     }
-    out.reserve(chunk_size(data.len()));
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
+    &buf[i..]
 }
 
 /// Appends `n` in decimal. Hand-written: `core::fmt` measured slower than the

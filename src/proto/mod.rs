@@ -5,6 +5,7 @@
 //! This is the layer the fuzz targets and the byte-level tests exercise.
 
 pub mod deflate;
+pub mod extensions;
 pub mod http;
 pub mod sse;
 pub mod ws;

@@ -41,6 +41,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
+use crate::proto::deflate::Compressor;
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{deflate_bound, DeflateParams, InflateError, Inflater, DEFLATE_TAIL};
+
 /// The GUID appended to `Sec-WebSocket-Key` before hashing (RFC 6455 §1.3).
 pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -389,13 +393,22 @@ pub enum ProtocolError {
     /// A message arrived slower than [`WsConfig::min_message_rate`].
     #[error("message arriving too slowly")]
     MessageTooSlow,
+    /// permessage-deflate: RSV1 ("compressed") on a continuation or a
+    /// control frame; only a message's first frame may carry it.
+    #[error("compressed bit on a continuation or control frame")]
+    MisplacedCompressionBit,
+    /// permessage-deflate: a compressed message is not valid deflate data.
+    #[error("compressed message is not valid deflate data")]
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code sent to the peer for this error.
     pub const fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
             ProtocolError::TooManyFragments
             | ProtocolError::FragmentTimeout
@@ -532,19 +545,175 @@ pub fn write_frame_header(
     payload_len: u64,
 ) {
     let b0 = if fin { 0x80 } else { 0 } | opcode.as_u8();
+    let (head, len) = encode_header(b0, mask, payload_len);
+    out.extend_from_slice(head.get(..len).unwrap_or_default());
+}
+
+/// A frame header with first byte `b0` (FIN, RSV, opcode) and the shortest
+/// length encoding: the bytes and how many of them are used.
+fn encode_header(b0: u8, mask: Option<[u8; 4]>, payload_len: u64) -> ([u8; MAX_HEADER_LEN], usize) {
+    let mut h = [0u8; MAX_HEADER_LEN];
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    out.push(b0);
+    h[0] = b0;
+    let mut n = 2;
     if payload_len <= MAX_CONTROL_PAYLOAD as u64 {
-        out.push(mask_bit | payload_len as u8);
+        h[1] = mask_bit | payload_len as u8;
     } else if let Ok(len) = u16::try_from(payload_len) {
-        out.push(mask_bit | 126);
-        out.extend_from_slice(&len.to_be_bytes());
+        h[1] = mask_bit | 126;
+        h[2..4].copy_from_slice(&len.to_be_bytes());
+        n = 4;
     } else {
-        out.push(mask_bit | 127);
-        out.extend_from_slice(&payload_len.to_be_bytes());
+        h[1] = mask_bit | 127;
+        h[2..10].copy_from_slice(&payload_len.to_be_bytes());
+        n = 10;
     }
     if let Some(m) = mask {
-        out.extend_from_slice(&m);
+        h[n..n + 4].copy_from_slice(&m);
+        n += 4;
+    }
+    (h, n)
+}
+
+/// Length of the header [`encode_header`] writes for a payload of `len`.
+#[cfg(feature = "deflate")]
+fn header_size(len: usize, masked: bool) -> usize {
+    let ext = if len <= MAX_CONTROL_PAYLOAD {
+        0
+    } else if len <= usize::from(u16::MAX) {
+        2
+    } else {
+        8
+    };
+    2 + ext + if masked { 4 } else { 0 }
+}
+
+/// A data message as frames of at most `max` payload bytes (`max` ≥ 1),
+/// each with the mask `mask` gives (masked in `out`: one copy). An empty
+/// message is one empty frame.
+fn write_plain_message(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    data: &[u8],
+    max: usize,
+    mut mask: impl FnMut() -> Option<[u8; 4]>,
+) {
+    if data.is_empty() {
+        write_frame(out, true, opcode, &[], mask());
+        return;
+    }
+    out.reserve(
+        data.len()
+            .saturating_add(data.len().div_ceil(max).saturating_mul(MAX_HEADER_LEN)),
+    );
+    let mut chunks = data.chunks(max).peekable();
+    let mut op = opcode;
+    while let Some(chunk) = chunks.next() {
+        write_frame(out, chunks.peek().is_none(), op, chunk, mask());
+        op = Opcode::Continuation;
+    }
+}
+
+/// Compresses `data` as one permessage-deflate message into `out`, after a
+/// gap left for the first frame's header (RFC 7692 §7.2.1: sync flush, the
+/// `00 00 ff ff` tail stripped). Returns the gap and the compressed length,
+/// or `None` (with `out` as it was) if the compressor failed, which leaves
+/// it to be reset.
+///
+/// The gap is the header size of the frame the deflate bound predicts, so
+/// a message that fits one frame is usually compressed where it stays.
+#[cfg(feature = "deflate")]
+fn compress_after_gap(
+    c: &mut Compressor,
+    data: &[u8],
+    max: usize,
+    masked: bool,
+    out: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    let start = out.len();
+    let bound = deflate_bound(data.len());
+    let gap = header_size(bound.min(max), masked);
+    // All the frames' headers too, so framing needs no reallocation.
+    let headers = bound.div_ceil(max).max(1).saturating_mul(MAX_HEADER_LEN);
+    out.reserve(bound.saturating_add(headers));
+    out.resize(start + gap, 0);
+    let ok = c.compress_sync(data, out);
+    let clen = out.len() - start - gap;
+    if !ok || clen < DEFLATE_TAIL.len() || !out.ends_with(&DEFLATE_TAIL) {
+        out.truncate(start);
+        return None;
+    }
+    let clen = clen - DEFLATE_TAIL.len();
+    out.truncate(start + gap + clen);
+    Some((gap, clen))
+}
+
+/// Frames compressed bytes `out[start + gap..]` (`clen` of them, as
+/// [`compress_after_gap`] left them) in place: frames of at most `max`
+/// bytes, RSV1 on the first only (RFC 7692 §6.1), each header with the
+/// shortest length encoding and the mask `mask` gives when `masked`.
+///
+/// The chunks move at most once (`copy_within`): one frame whose header is
+/// the size of the gap does not move at all; otherwise the bytes after
+/// the first frame shift right to make room for the later headers.
+#[cfg(feature = "deflate")]
+#[allow(clippy::too_many_arguments)]
+fn frame_compressed(
+    out: &mut Vec<u8>,
+    start: usize,
+    gap: usize,
+    clen: usize,
+    opcode: Opcode,
+    max: usize,
+    masked: bool,
+    mut mask: impl FnMut() -> Option<[u8; 4]>,
+) {
+    let n = clen.div_ceil(max).max(1);
+    let last_len = clen - (n - 1) * max;
+    let full_h = header_size(max, masked);
+    let last_h = header_size(last_len, masked);
+    let len_of = |i: usize| if i + 1 == n { last_len } else { max };
+    // Where chunk `i`'s payload starts once framed, and where it is now.
+    // Every frame before `i` is full (`max` bytes, `full_h` of header).
+    let dest = |i: usize| start + i * (full_h + max) + header_size(len_of(i), masked);
+    let src = |i: usize| start + gap + i * max;
+    let end = start + (n - 1) * (full_h + max) + last_h + last_len;
+    if end > out.len() {
+        out.resize(end, 0);
+    }
+    // Shifts grow with `i`: chunks moving left go first, in order; chunks
+    // moving right go last-first, so none overwrites one not yet moved.
+    for i in 0..n {
+        let (d, s) = (dest(i), src(i));
+        if d >= s {
+            break;
+        }
+        out.copy_within(s..s + len_of(i), d);
+    }
+    for i in (0..n).rev() {
+        let (d, s) = (dest(i), src(i));
+        if d <= s {
+            break;
+        }
+        out.copy_within(s..s + len_of(i), d);
+    }
+    out.truncate(end);
+    for i in 0..n {
+        let fin = if i + 1 == n { 0x80 } else { 0 };
+        let b0 = if i == 0 {
+            fin | 0x40 | opcode.as_u8()
+        } else {
+            fin
+        };
+        let m = if masked { mask() } else { None };
+        let len = len_of(i);
+        let (head, hlen) = encode_header(b0, m, len as u64);
+        let d = dest(i);
+        if let (Some(dst), Some(src)) = (out.get_mut(d - hlen..d), head.get(..hlen)) {
+            dst.copy_from_slice(src);
+        }
+        if let (Some(m), Some(payload)) = (m, out.get_mut(d..d + len)) {
+            apply_mask(payload, m, 0);
+        }
     }
 }
 
@@ -663,6 +832,61 @@ struct Frame {
     phase: usize,
 }
 
+/// permessage-deflate state of a session (boxed: sessions without it pay
+/// one pointer).
+#[cfg(feature = "deflate")]
+struct DeflateState {
+    params: DeflateParams,
+    level: u32,
+    /// Messages shorter than this go uncompressed (empty ones always do).
+    min_size: usize,
+    /// Window bits we compress with, and whether we reset after every
+    /// message (no context takeover in our direction).
+    tx_bits: u8,
+    tx_reset: bool,
+    /// Whether the peer resets after every message (so do we, and our
+    /// inflater may be lent out between messages).
+    rx_reset: bool,
+    /// Created when first needed, or lent by the driver.
+    compressor: Option<Compressor>,
+    inflater: Option<Inflater>,
+    /// The inflater holds part of the message being received.
+    rx_busy: bool,
+}
+
+#[cfg(feature = "deflate")]
+impl DeflateState {
+    /// Whether a `len`-byte message is sent compressed. Empty messages
+    /// never are: an empty uncompressed frame is 2 bytes where a compressed
+    /// one is 3 (RFC 7692 §7.2.3.6), and every receiver accepts it.
+    fn compresses(&self, len: usize) -> bool {
+        len > 0 && len >= self.min_size
+    }
+}
+
+/// What the frame bytes of a data message depend on when a session sends
+/// it, beyond its payload and type: sessions with equal encodings send
+/// identical bytes for it, so a broadcast can encode (and compress) a
+/// message once per encoding with [`WsSession::encode_shared`]. From
+/// [`WsSession::shared_encoding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SharedEncoding(EncodingKind);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum EncodingKind {
+    /// One unmasked, uncompressed frame.
+    Plain,
+    /// Compressed from a fresh context (no context takeover) and framed
+    /// in frames of at most `max_frame` bytes.
+    #[cfg(feature = "deflate")]
+    Compressed {
+        level: u32,
+        /// Effective window bits (8 runs as 9: the same bytes).
+        bits: u8,
+        max_frame: usize,
+    },
+}
+
 /// One endpoint's complete WebSocket protocol state. See the module docs
 /// for how to drive it.
 pub struct WsSession {
@@ -670,9 +894,16 @@ pub struct WsSession {
     config: WsConfig,
     state: State,
     /// RSV bits (as in the first header byte, mask 0x70) that negotiated
-    /// extensions allow. Always 0 for now; permessage-deflate would set 0x40
-    /// and inflate frames that carry it.
+    /// extensions allow: 0x40 (RSV1) once permessage-deflate is enabled.
     rsv_allowed: u8,
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<DeflateState>>,
+    /// The message being received is compressed (its first frame had RSV1).
+    #[cfg(feature = "deflate")]
+    msg_compressed: bool,
+    /// Compressed payload bytes of that message so far.
+    #[cfg(feature = "deflate")]
+    msg_wire: u64,
     // Frame decoding.
     hdr: [u8; MAX_HEADER_LEN],
     hdr_len: usize,
@@ -707,6 +938,7 @@ impl fmt::Debug for WsSession {
             .field("state", &self.state)
             .field("message_len", &self.msg.len())
             .field("message_frames", &self.msg_frames)
+            .field("deflate", &self.deflate_params())
             .finish_non_exhaustive()
     }
 }
@@ -720,6 +952,12 @@ impl WsSession {
             config,
             state: State::Open,
             rsv_allowed: 0,
+            #[cfg(feature = "deflate")]
+            deflate: None,
+            #[cfg(feature = "deflate")]
+            msg_compressed: false,
+            #[cfg(feature = "deflate")]
+            msg_wire: 0,
             hdr: [0; MAX_HEADER_LEN],
             hdr_len: 0,
             frame: None,
@@ -766,6 +1004,125 @@ impl WsSession {
     /// assembled, so an idle session holds none.
     pub fn take_idle_buffer(&mut self) -> Option<Vec<u8>> {
         (self.msg.capacity() > 0 && self.msg_kind.is_none()).then(|| std::mem::take(&mut self.msg))
+    }
+
+    /// Turns permessage-deflate (RFC 7692) on with the parameters the
+    /// handshake agreed on; call it right after the handshake, before the
+    /// first [`feed`](Self::feed) or send.
+    ///
+    /// Frames with RSV1 then carry compressed messages. The role picks the
+    /// direction: a server compresses with the `server_*` parameters and
+    /// inflates with the `client_*` ones, a client the reverse. We compress
+    /// at `level` (0–9) every message of at least `min_size` bytes (never an
+    /// empty one), with the negotiated window, and reset our context after
+    /// every message when ours is `*_no_context_takeover`.
+    ///
+    /// Receiving, [`WsConfig::max_message_size`] limits the *inflated*
+    /// size, enforced while inflating (a decompression bomb fails with
+    /// 1009 after at most the limit was produced); invalid deflate data
+    /// fails with 1007; UTF-8 of compressed text is checked as it inflates.
+    ///
+    /// Codecs are made when first needed; see
+    /// [`offer_compressor`](Self::offer_compressor) and
+    /// [`offer_inflater`](Self::offer_inflater) to lend pooled ones.
+    #[cfg(feature = "deflate")]
+    pub fn enable_deflate(&mut self, params: DeflateParams, level: u32, min_size: usize) {
+        let (tx_bits, tx_reset, rx_reset) = match self.role {
+            Role::Server => (
+                params.server_max_window_bits,
+                params.server_no_context_takeover,
+                params.client_no_context_takeover,
+            ),
+            Role::Client => (
+                params.client_max_window_bits,
+                params.client_no_context_takeover,
+                params.server_no_context_takeover,
+            ),
+        };
+        self.rsv_allowed |= 0x40;
+        self.deflate = Some(Box::new(DeflateState {
+            params,
+            level: level.min(9),
+            min_size,
+            tx_bits: tx_bits.clamp(8, 15),
+            tx_reset,
+            rx_reset,
+            compressor: None,
+            inflater: None,
+            rx_busy: false,
+        }));
+    }
+
+    /// The permessage-deflate parameters in effect, if enabled.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflate.as_ref().map(|d| d.params)
+        }
+        #[cfg(not(feature = "deflate"))]
+        {
+            None
+        }
+    }
+
+    /// Lends a compressor. Taken (reset first, free if it is clean) only
+    /// when deflate is enabled, the session holds none, and its level and
+    /// window are the ones this session compresses with; otherwise handed
+    /// back.
+    #[cfg(feature = "deflate")]
+    pub fn offer_compressor(&mut self, mut c: Compressor) -> Option<Compressor> {
+        match self.deflate.as_deref_mut() {
+            Some(d) if d.compressor.is_none() && c.fits(d.level, d.tx_bits) => {
+                c.reset();
+                d.compressor = Some(c);
+                None
+            }
+            _ => Some(c),
+        }
+    }
+
+    /// Gives the compressor back when it keeps no context between messages
+    /// (no context takeover in our direction: it is reset after every
+    /// message, so an idle session needs none). Never while context
+    /// takeover is in effect.
+    #[cfg(feature = "deflate")]
+    pub fn take_idle_compressor(&mut self) -> Option<Compressor> {
+        let d = self.deflate.as_deref_mut()?;
+        if d.tx_reset {
+            d.compressor.take()
+        } else {
+            None
+        }
+    }
+
+    /// Lends an inflater. Taken (reset first, free if it is clean) only
+    /// when deflate is enabled and the session holds none; any inflater
+    /// fits (they all run with a 15-bit window, see [`Inflater::new`]).
+    /// Otherwise handed back.
+    #[cfg(feature = "deflate")]
+    pub fn offer_inflater(&mut self, mut i: Inflater) -> Option<Inflater> {
+        match self.deflate.as_deref_mut() {
+            Some(d) if d.inflater.is_none() => {
+                i.reset();
+                d.inflater = Some(i);
+                None
+            }
+            _ => Some(i),
+        }
+    }
+
+    /// Gives the inflater back between messages when the peer keeps no
+    /// context between them (it is reset after every message). Never while
+    /// a compressed message is being inflated, nor when the peer takes over
+    /// context.
+    #[cfg(feature = "deflate")]
+    pub fn take_idle_inflater(&mut self) -> Option<Inflater> {
+        let d = self.deflate.as_deref_mut()?;
+        if d.rx_reset && !d.rx_busy {
+            d.inflater.take()
+        } else {
+            None
+        }
     }
 
     /// Coarse state: open, closing (our close sent) or closed.
@@ -998,6 +1355,11 @@ impl WsSession {
             return Err(ProtocolError::ReservedBits(rsv >> 4));
         }
         let opcode = Opcode::from_u8(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode(b0 & 0x0F))?;
+        if rsv & 0x40 != 0 && (opcode.is_control() || opcode == Opcode::Continuation) {
+            // RFC 7692 §6.1: RSV1 marks a compressed message on its first
+            // frame only.
+            return Err(ProtocolError::MisplacedCompressionBit);
+        }
         let masked = b1 & 0x80 != 0;
         match (self.role, masked) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
@@ -1061,7 +1423,8 @@ impl WsSession {
         if opcode.is_control() {
             self.ctrl_len = 0;
         } else if self.state == State::Open {
-            if let Err(err) = self.start_data_frame(fin, opcode, len, now) {
+            let compressed = h[0] & 0x40 != 0;
+            if let Err(err) = self.start_data_frame(fin, opcode, compressed, len, now) {
                 // Framing is intact: skip this frame's payload, await the
                 // peer's close.
                 event = Some(self.fail(err, true, now, out));
@@ -1078,15 +1441,25 @@ impl WsSession {
     }
 
     /// Bookkeeping and limits for a data frame header (state is Open).
+    /// `compressed`: RSV1, which `check_first_bytes` allowed only on a
+    /// message's first frame of a session with permessage-deflate.
     fn start_data_frame(
         &mut self,
         fin: bool,
         opcode: Opcode,
+        compressed: bool,
         len: u64,
         now: Instant,
     ) -> Result<(), ProtocolError> {
+        #[cfg(not(feature = "deflate"))]
+        let _ = compressed;
         match opcode {
             Opcode::Text | Opcode::Binary => {
+                #[cfg(feature = "deflate")]
+                {
+                    self.msg_compressed = compressed;
+                    self.msg_wire = 0;
+                }
                 self.msg.clear();
                 self.utf8_ok = 0;
                 self.msg_frames = 1;
@@ -1107,13 +1480,35 @@ impl WsSession {
                 }
             }
         }
-        if (self.msg.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
-            return Err(ProtocolError::MessageTooBig);
+        #[cfg(feature = "deflate")]
+        let check_plain = if self.msg_compressed {
+            // The limit applies to the inflated size, checked while
+            // inflating. The compressed bytes are bounded too, so a stream
+            // of empty blocks cannot go on for ever: at most what any zlib
+            // compresses `max_message_size` bytes into, plus a flush per
+            // frame.
+            self.msg_wire = self.msg_wire.saturating_add(len);
+            let frames = self.msg_frames as u64;
+            let cap = (deflate_bound(self.config.max_message_size) as u64)
+                .saturating_add(frames.saturating_mul(8));
+            if self.msg_wire > cap {
+                return Err(ProtocolError::MessageTooBig);
+            }
+            false
+        } else {
+            true
+        };
+        #[cfg(not(feature = "deflate"))]
+        let check_plain = true;
+        if check_plain {
+            if (self.msg.len() as u64).saturating_add(len) > self.config.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooBig);
+            }
+            // One allocation for the frame instead of a doubling chain as
+            // its payload arrives in pieces; capped so an
+            // announced-but-unsent frame reserves little.
+            self.msg.reserve(len.min(1 << 20) as usize);
         }
-        // One allocation for the frame instead of a doubling chain as its
-        // payload arrives in pieces; capped so an announced-but-unsent frame
-        // reserves little.
-        self.msg.reserve(len.min(1 << 20) as usize);
         if !fin || opcode == Opcode::Continuation {
             self.frag_deadline = self.fragment_deadline(now);
         }
@@ -1156,6 +1551,15 @@ impl WsSession {
             if let Some(m) = frame.mask {
                 apply_mask(chunk, m, phase);
             }
+            #[cfg(feature = "deflate")]
+            if self.msg_compressed {
+                if let Err(err) = self.inflate(chunk, false) {
+                    return (n, Some(self.fail(err, true, now, out)));
+                }
+            } else {
+                self.msg.extend_from_slice(chunk);
+            }
+            #[cfg(not(feature = "deflate"))]
             self.msg.extend_from_slice(chunk);
             if self.msg_kind == Some(MsgKind::Text) {
                 if let Err(err) = self.check_utf8() {
@@ -1213,6 +1617,12 @@ impl WsSession {
             Opcode::Close => self.on_close_frame(len, now, out),
             Opcode::Text | Opcode::Binary | Opcode::Continuation => {
                 if frame.fin && self.state == State::Open {
+                    #[cfg(feature = "deflate")]
+                    if self.msg_compressed {
+                        if let Err(err) = self.finish_inflating() {
+                            return Some(self.fail(err, true, now, out));
+                        }
+                    }
                     self.complete_message(now, out)
                 } else {
                     None
@@ -1267,7 +1677,59 @@ impl WsSession {
         }
     }
 
+    /// Inflates a piece of the compressed message being received (or the
+    /// tail) into `msg`, making or using the session's inflater.
+    #[cfg(feature = "deflate")]
+    fn inflate(&mut self, input: &[u8], tail: bool) -> Result<(), ProtocolError> {
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return Err(ProtocolError::InvalidCompressedData);
+        };
+        let inflater = d.inflater.get_or_insert_with(|| Inflater::new(15));
+        d.rx_busy = true;
+        inflater
+            .inflate_into(input, &mut self.msg, self.config.max_message_size, tail)
+            .map_err(|e| match e {
+                InflateError::TooBig => ProtocolError::MessageTooBig,
+                InflateError::Invalid => ProtocolError::InvalidCompressedData,
+            })
+    }
+
+    /// The last frame of a compressed message arrived: inflate the tail
+    /// (RFC 7692 §7.2.2), check the UTF-8 it may have completed, and reset
+    /// the inflater when the peer keeps no context.
+    #[cfg(feature = "deflate")]
+    fn finish_inflating(&mut self) -> Result<(), ProtocolError> {
+        self.inflate(&DEFLATE_TAIL, true)?;
+        if self.msg_kind == Some(MsgKind::Text) {
+            self.check_utf8()?;
+        }
+        self.msg_compressed = false;
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.rx_busy = false;
+            if d.rx_reset {
+                if let Some(i) = d.inflater.as_mut() {
+                    i.reset();
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn reset_message(&mut self) {
+        #[cfg(feature = "deflate")]
+        {
+            self.msg_compressed = false;
+            self.msg_wire = 0;
+            if let Some(d) = self.deflate.as_deref_mut() {
+                if std::mem::take(&mut d.rx_busy) {
+                    // A message broke off mid-stream: never leave (or lend)
+                    // an inflater in the middle of one.
+                    if let Some(i) = d.inflater.as_mut() {
+                        i.reset();
+                    }
+                }
+            }
+        }
         self.msg.clear();
         self.msg_kind = None;
         self.msg_frames = 0;
@@ -1337,32 +1799,148 @@ impl WsSession {
         if self.state != State::Open {
             return Err(SendError::Closed);
         }
-        let max = self.config.max_frame_size.max(1);
-        if data.is_empty() {
-            let mask = self.next_mask();
-            write_frame(out, true, opcode, &[], mask);
+        #[cfg(feature = "deflate")]
+        if self.compresses(data.len()) && self.send_compressed(opcode, data, out) {
             return Ok(());
         }
-        out.reserve(
-            data.len()
-                .saturating_add(data.len().div_ceil(max).saturating_mul(MAX_HEADER_LEN)),
-        );
-        let mut chunks = data.chunks(max).peekable();
-        let mut op = opcode;
-        while let Some(chunk) = chunks.next() {
-            let mask = self.next_mask();
-            write_frame(out, chunks.peek().is_none(), op, chunk, mask);
-            op = Opcode::Continuation;
-        }
+        let max = self.config.max_frame_size.max(1);
+        write_plain_message(out, opcode, data, max, || self.next_mask());
         Ok(())
+    }
+
+    /// Whether a `len`-byte message would be sent compressed.
+    #[cfg(feature = "deflate")]
+    fn compresses(&self, len: usize) -> bool {
+        self.deflate.as_ref().is_some_and(|d| d.compresses(len))
+    }
+
+    /// Writes `data` as a compressed message; `false` (nothing written) if
+    /// the compressor failed, and the message goes uncompressed instead.
+    #[cfg(feature = "deflate")]
+    fn send_compressed(&mut self, opcode: Opcode, data: &[u8], out: &mut Vec<u8>) -> bool {
+        let max = self.config.max_frame_size.max(1);
+        let masked = self.role == Role::Client;
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return false;
+        };
+        let (level, bits) = (d.level, d.tx_bits);
+        let c = d
+            .compressor
+            .get_or_insert_with(|| Compressor::new(level, bits));
+        let start = out.len();
+        let layout = compress_after_gap(c, data, max, masked, out);
+        if d.tx_reset || layout.is_none() {
+            // No context takeover, or a failed stream: start afresh. (The
+            // peer's context is unaffected by an uncompressed message.)
+            c.reset();
+        }
+        let Some((gap, clen)) = layout else {
+            return false;
+        };
+        frame_compressed(out, start, gap, clen, opcode, max, masked, || {
+            self.next_mask()
+        });
+        true
     }
 
     /// At most how many bytes a data message with a `len`-byte payload takes
     /// on the wire when this session sends it (its frames' headers
     /// included), so a sender can check a buffer bound before writing.
+    /// For a compressed message: the deflate bound (deflate may expand
+    /// incompressible data slightly) in frames.
     pub fn message_wire_len(&self, len: usize) -> usize {
+        #[cfg(feature = "deflate")]
+        let len = if self.compresses(len) {
+            deflate_bound(len)
+        } else {
+            len
+        };
         let frames = len.div_ceil(self.config.max_frame_size.max(1)).max(1);
         len.saturating_add(frames.saturating_mul(MAX_HEADER_LEN))
+    }
+
+    /// Whether a data message can be sent now: `Err(Closed)` once our close
+    /// frame went out (or the session ended).
+    pub fn can_send(&self) -> Result<(), SendError> {
+        if self.state == State::Open {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
+        }
+    }
+
+    /// How this session would encode a `len`-byte data message, if the
+    /// bytes depend only on that encoding (not on this session's state):
+    /// the server role, and either one uncompressed frame (`len` up to
+    /// [`WsConfig::max_frame_size`]) or a compressed message with no
+    /// context takeover in our direction. `None` otherwise (client masks,
+    /// a compressor that keeps context, an uncompressed message that
+    /// needs several frames).
+    pub fn shared_encoding(&self, len: usize) -> Option<SharedEncoding> {
+        if self.role != Role::Server {
+            return None;
+        }
+        let max = self.config.max_frame_size.max(1);
+        #[cfg(feature = "deflate")]
+        if let Some(d) = self.deflate.as_deref() {
+            if d.compresses(len) {
+                return d
+                    .tx_reset
+                    .then_some(SharedEncoding(EncodingKind::Compressed {
+                        level: d.level,
+                        bits: d.tx_bits.max(9),
+                        max_frame: max,
+                    }));
+            }
+        }
+        (len <= max).then_some(SharedEncoding(EncodingKind::Plain))
+    }
+
+    /// Writes to `out` exactly the bytes [`send_text`](Self::send_text)
+    /// (`text`) or [`send_binary`](Self::send_binary) would write on any
+    /// session whose [`shared_encoding`](Self::shared_encoding) for
+    /// `payload.len()` is `enc`: encode a broadcast once per encoding and
+    /// copy the bytes to each connection. A compressed encoding uses
+    /// `compressor`, making one (into the `Option`) if it is empty or does
+    /// not fit, and leaves it reset.
+    pub fn encode_shared(
+        enc: SharedEncoding,
+        text: bool,
+        payload: &[u8],
+        compressor: &mut Option<Compressor>,
+        out: &mut Vec<u8>,
+    ) {
+        let opcode = if text { Opcode::Text } else { Opcode::Binary };
+        match enc.0 {
+            EncodingKind::Plain => {
+                #[cfg(not(feature = "deflate"))]
+                let _ = compressor;
+                write_frame(out, true, opcode, payload, None);
+            }
+            #[cfg(feature = "deflate")]
+            EncodingKind::Compressed {
+                level,
+                bits,
+                max_frame,
+            } => {
+                if !compressor.as_ref().is_some_and(|c| c.fits(level, bits)) {
+                    *compressor = Some(Compressor::new(level, bits));
+                }
+                let Some(c) = compressor.as_mut() else {
+                    return;
+                };
+                c.reset();
+                let start = out.len();
+                let layout = compress_after_gap(c, payload, max_frame, false, out);
+                c.reset();
+                match layout {
+                    Some((gap, clen)) => {
+                        frame_compressed(out, start, gap, clen, opcode, max_frame, false, || None)
+                    }
+                    None => write_plain_message(out, opcode, payload, max_frame, || None),
+                }
+            }
+        }
     }
 
     /// Writes a text message to `out`, split into frames of at most
@@ -1387,7 +1965,8 @@ impl WsSession {
     /// `Ok(false)`, writing nothing, where that does not apply: the client
     /// role (its payloads must be masked) or a payload longer than
     /// [`WsConfig::max_frame_size`] (which [`send_binary`](Self::send_binary)
-    /// splits). Fails like the `send_*` methods once closing.
+    /// splits), or a message that would be compressed. Fails like the
+    /// `send_*` methods once closing.
     pub fn write_data_header(
         &mut self,
         text: bool,
@@ -1398,6 +1977,10 @@ impl WsSession {
             return Err(SendError::Closed);
         }
         if self.role == Role::Client || len > self.config.max_frame_size.max(1) {
+            return Ok(false);
+        }
+        #[cfg(feature = "deflate")]
+        if self.compresses(len) {
             return Ok(false);
         }
         let opcode = if text { Opcode::Text } else { Opcode::Binary };
@@ -2796,6 +3379,633 @@ mod tests {
         assert_eq!(close_code_of(&out), Some(1001));
         // A closing handshake: the peer may still answer.
         assert_eq!(s.state(), SessionState::Closing);
+    }
+
+    /// permessage-deflate in the session: round trips between the client
+    /// and server roles, RFC 7692's examples, limits and the lending API.
+    #[cfg(feature = "deflate")]
+    mod deflate_session {
+        use super::*;
+        use crate::proto::deflate::{Compressor, DeflateParams, Inflater};
+
+        fn params(sb: u8, cb: u8, snct: bool, cnct: bool) -> DeflateParams {
+            DeflateParams {
+                server_no_context_takeover: snct,
+                client_no_context_takeover: cnct,
+                server_max_window_bits: sb,
+                client_max_window_bits: cb,
+            }
+        }
+
+        fn session(role: Role, p: DeflateParams, config: WsConfig, min_size: usize) -> WsSession {
+            let mut s = WsSession::new(role, config);
+            s.enable_deflate(p, 6, min_size);
+            s
+        }
+
+        /// Sends `msgs` from `from` and feeds the bytes to `to` cut at
+        /// random points; the same messages must come out.
+        fn transfer(from: &mut WsSession, to: &mut WsSession, msgs: &[Message], rng: &mut Rng) {
+            let mut wire = Vec::new();
+            for m in msgs {
+                from.send(m, &mut wire).unwrap();
+            }
+            let n_cuts = rng.below(12);
+            let mut cuts: Vec<usize> = (0..n_cuts).map(|_| rng.below(wire.len() + 1)).collect();
+            cuts.sort_unstable();
+            let (events, _) = drive_split(to, &wire, &cuts, Instant::now());
+            let expect: Vec<Event> = msgs.iter().cloned().map(Event::Message).collect();
+            assert!(events == expect, "{} messages differ", msgs.len());
+        }
+
+        fn messages(rng: &mut Rng, sizes: &[usize]) -> Vec<Message> {
+            let mut msgs = Vec::new();
+            for &n in sizes {
+                // Text of a few distinct chars (compressible, multibyte
+                // code points cut anywhere) and random binary (stored
+                // blocks).
+                let mut t = rng.text(n);
+                while t.len() > n {
+                    t.pop();
+                }
+                msgs.push(Message::Text(t));
+                msgs.push(Message::Binary(rng.bytes(n)));
+            }
+            msgs
+        }
+
+        #[test]
+        fn every_parameter_combination_round_trips_both_ways() {
+            let mut rng = Rng(0xDEF1_A7E5);
+            let frames = [1 << 20, 1000, 7, 125, 126];
+            let mut combo = 0;
+            for sb in [8, 9, 12, 15] {
+                for cb in [8, 9, 12, 15] {
+                    for snct in [false, true] {
+                        for cnct in [false, true] {
+                            let p = params(sb, cb, snct, cnct);
+                            let config = WsConfig {
+                                max_frame_size: frames[combo % frames.len()],
+                                ..WsConfig::default()
+                            };
+                            combo += 1;
+                            let mut c = session(Role::Client, p, config.clone(), 0);
+                            let mut s = session(Role::Server, p, config, 0);
+                            for _ in 0..2 {
+                                let msgs = messages(&mut rng, &[0, 1, 100, 10 << 10]);
+                                transfer(&mut c, &mut s, &msgs, &mut rng);
+                                let msgs = messages(&mut rng, &[0, 1, 100, 10 << 10]);
+                                transfer(&mut s, &mut c, &msgs, &mut rng);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn one_mebibyte_messages_round_trip() {
+            let mut rng = Rng(77);
+            for (bits, nct) in [(8, false), (8, true), (15, false), (15, true)] {
+                let p = params(bits, bits, nct, nct);
+                let config = WsConfig {
+                    max_frame_size: 300_000,
+                    ..WsConfig::default()
+                };
+                let mut c = session(Role::Client, p, config.clone(), 0);
+                let mut s = session(Role::Server, p, config, 0);
+                let msgs = messages(&mut rng, &[1 << 20]);
+                transfer(&mut c, &mut s, &msgs, &mut rng);
+                transfer(&mut s, &mut c, &msgs, &mut rng);
+            }
+        }
+
+        #[test]
+        fn min_size_and_empty_messages_go_uncompressed() {
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                10,
+            );
+            let mut out = Vec::new();
+            s.send_text("short", &mut out).unwrap();
+            assert_eq!(out, b"\x81\x05short");
+            out.clear();
+            s.send_binary(b"", &mut out).unwrap();
+            assert_eq!(out, [0x82, 0x00]);
+            out.clear();
+            s.send_text("long enough", &mut out).unwrap();
+            assert_eq!(out[0], 0xC1, "compressed: RSV1");
+            // The vectored path must not be taken for a compressed message.
+            assert_eq!(s.write_data_header(true, 11, &mut out), Ok(false));
+            let before = out.len();
+            assert_eq!(s.write_data_header(true, 5, &mut out), Ok(true));
+            assert_eq!(out[before..], [0x81, 0x05]);
+        }
+
+        #[test]
+        fn context_takeover_shows_on_the_wire() {
+            let text = "{\"sensor\":\"temperature\",\"value\":21.5,\"unit\":\"C\"}".repeat(3);
+            for role in [Role::Server, Role::Client] {
+                for nct in [false, true] {
+                    let mut s = session(role, params(15, 15, nct, nct), WsConfig::default(), 0);
+                    let mut first = Vec::new();
+                    s.send_text(&text, &mut first).unwrap();
+                    let mut second = Vec::new();
+                    s.send_text(&text, &mut second).unwrap();
+                    assert!(first.len() < text.len(), "compressed");
+                    if nct {
+                        assert_eq!(first.len(), second.len(), "{role:?}: no takeover");
+                        if role == Role::Server {
+                            assert_eq!(first, second);
+                        }
+                    } else {
+                        assert!(second.len() < first.len(), "{role:?}: takeover");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn we_compress_hello_as_rfc_7692_does() {
+            // §7.2.3.1 and §7.2.3.2: "Hello", then again with the shared
+            // sliding window.
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut out = Vec::new();
+            s.send_text("Hello", &mut out).unwrap();
+            assert_eq!(out, [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+            out.clear();
+            s.send_text("Hello", &mut out).unwrap();
+            assert_eq!(out, [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]);
+        }
+
+        /// Decodes server frames (unmasked) with a client session, and the
+        /// same frames masked with a server session.
+        fn decode_both(frames: &[&[u8]]) -> Vec<Vec<Event>> {
+            let mut results = Vec::new();
+            let mut c = session(
+                Role::Client,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let unmasked: Vec<u8> = frames.concat();
+            results.push(drive(&mut c, &unmasked, Instant::now(), &mut Vec::new()));
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut masked = Vec::new();
+            for f in frames {
+                let len = usize::from(f[1]);
+                assert!(len < 126);
+                masked.extend(cf(f[0], &f[2..2 + len]));
+            }
+            results.push(drive(&mut s, &masked, Instant::now(), &mut Vec::new()));
+            // Byte by byte as well.
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let every: Vec<usize> = (1..masked.len()).collect();
+            results.push(drive_split(&mut s, &masked, &every, Instant::now()).0);
+            results
+        }
+
+        fn hello() -> Event {
+            Event::Message(Message::Text("Hello".into()))
+        }
+
+        /// A named example: its frames and the events they decode to.
+        type Example<'a> = (&'a str, Vec<&'a [u8]>, Vec<Event>);
+
+        #[test]
+        fn rfc_7692_examples_decode() {
+            let cases: Vec<Example> = vec![
+                (
+                    "7.2.3.1 one frame",
+                    vec![&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.1 fragmented",
+                    vec![
+                        &[0x41, 0x03, 0xf2, 0x48, 0xcd],
+                        &[0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00],
+                    ],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.2 shared sliding window",
+                    vec![
+                        &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                        &[0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00],
+                    ],
+                    vec![hello(), hello()],
+                ),
+                (
+                    "7.2.3.3 no compression",
+                    vec![&[
+                        0xc1, 0x0b, 0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f,
+                        0x00,
+                    ]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.4 BFINAL",
+                    vec![&[0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.5 two blocks",
+                    vec![&[
+                        0xc1, 0x0d, 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9,
+                        0xc9, 0x07, 0x00,
+                    ]],
+                    vec![hello()],
+                ),
+                (
+                    "7.2.3.6 empty",
+                    vec![&[0xc1, 0x01, 0x00]],
+                    vec![Event::Message(Message::Text(String::new()))],
+                ),
+                (
+                    "uncompressed message between compressed ones",
+                    vec![
+                        &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                        b"\x81\x05Hello",
+                        &[0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00],
+                    ],
+                    vec![hello(), hello(), hello()],
+                ),
+            ];
+            for (name, frames, expect) in cases {
+                for got in decode_both(&frames) {
+                    assert_eq!(got, expect, "{name}");
+                }
+            }
+        }
+
+        #[test]
+        fn misplaced_rsv1_fails_with_1002() {
+            let p = DeflateParams::default();
+            let z = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+            let cases: Vec<Vec<u8>> = vec![
+                // RSV1 on the continuation of a compressed message.
+                [cf(0x41, &z[..3]), cf(0xC0, &z[3..])].concat(),
+                // ... and of an uncompressed one.
+                [cf(0x01, b"He"), cf(0xC0, b"llo")].concat(),
+                cf(0xC9, b"ping"),
+                cf(0xCA, b"pong"),
+                cf(0xC8, &[0x03, 0xE8]),
+            ];
+            for stream in cases {
+                let mut s = session(Role::Server, p, WsConfig::default(), 0);
+                let mut out = Vec::new();
+                let ev = drive(&mut s, &stream, Instant::now(), &mut out);
+                assert_eq!(ev, [Event::Error(ProtocolError::MisplacedCompressionBit)]);
+                assert_eq!(close_code_of(&out), Some(1002));
+            }
+            // RSV2 and RSV3 stay reserved.
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &cf(0xA1, b"x"), Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::ReservedBits(2))]);
+            // Without negotiation RSV1 is reserved too.
+            expect_error(&cf(0xC1, &z), ProtocolError::ReservedBits(4), 1002);
+        }
+
+        #[test]
+        fn invalid_deflate_data_fails_with_1007() {
+            for payload in [
+                &[0xff, 0xff, 0xff][..],
+                &[0x07],
+                // "Hello", then a stored block whose length and its complement disagree.
+                &[
+                    0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00,
+                ],
+            ] {
+                let mut s = session(
+                    Role::Server,
+                    DeflateParams::default(),
+                    WsConfig::default(),
+                    0,
+                );
+                let mut out = Vec::new();
+                let ev = drive(&mut s, &cf(0xC2, payload), Instant::now(), &mut out);
+                assert_eq!(
+                    ev,
+                    [Event::Error(ProtocolError::InvalidCompressedData)],
+                    "{payload:?}"
+                );
+                assert_eq!(close_code_of(&out), Some(1007));
+            }
+        }
+
+        #[test]
+        fn invalid_utf8_in_compressed_text_fails_before_the_message_ends() {
+            let mut rng = Rng(5);
+            let mut text = b"abc\xffdef".to_vec();
+            text.extend(rng.text(50_000).bytes());
+            let mut c = session(
+                Role::Client,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut wire = Vec::new();
+            // Binary, to get the invalid bytes compressed; relabel as text.
+            c.send_binary(&text, &mut wire).unwrap();
+            assert_eq!(wire[0], 0xC2);
+            wire[0] = 0xC1;
+            assert!(wire.len() > 20_000);
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &wire[..2000], Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::InvalidUtf8)]);
+            assert_eq!(close_code_of(&out), Some(1007));
+        }
+
+        #[test]
+        fn a_decompression_bomb_stops_at_the_limit() {
+            // 1 GiB of zeros in one compressed frame, built without 1 GiB:
+            // after the first MiB, every further MiB of zeros compresses
+            // (from a window of zeros) to the same bytes.
+            let zeros = vec![0u8; 1 << 20];
+            let mut c = Compressor::new(9, 15);
+            let mut first = Vec::new();
+            assert!(c.compress_sync(&zeros, &mut first));
+            let mut next = Vec::new();
+            assert!(c.compress_sync(&zeros, &mut next));
+            let mut again = Vec::new();
+            assert!(c.compress_sync(&zeros, &mut again));
+            assert_eq!(next, again, "steady state");
+            let mut payload = first.clone();
+            for _ in 1..1024 {
+                payload.extend_from_slice(&next);
+            }
+            assert!(payload.len() < 4 << 20, "{}", payload.len());
+            // It really is zeros all the way (checked on its first MiBs).
+            let mut i = Inflater::new(15);
+            let mut check = Vec::new();
+            i.inflate_into(
+                &payload[..first.len() + 2 * next.len()],
+                &mut check,
+                3 << 20,
+                false,
+            )
+            .unwrap();
+            assert!(check.len() == 3 << 20 && check.iter().all(|&b| b == 0));
+
+            let limit = 1 << 20;
+            let config = WsConfig {
+                max_message_size: limit,
+                ..WsConfig::default()
+            };
+            let mut s = session(Role::Server, DeflateParams::default(), config, 0);
+            let mut frame = Vec::new();
+            let mask = [1, 2, 3, 4];
+            write_frame(&mut frame, true, Opcode::Binary, &payload, Some(mask));
+            frame[0] |= 0x40;
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &frame, Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::MessageTooBig)]);
+            assert_eq!(close_code_of(&out), Some(1009));
+            assert!(s.msg.capacity() <= limit + 1, "{}", s.msg.capacity());
+        }
+
+        #[test]
+        fn compressed_bytes_are_bounded_even_when_they_inflate_to_nothing() {
+            // Empty stored blocks inflate to nothing; a peer could send
+            // them for ever. Past the deflate bound of the limit: 1009.
+            let config = WsConfig {
+                max_message_size: 1000,
+                ..WsConfig::default()
+            };
+            let empty_blocks: Vec<u8> = [0x00, 0x00, 0x00, 0xff, 0xff].repeat(500);
+            let mut s = session(Role::Server, DeflateParams::default(), config, 0);
+            let mut out = Vec::new();
+            let ev = drive(&mut s, &cf(0xC2, &empty_blocks), Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Error(ProtocolError::MessageTooBig)]);
+            // Within the bound they are fine.
+            let mut s = session(
+                Role::Server,
+                DeflateParams::default(),
+                WsConfig::default(),
+                0,
+            );
+            let ev = drive(&mut s, &cf(0xC2, &empty_blocks), Instant::now(), &mut out);
+            assert_eq!(ev, [Event::Message(Message::Binary(Vec::new()))]);
+        }
+
+        #[test]
+        fn wire_length_bound_holds_for_incompressible_data() {
+            let mut rng = Rng(3);
+            for max in [1 << 20, 1000, 126, 125, 3] {
+                for role in [Role::Server, Role::Client] {
+                    let config = WsConfig {
+                        max_frame_size: max,
+                        ..WsConfig::default()
+                    };
+                    let mut s = session(role, DeflateParams::default(), config, 0);
+                    for len in [1, 100, 125, 126, 5000, 70_000] {
+                        let data = rng.bytes(len);
+                        let mut out = vec![9; 3];
+                        s.send_binary(&data, &mut out).unwrap();
+                        assert!(out.len() - 3 <= s.message_wire_len(len), "{max} {len}");
+                        assert_eq!(out[..3], [9, 9, 9]);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn shared_encodings_give_the_bytes_a_session_sends() {
+            let mut rng = Rng(11);
+            let mut compressor = None;
+            for (bits, level, max, min_size) in [
+                (8, 6, 1 << 20, 0),
+                (9, 6, 1 << 20, 0),
+                (12, 1, 1000, 50),
+                (15, 9, 126, 0),
+                (15, 6, 7, 0),
+            ] {
+                let config = WsConfig {
+                    max_frame_size: max,
+                    ..WsConfig::default()
+                };
+                let p = params(bits, 15, true, false);
+                let mut s = WsSession::new(Role::Server, config.clone());
+                s.enable_deflate(p, level, min_size);
+                for _ in 0..4 {
+                    for len in [0, 10, 100, 3000] {
+                        let text = {
+                            let mut t = rng.text(len);
+                            while t.len() > len {
+                                t.pop();
+                            }
+                            t
+                        };
+                        let Some(enc) = s.shared_encoding(text.len()) else {
+                            assert!(text.len() > max, "only a long plain message has none");
+                            continue;
+                        };
+                        // A fresh session with the same parameters agrees.
+                        let mut fresh = WsSession::new(Role::Server, config.clone());
+                        fresh.enable_deflate(p, level, min_size);
+                        assert_eq!(fresh.shared_encoding(text.len()), Some(enc));
+                        let mut sent = Vec::new();
+                        s.send_text(&text, &mut sent).unwrap();
+                        let mut shared = Vec::new();
+                        WsSession::encode_shared(
+                            enc,
+                            true,
+                            text.as_bytes(),
+                            &mut compressor,
+                            &mut shared,
+                        );
+                        assert_eq!(
+                            shared, sent,
+                            "bits {bits} level {level} max {max} len {len}"
+                        );
+                    }
+                }
+            }
+            // Context takeover and the client role depend on session state.
+            let mut s = WsSession::new(Role::Server, WsConfig::default());
+            s.enable_deflate(DeflateParams::default(), 6, 0);
+            assert_eq!(s.shared_encoding(100), None);
+            assert!(s.shared_encoding(0).is_some(), "empty: plain");
+            let c = WsSession::new(Role::Client, WsConfig::default());
+            assert_eq!(c.shared_encoding(10), None);
+            // A plain server session and one compressing only above 1000
+            // share the plain encoding of short messages.
+            let plain = WsSession::new(Role::Server, WsConfig::default());
+            let mut high = WsSession::new(Role::Server, WsConfig::default());
+            high.enable_deflate(params(15, 15, true, true), 6, 1000);
+            assert_eq!(plain.shared_encoding(10), high.shared_encoding(10));
+            assert_ne!(plain.shared_encoding(2000), high.shared_encoding(2000));
+        }
+
+        #[test]
+        fn codecs_are_made_lazily_and_lent_only_without_context() {
+            let mut rng = Rng(8);
+            let now = Instant::now();
+            // No takeover either way: both codecs may go back to a pool
+            // between messages.
+            let p = params(15, 15, true, true);
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut c = session(Role::Client, p, WsConfig::default(), 0);
+            assert!(
+                s.take_idle_compressor().is_none(),
+                "an idle session holds none"
+            );
+            assert!(s.take_idle_inflater().is_none());
+            let msgs = messages(&mut rng, &[300]);
+            transfer(&mut c, &mut s, &msgs, &mut rng);
+            let inflater = s.take_idle_inflater().expect("made for the message");
+            assert!(s.take_idle_inflater().is_none());
+            let mut out = Vec::new();
+            s.send_text("some text to compress", &mut out).unwrap();
+            let compressor = s.take_idle_compressor().expect("made for the message");
+            assert_eq!((compressor.level(), compressor.window_bits()), (6, 15));
+            // Lent back: used, and no new ones are made.
+            assert!(s.offer_compressor(compressor).is_none());
+            assert!(s.offer_inflater(inflater).is_none());
+            // A second one is handed back while it holds one.
+            assert!(s.offer_inflater(Inflater::new(9)).is_some());
+            assert!(s.offer_compressor(Compressor::new(6, 15)).is_some());
+            transfer(&mut c, &mut s, &msgs, &mut rng);
+            // A compressor of another level or window does not fit.
+            let _ = s.take_idle_compressor();
+            assert!(s.offer_compressor(Compressor::new(5, 15)).is_some());
+            assert!(s.offer_compressor(Compressor::new(6, 14)).is_some());
+            // Not mid-message: the inflater holds part of it.
+            let mut wire = Vec::new();
+            c.send_binary(&rng.bytes(5000), &mut wire).unwrap();
+            let (events, _) = drive_split(&mut s, &wire[..wire.len() / 2], &[], now);
+            assert!(events.is_empty());
+            assert!(s.take_idle_inflater().is_none(), "mid-message");
+            let (events, _) = drive_split(&mut s, &wire[wire.len() / 2..], &[], now);
+            assert_eq!(events.len(), 1);
+            assert!(s.take_idle_inflater().is_some());
+
+            // With takeover the codecs stay.
+            let p = DeflateParams::default();
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut c = session(Role::Client, p, WsConfig::default(), 0);
+            transfer(&mut c, &mut s, &msgs, &mut rng);
+            transfer(&mut s, &mut c, &msgs, &mut rng);
+            assert!(s.take_idle_inflater().is_none());
+            assert!(s.take_idle_compressor().is_none());
+            // Not enabled: nothing is taken.
+            let mut plain = server();
+            assert!(plain.offer_compressor(Compressor::new(6, 15)).is_some());
+            assert!(plain.offer_inflater(Inflater::new(15)).is_some());
+        }
+
+        #[test]
+        fn a_lent_dirty_inflater_does_not_leak_its_context() {
+            // An inflater that was in the middle of a message elsewhere is
+            // reset when lent: the next message decodes from scratch.
+            let p = params(15, 15, true, true);
+            let mut dirty = Inflater::new(15);
+            let mut sink = Vec::new();
+            dirty
+                .inflate_into(&[0xf2, 0x48, 0xcd], &mut sink, 100, false)
+                .unwrap();
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            assert!(s.offer_inflater(dirty).is_none());
+            let ev = drive(
+                &mut s,
+                &cf(0xC1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+                Instant::now(),
+                &mut Vec::new(),
+            );
+            assert_eq!(ev, [hello()]);
+        }
+
+        #[test]
+        fn a_failed_message_leaves_the_inflater_clean() {
+            let p = params(15, 15, true, true);
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let mut out = Vec::new();
+            // Half a message, then our close: the rest is discarded.
+            drive(
+                &mut s,
+                &cf(0x41, &[0xf2, 0x48, 0xcd]),
+                Instant::now(),
+                &mut out,
+            );
+            s.close(CloseCode::NORMAL, "", Instant::now(), &mut out)
+                .unwrap();
+            let mut i = s.take_idle_inflater().expect("reset and idle");
+            let mut msg = Vec::new();
+            i.inflate_into(
+                &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+                &mut msg,
+                100,
+                false,
+            )
+            .unwrap();
+            assert_eq!(msg, b"Hello");
+            assert_eq!(s.can_send(), Err(SendError::Closed));
+        }
     }
 
     /// Split invariance of the session decoder: client frames (fragmented

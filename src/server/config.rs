@@ -28,6 +28,7 @@ pub struct ServerConfig {
     pub(crate) max_connections_per_ip: Option<usize>,
     pub(crate) min_body_rate: u64,
     pub(crate) tcp_keepalive: Option<Duration>,
+    pub(crate) send_buffer_size: Option<usize>,
     pub(crate) backlog: i32,
     pub(crate) reuse_port: bool,
     pub(crate) log_to_stderr: bool,
@@ -46,6 +47,7 @@ impl Default for ServerConfig {
             max_connections_per_ip: None,
             min_body_rate: 1024,
             tcp_keepalive: Some(Duration::from_secs(60)),
+            send_buffer_size: None,
             backlog: 1024,
             reuse_port: false,
             log_to_stderr: false,
@@ -128,6 +130,18 @@ impl ServerConfig {
         /// `send_timeout` also ends the connection (`TCP_USER_TIMEOUT`).
         /// `None` disables both. Default 60 s.
         tcp_keepalive: Option<Duration> => tcp_keepalive);
+    setter!(
+        /// The kernel's send buffer of accepted sockets (`SO_SNDBUF`): how
+        /// much of what a client has not read yet the kernel holds, beyond
+        /// the server's own queue and its bounds. `None` (the default)
+        /// leaves it to the kernel, which grows it as it sees fit: Linux
+        /// up to the last value of `net.ipv4.tcp_wmem` (4 MiB by
+        /// default), and on loopback at once. A server with thousands of
+        /// clients that may stall (a dashboard broadcasting to every open
+        /// page) bounds its kernel memory with a fixed size; a fast client
+        /// far away needs about its bandwidth-delay product. Linux doubles
+        /// the value for its bookkeeping.
+        send_buffer_size: Option<usize> => send_buffer_size);
     setter!(
         /// Listen backlog passed to `listen(2)`. Default 1024.
         backlog: i32 => backlog);
@@ -233,8 +247,11 @@ pub struct ServerStats {
     pub input_buffered: usize,
     /// Bytes queued for clients that have not taken them yet (response
     /// heads and bodies held in memory, WebSocket frames, events, encrypted
-    /// TLS records).
+    /// TLS records), summed over the connections.
     pub output_queued: usize,
-    /// Bytes allocated for that output (at least `output_queued`).
+    /// Bytes allocated for that output. A broadcast's shared buffer counts
+    /// once, however many connections it waits on (each of them counts it
+    /// in full in `output_queued`), so this can be far less than
+    /// `output_queued`.
     pub output_buffered: usize,
 }

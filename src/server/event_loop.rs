@@ -329,7 +329,14 @@ impl<S> Server<S> {
             return;
         }
         let ip = conn.peer().ip();
-        if !conn.retire(&mut self.shared, Instant::now()) {
+        let slot_stays = conn.retire(&mut self.shared, Instant::now());
+        // A WebSocket whose received messages wait for the program stays in
+        // its groups until they are taken (a loop over a group's members
+        // can still receive them); the others leave now.
+        if !self.conns.get(key).is_some_and(|c| c.ws_has_messages()) {
+            self.leave_all_groups(key);
+        }
+        if !slot_stays {
             // Dropping the stream closes its descriptor, which also takes
             // it out of the epoll set: no deregister or shutdown is needed.
             self.conns.remove(key);
@@ -340,6 +347,7 @@ impl<S> Server<S> {
     /// Frees the slot of a closed WebSocket whose time is up.
     pub(super) fn remove_dead(&mut self, key: usize) {
         if self.conns.get(key).is_some_and(|c| c.is_dead()) {
+            self.leave_all_groups(key);
             self.conns.remove(key);
         }
     }
@@ -380,10 +388,13 @@ impl<S> Server<S> {
 }
 
 /// Socket options of an accepted connection: no Nagle delay (responses
-/// leave as soon as they are written), TCP keepalive and a bound on how long
+/// leave as soon as they are written), the configured send buffer, TCP keepalive and a bound on how long
 /// sent data may stay unacknowledged, so a vanished peer is found.
 fn configure_socket(stream: &mio::net::TcpStream, config: &ServerConfig) {
     let _ = stream.set_nodelay(true);
+    if let Some(size) = config.send_buffer_size {
+        let _ = socket2::SockRef::from(stream).set_send_buffer_size(size);
+    }
     if let Some(idle) = config.tcp_keepalive {
         let socket = socket2::SockRef::from(stream);
         let keepalive = socket2::TcpKeepalive::new()

@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::conn::{Conn, WsPop};
+use super::conn::{BufferPool, Conn, WsPop};
 use super::Server;
 use crate::error::Error;
+use crate::group::{GroupId, Member};
 use crate::outbox::Command;
 use crate::sse::{SseError, SseEvent, SseId, SseSendError};
 use crate::stream::{StreamId, StreamSendError};
@@ -81,8 +82,10 @@ impl<S> WsHandle<'_, S> {
             WsPop::Stay => {}
             WsPop::Resume => self.server.resume.push(key),
             WsPop::Release => {
-                // The last message is taken: the slot stays only long
-                // enough for the program to read how the socket ended.
+                // The last message is taken: the socket leaves its groups,
+                // and the slot stays only long enough for the program to
+                // read how the socket ended.
+                self.server.leave_all_groups(key);
                 let at =
                     super::shared::after(Instant::now(), self.server.shared.config.linger_timeout);
                 let Server { conns, shared, .. } = &mut *self.server;
@@ -98,11 +101,16 @@ impl<S> WsHandle<'_, S> {
     /// that stopped reading (or a failed socket) loses its connection.
     fn send_with(
         &mut self,
-        send: impl FnOnce(&mut Conn) -> Result<(), WsError>,
+        send: impl FnOnce(&mut Conn, &mut BufferPool) -> Result<(), WsError>,
     ) -> Result<(), WsError> {
         let key = self.id.0.slot as usize;
-        let conn = self.conn().ok_or(WsError::Closed)?;
-        let result = send(conn);
+        let server = &mut *self.server;
+        let conn = server
+            .conns
+            .get_mut(key)
+            .filter(|c| c.id() == self.id.0)
+            .ok_or(WsError::Closed)?;
+        let result = send(conn, &mut server.shared.ws_pool);
         if matches!(result, Err(WsError::Backpressure | WsError::Io)) {
             self.server.close_conn(key);
         } else {
@@ -114,12 +122,12 @@ impl<S> WsHandle<'_, S> {
     /// Sends a text message (split into frames of
     /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)).
     pub fn send_text(&mut self, text: &str) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_send_data(true, text.as_bytes()))
+        self.send_with(|c, pool| c.ws_send_data(pool, true, text.as_bytes()))
     }
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_send_data(false, data))
+        self.send_with(|c, pool| c.ws_send_data(pool, false, data))
     }
 
     /// Sends a message of either kind.
@@ -144,14 +152,14 @@ impl<S> WsHandle<'_, S> {
     /// Sends a ping (payload at most 125 bytes); the pong arrives as
     /// [`WsEvent::Pong`].
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_ping(payload))
+        self.send_with(|c, _| c.ws_ping(payload))
     }
 
     /// Starts the closing handshake with `code` and `reason` (truncated to 123
     /// bytes on a character boundary). Nothing more can be sent; messages that
     /// arrived before the peer's close can still be received.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), WsError> {
-        self.send_with(|c| c.ws_close(code, reason))
+        self.send_with(|c, _| c.ws_close(code, reason))
     }
 
     /// Whether the WebSocket is closing or closed (or the id is stale): no
@@ -170,6 +178,14 @@ impl<S> WsHandle<'_, S> {
     /// The peer's address, while the connection exists.
     pub fn peer_addr(&mut self) -> Option<SocketAddr> {
         self.conn().map(|c| c.peer())
+    }
+
+    /// The permessage-deflate parameters this WebSocket negotiated
+    /// (`None`: messages go uncompressed — the endpoint's
+    /// [`WsOptions::deflate`](crate::ws::WsOptions::deflate) was `None`, or the
+    /// client made no acceptable offer).
+    pub fn deflate(&mut self) -> Option<crate::ws::DeflateParams> {
+        self.conn()?.ws_deflate()
     }
 }
 
@@ -234,7 +250,9 @@ impl<S> SseHandle<'_, S> {
             return;
         }
         conn.sse_close(linger);
-        self.server.after_send(self.id.0.slot as usize);
+        let key = self.id.0.slot as usize;
+        self.server.leave_ended_groups(key);
+        self.server.after_send(key);
     }
 
     /// Whether the stream has ended (closed by either side) or the id is stale.
@@ -300,6 +318,7 @@ impl<S> StreamHandle<'_, S> {
             return;
         };
         if conn.stream_end(self.id.1, stopping) {
+            self.server.leave_ended_groups(key);
             self.server.after_send(key);
             // Driven at the next poll even with nothing left to write: the
             // connection closes, or reads requests the client sent meanwhile.
@@ -332,8 +351,8 @@ impl<S> StreamHandle<'_, S> {
     }
 }
 
-/// A `Send + Clone` handle for sending to WebSockets, event streams and kept
-/// streams from other threads, from [`Server::sender`]. Each call queues the message and
+/// A `Send + Clone` handle for sending to WebSockets, event streams, kept
+/// streams and [groups](crate::group) from other threads, from [`Server::sender`]. Each call queues the message and
 /// wakes the poll loop, which sends it; errors (closed sockets) are dropped as
 /// with the `*_quiet` sends. Inside a handler, on the poll thread, use
 /// [`Request::outbox`](crate::Request::outbox) instead: no channel, no wake-up.
@@ -369,9 +388,54 @@ impl Sender {
         self.push(Command::Send(vec![id], Message::Binary(data.to_vec())))
     }
 
-    /// Queues one message for every id in `ids`.
+    /// Queues one message for every id in `ids`. The poll loop encodes it
+    /// once and shares the bytes, as [`Server::broadcast_text`] does.
     pub fn broadcast(&self, ids: &[WsId], message: Message) -> Result<(), Error> {
         self.push(Command::Send(ids.to_vec(), message))
+    }
+
+    /// Queues `member` joining `group` (see [`GroupHandle::join`](crate::GroupHandle::join)).
+    pub fn join(&self, group: GroupId, member: impl Into<Member>) -> Result<(), Error> {
+        self.push(Command::Join(group, member.into()))
+    }
+
+    /// Queues `member` leaving `group`.
+    pub fn leave(&self, group: GroupId, member: impl Into<Member>) -> Result<(), Error> {
+        self.push(Command::Leave(group, member.into()))
+    }
+
+    /// Queues one message for every WebSocket member of `group` (encoded
+    /// once, as [`GroupHandle::broadcast_text`](crate::GroupHandle::broadcast_text)
+    /// and `broadcast_binary` do).
+    ///
+    /// ```no_run
+    /// # use pollserve::{group::GroupId, ws::Message};
+    /// # fn feed(sender: pollserve::Sender, prices: GroupId) {
+    /// std::thread::spawn(move || {
+    ///     for price in [101.5, 101.7] {
+    ///         let _ = sender.group_send(prices, Message::Text(format!("{price}")));
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn group_send(&self, group: GroupId, message: Message) -> Result<(), Error> {
+        self.push(Command::GroupSend(group, message))
+    }
+
+    /// Queues `event` for every event-stream member of `group`. An event
+    /// that cannot be encoded (line break in its type or id) is dropped.
+    pub fn group_event(&self, group: GroupId, event: &SseEvent<'_>) -> Result<(), Error> {
+        let mut bytes = Vec::new();
+        if event.encode(&mut bytes).is_err() {
+            return Ok(());
+        }
+        self.push(Command::GroupEvent(group, bytes))
+    }
+
+    /// Queues one chunk for every kept-stream member of `group` (an empty
+    /// `data` sends nothing).
+    pub fn group_chunk(&self, group: GroupId, data: &[u8]) -> Result<(), Error> {
+        self.push(Command::GroupChunk(group, data.to_vec()))
     }
 
     /// Queues a close of `id`.
@@ -463,27 +527,53 @@ impl<S> Server<S> {
     pub(super) fn run_commands(&mut self, commands: impl IntoIterator<Item = Command>) {
         for command in commands {
             match command {
-                Command::Send(ids, message) => {
-                    for id in ids {
+                Command::Send(ids, message) => match ids[..] {
+                    [id] => {
                         let _ = self.ws(id).send(&message);
                     }
-                }
+                    // One encoding for all of them.
+                    _ => {
+                        let text = matches!(message, Message::Text(_));
+                        let out = self.fan_out_ws(ids, text, message.as_bytes());
+                        self.finish_fan_out(out);
+                    }
+                },
                 Command::Close(id, code, reason) => {
                     let _ = self.ws(id).close(code, &reason);
                 }
-                Command::Event(ids, bytes) => {
-                    for id in ids {
+                Command::Event(ids, bytes) => match ids[..] {
+                    [id] => {
                         let _ = self.sse(id).send_with(|out| {
                             out.extend_from_slice(&bytes);
                             Ok(())
                         });
                     }
-                }
+                    _ => {
+                        let out = self.fan_out_event(ids, &bytes);
+                        self.finish_fan_out(out);
+                    }
+                },
                 Command::EndStream(id) => self.sse(id).close(),
                 Command::Chunk(id, data) => {
                     let _ = self.stream(id).send(&data);
                 }
                 Command::EndChunked(id) => self.stream(id).end(),
+                Command::Join(group, member) => {
+                    self.group_join(group, member);
+                }
+                Command::Leave(group, member) => {
+                    self.group_leave(group, member);
+                }
+                Command::GroupSend(group, message) => {
+                    let text = matches!(message, Message::Text(_));
+                    self.group_send(group, text, message.as_bytes());
+                }
+                Command::GroupEvent(group, bytes) => {
+                    self.group_event(group, &bytes);
+                }
+                Command::GroupChunk(group, data) => {
+                    self.group_chunk(group, &data);
+                }
             }
         }
     }

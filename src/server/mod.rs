@@ -9,7 +9,9 @@
 //! - `transport`: the byte stream under a connection (plain TCP);
 //! - `tls`: TLS over it (feature `tls`);
 //! - `handles`: [`WsHandle`], [`SseHandle`], [`StreamHandle`] and the
-//!   cross-thread [`Sender`].
+//!   cross-thread [`Sender`];
+//! - `fanout`: broadcasts, encoded once and shared by the connections;
+//! - `groups`: [`GroupHandle`] and who is in which group.
 
 mod buf;
 mod config;
@@ -17,6 +19,8 @@ mod conn;
 mod console;
 mod dispatch;
 mod event_loop;
+mod fanout;
+mod groups;
 mod handles;
 mod routes;
 mod shared;
@@ -50,6 +54,7 @@ use crate::stream::StreamId;
 use crate::ws::WsId;
 
 pub use config::{Activity, ServerConfig, ServerStats};
+pub use groups::GroupHandle;
 pub use handles::{Sender, SseHandle, StreamHandle, WsHandle};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
@@ -129,6 +134,10 @@ pub struct Server<S = ()> {
     accept_warning: event_loop::Throttle,
     /// Holds back repeats of the "over the per-address cap" warning.
     cap_warning: event_loop::Throttle,
+    /// The groups made by `new_group`.
+    groups: groups::Groups,
+    /// Where a broadcast event is encoded before it is shared.
+    scratch: Vec<u8>,
 }
 
 impl<S> Server<S> {
@@ -165,6 +174,8 @@ impl<S> Server<S> {
             per_ip: HashMap::new(),
             accept_warning: event_loop::Throttle::default(),
             cap_warning: event_loop::Throttle::default(),
+            groups: groups::Groups::default(),
+            scratch: Vec::new(),
         })
     }
 
@@ -481,17 +492,25 @@ impl<S> Server<S> {
 
     /// What the server holds now: connections (closed WebSockets whose slot
     /// stays for the program to read how they ended count too) and the
-    /// memory of their buffers. Walks every connection, so call it for monitoring, not on
-    /// every poll of a busy server.
+    /// memory of their buffers. A broadcast's shared buffer counts once in
+    /// `output_buffered`, however many connections it is queued on. Walks
+    /// every connection, so call it for monitoring, not on every poll of a
+    /// busy server.
     pub fn stats(&self) -> ServerStats {
         let mut stats = ServerStats {
             connections: self.conns.len(),
             ..ServerStats::default()
         };
+        let mut shared = std::collections::HashSet::new();
         for (_, conn) in self.conns.iter() {
             stats.input_buffered += conn.input_buffered();
             stats.output_queued += conn.output_queued();
             stats.output_buffered += conn.output_buffered();
+            for frame in conn.shared_frames() {
+                if shared.insert(frame.addr()) {
+                    stats.output_buffered += frame.allocated();
+                }
+            }
         }
         stats
     }
@@ -660,52 +679,83 @@ impl<S> Server<S> {
     }
 
     /// Sends `data` as one chunk to every kept stream in `ids`; returns how
-    /// many accepted it. Failures (closed streams, a client too far behind)
-    /// are skipped, as with `send_quiet`.
+    /// many accepted it. The chunk is framed once (once more for HTTP/1.0
+    /// streams, which get it unframed) and its bytes are shared by every
+    /// stream, as for [`broadcast_text`](Self::broadcast_text). Closed
+    /// streams and chunks over a stream's bound are skipped, as with
+    /// [`send_quiet`](StreamHandle::send_quiet); a slow reader over its
+    /// bound ([`StreamOptions::max_send_buffer`](crate::stream::StreamOptions::max_send_buffer))
+    /// loses its stream, as with [`StreamHandle::send`], and is counted out
+    /// of the return value.
     pub fn broadcast_chunk<'a>(
         &mut self,
         ids: impl IntoIterator<Item = &'a StreamId>,
         data: &[u8],
     ) -> usize {
-        ids.into_iter()
-            .filter(|&&id| self.stream(id).send(data).is_ok())
-            .count()
+        let out = self.fan_out_chunk(ids.into_iter().copied(), data);
+        self.finish_fan_out(out)
     }
 
-    /// Sends `event` to every stream in `ids`; returns how many accepted it.
+    /// Sends `event` to every stream in `ids`; returns how many accepted it
+    /// (0 for an event that cannot be encoded). The event is encoded once
+    /// and its bytes are shared by every stream, as for
+    /// [`broadcast_text`](Self::broadcast_text). A slow reader over its
+    /// bound ([`SseOptions::max_send_buffer`](crate::sse::SseOptions::max_send_buffer))
+    /// loses its stream, as with [`SseHandle::send`], and is counted out of
+    /// the return value.
     pub fn broadcast_event<'a>(
         &mut self,
         ids: impl IntoIterator<Item = &'a SseId>,
         event: &SseEvent<'_>,
     ) -> usize {
-        ids.into_iter()
-            .filter(|&&id| self.sse(id).send(event).is_ok())
-            .count()
+        self.with_encoded_event(event, |server, bytes| {
+            let out = server.fan_out_event(ids.into_iter().copied(), bytes);
+            server.finish_fan_out(out)
+        })
     }
 
     /// Sends a text message to every WebSocket in `ids`; returns how many
-    /// accepted it. Failures (closed connections) are skipped, as `adafruit_httpserver`'s
+    /// accepted it. Closed connections are skipped, as `adafruit_httpserver`'s
     /// `fail_silently`.
+    ///
+    /// The message is encoded once: a server frame is never masked, so every
+    /// client receives the very same bytes, which are kept in one shared
+    /// buffer and queued on each connection as a small reference (frames
+    /// under 256 bytes are copied instead, which measured cheaper). Memory for
+    /// one broadcast is one copy plus a few dozen bytes per connection.
+    /// Connections that negotiated permessage-deflate without context
+    /// takeover (the default [`DeflateOptions`](crate::ws::DeflateOptions))
+    /// share one compressed copy per compression settings. A connection
+    /// whose compressor keeps context, or whose
+    /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size) is
+    /// below the message's size, gets its own encoding, as for a send.
+    ///
+    /// Backpressure stays per connection: the shared bytes count in full
+    /// against each connection's
+    /// [`WsOptions::max_send_buffer`](crate::ws::WsOptions::max_send_buffer).
+    /// A slow reader over its bound is dropped (its connection is closed,
+    /// as [`WsHandle::send_text`] does, with
+    /// [`CloseStatus::Abnormal`](crate::ws::CloseStatus::Abnormal)), and
+    /// counted out of the return value; the others are not held up.
     pub fn broadcast_text<'a>(
         &mut self,
         ids: impl IntoIterator<Item = &'a WsId>,
         text: &str,
     ) -> usize {
-        ids.into_iter()
-            .filter(|&&id| self.ws(id).send_text(text).is_ok())
-            .count()
+        let out = self.fan_out_ws(ids.into_iter().copied(), true, text.as_bytes());
+        self.finish_fan_out(out)
     }
 
     /// Sends a binary message to every WebSocket in `ids`; returns how many
-    /// accepted it.
+    /// accepted it. Encoded once and shared, with the backpressure policy of
+    /// [`broadcast_text`](Self::broadcast_text).
     pub fn broadcast_binary<'a>(
         &mut self,
         ids: impl IntoIterator<Item = &'a WsId>,
         data: &[u8],
     ) -> usize {
-        ids.into_iter()
-            .filter(|&&id| self.ws(id).send_binary(data).is_ok())
-            .count()
+        let out = self.fan_out_ws(ids.into_iter().copied(), false, data);
+        self.finish_fan_out(out)
     }
 
     /// A handle other threads can use to send to this server's WebSockets,

@@ -6,8 +6,9 @@
 //! RAW.tsv lines: `case subject round rate p50_us p99_us cpu_us_per_op`
 //! (tab separated, `-` for a missing value); the hostile rows go on with
 //! `max_us failures probes rss_kib busy closes timeout_us missed`, the
-//! `fanout_mem` rows with `idle_per_conn last_per_conn goal_ratio
-//! stats_last_per_conn` after `queued_per_conn subscribers - -`. Every ratio is
+//! permessage-deflate rows as [`pmd_report`] says, the `fanout_mem` rows
+//! with `idle_per_conn last_per_conn goal_ratio stats_last_per_conn` after
+//! `queued_per_conn subscribers - -`. Every ratio is
 //! computed per round, from runs made side by side (A, B, A, B…), and the
 //! median over the rounds is reported.
 use std::borrow::Cow;
@@ -684,6 +685,8 @@ fn main() {
         }
     }
 
+    pmd_report(&raw, &mut out, &mut goals_md, &mut bars);
+
     // Criterion micro-benchmarks.
     if let Some(dir) = args.get(3) {
         let est = |id: &str| -> Option<f64> {
@@ -862,4 +865,231 @@ fn draw_chart(path: &str, bars: &[(String, f64)]) -> Result<(), Box<dyn std::err
     )))?;
     root.present()?;
     Ok(())
+}
+
+/// Goal on the compressed echo: pollserve's messages per second ÷ the
+/// fastest peer's, at least.
+const PMD_GOAL: f64 = 2.0;
+/// Goal on the memory of an idle compressed connection whose server keeps
+/// no context (`pollserve_default`), bytes.
+const PMD_IDLE_GOAL: f64 = 4096.0;
+
+/// One run of the permessage-deflate rows.
+struct PmdRun {
+    rate: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    cpu: Option<f64>,
+    /// Server-to-client frame bytes per echo.
+    wire: Option<f64>,
+    /// The same message's frame uncompressed.
+    raw_frame: Option<f64>,
+    /// Share of the echoes that came compressed.
+    share: Option<f64>,
+    /// Client frame bytes per message.
+    client: Option<f64>,
+    negotiated: String,
+}
+
+/// The permessage-deflate section (`BENCH_ONLY=pmd`), from its own raw
+/// lines:
+///
+/// * `pmd_1k subject round rate p50_us p99_us cpu_us_per_msg wire_bytes
+///   raw_frame_bytes compressed_share client_frame_bytes negotiated`: the
+///   compressed echo, 100 connections × 1 KiB JSON;
+/// * `pmd_idle subject round bytes_per_conn conns - - negotiated`: memory
+///   per idle compressed connection.
+///
+/// `negotiated` is the server's permessage-deflate parameters joined by
+/// `;` (`-`: none). Ratios are per round, medians over rounds, as in the
+/// other rows; the throughput goal is against the fastest peer of each round.
+fn pmd_report(raw: &str, out: &mut String, goals_md: &mut String, bars: &mut Vec<(String, f64)>) {
+    const PEERS: [&str; 2] = ["node_ws", "python_websockets"];
+    const OURS: [&str; 2] = [US, "pollserve_server_takeover"];
+    let mut echo: BTreeMap<&str, BTreeMap<u32, PmdRun>> = BTreeMap::new();
+    let mut idle: BTreeMap<&str, BTreeMap<u32, PmdRun>> = BTreeMap::new();
+    for line in raw.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (Some(&case), Some(&subject), Some(round)) =
+            (f.first(), f.get(1), f.get(2).and_then(|r| r.parse().ok()))
+        else {
+            continue;
+        };
+        let at = |k: usize| f.get(k).and_then(|s| num(s));
+        let (map, negotiated) = match case {
+            "pmd_1k" => (&mut echo, f.get(11)),
+            "pmd_idle" => (&mut idle, f.get(7)),
+            _ => continue,
+        };
+        map.entry(subject).or_default().insert(
+            round,
+            PmdRun {
+                rate: at(3),
+                p50: at(4),
+                p99: at(5),
+                cpu: at(6),
+                wire: at(7),
+                raw_frame: at(8),
+                share: at(9),
+                client: at(10),
+                negotiated: negotiated.map_or("-", |s| s).to_string(),
+            },
+        );
+    }
+    let med = |m: &BTreeMap<&str, BTreeMap<u32, PmdRun>>,
+               s: &str,
+               get: &dyn Fn(&PmdRun) -> Option<f64>|
+     -> Option<f64> { median(m.get(s)?.values().filter_map(get).collect()) };
+    // The negotiated parameters of a subject: one value, or each one seen.
+    let negotiated = |m: &BTreeMap<&str, BTreeMap<u32, PmdRun>>, s: &str| -> String {
+        let mut seen: Vec<&str> = m
+            .get(s)
+            .map(|r| r.values().map(|r| r.negotiated.as_str()).collect())
+            .unwrap_or_default();
+        seen.sort_unstable();
+        seen.dedup();
+        format!("`{}`", seen.join("`, `"))
+    };
+    let busy = |r: &PmdRun| Some(r.rate? * r.cpu? / 1e6);
+    // Per-round ratio of subject a's value to b's (or to the largest of bs).
+    let ratio_q = |a: &str, bs: &[&str], get: &dyn Fn(&PmdRun) -> Option<f64>| {
+        let ra = echo.get(a)?;
+        quartiles(
+            ra.iter()
+                .filter_map(|(round, r)| {
+                    let best = bs
+                        .iter()
+                        .filter_map(|b| get(echo.get(b)?.get(round)?))
+                        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+                    Some(get(r)? / best)
+                })
+                .filter(|x| x.is_finite())
+                .collect(),
+        )
+    };
+
+    if !echo.is_empty() {
+        out.push_str("## Compressed WebSocket echo (permessage-deflate, RFC 7692)\n\n");
+        out.push_str(
+            "`loadgen echo --deflate`: 100 connections, each sends a 1 KiB JSON text message \
+             (64 different telemetry records), compressed by the client without context \
+             (`client_no_context_takeover` offered), waits for the echo, inflates it and checks \
+             every byte, repeats. pollserve in its default mode (neither side keeps a \
+             compression context) and with `server-takeover` (the server keeps its compressor's \
+             context, as both peers do by default); Node `ws` with `perMessageDeflate: true` \
+             and Python `websockets` with `compression=\"deflate\"`, at their default \
+             settings (bench/peers/). Wire bytes: server-to-client frame bytes per echo, \
+             headers included, beside the uncompressed frame. Ratios pollserve ÷ server, per \
+             round, median over rounds. tokio-tungstenite and fastwebsockets have no \
+             permessage-deflate: no row.\n\n",
+        );
+        out.push_str("| server | negotiated (server's answer) | msg/s (median) | p50 µs | p99 µs | server CPU µs/msg | busy | wire bytes/msg | client bytes/msg | echoes compressed | throughput ratio | CPU/msg ratio |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let mut names: Vec<&str> = echo.keys().copied().collect();
+        names.sort_by_key(|n| (!OURS.contains(n), *n != US, n.to_string()));
+        for s in names {
+            let (tr, cr) = if s == US {
+                ("1 (reference)".to_string(), "–".to_string())
+            } else {
+                let tr = ratio_q(US, &[s], &|r| r.rate).map(|q| q.1);
+                if let Some(t) = tr {
+                    bars.push((format!("pmd_1k vs {s}"), t));
+                }
+                (
+                    fmt_opt(tr, 2),
+                    fmt_opt(ratio_q(US, &[s], &|r| r.cpu).map(|q| q.1), 2),
+                )
+            };
+            let raw_frame = med(&echo, s, &|r| r.raw_frame);
+            let _ = writeln!(
+                out,
+                "| {s} | {} | {} | {} | {} | {} | {} | {} of {} | {} | {} | {tr} | {cr} |",
+                negotiated(&echo, s),
+                fmt_opt(med(&echo, s, &|r| r.rate), 0),
+                fmt_opt(med(&echo, s, &|r| r.p50), 1),
+                fmt_opt(med(&echo, s, &|r| r.p99), 1),
+                fmt_opt(med(&echo, s, &|r| r.cpu), 2),
+                fmt_pct(med(&echo, s, &busy)),
+                fmt_opt(med(&echo, s, &|r| r.wire), 1),
+                fmt_opt(raw_frame, 0),
+                fmt_opt(med(&echo, s, &|r| r.client), 1),
+                fmt_pct(med(&echo, s, &|r| r.share)),
+            );
+        }
+        out.push('\n');
+        // The fastest peer: the highest median rate.
+        let fastest = PEERS
+            .iter()
+            .filter_map(|p| Some((*p, med(&echo, p, &|r| r.rate)?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|p| p.0);
+        for us in OURS {
+            if !echo.contains_key(us) {
+                continue;
+            }
+            let got = ratio_q(us, &PEERS, &|r| r.rate);
+            let Some(peer) = fastest else {
+                let _ = writeln!(
+                    goals_md,
+                    "| WS echo 100 × 1 KiB JSON, permessage-deflate, {us}: throughput ≥ {PMD_GOAL}× the fastest peer | – | {} |",
+                    verdict(None)
+                );
+                continue;
+            };
+            let cpu = ratio_q(us, &[peer], &|r| r.cpu).map_or(String::new(), |q| {
+                format!("; server CPU per msg {:.2}× {peer}", q.1)
+            });
+            let (busy_us, busy_peer) = (med(&echo, us, &busy), med(&echo, peer, &busy));
+            let client_bound = busy_us
+                .zip(busy_peer)
+                .is_some_and(|(a, b)| a < 0.8 && b < 0.8);
+            let _ = writeln!(
+                goals_md,
+                "| WS echo 100 × 1 KiB JSON, permessage-deflate, {us}: throughput ≥ {PMD_GOAL}× the fastest peer of each round ({peer} by median) | {}{cpu}; busy {} / {} | {} |",
+                fmt_q(got),
+                fmt_pct(busy_us),
+                fmt_pct(busy_peer),
+                if client_bound {
+                    "load-generator bound: no verdict (both servers idle part of the time)"
+                } else {
+                    verdict(got.map(|g| g.1 >= PMD_GOAL))
+                }
+            );
+        }
+    }
+
+    if !idle.is_empty() {
+        out.push_str("## Memory per idle compressed WebSocket connection\n\n");
+        out.push_str(
+            "As the idle WebSocket row: server VmRSS after opening the connections minus before, \
+             divided by the connections; each connection did one echo of a compressed 1 KiB JSON \
+             message (`loadgen idle --deflate`), except `pollserve_off` (permessage-deflate \
+             declined: the plain 20-byte echo, the baseline). pollserve modes: `default` \
+             (neither side keeps context), `server_takeover` (the server keeps its compressor's), \
+             `takeover` (the server asks neither side to reset, and the client offers as \
+             Chromium does, without `client_no_context_takeover`: the server may keep an \
+             inflate context too). Fresh server processes for every run.\n\n",
+        );
+        out.push_str("| server | negotiated (server's answer) | connections | bytes per connection (median) |\n|---|---|---:|---:|\n");
+        let mut names: Vec<&str> = idle.keys().copied().collect();
+        names.sort_by_key(|n| (!n.starts_with(US), n.to_string()));
+        for s in names {
+            let conns = idle[s].values().next().and_then(|r| r.p50).unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "| {s} | {} | {conns:.0} | {} |",
+                negotiated(&idle, s),
+                fmt_opt(med(&idle, s, &|r| r.rate), 0)
+            );
+        }
+        out.push('\n');
+        let ours = med(&idle, "pollserve_default", &|r| r.rate);
+        let _ = writeln!(
+            goals_md,
+            "| idle compressed connection memory, no server context (pollserve default) ≤ {PMD_IDLE_GOAL:.0} B (plain: {} B) | {} B | {} |",
+            fmt_opt(med(&idle, "pollserve_off", &|r| r.rate), 0),
+            fmt_opt(ours, 0),
+            verdict(ours.map(|o| o <= PMD_IDLE_GOAL))
+        );
+    }
 }

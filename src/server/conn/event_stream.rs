@@ -5,6 +5,7 @@ use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use super::{Conn, Phase};
+use crate::server::fanout::EncodedBroadcast;
 use crate::server::shared::after;
 use crate::sse::{SseError, SseOptions, SseSendError};
 
@@ -59,7 +60,7 @@ impl Conn {
         // Encoded in place, then measured: what does not fit is taken back,
         // so the queue never holds more than the bound.
         let before = self.wbuf.len();
-        let was_idle = self.wpos == before;
+        let was_idle = self.pending_len() == 0;
         let encoded = write(&mut self.wbuf);
         let len = self.wbuf.len() - before;
         if encoded.is_err() || self.pending_len() > limit {
@@ -81,6 +82,38 @@ impl Conn {
             self.last_io = Instant::now();
         }
         // Written when the server next drives the connection.
+        Ok(())
+    }
+
+    /// Queues a broadcast event (encoded once, shared with the other
+    /// streams) on the event stream that answers request `exchange`, with
+    /// the checks and bound of [`sse_send`](Self::sse_send).
+    pub(crate) fn sse_broadcast(
+        &mut self,
+        exchange: u32,
+        event: &mut EncodedBroadcast<'_>,
+        now: Instant,
+    ) -> Result<(), SseSendError> {
+        let Some(sse) = self.sse.as_ref() else {
+            return Err(SseSendError::NotEventStream);
+        };
+        if self.dead || self.phase != Phase::Sse || sse.exchange != exchange {
+            return Err(SseSendError::Closed);
+        }
+        let limit = sse.options.max_send_buffer;
+        let len = event.bytes.len();
+        if len > limit {
+            return Err(SseSendError::EventTooLarge { len, limit });
+        }
+        let pending = self.pending_len();
+        if pending.saturating_add(len) > limit {
+            return Err(SseSendError::Backpressure);
+        }
+        self.queue_shared(event.frame());
+        if pending == 0 {
+            // The send timeout, and the heartbeat interval, count from here.
+            self.last_io = now;
+        }
         Ok(())
     }
 

@@ -415,8 +415,9 @@ impl Conn {
         let mut keep_alive = framing.keep_alive;
 
         match &body {
-            Body::Upgrade(options) if framing.upgrade => {
-                self.ws = Some(Box::new(WsConn::new((**options).clone(), now)));
+            Body::Upgrade(upgrade) if framing.upgrade => {
+                let upgrade = (**upgrade).clone();
+                self.ws = Some(Box::new(WsConn::new(upgrade.options, upgrade.deflate, now)));
             }
             Body::Sse(options) if framing.send_body => {
                 self.sse = Some(Box::new(SseConn::new(

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{Conn, Phase};
 use crate::proto::http::{chunk_size, write_chunk, LAST_CHUNK};
+use crate::server::fanout::ChunkBroadcast;
 use crate::server::shared::after;
 use crate::stream::{StreamOptions, StreamSendError};
 
@@ -89,7 +90,7 @@ impl Conn {
         if self.pending_len().saturating_add(len) > limit {
             return Err(StreamSendError::Backpressure);
         }
-        if self.wpos == self.wbuf.len() {
+        if self.pending_len() == 0 {
             // The send timeout counts from here.
             self.last_io = Instant::now();
         }
@@ -97,6 +98,44 @@ impl Conn {
             write_chunk(&mut self.wbuf, data);
         } else {
             self.wbuf.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Queues a broadcast chunk (framed once per framing, shared with the
+    /// other streams) on the stream of request `exchange`, with the checks
+    /// and bound of [`stream_send`](Self::stream_send).
+    pub(crate) fn stream_broadcast(
+        &mut self,
+        exchange: u32,
+        chunk: &mut ChunkBroadcast<'_>,
+        now: Instant,
+    ) -> Result<(), StreamSendError> {
+        let Some(stream) = self.stream_of(exchange) else {
+            return Err(StreamSendError::Closed);
+        };
+        if chunk.data.is_empty() {
+            // An empty chunk would end a chunked body: nothing to send.
+            return Ok(());
+        }
+        let chunked = stream.chunked;
+        let limit = stream.options.max_send_buffer;
+        let len = if chunked {
+            chunk_size(chunk.data.len())
+        } else {
+            chunk.data.len()
+        };
+        if len > limit {
+            return Err(StreamSendError::ChunkTooLarge { len, limit });
+        }
+        let pending = self.pending_len();
+        if pending.saturating_add(len) > limit {
+            return Err(StreamSendError::Backpressure);
+        }
+        self.queue_shared(chunk.frame(chunked));
+        if pending == 0 {
+            // The send timeout counts from here.
+            self.last_io = now;
         }
         Ok(())
     }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use super::buf::ReadBuf;
 use super::console::server_log;
 use super::dispatch::Decision;
+use super::fanout::{SharedFrame, SharedOutput, COPY_BELOW, MAX_SLICES};
+use super::groups::Membership;
 use super::routes::{BodySink, RouteHandler};
 use super::shared::{after, Shared};
 use super::transport::{ReadHalf, Transport};
@@ -118,6 +120,8 @@ pub(crate) struct Conn {
     rbuf: ReadBuf,
     wbuf: Vec<u8>,
     wpos: usize,
+    /// Broadcast frames queued between (and after) the bytes of `wbuf`.
+    shared: SharedOutput,
     out: Option<OutBody>,
     phase: Phase,
     /// Readiness not yet used up (edge-triggered: kept until a read or write
@@ -166,6 +170,8 @@ pub(crate) struct Conn {
     /// Accepted on a redirect listener: every request is answered with a
     /// redirect to HTTPS on this port.
     https_redirect: Option<u16>,
+    /// The groups this connection's WebSocket or stream is a member of.
+    pub(super) memberships: Vec<Membership>,
 }
 
 impl Conn {
@@ -186,6 +192,7 @@ impl Conn {
             rbuf: ReadBuf::default(),
             wbuf: Vec::new(),
             wpos: 0,
+            shared: SharedOutput::default(),
             out: None,
             phase: Phase::Head,
             ready: Readiness::default(),
@@ -224,6 +231,7 @@ impl Conn {
             round_events: 0,
             opening,
             https_redirect: None,
+            memberships: Vec::new(),
         }
     }
 
@@ -278,10 +286,18 @@ impl Conn {
             + self.io.held().0
     }
 
-    /// Bytes allocated for output (the write buffer's capacity, and the
-    /// transport's: encrypted records not yet written).
+    /// Bytes allocated for output of this connection's own (the write
+    /// buffer's capacity, the queue of shared frames, and the transport's:
+    /// encrypted records not yet written). The shared frames themselves are
+    /// not counted: see [`shared_frames`](Self::shared_frames).
     pub fn output_buffered(&self) -> usize {
-        self.wbuf.capacity() + self.io.held().2
+        self.wbuf.capacity() + self.shared.allocated() + self.io.held().2
+    }
+
+    /// The broadcast frames queued on this connection, which it shares with
+    /// others.
+    pub fn shared_frames(&self) -> impl Iterator<Item = &SharedFrame> {
+        self.shared.frames()
     }
 
     /// Bytes queued for the peer and not yet written (encrypted bytes
@@ -305,8 +321,21 @@ impl Conn {
             && self.request_start.is_none()
     }
 
+    /// Bytes queued and not yet written: the connection's own and the
+    /// broadcast frames queued on it, each counted in full (the send bounds
+    /// count what one connection holds back, shared or not).
     fn pending_len(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.shared.pending()
+    }
+
+    /// Queues a broadcast frame after everything queued so far. A small
+    /// frame is copied into the write buffer (see [`COPY_BELOW`]).
+    fn queue_shared(&mut self, frame: &SharedFrame) {
+        if frame.len() < COPY_BELOW {
+            self.wbuf.extend_from_slice(frame.bytes());
+        } else {
+            self.shared.push(frame.clone(), self.wbuf.len() - self.wpos);
+        }
     }
 
     /// Whether `flush` has something to write: buffered bytes, a large
@@ -314,6 +343,7 @@ impl Conn {
     /// transport holds (TLS records the socket did not take yet).
     fn has_output(&self) -> bool {
         self.wpos < self.wbuf.len()
+            || !self.shared.is_empty()
             || matches!(self.out, Some(OutBody::Bytes(..)))
             || (self.io.sends_files()
                 && matches!(self.out, Some(OutBody::File(_) | OutBody::Ranges(_))))
@@ -510,6 +540,7 @@ impl Conn {
         self.rbuf.clear();
         self.wbuf.clear();
         self.wpos = 0;
+        self.shared.clear();
         self.out = None;
         self.decoder = None;
         self.decision = None;
@@ -562,6 +593,16 @@ impl Conn {
             }
             if self.io.has_pending_output() {
                 self.ready.writable = false;
+                return Ok(written);
+            }
+        }
+        if !self.shared.is_empty() {
+            // Broadcast frames are queued: they and the bytes around them
+            // go first, and the plain path below takes over once they are
+            // out (a response body in `out` always follows them).
+            written += self.flush_shared(budget)?;
+            if !self.shared.is_empty() || !self.ready.writable {
+                self.compact_wbuf();
                 return Ok(written);
             }
         }
@@ -661,10 +702,52 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        // Written bytes leave the buffer: a peer that reads steadily but
-        // keeps a backlog must not make the buffer grow by all it reads.
+        self.compact_wbuf();
+        Ok(written)
+    }
+
+    /// Written bytes leave the buffer: a peer that reads steadily but keeps
+    /// a backlog must not make the buffer grow by all it reads. (Queued
+    /// broadcast frames count their place relative to the unwritten bytes,
+    /// so they are unaffected.)
+    fn compact_wbuf(&mut self) {
         if self.wpos >= COMPACT_AT && self.wpos * 2 >= self.wbuf.len() {
             self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+    }
+
+    /// Writes the connection's own bytes and the broadcast frames queued
+    /// among them, in order, many slices per vectored write, until the
+    /// frames are all out, the socket is full or about `budget` bytes are
+    /// written; returns the bytes written. A partial write resumes inside
+    /// the slice it stopped in.
+    fn flush_shared(&mut self, budget: usize) -> io::Result<usize> {
+        let mut written = 0;
+        while written < budget && !self.shared.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let own = self.wbuf.get(self.wpos..).unwrap_or_default();
+            let count = self.shared.slices(own, budget - written, &mut slices);
+            if count == 0 {
+                break;
+            }
+            match self.io.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    written += n;
+                    let own = self.shared.advance(n);
+                    self.wpos = (self.wpos + own).min(self.wbuf.len());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.ready.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
             self.wpos = 0;
         }
         Ok(written)
@@ -874,6 +957,7 @@ impl Conn {
         self.rbuf = ReadBuf::default();
         self.wbuf = Vec::new();
         self.wpos = 0;
+        self.shared.clear();
         self.expire_by(after(now, keep), shared);
         true
     }

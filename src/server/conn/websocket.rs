@@ -7,7 +7,11 @@ use std::io::{self, IoSlice};
 use std::time::Instant;
 
 use super::{Conn, Phase};
+use crate::proto::deflate::DeflateParams;
+#[cfg(feature = "deflate")]
+use crate::proto::deflate::{Compressor, Inflater};
 use crate::proto::ws::{Event, Role, SendError, WsSession};
+use crate::server::fanout::WsBroadcast;
 use crate::server::shared::Shared;
 use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
 
@@ -29,12 +33,18 @@ pub(crate) struct WsConn {
     /// Something the program has not been told about through `ws_ready`:
     /// a message or pong arrived, or the socket ended.
     news: bool,
+    /// What the handshake agreed for permessage-deflate.
+    deflate: Option<DeflateParams>,
 }
 
 impl WsConn {
-    pub fn new(options: WsOptions, now: Instant) -> WsConn {
+    pub fn new(options: WsOptions, deflate: Option<DeflateParams>, now: Instant) -> WsConn {
         let mut session = WsSession::new(Role::Server, options.protocol);
         session.start_timers(now);
+        #[cfg(feature = "deflate")]
+        if let (Some(params), Some(prefs)) = (deflate, options.deflate) {
+            session.enable_deflate(params, prefs.level, prefs.min_size);
+        }
         WsConn {
             session,
             inbox: VecDeque::new(),
@@ -44,7 +54,13 @@ impl WsConn {
             max_receive_buffer: options.max_receive_buffer,
             deferred: false,
             news: false,
+            deflate,
         }
+    }
+
+    /// The permessage-deflate parameters in effect, if negotiated.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.deflate
     }
 
     /// Whether input processing waits for the program to receive.
@@ -119,10 +135,67 @@ pub(crate) enum WsPop {
 /// [`WsHandle::receive_into`](crate::WsHandle::receive_into), lent to the
 /// next message any WebSocket starts to assemble. Bounded in count of bytes
 /// and in the size of one buffer, so a burst of large messages is not kept.
+/// Also lends permessage-deflate codecs: a session that keeps no
+/// compression context between messages hands its compressor (or inflater)
+/// back after each one, so sockets that share settings share one codec
+/// instead of holding hundreds of KiB each.
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: Vec<Vec<u8>>,
     bytes: usize,
+    #[cfg(feature = "deflate")]
+    compressors: Vec<Compressor>,
+    #[cfg(feature = "deflate")]
+    inflaters: Vec<Inflater>,
+}
+
+#[cfg(feature = "deflate")]
+impl BufferPool {
+    /// Codecs of each kind kept for lending. One poll loop uses one at a
+    /// time per kind of settings (a session keeping no context hands its
+    /// codec back after each message), so a few cover every mix of levels
+    /// and window sizes in use.
+    const MAX_CODECS: usize = 8;
+
+    /// Lends a compressor of the settings `session` needs, if one is pooled.
+    fn lend_compressor(&mut self, session: &mut WsSession) {
+        for i in (0..self.compressors.len()).rev() {
+            let c = self.compressors.swap_remove(i);
+            match session.offer_compressor(c) {
+                None => return,
+                Some(back) => self.compressors.push(back),
+            }
+        }
+    }
+
+    /// A pooled compressor, for a broadcast's compressed encoding (which
+    /// replaces it if its settings differ).
+    pub(crate) fn take_compressor(&mut self) -> Option<Compressor> {
+        self.compressors.pop()
+    }
+
+    pub(crate) fn put_compressor(&mut self, c: Compressor) {
+        if self.compressors.len() < Self::MAX_CODECS {
+            self.compressors.push(c);
+        }
+    }
+
+    /// Lends an inflater of the window `session` needs, if one is pooled.
+    fn lend_inflater(&mut self, session: &mut WsSession) {
+        for i in (0..self.inflaters.len()).rev() {
+            let d = self.inflaters.swap_remove(i);
+            match session.offer_inflater(d) {
+                None => return,
+                Some(back) => self.inflaters.push(back),
+            }
+        }
+    }
+
+    fn put_inflater(&mut self, d: Inflater) {
+        if self.inflaters.len() < Self::MAX_CODECS {
+            self.inflaters.push(d);
+        }
+    }
 }
 
 impl BufferPool {
@@ -166,7 +239,7 @@ impl Conn {
         ws.deferred = false;
         while !self.rbuf.is_empty()
             && !ws.paused()
-            && self.wbuf.len() - self.wpos < ws.max_send_buffer
+            && self.wbuf.len() - self.wpos + self.shared.pending() < ws.max_send_buffer
         {
             if self.round_events >= EVENTS_PER_ROUND {
                 self.more = true;
@@ -179,6 +252,10 @@ impl Conn {
                 break;
             }
             pool.lend(&mut ws.session);
+            #[cfg(feature = "deflate")]
+            if ws.deflate.is_some() {
+                pool.lend_inflater(&mut ws.session);
+            }
             let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
             if feed.consumed == 0 && feed.event.is_none() {
                 break;
@@ -204,6 +281,14 @@ impl Conn {
         if let Some(buf) = ws.session.take_idle_buffer() {
             // Between messages the buffer goes back: idle sockets hold none.
             pool.put(buf);
+        }
+        #[cfg(feature = "deflate")]
+        if ws.deflate.is_some() {
+            // The session answers pings itself, but compresses nothing
+            // while fed; its inflater goes back when it keeps no context.
+            if let Some(d) = ws.session.take_idle_inflater() {
+                pool.put_inflater(d);
+            }
         }
         if ws.session.wants_shutdown() {
             // Flush the close frame, then shut the write side and drain.
@@ -274,9 +359,19 @@ impl Conn {
         Some((event, after))
     }
 
+    /// Whether received messages wait for the program.
+    pub(crate) fn ws_has_messages(&self) -> bool {
+        self.ws.as_ref().is_some_and(|ws| ws.has_messages())
+    }
+
     /// Whether no more messages can be sent.
     pub(crate) fn ws_is_closed(&self) -> bool {
         self.dead || self.ws.as_ref().is_none_or(|ws| !ws.session.is_open())
+    }
+
+    /// The permessage-deflate parameters in effect, if negotiated.
+    pub(crate) fn ws_deflate(&self) -> Option<DeflateParams> {
+        self.ws.as_ref()?.deflate()
     }
 
     /// How the WebSocket ended, once it has.
@@ -287,8 +382,36 @@ impl Conn {
     /// Sends a data message. A large one going to an idle, writable socket
     /// is written straight from `payload` with one vectored write (header +
     /// payload), so only what the kernel does not take is copied.
-    pub(crate) fn ws_send_data(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
+    pub(crate) fn ws_send_data(
+        &mut self,
+        pool: &mut BufferPool,
+        text: bool,
+        payload: &[u8],
+    ) -> Result<(), WsError> {
         self.ws_room(|session| session.message_wire_len(payload.len()))?;
+        #[cfg(feature = "deflate")]
+        if let Some(ws) = self.ws.as_mut() {
+            if ws.deflate.is_some() {
+                // Compressed (or possibly compressed): through the session,
+                // with a compressor from the pool when it keeps no context.
+                pool.lend_compressor(&mut ws.session);
+                let result = self.ws_write(|s, out| {
+                    if text {
+                        s.send_text_bytes(payload, out)
+                    } else {
+                        s.send_binary(payload, out)
+                    }
+                });
+                if let Some(ws) = self.ws.as_mut() {
+                    if let Some(c) = ws.session.take_idle_compressor() {
+                        pool.put_compressor(c);
+                    }
+                }
+                return result;
+            }
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = pool;
         let queue = |s: &mut WsSession, out: &mut Vec<u8>| {
             if text {
                 s.send_text_bytes(payload, out)
@@ -341,6 +464,37 @@ impl Conn {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
+        }
+        Ok(())
+    }
+
+    /// Queues a broadcast message: the bytes `message` holds for this
+    /// connection's [`SharedEncoding`](crate::proto::ws::SharedEncoding),
+    /// made once and shared with the others that use it. A connection whose
+    /// bytes depend on its own state (a compressor that keeps context, a
+    /// `max_frame_size` below the message's size) sends the message as
+    /// [`ws_send_data`](Self::ws_send_data) does. The send bound and its
+    /// policy are the same as for a send.
+    pub(crate) fn ws_broadcast(
+        &mut self,
+        message: &mut WsBroadcast<'_>,
+        pool: &mut BufferPool,
+        now: Instant,
+    ) -> Result<(), WsError> {
+        let len = message.payload.len();
+        let encoding = self
+            .ws
+            .as_ref()
+            .and_then(|ws| ws.session.shared_encoding(len));
+        let Some(encoding) = encoding else {
+            return self.ws_send_data(pool, message.text, message.payload);
+        };
+        self.ws_room(|session| session.message_wire_len(len))?;
+        let was_idle = self.pending_len() == 0;
+        self.queue_shared(message.frame(encoding, pool));
+        if was_idle {
+            // The send timeout counts from this send.
+            self.last_io = now;
         }
         Ok(())
     }
@@ -400,10 +554,10 @@ impl Conn {
         &mut self,
         send: impl FnOnce(&mut WsSession, &mut Vec<u8>) -> Result<(), SendError>,
     ) -> Result<(), WsError> {
+        let was_idle = self.pending_len() == 0;
         let Some(ws) = self.ws.as_mut() else {
             return Err(WsError::NotWebSocket);
         };
-        let was_idle = self.wpos == self.wbuf.len();
         send(&mut ws.session, &mut self.wbuf)?;
         if ws.session.wants_shutdown() && self.phase == Phase::Ws {
             self.phase = Phase::Closing;

@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! loadgen echo --addr 127.0.0.1:PORT [--path /ws] --conns N --size S --secs D
-//!              [--warmup W] [--pid SERVER_PID] [--tls CERT.pem]
+//!              [--warmup W] [--pid SERVER_PID] [--tls CERT.pem | --deflate]
 //! loadgen idle --addr 127.0.0.1:PORT [--path /ws] --conns N --pid SERVER_PID
-//!              [--tls CERT.pem]
+//!              [--tls CERT.pem | --deflate]
 //! loadgen http --addr 127.0.0.1:PORT --path /file --expect FILE --conns N
 //!              --secs D [--warmup W] [--pid SERVER_PID]... [--close]
 //!              [--tls CERT.pem]
@@ -13,7 +13,15 @@
 //!              [--attackers N] [--flooders F] [--idle ws|http] [--ws-path /ws]
 //!              [--rate R] [--timeout-ms T] [--trickle-ms P]
 //!              --secs D [--warmup W] [--pid SERVER_PID]...
+//! loadgen fanout --addr 127.0.0.1:PORT --conns N (--size S | --sizes S,S…)
+//!              --secs D [--warmup W] [--window W] [--sse] [--sub-path P]
+//!              [--pub-path P] [--pid SERVER_PID]...
+//! loadgen fanout-memory --addr 127.0.0.1:PORT --conns N --size S
+//!              --pid SERVER_PID [--fill F] [--stats-path /stats]
 //! ```
+//!
+//! `fanout`, `fanout-memory`: one publisher, N subscribers, every delivery
+//! checked; see `fanout.rs`.
 //!
 //! `echo`: N connections each send a masked binary message of S bytes, wait
 //! for the echo, verify it byte for byte and repeat. After the warm-up it
@@ -36,6 +44,10 @@
 //! certificate must be the first one in CERT.pem (see `tls.rs`: pinned
 //! certificate, no session resumption, ciphertext decrypted in place). The
 //! result line then says what was negotiated (`tls=`).
+//!
+//! `--deflate` (echo, idle): permessage-deflate, with JSON text messages
+//! instead of binary ones; `--client-context` offers it as browsers do,
+//! without `client_no_context_takeover`; see `pmd.rs`.
 //!
 //! `--pid` may be given more than once (nginx: master and worker); server CPU
 //! is the on-CPU time of every thread of those processes
@@ -108,6 +120,11 @@ struct Args {
     tls: Option<String>,
     /// `--close` (http): one request per connection.
     close: bool,
+    /// `--deflate` (echo, idle): offer permessage-deflate (`pmd.rs`).
+    deflate: bool,
+    /// `--client-context` (with `--deflate`): offer it without
+    /// `client_no_context_takeover`, as browsers do.
+    client_context: bool,
     /// `--sizes S,S…` (fanout): message sizes measured one after the
     /// other on the same subscribers (default: `--size`).
     sizes: Vec<usize>,
@@ -133,7 +150,7 @@ fn parse_args() -> Args {
         mode.as_str(),
         "echo" | "idle" | "http" | "hostile" | "fanout" | "fanout-memory"
     ) {
-        eprintln!("usage: loadgen echo|idle|http|hostile|fanout|fanout-memory --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE] [--close] [--tls CERT.pem] (hostile, fanout: see the doc comment of bench/src/bin/loadgen/main.rs)");
+        eprintln!("usage: loadgen echo|idle|http|hostile|fanout|fanout-memory --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE] [--close] [--tls CERT.pem] (hostile: see the doc comment of bench/src/bin/loadgen/main.rs; fanout: fanout.rs)");
         exit(2);
     }
     let mut a = Args {
@@ -155,6 +172,8 @@ fn parse_args() -> Args {
         trickle_ms: 2000.0,
         tls: None,
         close: false,
+        deflate: false,
+        client_context: false,
         sizes: Vec::new(),
         window: 8,
         sse: false,
@@ -166,6 +185,14 @@ fn parse_args() -> Args {
     while let Some(flag) = it.next() {
         if flag == "--close" {
             a.close = true;
+            continue;
+        }
+        if flag == "--deflate" {
+            a.deflate = true;
+            continue;
+        }
+        if flag == "--client-context" {
+            a.client_context = true;
             continue;
         }
         if flag == "--sse" {
@@ -225,6 +252,14 @@ fn parse_args() -> Args {
     }
     if a.tls.is_some() && (a.mode == "hostile" || a.mode.starts_with("fanout")) {
         eprintln!("--tls is for echo, idle and http mode");
+        exit(2);
+    }
+    if a.deflate && (a.tls.is_some() || !matches!(a.mode.as_str(), "echo" | "idle")) {
+        eprintln!("--deflate is for echo and idle mode, without --tls");
+        exit(2);
+    }
+    if a.client_context && !a.deflate {
+        eprintln!("--client-context goes with --deflate");
         exit(2);
     }
     if a.size > PATTERN_LEN / 2 {
@@ -592,9 +627,14 @@ impl Gen {
 
 /// A final, masked binary frame carrying `payload`.
 fn masked_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    masked_frame_with(0x82, payload, mask)
+}
+
+/// A masked frame with first byte `b0` (FIN, RSV bits, opcode) carrying `payload`.
+fn masked_frame_with(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let size = payload.len();
     let mut f = Vec::with_capacity(size + 14);
-    f.push(0x82);
+    f.push(b0);
     if size < 126 {
         f.push(0x80 | size as u8);
     } else if size <= 0xFFFF {
@@ -728,6 +768,10 @@ fn main() {
         } else {
             fanout::run_memory(args);
         }
+        return;
+    }
+    if args.deflate {
+        pmd::run(args);
         return;
     }
     let rss_before = match (idle, args.pids.first()) {
@@ -877,6 +921,7 @@ fn report(
 mod fanout;
 mod hostile;
 mod http;
+mod pmd;
 mod tls;
 
 use tls::{Tls, TlsClient};

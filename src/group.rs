@@ -1,0 +1,123 @@
+//! Groups (topics, channels): sets of WebSockets, event streams and kept
+//! streams that the server keeps for the program, to broadcast to.
+//!
+//! A dashboard pushes each reading to every open page; a chat room sends
+//! each line to everyone in it. Without groups the program keeps a
+//! `Vec<WsId>` per channel and prunes it of closed sockets; with a group,
+//! the server does that: a member leaves by itself when its connection
+//! closes or its stream ends.
+//!
+//! [`Server::new_group`](crate::Server::new_group) makes a group and returns
+//! its [`GroupId`] (small and `Copy`, like the ids of its members);
+//! [`Server::group`](crate::Server::group) gives a
+//! [`GroupHandle`](crate::GroupHandle) to join, leave and broadcast. A handler
+//! joins the client it accepts through its
+//! [`Outbox`](crate::outbox::Outbox) (the server is busy running the handler),
+//! and other threads through a [`Sender`](crate::Sender).
+//!
+//! ```no_run
+//! use pollserve::{group::GroupId, Method, Server, sse::SseEvent};
+//! use std::time::Duration;
+//!
+//! struct App { viewers: GroupId }
+//!
+//! let mut server = Server::<App>::new();
+//! let viewers = server.new_group();
+//! server.route("/ws", Method::GET, |req, app: &mut App| {
+//!     let (response, ws) = req.accept_websocket()?;
+//!     req.outbox().join(app.viewers, ws);
+//!     Ok(response)
+//! })?;
+//! server.route("/events", Method::GET, |req, app: &mut App| {
+//!     let (response, sse) = req.accept_sse()?;
+//!     req.outbox().join(app.viewers, sse);
+//!     Ok(response)
+//! })?;
+//! server.start("127.0.0.1", 5000)?;
+//! let mut app = App { viewers };
+//! let mut reading = 0.0f32;
+//! loop {
+//!     server.poll(&mut app, Duration::from_millis(100))?;
+//!     reading += 0.1;
+//!     let text = format!("{reading:.1}");
+//!     // One encoding for all WebSockets, one for all event streams.
+//!     server.group(viewers).broadcast_text(&text);
+//!     server.group(viewers).broadcast_event(&SseEvent::new(&text));
+//! }
+//! # Ok::<(), pollserve::Error>(())
+//! ```
+//!
+//! A broadcast is encoded once and its bytes are shared by every member it
+//! is queued on (see [`Server::broadcast_text`](crate::Server::broadcast_text)):
+//! memory for one broadcast is one copy plus a small reference per member.
+//! Each member keeps its own send bound; one that falls behind past it is
+//! dropped, and the others go on.
+//!
+//! A group lives until [`GroupHandle::remove`](crate::GroupHandle::remove)
+//! (its members stay connected):
+//!
+//! ```
+//! let mut server = pollserve::Server::<()>::new();
+//! let room = server.new_group();
+//! assert!(server.group(room).is_empty());
+//! assert!(server.group(room).exists());
+//! server.group(room).remove();
+//! assert!(!server.group(room).exists());
+//! assert_eq!(server.group(room).broadcast_text("nobody hears this"), 0);
+//! ```
+
+use crate::request::ConnId;
+use crate::sse::SseId;
+use crate::stream::StreamId;
+use crate::ws::WsId;
+
+/// Identifies one group made by [`Server::new_group`](crate::Server::new_group).
+/// Small and `Copy`; once the group is removed, the id stays harmless (it
+/// names an empty group that nobody can join).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupId {
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+}
+
+/// A member of a group: a WebSocket, an event stream or a kept stream.
+/// Made from their ids with `into()` (every method that takes a member
+/// takes `impl Into<Member>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Member {
+    /// A WebSocket: gets the group's text and binary messages.
+    Ws(WsId),
+    /// An event stream: gets the group's events.
+    Sse(SseId),
+    /// A kept stream: gets the group's chunks.
+    Stream(StreamId),
+}
+
+impl Member {
+    /// The connection the member lives on.
+    pub(crate) fn conn(&self) -> ConnId {
+        match self {
+            Member::Ws(id) => id.0,
+            Member::Sse(id) => id.0,
+            Member::Stream(id) => id.0,
+        }
+    }
+}
+
+impl From<WsId> for Member {
+    fn from(id: WsId) -> Member {
+        Member::Ws(id)
+    }
+}
+
+impl From<SseId> for Member {
+    fn from(id: SseId) -> Member {
+        Member::Sse(id)
+    }
+}
+
+impl From<StreamId> for Member {
+    fn from(id: StreamId) -> Member {
+        Member::Stream(id)
+    }
+}
