@@ -43,8 +43,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{
-    connect_done, connected, cpu_seconds, fail, own_cpu_seconds, read_now, report, rss_bytes,
-    write_now, write_some, Args, MAX_PENDING,
+    connect_done, connected, cpu_seconds, fail, own_cpu_seconds, read_now, report_scaled,
+    rss_bytes, write_now, write_some, Args, MAX_PENDING,
 };
 
 /// Bytes of the printable pattern messages are cut from.
@@ -160,6 +160,7 @@ struct Flow {
     deliveries: u64,
     /// Fan-out times of the messages completed are recorded.
     measuring: bool,
+    /// Those fan-out times, in microseconds.
     latencies: Vec<u32>,
     rng: u64,
 }
@@ -258,7 +259,7 @@ impl Flow {
             self.done += 1;
             self.last_progress = Instant::now();
             if self.measuring {
-                let t = self.sent_at[slot].elapsed().as_nanos();
+                let t = self.sent_at[slot].elapsed().as_micros();
                 self.latencies.push(t.min(u32::MAX as u128) as u32);
             }
         }
@@ -917,10 +918,11 @@ pub fn run(args: Args) {
             args.window,
             fan.flow.published - published0,
         );
-        report(
+        report_scaled(
             fan.flow.deliveries - deliveries0,
             elapsed,
             std::mem::take(&mut fan.flow.latencies),
+            1000.0,
             (cpu0, cpu1, own),
             &extra,
         );

@@ -877,13 +877,27 @@ fn main() {
 /// seconds at the window's start and end (`--pid`), and the load
 /// generator's own CPU seconds in the window (`client_busy=`, its share of
 /// one core: near 1, it may be what limits the rate); `extra` (`key=value`
-/// pairs, each after a space) goes before `verified=ok`. Without a latency
-/// (`fanout`: no message reached every subscriber within the window),
-/// `p50_us` and `p99_us` are `-`.
+/// pairs, each after a space) goes before `verified=ok`. Latencies in
+/// nanoseconds.
 fn report(
     completed: u64,
     elapsed: f64,
+    lat: Vec<u32>,
+    cpu: (Option<f64>, Option<f64>, f64),
+    extra: &str,
+) {
+    report_scaled(completed, elapsed, lat, 1.0, cpu, extra);
+}
+
+/// [`report`] with latencies in units of `ns_per_unit` nanoseconds
+/// (`fanout`: microseconds, as a message's fan-out can take seconds, past
+/// what `u32` nanoseconds hold). Without a latency `p50_us` and `p99_us`
+/// are `-`.
+fn report_scaled(
+    completed: u64,
+    elapsed: f64,
     mut lat: Vec<u32>,
+    ns_per_unit: f64,
     (cpu0, cpu1, own): (Option<f64>, Option<f64>, f64),
     extra: &str,
 ) {
@@ -893,8 +907,9 @@ fn report(
     lat.sort_unstable();
     let pct = |p: f64| {
         let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
-        lat.get(i)
-            .map_or("-".into(), |&ns| format!("{:.1}", ns as f64 / 1000.0))
+        lat.get(i).map_or("-".into(), |&v| {
+            format!("{:.1}", v as f64 * ns_per_unit / 1000.0)
+        })
     };
     let rate = completed as f64 / elapsed;
     let cpu = match (cpu0, cpu1) {
