@@ -34,6 +34,8 @@ fi
 step "format, lints, docs"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The library without its default feature (permessage-deflate) builds clean too.
+cargo clippy -p pollserve --no-default-features --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "library dependencies: no CLI crates for library users"
