@@ -1259,10 +1259,12 @@ fn compressed_dashboard() {
     session.enable_deflate(params, 6, 0);
 
     // The first bytes after the handshake begin a reading: compressed.
-    let mut pending = vec![0u8; 2];
+    // (A reading is over 125 bytes even compressed: a 16-bit length follows.)
+    let mut pending = vec![0u8; 4];
     s.read_exact(&mut pending).unwrap();
     assert_eq!(pending[0], 0x80 | 0x40 | 1, "FIN, RSV1, text");
-    let wire_len = usize::from(pending[1] & 0x7f);
+    assert_eq!(pending[1], 126, "unmasked, 16-bit length");
+    let wire_len = usize::from(u16::from_be_bytes([pending[2], pending[3]]));
     let reading = next_message(&mut s, &mut session, &mut pending);
     let Message::Text(reading) = reading else {
         panic!("a text reading");
