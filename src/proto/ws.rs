@@ -41,9 +41,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-use crate::proto::deflate::{Compressor, DeflateParams};
 #[cfg(feature = "deflate")]
 use crate::proto::deflate::{deflate_bound, InflateError, Inflater, DEFLATE_TAIL};
+use crate::proto::deflate::{Compressor, DeflateParams};
 
 /// The GUID appended to `Sec-WebSocket-Key` before hashing (RFC 6455 §1.3).
 pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

@@ -331,7 +331,7 @@ impl<S> Server<S> {
     /// [`local_addr`](Self::local_addr)). The socket gets `SO_REUSEADDR`, so a
     /// restart does not wait for old connections in `TIME_WAIT`. A server
     /// may listen on one plain port, one TLS port
-    /// ([`start_tls`](Self::start_tls)) and one redirect port
+    /// (`start_tls`, feature `tls`) and one redirect port
     /// ([`start_https_redirect`](Self::start_https_redirect)) at once.
     pub fn start(&mut self, host: &str, port: u16) -> Result<SocketAddr, Error> {
         self.listen(host, port, ListenerKind::Plain)
