@@ -725,10 +725,10 @@ impl<S> Server<S> {
     /// one broadcast is one copy plus a few dozen bytes per connection.
     /// Connections that negotiated permessage-deflate without context
     /// takeover (the default [`DeflateOptions`](crate::ws::DeflateOptions))
-    /// share one compressed copy per compression settings. A connection
-    /// whose compressor keeps context, or whose
-    /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size) is
-    /// below the message's size, gets its own encoding, as for a send.
+    /// share one compressed copy per compression settings; a message longer
+    /// than [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)
+    /// is shared split into frames, one copy per frame size. A connection
+    /// whose compressor keeps context gets its own encoding, as for a send.
     ///
     /// Backpressure stays per connection: the shared bytes count in full
     /// against each connection's
