@@ -55,7 +55,7 @@ use crate::ws::WsId;
 
 pub use config::{Activity, ServerConfig, ServerStats};
 pub use groups::GroupHandle;
-pub use handles::{Sender, SseHandle, StreamHandle, WsHandle};
+pub use handles::{Sender, SseHandle, StreamHandle, WsHandle, MAX_SENDER_QUEUE};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
 use conn::{Conn, Readiness};
@@ -766,7 +766,7 @@ impl<S> Server<S> {
             None => {
                 let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
                 let r = Arc::new(Remote {
-                    queue: Mutex::new(Vec::new()),
+                    queue: Mutex::new(Default::default()),
                     waker,
                 });
                 self.remote = Some(r.clone());
@@ -774,6 +774,19 @@ impl<S> Server<S> {
             }
         };
         Ok(Sender { remote })
+    }
+}
+
+impl<S> Drop for Server<S> {
+    /// Tells the [`Sender`]s that nothing will take their commands any more
+    /// (their calls fail with [`Error::ServerGone`]) and frees what they queued.
+    fn drop(&mut self) {
+        if let Some(remote) = &self.remote {
+            let mut queue = remote.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.closed = true;
+            queue.bytes = 0;
+            queue.commands = Vec::new();
+        }
     }
 }
 
