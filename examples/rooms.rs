@@ -15,7 +15,8 @@
 //!   `/join R` and `/leave R` (another room; answer `joined R <bool> <len>`,
 //!   `left R <bool> <len>`), `/watch T` (join the event stream whose
 //!   `hello` said `T` to this client's room: `watch T <bool> <len>`),
-//!   `/count R` (`count R <len>`).
+//!   `/count R` (`count R <len>`), `/remove R` (removes the room's group:
+//!   its members stay connected but hear nothing more; `removed R false`).
 //! - `GET /ticker` is an event stream in the `ticker` group; `?room=R` also
 //!   joins it to room `R`. Its first event is `hello <token>`.
 //! - Five times a second the main loop pushes `tick <room> <n> <reading>` to
@@ -173,11 +174,14 @@ fn main() -> Result<(), pollserve::Error> {
     std::thread::spawn(move || {
         for n in 1u64.. {
             std::thread::sleep(NEWS);
+            // The Sender's docs do not say when it fails; today it does
+            // not even once the server is dropped (the message is kept in
+            // memory): this thread runs as long as the process does.
             if sender
                 .group_send(news, Message::Text(format!("news {n}")))
                 .is_err()
             {
-                break; // the server is gone
+                break;
             }
         }
     });
@@ -292,6 +296,13 @@ fn handle_message(
                     let left = server.group(group).leave(id);
                     let len = server.group(group).len();
                     let _ = write!(line, "left {r} {left} {len}");
+                }
+                ("/remove", Some(r), Some(group)) => {
+                    // The room's members stay connected; the id now names
+                    // an empty group that nobody can join.
+                    server.group(group).remove();
+                    let exists = server.group(group).exists();
+                    let _ = write!(line, "removed {r} {exists}");
                 }
                 ("/count", Some(r), Some(group)) => {
                     let len = server.group(group).len();
