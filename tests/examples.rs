@@ -1323,3 +1323,80 @@ fn compressed_dashboard() {
     assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
     assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");
 }
+
+/// Reads WebSocket frames until a text message starting with `prefix`
+/// (ticks and news arrive in between); returns it.
+fn read_ws_prefix(s: &mut TcpStream, prefix: &str) -> String {
+    for _ in 0..500 {
+        let (fin, opcode, payload) = ws::read_frame(s);
+        assert!(fin && opcode == 1, "unexpected frame {opcode}: {payload:?}");
+        let text = String::from_utf8(payload).expect("UTF-8 text message");
+        if text.starts_with(prefix) {
+            return text;
+        }
+    }
+    panic!("no message starting with {prefix:?} among 500");
+}
+
+/// The rooms example: two clients of one room get each other's chat (and
+/// nothing of another room's), ticks and news arrive, an event stream
+/// joined to the room gets the chat as an event, and a client that leaves
+/// is no longer counted in its room.
+#[test]
+fn rooms() {
+    let ex = start("rooms", 1);
+    let mut a = ws::open(ex.addr, "/ws/2");
+    let welcome = read_ws_prefix(&mut a, "welcome ");
+    let token_a = welcome.split(' ').nth(1).expect("token").to_owned();
+    assert_eq!(welcome, format!("welcome {token_a} 2"));
+    let mut b = ws::open(ex.addr, "/ws/2");
+    read_ws_prefix(&mut b, "welcome ");
+    let mut other = ws::open(ex.addr, "/ws/5");
+    read_ws_prefix(&mut other, "welcome ");
+    let mut sse = connect(ex.addr);
+    sse.write_all(b"GET /ticker?room=2 HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    read_stream_until(&mut sse, "data: hello ");
+
+    // `/count` is answered after the joins above were carried out.
+    b.write_all(&ws::frame(true, 1, b"/count 2")).unwrap();
+    assert_eq!(read_ws_prefix(&mut b, "count "), "count 2 3");
+    a.write_all(&ws::frame(true, 1, b"hi room")).unwrap();
+    let line = format!("chat 2 1 {token_a} hi room");
+    assert_eq!(read_ws_prefix(&mut a, "chat "), line);
+    assert_eq!(read_ws_prefix(&mut b, "chat "), line);
+    read_stream_until(&mut sse, &format!("event: chat\ndata: {line}\n\n"));
+    read_ws_prefix(&mut b, "tick 2 ");
+    read_ws_prefix(&mut b, "news ");
+    // Room 5 hears its own ticks, never room 2's chat.
+    other.write_all(&ws::frame(true, 1, b"/count 5")).unwrap();
+    for _ in 0..500 {
+        let (_, _, payload) = ws::read_frame(&mut other);
+        let text = String::from_utf8(payload).expect("text");
+        assert!(!text.starts_with("chat "), "room 5 got {text:?}");
+        assert!(!text.starts_with("tick 2 "), "room 5 got {text:?}");
+        if text.starts_with("count ") {
+            assert_eq!(text, "count 5 1");
+            break;
+        }
+    }
+
+    // A client that goes away leaves its room by itself.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        b.write_all(&ws::frame(true, 1, b"/count 2")).unwrap();
+        if read_ws_prefix(&mut b, "count ") == "count 2 2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed client stayed in room 2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = get(ex.addr, "/stats").text();
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("JSON stats");
+    assert_eq!(stats["rooms"][5], 1, "{stats}");
+    assert_eq!(stats["ticker"], 1, "{stats}");
+}
