@@ -79,7 +79,8 @@ def bomb_bytes(size, level=9):
 # A flooding client process
 # --------------------------------------------------------------------------
 
-def _flood(port, path, wire, secs, max_msgs, read, rcvbuf, ext, q, inflated_per_msg):
+def _flood(port, path, wire, secs, max_msgs, read, rcvbuf, ext, q, inflated_per_msg,
+           lockstep=False):
     """Sends the bytes `wire` (one or more complete frames = one message)
     again and again for `secs` (at most max_msgs times); reads and counts
     what comes back unless `read` is false. Reports via `q`."""
@@ -94,6 +95,7 @@ def _flood(port, path, wire, secs, max_msgs, read, rcvbuf, ext, q, inflated_per_
     res["ext"] = neg
     t0 = mono()
     stop = threading.Event()
+    echoed = threading.Semaphore(0)
 
     def reader():
         r = Reader()
@@ -126,6 +128,9 @@ def _flood(port, path, wire, secs, max_msgs, read, rcvbuf, ext, q, inflated_per_
                     return
                 res["echo_frames"] += 1
                 res["echo_bytes"] += len(p)
+                if fin:
+                    res["echo_msgs"] = res.get("echo_msgs", 0) + 1
+                    echoed.release()
 
     th = None
     if read:
@@ -149,6 +154,10 @@ def _flood(port, path, wire, secs, max_msgs, read, rcvbuf, ext, q, inflated_per_
         res["sent_bytes"] += off
         if off == len(view):
             res["sent_msgs"] += 1
+            if lockstep:
+                while not echoed.acquire(timeout=0.5):
+                    if stop.is_set() or mono() >= end:
+                        break
     res["secs"] = round(mono() - t0, 2)
     if th is not None:
         # Give the last echoes a moment, then stop reading.
@@ -167,12 +176,13 @@ def _flood(port, path, wire, secs, max_msgs, read, rcvbuf, ext, q, inflated_per_
 
 
 def flood(ctx, wire, conns=1, secs=15.0, max_msgs=10 ** 9, read=True, rcvbuf=None,
-          ext=BROWSER_OFFER, inflated_per_msg=0, path=None):
+          ext=BROWSER_OFFER, inflated_per_msg=0, path=None, lockstep=False):
     """Runs `conns` flooding processes; returns their results and the
     server's CPU seconds during the flood."""
     q = mp.Queue()
     procs = [mp.Process(target=_flood, args=(ctx.port, path or ctx.path, wire, secs, max_msgs,
-                                             read, rcvbuf, ext, q, inflated_per_msg))
+                                             read, rcvbuf, ext, q, inflated_per_msg,
+                                             lockstep))
              for _ in range(conns)]
     c0 = ctx.srv.cpu()
     for pr in procs:
@@ -201,6 +211,7 @@ def summarize_flood(ctx, out, cpu, in_per_msg, out_per_msg):
     ctx.notes["attacker_MB_per_s"] = round(sent / MiB / secs, 1)
     ctx.notes["inflated_MB"] = round(msgs * out_per_msg / MiB, 1)
     ctx.notes["echo_MB_received"] = round(sum(r.get("echo_bytes", 0) for r in out) / MiB, 2)
+    ctx.notes["echo_msgs"] = sum(r.get("echo_msgs", 0) for r in out)
     ctx.notes["server_cpu_s"] = round(cpu, 2) if cpu is not None else None
     if cpu and sent:
         ctx.notes["server_cpu_ns_per_wire_byte"] = round(cpu * 1e9 / sent, 2)
@@ -446,7 +457,8 @@ def cpu_payload(kind, msg):
     raise ValueError(kind)
 
 
-@attack(kind="dyn", conns=1, secs=15.0, msg=1 << 20, out=16 * MiB - 1024, level=6)
+@attack(kind="dyn", conns=1, secs=15.0, msg=1 << 20, out=16 * MiB - 1024, level=6,
+        lockstep=False)
 def atk_cpu_flood(ctx):
     """`conns` connections send ~`msg`-byte compressed messages of one
     costly kind for `secs`, reading the echoes. Kinds: empty_fixed (empty
@@ -484,7 +496,7 @@ def atk_cpu_flood(ctx):
     ctx.notes["wire_bytes_per_msg"] = len(wire)
     ctx.notes["inflated_per_msg"] = outlen
     out, cpu = flood(ctx, wire, conns=p["conns"], secs=p["secs"], inflated_per_msg=outlen,
-                     ext=ext)
+                     ext=ext, lockstep=p["lockstep"])
     summarize_flood(ctx, out, cpu, len(wire), outlen)
 
 

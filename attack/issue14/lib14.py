@@ -75,6 +75,8 @@ def proc_mem(pid):
                     out[k] = int(v.split()[0])
     except (FileNotFoundError, ProcessLookupError):
         return None
+    if "VmRSS" not in out:
+        return None  # a zombie: the process has exited
     return out.get("VmRSS"), out.get("VmHWM"), out.get("VmSize")
 
 
@@ -87,6 +89,15 @@ def proc_cpu(pid):
         return None
     fields = s[s.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_wait(pid):
+    """Seconds the process was runnable but waiting for a CPU (schedstat)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
 
 
 def proc_fds(pid):
@@ -103,16 +114,17 @@ class Monitor(threading.Thread):
         super().__init__(daemon=True)
         self.pid = pid
         self.interval = interval
-        self.samples = []  # (t, rss, hwm, vsz, cpu)
+        self.samples = []  # (t, rss, hwm, vsz, cpu, runq wait)
         self.stop_ev = threading.Event()
 
     def run(self):
         while not self.stop_ev.is_set():
             m = proc_mem(self.pid)
             c = proc_cpu(self.pid)
-            if m is None or c is None:
+            w = proc_wait(self.pid)
+            if m is None or c is None or m[0] is None:
                 break
-            self.samples.append((mono(), m[0], m[1], m[2], c))
+            self.samples.append((mono(), m[0], m[1], m[2], c, w or 0.0))
             self.stop_ev.wait(self.interval)
 
     def stop(self):
@@ -135,6 +147,9 @@ class Monitor(threading.Thread):
             "vsz_peak_mb": round(max(x[3] for x in s) / 1024, 1),
             "cpu_pct": round(100 * (s[-1][4] - s[0][4]) / dt, 1) if dt > 0 else None,
             "cpu_s": round(s[-1][4] - s[0][4], 2),
+            # runnable but waiting for a CPU: the machine, not the server,
+            # set the pace for that share of the time
+            "runq_wait_pct": round(100 * (s[-1][5] - s[0][5]) / dt, 1) if dt > 0 else None,
         }
 
 
@@ -247,7 +262,8 @@ def fmt_mon(m):
     if not m:
         return "mon: -"
     return (f"RSS {m['rss_start_mb']}->{m['rss_peak_mb']}(peak)->{m['rss_end_mb']} MB, "
-            f"HWM {m['hwm_mb']} MB, CPU {m['cpu_pct']}% ({m['cpu_s']} s)")
+            f"HWM {m['hwm_mb']} MB, CPU {m['cpu_pct']}% ({m['cpu_s']} s), "
+            f"runq wait {m.get('runq_wait_pct')}%")
 
 
 def save(tag, obj):

@@ -46,6 +46,8 @@ def main():
                     help="server RLIMIT_AS in MB (a runaway aborts the server, not the machine)")
     ap.add_argument("--no-probe", action="store_true")
     ap.add_argument("--after", type=float, default=3.0)
+    ap.add_argument("--control", action="store_true",
+                    help="also run an unattacked twin server with its own probe (machine noise)")
     a = ap.parse_args()
     if a.list or not a.name:
         for n, (fn, d) in attacks14.ATTACKS.items():
@@ -70,9 +72,15 @@ def main():
     t_idle = mono()
     idle = srv.mem()
     probe = None
+    ctl = ctl_probe = None
+    if a.control:
+        ctl = Server(tag + ".control", takeover=a.takeover, as_limit_mb=a.as_limit,
+                     args=srv.args[:1] + ["{port}"] if a.target14 is not None else None, env=env)
     if not (a.no_probe or getattr(fn, "no_probe", False)):
         probe = Probe(srv.port, tag, path=path, delay=getattr(fn, "probe_delay", 0.0))
         ctx.probe = probe
+        if ctl:
+            ctl_probe = Probe(ctl.port, tag + ".control", path=path)
     t0 = mono()
     err = None
     try:
@@ -83,6 +91,9 @@ def main():
         err = f"{type(e).__name__}: {e}"
     t1 = mono()
     pr = probe.result() if probe else None
+    cpr = ctl_probe.result() if ctl_probe else None
+    if ctl:
+        ctl.stop()
     t2 = mono()
     time.sleep(a.after)
     t3 = mono()
@@ -96,7 +107,7 @@ def main():
         "attack_secs": round(t1 - t0, 1),
         "mon_attack": srv.mon.window(t0, max(t1, t2)),
         "mon_after": srv.mon.window(t2, t3),
-        "probe": pr, "notes": ctx.notes, "error": err,
+        "probe": pr, "control_probe": cpr, "notes": ctx.notes, "error": err,
     }
     save(tag, res)
     print(f"== {tag}: attack {res['attack_secs']} s, server "
@@ -106,7 +117,13 @@ def main():
           f"{round((after[1] if after else 0) / 1024, 1)} MB")
     if pr:
         print(f"   {fmt_probe(pr)}  {pr.get('errors') or ''}")
+    if cpr:
+        print(f"   control {fmt_probe(cpr)}")
     for k, v in ctx.notes.items():
+        if k == "cases":
+            for name, c in v.items():
+                print(f"     {name:36s} {c}")
+            continue
         print(f"   {k}: {v}")
     if err:
         print(f"   ERROR {err}")
