@@ -209,14 +209,17 @@ def summarize_flood(ctx, out, cpu, in_per_msg, out_per_msg):
     ctx.notes["messages_sent"] = msgs
     ctx.notes["attacker_MB_sent"] = round(sent / MiB, 1)
     ctx.notes["attacker_MB_per_s"] = round(sent / MiB / secs, 1)
-    ctx.notes["inflated_MB"] = round(msgs * out_per_msg / MiB, 1)
+    done = sum(r.get("echo_msgs", 0) for r in out) or msgs
+    ctx.notes["inflated_MB"] = round(done * out_per_msg / MiB, 1)
     ctx.notes["echo_MB_received"] = round(sum(r.get("echo_bytes", 0) for r in out) / MiB, 2)
     ctx.notes["echo_msgs"] = sum(r.get("echo_msgs", 0) for r in out)
     ctx.notes["server_cpu_s"] = round(cpu, 2) if cpu is not None else None
     if cpu and sent:
         ctx.notes["server_cpu_ns_per_wire_byte"] = round(cpu * 1e9 / sent, 2)
-    if cpu and msgs and out_per_msg:
-        ctx.notes["server_cpu_ns_per_inflated_byte"] = round(cpu * 1e9 / (msgs * out_per_msg), 3)
+    if cpu and done and out_per_msg:
+        # per message the server finished (echoed), when echoes were read
+        ctx.notes["server_cpu_ns_per_inflated_byte"] = round(cpu * 1e9 / (done * out_per_msg), 3)
+        ctx.notes["server_cpu_ms_per_message"] = round(cpu * 1e3 / done, 2)
     ctx.notes["ends"] = collections.Counter(str(r.get("end")) for r in out).most_common()
     ctx.notes["ext"] = out[0].get("ext") if out else None
 
@@ -500,48 +503,45 @@ def atk_cpu_flood(ctx):
     summarize_flood(ctx, out, cpu, len(wire), outlen)
 
 
-@attack(kind="fixed", max_mb=40.0, frag=8)
+@attack(kind="fixed", max_mb=60.0, frag=8)
 def atk_empty_cap(ctx):
-    """One compressed message of empty blocks that never ends: does the
-    compressed-byte cap (deflate_bound(limit) + 8 per frame) stop it?
-    kind=fixed: one frame announcing max_mb of empty fixed blocks;
-    kind=frags: continuation frames of `frag` payload bytes each (the cap
-    grows 8 per frame), until max_fragments or max_mb."""
+    """One compressed message of empty fixed-Huffman blocks (10 bits each,
+    nothing out) that never ends: does the compressed-byte cap
+    (deflate_bound(limit) + 8 per frame) stop it? kind=fixed: 640 KiB
+    continuation frames; kind=frags: `frag`-byte frames (the cap grows by
+    8 per frame), until max_fragments or max_mb."""
     p = ctx.p
     total = int(p["max_mb"] * MiB)
     s, ext, rest = ws_open(ctx.port, ctx.path)
     ctx.notes["ext"] = ext
-    unit = cached("empty_fixed_unit", lambda: _empty_fixed_bytes(8 * 65536))  # 80 KiB of blocks
-    sent = [0]
+    # 524288 blocks = 655360 bytes: a whole number of blocks, so the piece
+    # can be repeated and split anywhere that keeps the bytes in order.
+    unit = cached("empty_fixed_unit", lambda: _empty_fixed_bytes(8 * 65536))
+    sent = [0, 0]
     t0 = mono()
     stop = threading.Event()
 
     def sender():
         try:
             if p["kind"] == "fixed":
-                s.sendall(frame(2, b"", fin=True, rsv=4, length=total))
-                while sent[0] < total and not stop.is_set():
-                    chunk = unit[:min(len(unit), total - sent[0])]
-                    s.sendall(chunk)
-                    sent[0] += len(chunk)
+                piece = unit
+                batch0 = frame(2, piece, fin=False, rsv=4)
+                cont = frame(0, piece, fin=False)
             else:
-                # empty fixed blocks in 8-byte pieces (8 bytes = 6.4 blocks;
-                # bit positions straddle frames, which deflate allows)
-                piece = unit[:8 * 8192]
-                first = True
-                frames = []
-                for i in range(0, len(piece), p["frag"]):
-                    frames.append(frame(2 if first else 0, piece[i:i + p["frag"]], fin=False,
-                                        rsv=4 if first else 0))
-                    first = False
-                batch0 = b"".join(frames)
-                cont = b"".join(frame(0, piece[i:i + p["frag"]], fin=False)
-                                for i in range(0, len(piece), p["frag"]))
-                s.sendall(batch0)
-                sent[0] += len(batch0)
-                while sent[0] < total and not stop.is_set():
-                    s.sendall(cont)
-                    sent[0] += len(cont)
+                piece = unit[:40960]   # 32768 blocks
+                f = p["frag"]
+                batch0 = (frame(2, piece[:f], fin=False, rsv=4) +
+                          b"".join(frame(0, piece[i:i + f], fin=False)
+                                   for i in range(f, len(piece), f)))
+                cont = b"".join(frame(0, piece[i:i + f], fin=False)
+                                for i in range(0, len(piece), f))
+            s.sendall(batch0)
+            sent[0] += len(batch0)
+            sent[1] += len(piece)
+            while sent[0] < total and not stop.is_set():
+                s.sendall(cont)
+                sent[0] += len(cont)
+                sent[1] += len(piece)
         except OSError as e:
             ctx.notes["send_end"] = type(e).__name__
     th = threading.Thread(target=sender, daemon=True)
@@ -553,6 +553,7 @@ def atk_empty_cap(ctx):
     ctx.notes["reason"] = r.get("reason")
     ctx.notes["secs"] = round(mono() - t0, 2)
     ctx.notes["wire_MB_sent_before_close"] = round(sent[0] / MiB, 2)
+    ctx.notes["deflate_MB_sent_before_close"] = round(sent[1] / MiB, 2)
     s.close()
 
 
