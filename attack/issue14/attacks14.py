@@ -638,7 +638,7 @@ def atk_noread_echo(ctx):
     summarize_flood(ctx, out, cpu, len(wire), size)
 
 
-@attack(viewers=200, secs=20.0, line=4000, rcvbuf=1024, compressible=True)
+@attack(viewers=200, secs=20.0, line=4000, rcvbuf=1024, compressible=True, plain=False)
 def atk_chat_slow(ctx):
     """`viewers` /ws/chat connections (receive buffer `rcvbuf`) negotiate
     compression and never read; one sender sends `line`-byte chat lines
@@ -649,7 +649,8 @@ def atk_chat_slow(ctx):
     viewers = []
     for i in range(p["viewers"]):
         try:
-            s, ext, rest = ws_open(ctx.port, path, rcvbuf=p["rcvbuf"], timeout=20)
+            s, ext, rest = ws_open(ctx.port, path, rcvbuf=p["rcvbuf"], timeout=20,
+                                   ext=None if p["plain"] else BROWSER_OFFER)
             viewers.append(s)
         except (OSError, ConnectionError) as e:
             ctx.notes["open_error"] = str(e)
@@ -660,8 +661,13 @@ def atk_chat_slow(ctx):
     else:
         rnd = random.Random(3)
         text = bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(p["line"]))
-    wire = frame(1, compress_msg(text), rsv=4)
-    out, cpu = flood(ctx, wire, conns=1, secs=p["secs"], inflated_per_msg=len(text), path=path)
+    if p["plain"]:
+        # nobody offers compression (the comparison row)
+        wire = frame(1, text)
+    else:
+        wire = frame(1, compress_msg(text), rsv=4)
+    out, cpu = flood(ctx, wire, conns=1, secs=p["secs"], inflated_per_msg=len(text), path=path,
+                     ext=None if p["plain"] else BROWSER_OFFER)
     summarize_flood(ctx, out, cpu, len(wire), len(text))
     # Which viewers did the server close? (EOF or RST after draining)
     closed = collections.Counter()

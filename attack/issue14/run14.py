@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--as-limit", type=int, default=16384,
                     help="server RLIMIT_AS in MB (a runaway aborts the server, not the machine)")
     ap.add_argument("--no-probe", action="store_true")
+    ap.add_argument("--server-args", default="", help="extra arguments for `pollserve demo`")
     ap.add_argument("--after", type=float, default=3.0)
     ap.add_argument("--control", action="store_true",
                     help="also run an unattacked twin server with its own probe (machine noise)")
@@ -65,7 +66,7 @@ def main():
         srv = Server(tag, args=args, as_limit_mb=a.as_limit, env=env)
         path = "/ws"
     else:
-        srv = Server(tag, takeover=a.takeover, as_limit_mb=a.as_limit)
+        srv = Server(tag, takeover=a.takeover, as_limit_mb=a.as_limit, extra=a.server_args.split())
         path = "/ws/echo"
     ctx = attacks14.Ctx(srv, p, path, takeover=a.takeover, env=env)
     time.sleep(1.0)
@@ -75,6 +76,7 @@ def main():
     ctl = ctl_probe = None
     if a.control:
         ctl = Server(tag + ".control", takeover=a.takeover, as_limit_mb=a.as_limit,
+                     extra=a.server_args.split() if a.target14 is None else (),
                      args=srv.args[:1] + ["{port}"] if a.target14 is not None else None, env=env)
     if not (a.no_probe or getattr(fn, "no_probe", False)):
         probe = Probe(srv.port, tag, path=path, delay=getattr(fn, "probe_delay", 0.0))
