@@ -1009,3 +1009,30 @@ def atk_edges(ctx):
 
 
 atk_edges.no_probe = True
+
+
+@attack(sizes="1000000,7000000,7400000,7800000,8388000")
+def atk_send_bound_edge(ctx):
+    """Echo of compressible messages whose size is near the send bound
+    (library default max_send_buffer 8 MiB; run with --target14): the
+    bound is checked against deflate_bound(size), ~1.14 x size, not the
+    compressed size. Each size once compressed (extension agreed) and once
+    without the extension."""
+    res = collections.OrderedDict()
+    for size in [int(x) for x in ctx.p["sizes"].split(",")]:
+        data = bytes(size)
+        for mode in ("deflate", "plain"):
+            ext = BROWSER_OFFER if mode == "deflate" else None
+            s, neg, rest = ws_open(ctx.port, ctx.path, ext=ext)
+            if neg:
+                s.sendall(frame(2, bomb_bytes(size), rsv=4))
+            else:
+                s.sendall(frame(2, data))
+            r = read_until_close(s, timeout=5, answer_close=True)
+            res[f"{size}_{mode}"] = {"echo_bytes_on_wire": r["data"], "end": r["end"],
+                                     "ext": neg}
+            s.close()
+    ctx.notes["cases"] = res
+
+
+atk_send_bound_edge.no_probe = True
