@@ -868,6 +868,15 @@ def _edge_cases(takeover):
     c["single_00_payload"] = (BROWSER_OFFER, [frame(1, b"\x00", rsv=4)], ("echo", [b""]))
     c["one_byte_fragments"] = (BROWSER_OFFER, [fragments(1, compress_msg(b"fragmented " * 30), 1)],
                                ("echo", [b"fragmented " * 30]))
+    stored = b"stored block payload " * 20
+    c["stored_blocks_1_byte_fragments"] = (BROWSER_OFFER, [fragments(1, compress_msg(stored, 0), 1)],
+                                           ("echo", [stored]))
+    dyn = random.Random(9).randbytes(300) + b"dynamic huffman " * 100
+    c["dynamic_blocks_1_byte_fragments"] = (BROWSER_OFFER, [fragments(2, compress_msg(dyn, 9), 1)],
+                                            ("echo", [dyn]))
+    c["bfinal_1_byte_fragments"] = (BROWSER_OFFER, [fragments(1, H + H + b"\x00", 1),
+                                                    frame(1, hello, rsv=4)],
+                                    ("echo", [b"HelloHello", b"Hello"]))
     c["empty_fragments_between"] = (BROWSER_OFFER, [
         frame(1, b"", fin=False, rsv=4)] + [frame(0, b"", fin=False)] * 1000 +
         [frame(0, hello)], ("echo", [b"Hello"]))
@@ -1036,3 +1045,40 @@ def atk_send_bound_edge(ctx):
 
 
 atk_send_bound_edge.no_probe = True
+
+
+@attack(secs=10.0, batch=1000, size=100)
+def atk_small_batches(ctx):
+    """One connection sends batches of `batch` `size`-byte text messages
+    (compressed when agreed; run with --server-args=--no-deflate or on
+    both modes for comparison) and reads every echo before the next batch:
+    server CPU per echoed message (codec resets, framing)."""
+    p = ctx.p
+    text = (b'{"type":"chat","text":"' + b"hello there " * (p["size"] // 12 + 1))[:p["size"] - 2] + b'"}'
+    s, neg, rest = ws_open(ctx.port, ctx.path)
+    one = frame(1, compress_msg(text), rsv=4) if neg else frame(1, text)
+    wire = one * p["batch"]
+    r = Reader()
+    r.feed(rest)
+    c0 = ctx.srv.cpu()
+    t0 = mono()
+    echoed = 0
+    while mono() - t0 < p["secs"]:
+        s.sendall(wire)
+        got = 0
+        while got < p["batch"]:
+            s.settimeout(10)
+            d = s.recv(1 << 20)
+            if not d:
+                raise ConnectionError("EOF")
+            for fin, rsv, op, pl in r.feed(d):
+                if op in (1, 2):
+                    got += 1
+        echoed += got
+    cpu = ctx.srv.cpu() - c0
+    ctx.notes["ext"] = neg
+    ctx.notes["wire_bytes_per_msg"] = len(one)
+    ctx.notes["echoed"] = echoed
+    ctx.notes["msgs_per_s"] = round(echoed / (mono() - t0))
+    ctx.notes["server_cpu_us_per_message"] = round(cpu * 1e6 / echoed, 2)
+    s.close()
