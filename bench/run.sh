@@ -2,7 +2,7 @@
 # pollserve benchmark matrix: pollserve against fastwebsockets, tokio-tungstenite,
 # hyper, tiny_http and nginx, side by side on 127.0.0.1.
 #
-#   bench/run.sh           full matrix (~20 min): writes bench/results.md and bench/chart.svg
+#   bench/run.sh           full matrix (~25 min): writes bench/results.md and bench/chart.svg
 #   bench/run.sh --smoke   every benchmark for ~1 s, echo bytes verified; writes
 #                          only under target/bench-smoke/ (non-zero exit on any failure)
 #
@@ -16,7 +16,7 @@
 # Env: BENCH_PORT_BASE (default 19100): first port tried; ports in use are skipped.
 #      BENCH_BIN_DIR: use the binaries there instead of building (cargo test does this).
 #      BENCH_SKIP_MICRO: leave out the criterion micro-benchmarks.
-#      BENCH_ONLY: comma-separated parts to run (ws, idle, http, tls, hostile, pmd, micro),
+#      BENCH_ONLY: comma-separated parts to run (ws, idle, http, tls, hostile, pmd, fanout, micro),
 #        e.g. BENCH_ONLY=hostile bench/run.sh; without --smoke the output then
 #        goes to target/bench-only/ so bench/results.md keeps the full matrix.
 set -euo pipefail
@@ -49,19 +49,26 @@ HOSTILE_RATE=200; HOSTILE_TIMEOUT_MS=1000
 # run lengths of the HTTP (HTTPS rows) and WebSocket (wss row) parts;
 # TLS_IDLE_CONNS idle connections (a full handshake each).
 TLS_SECS=
+# Fan-out part: FAN_SUBS subscriber counts, each with messages of FAN_SIZES
+# bytes measured one after the other on the same subscribers (FAN_SECS per
+# size after FAN_WARMUP), FAN_WINDOW messages in flight; the memory row opens
+# FAN_MEM_CONNS subscribers per run.
+FAN_SIZES=64,4096; FAN_WINDOW=8
 if [ "$SMOKE" = 1 ]; then
   WS_SECS=1; WARMUP=0.2; WS_ROUNDS=1; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=1; IDLE_ROUNDS=1; IDLE_CONNS=1000
   HOSTILE_ROUNDS=1; HOSTILE_SECS=1; HOSTILE_WARMUP=0.2; HOSTILE_CONNS=40; HOSTILE_FLOODERS=2
   TLS_SECS=0.5; TLS_IDLE_CONNS=200; PMD_IDLE_CONNS=200; PMD_PEER_IDLE_CONNS=200
+  FAN_SUBS=50; FAN_SECS=0.3; FAN_WARMUP=0.1; FAN_ROUNDS=1; FAN_MEM_CONNS=200; FAN_MEM_ROUNDS=1
   OUT_DIR="$ROOT/target/bench-smoke"
 else
   WS_SECS=0.5; WARMUP=0.15; WS_ROUNDS=15; HTTP_SECS=1; HTTP_WARMUP=0.2; HTTP_ROUNDS=16; IDLE_ROUNDS=5; IDLE_CONNS=10000
   HOSTILE_ROUNDS=4; HOSTILE_SECS=5; HOSTILE_WARMUP=0.5; HOSTILE_CONNS=1000; HOSTILE_FLOODERS=16
   TLS_IDLE_CONNS=$IDLE_CONNS; PMD_IDLE_CONNS=$IDLE_CONNS; PMD_PEER_IDLE_CONNS=2000
+  FAN_SUBS="1000 10000"; FAN_SECS=0.5; FAN_WARMUP=0.2; FAN_ROUNDS=4; FAN_MEM_CONNS=10000; FAN_MEM_ROUNDS=2
   OUT_DIR="$ROOT/bench"
 fi
 # BENCH_ONLY=hostile,http,...: only those parts (ws, idle, http, tls,
-# hostile, micro); a partial full run writes to target/bench-only/, not bench/.
+# hostile, pmd, fanout, micro); a partial full run writes to target/bench-only/, not bench/.
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 if [ -n "${BENCH_ONLY:-}" ] && [ "$SMOKE" = 0 ]; then OUT_DIR="$ROOT/target/bench-only"; fi
 WRK_WARMUP=1   # wrk takes whole seconds only
@@ -104,6 +111,8 @@ COMMANDS="$WORK/commands.txt"
 CERTS="$ROOT/target/bench-certs/${WORK##*/}"
 
 PIDS=()
+# The fan-out memory row's network namespace, once made (see there).
+FAN_NS=
 cleanup() {
   local status=$?
   for pid in "${PIDS[@]:-}"; do
@@ -112,6 +121,7 @@ cleanup() {
   for pid in "${PIDS[@]:-}"; do
     [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
   done
+  if [ -n "$FAN_NS" ]; then ip netns del "$FAN_NS" 2>/dev/null || true; fi
   if [ "$status" -ne 0 ]; then
     log "logs kept in $WORK"
   else
@@ -128,7 +138,16 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS + 100))
   die "open-file limit $(ulimit -n) is below $((IDLE_CONNS + 100)); raise the hard limit"
 fi
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# NETNS: a command prefix (ip netns exec NAME) that `start` runs servers
+# under and `port_busy` looks in; empty outside the fan-out memory row.
+NETNS=()
+port_busy() {
+  if [ ${#NETNS[@]} -gt 0 ]; then
+    "${NETNS[@]}" bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  fi
+}
 NEXT_PORT=${BENCH_PORT_BASE:-19100}
 # Sets PORT to a port nothing listens on.
 pick_port() {
@@ -142,7 +161,7 @@ declare -A PORT_OF PID_OF
 start() {
   local name=$1; shift
   pick_port
-  local args=() a
+  local args=("${NETNS[@]}") a
   case $name in
     *_mt|*_2loops) ;;
     *) args+=("${SRV_PIN[@]}") ;;
@@ -704,6 +723,99 @@ hostile_case() {
 }
 if want hostile; then hostile_case; fi
 
+# ------------------------------------------------------------------ fan-out
+# One publisher, many subscribers (issue 15), side by side: `loadgen fanout`
+# opens the subscribers (WebSockets to /sub, or event streams GET /events
+# with --sse), then a publisher WebSocket to /pub whose messages the server
+# broadcasts; message i leaves once every subscriber has message i - window,
+# and every subscriber checks every byte and the order. One loadgen run per
+# server and subscriber count measures each size of FAN_SIZES in turn, so
+# the subscribers are set up once for both. Rows: deliveries per second
+# (messages received summed over subscribers) and server CPU per delivery.
+fan_case() { # fan_case ws|sse SUBSCRIBERS SERVER...
+  local kind=$1 subs=$2; shift 2
+  local round s out line extra=()
+  [ "$kind" = sse ] && extra=(--sse)
+  for round in $(seq "$FAN_ROUNDS"); do
+    for s in $(order "$round" "$@"); do
+      local cmd=("${GEN_PIN[@]}" "$BIN/loadgen" fanout "${extra[@]}" --addr "127.0.0.1:${PORT_OF[$s]}" --conns "$subs" --sizes "$FAN_SIZES" --window "$FAN_WINDOW" --secs "$FAN_SECS" --warmup "$FAN_WARMUP" --pid "${PID_OF[$s]}")
+      [ "$round" = 1 ] && echo "fanout_${kind}_$subs/${s#fan_}: ${cmd[*]}" >> "$COMMANDS"
+      out=$("${cmd[@]}") || { alive "$s"; die "fanout $kind $subs: loadgen against $s failed"; }
+      alive "$s"
+      while IFS= read -r line; do
+        record "fanout_${kind}_$(kv size "$line")_$subs" "${s#fan_}" "$round" "$line"
+      done <<< "$out"
+    done
+  done
+}
+
+# The memory row: FAN_MEM_CONNS WebSocket subscribers that stop reading,
+# two 4 KiB broadcasts that fill the kernel's buffers of every connection,
+# then the measured 4 KiB broadcast, which waits in the server; VmRSS at
+# each step, once the server's CPU time stops growing (`loadgen fanout-memory`, fresh server per run). The kernel
+# must hold little per connection, or the bytes never reach the server's
+# queues (on loopback a socket takes ~4 MiB before the server sees
+# EAGAIN, 40 GB for 10,000 clients): the row runs in a network namespace
+# of its own whose TCP buffers are 4 KiB (tcp_wmem and tcp_rmem, per
+# namespace), leaving the machine's settings alone. Needs root (ip netns);
+# skipped without it.
+fan_memory() {
+  FAN_NS=pollserve-bench-$$
+  if ! ip netns add "$FAN_NS" 2>/dev/null; then
+    FAN_NS=
+    log "fan-out memory row skipped: no network namespace (needs root and ip netns)"
+    return 0
+  fi
+  ip netns exec "$FAN_NS" ip link set lo up || die "fanout memory: no loopback in the namespace"
+  ip netns exec "$FAN_NS" sysctl -qw net.ipv4.tcp_wmem="4096 4096 4096" net.ipv4.tcp_rmem="4096 4096 4096" \
+    || die "fanout memory: cannot set the namespace's TCP buffers"
+  NETNS=(ip netns exec "$FAN_NS")
+  local round s name line stats
+  for round in $(seq "$FAN_MEM_ROUNDS"); do
+    for s in $(order "$round" pollserve fws_st tungstenite_st); do
+      name=fanmem_$s
+      stats=()
+      case $s in
+        pollserve) start "$name" "$BIN/pollserve_fanout" @PORT@; stats=(--stats-path /stats) ;;
+        fws_st) start "$name" "$BIN/fws_fanout" @PORT@ st ;;
+        tungstenite_st) start "$name" "$BIN/tungstenite_fanout" @PORT@ st ;;
+      esac
+      sleep 0.3
+      local cmd=("${NETNS[@]}" "${GEN_PIN[@]}" "$BIN/loadgen" fanout-memory --addr "127.0.0.1:${PORT_OF[$name]}" --conns "$FAN_MEM_CONNS" --size 4096 --fill 2 --pid "${PID_OF[$name]}" "${stats[@]}")
+      [ "$round" = 1 ] && echo "fanout_mem/$s: ${cmd[*]}" >> "$COMMANDS"
+      line=$("${cmd[@]}") || { alive "$name"; die "fanout memory: loadgen against $s failed"; }
+      alive "$name"
+      stop "$name"
+      log "fanout_mem $s r$round: $line"
+      # case subject round queued_per_conn subscribers - -, then
+      # idle_per_conn last_per_conn goal_ratio stats_last_per_conn
+      printf 'fanout_mem\t%s\t%s\t%s\t%s\t-\t-\t%s\t%s\t%s\t%s\n' "$s" "$round" \
+        "$(kv queued_bytes_per_conn "$line")" "$(kv conns "$line")" "$(kv idle_bytes_per_conn "$line")" \
+        "$(kv last_bytes_per_conn "$line")" "$(kv goal_ratio "$line")" "$(kv stats_last_per_conn "$line")" >> "$RAW"
+    done
+  done
+  NETNS=()
+  ip netns del "$FAN_NS" 2>/dev/null || true
+  FAN_NS=
+}
+
+if want fanout; then
+  # The peers' current-thread runtimes only, as the goals are set against
+  # them: each server of a 10,000-subscriber case costs 3-6 s per round
+  # (setup included), and the multi-thread forms (`fws_fanout PORT mt`…)
+  # would add 40 % to the part's ~5 minutes.
+  FAN_WS=(fan_pollserve fan_fws_st fan_tungstenite_st)
+  FAN_SSE=(fan_pollserve fan_hyper_st)
+  start fan_pollserve "$BIN/pollserve_fanout" @PORT@
+  start fan_fws_st "$BIN/fws_fanout" @PORT@ st
+  start fan_tungstenite_st "$BIN/tungstenite_fanout" @PORT@ st
+  start fan_hyper_st "$BIN/hyper_sse" @PORT@ st
+  for n in $FAN_SUBS; do fan_case ws "$n" "${FAN_WS[@]}"; done
+  for n in $FAN_SUBS; do fan_case sse "$n" "${FAN_SSE[@]}"; done
+  for s in "${FAN_WS[@]}" fan_hyper_st; do stop "$s"; done
+  fan_memory
+fi
+
 # --------------------------------------------------------- micro-benchmarks
 CRIT_DIR="$ROOT/target/criterion"
 if [ "$SMOKE" = 1 ]; then
@@ -731,7 +843,7 @@ CHART="$OUT_DIR/chart.svg"
   echo "- Machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
   echo "- Toolchain: $(rustc --version); wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'); $(nginx -v 2>&1 | sed 's/.*: //')"
   echo "- Commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (wrk: after a ${WRK_WARMUP} s warm-up before the first round; loadgen: after ${HTTP_WARMUP} s warm-up every round), idle memory ${IDLE_ROUNDS} round(s), TLS cases as the HTTP and WebSocket ones$([ -n "$TLS_SECS" ] && echo " but ${TLS_SECS} s per run"), hostile connections ${HOSTILE_ROUNDS} round(s) of ${HOSTILE_SECS} s per server and condition (after ${HOSTILE_WARMUP} s warm-up, fresh server each run); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
+  echo "- Method: WebSocket cases ${WS_ROUNDS} round(s) of ${WS_SECS} s per server (after ${WARMUP} s warm-up), HTTP cases ${HTTP_ROUNDS} round(s) of ${HTTP_SECS} s (wrk: after a ${WRK_WARMUP} s warm-up before the first round; loadgen: after ${HTTP_WARMUP} s warm-up every round), idle memory ${IDLE_ROUNDS} round(s), TLS cases as the HTTP and WebSocket ones$([ -n "$TLS_SECS" ] && echo " but ${TLS_SECS} s per run"), hostile connections ${HOSTILE_ROUNDS} round(s) of ${HOSTILE_SECS} s per server and condition (after ${HOSTILE_WARMUP} s warm-up, fresh server each run), fan-out ${FAN_ROUNDS} round(s) of ${FAN_SECS} s per server and message size (after ${FAN_WARMUP} s warm-up; window ${FAN_WINDOW}; the memory row ${FAN_MEM_ROUNDS} fresh-server round(s) of ${FAN_MEM_CONNS} subscribers); servers in alternating order within each round, all on 127.0.0.1 of a shared, noisy machine; ${PLACEMENT}."
   echo
   echo "![ratio chart](chart.svg)"
   echo
@@ -761,7 +873,7 @@ CHART="$OUT_DIR/chart.svg"
   echo
   echo "## Raw measurements"
   echo
-  echo "case, server, round, rate (msg/s, req/s or bytes per idle connection; hostile: probes answered per second), p50 µs (connections for ws_idle and tls_idle), p99 µs, server CPU µs per message; hostile rows go on with max µs, failures, probes, server RSS KiB (largest), server busy (share of a core), attack connections closed by the server, probe timeout µs, ticks missed:"
+  echo "case, server, round, rate (msg/s, req/s, deliveries/s for fanout_*, or bytes per idle connection; hostile: probes answered per second; fanout_mem: bytes per subscriber beyond idle), p50 µs (connections for ws_idle, tls_idle and fanout_mem; fanout_*: a message's time to reach every subscriber), p99 µs, server CPU µs per message (per delivery for fanout_*); hostile rows go on with max µs, failures, probes, server RSS KiB (largest), server busy (share of a core), attack connections closed by the server, probe timeout µs, ticks missed; fanout_mem rows with idle bytes per subscriber, bytes per subscriber of the last broadcast, memory ÷ (idle + one copy), the server's own queued-bytes count per subscriber for the last broadcast:"
   echo
   echo '```'
   cat "$RAW"

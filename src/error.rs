@@ -49,6 +49,19 @@ pub enum Error {
     /// A configuration value was refused.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A [`Sender`](crate::Sender)'s server was dropped: nothing will carry
+    /// out its commands.
+    #[error("the server this Sender belongs to is gone")]
+    ServerGone,
+    /// A [`Sender`](crate::Sender) has this many bytes of commands waiting
+    /// for a poll loop that has not taken them; the command was not queued.
+    #[error("{queued} bytes of commands wait for the poll loop (limit {limit}); not queued")]
+    SenderQueueFull {
+        /// Bytes queued.
+        queued: usize,
+        /// The bound ([`MAX_SENDER_QUEUE`](crate::server::MAX_SENDER_QUEUE)).
+        limit: usize,
+    },
     /// An I/O error of the poll loop itself (not of a single connection, whose
     /// errors only close that connection).
     #[error("poll loop I/O error: {0}")]

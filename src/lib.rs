@@ -143,6 +143,9 @@
 //! desktop values; [`ws::WsOptions::embedded`] gives `adafruit_httpserver`'s (4096 bytes,
 //! 16 fragments, 5 s). [`Server::sender`] hands out a `Send` handle for
 //! other threads, and [`Server::broadcast_text`] sends to a set of sockets.
+//! Compression (permessage-deflate, feature `deflate`, on by default) is
+//! accepted on an endpoint whose [`ws::WsOptions::deflate`] asks for it; see
+//! [the `ws` module](ws#compression).
 //!
 //! # Broadcasting and groups
 //!
@@ -151,7 +154,9 @@
 //! [`broadcast_chunk`](Server::broadcast_chunk) encode a message once and
 //! queue the very same bytes on every connection: memory for one broadcast
 //! is one copy plus a small reference per connection, and each connection
-//! writes its queue with vectored writes. Backpressure stays per
+//! writes its queue with vectored writes (a compressed WebSocket message is
+//! compressed once per compression setting, for all sockets that keep no
+//! compression context). Backpressure stays per
 //! connection: a slow reader over its send bound is dropped and the others
 //! go on. A [`group`] (topic, channel) keeps the set for the program —
 //! WebSockets, event streams and kept streams alike, joined from a handler

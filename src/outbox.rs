@@ -73,6 +73,28 @@ pub(crate) enum Command {
     GroupChunk(GroupId, Vec<u8>),
 }
 
+impl Command {
+    /// Bytes this command holds, for the bound on a
+    /// [`Sender`](crate::Sender)'s queue.
+    pub(crate) fn weight(&self) -> usize {
+        let ids = |n: usize| n * std::mem::size_of::<WsId>();
+        std::mem::size_of::<Command>()
+            + match self {
+                Command::Send(to, m) => ids(to.len()) + m.len(),
+                Command::Close(_, _, reason) => reason.len(),
+                Command::Event(to, bytes) => ids(to.len()) + bytes.len(),
+                Command::Chunk(_, bytes)
+                | Command::GroupEvent(_, bytes)
+                | Command::GroupChunk(_, bytes) => bytes.len(),
+                Command::GroupSend(_, m) => m.len(),
+                Command::EndStream(_)
+                | Command::EndChunked(_)
+                | Command::Join(..)
+                | Command::Leave(..) => 0,
+            }
+    }
+}
+
 impl Outbox {
     fn push(&self, command: Command) {
         self.commands

@@ -31,6 +31,27 @@
 //! # Ok::<(), pollserve::Error>(())
 //! ```
 //!
+//! # Compression
+//!
+//! Browsers offer permessage-deflate (RFC 7692) on every WebSocket; an
+//! endpoint accepts it when its options ask for it, and then every message
+//! of at least [`DeflateOptions::min_size`] bytes goes compressed (JSON
+//! readings shrink to a third or less). With the defaults neither side keeps
+//! compression context between messages, so an idle socket holds no
+//! compression state; [`WsHandle::deflate`](crate::WsHandle::deflate) tells
+//! what a socket agreed.
+//!
+//! ```no_run
+//! use pollserve::{Method, Server, ws::{DeflateOptions, WsOptions}};
+//! # let mut server = Server::<()>::new();
+//! server.route("/ws", Method::GET, |req, _| {
+//!     let options = WsOptions { deflate: Some(DeflateOptions::default()), ..WsOptions::default() };
+//!     let (response, _id) = req.websocket().options(options).accept()?;
+//!     Ok(response)
+//! })?;
+//! # Ok::<(), pollserve::Error>(())
+//! ```
+//!
 //! A busy server can do better than visiting every socket and allocating
 //! each message: [`Server::ws_ready`](crate::Server::ws_ready) lists the
 //! sockets that received something in the last poll, and
@@ -202,8 +223,12 @@ impl Default for WsOptions {
 
 impl WsOptions {
     /// `adafruit_httpserver`'s limits (4096-byte messages, 16 fragments, 5 s between
-    /// fragments) with buffers to match, for small devices; keepalive as in
-    /// the default.
+    /// fragments) with buffers to match (64 KiB send bound, 16 KiB receive
+    /// bound), for small devices; keepalive as in the default; no
+    /// compression (with [`deflate`](Self::deflate) on, a socket that is
+    /// sending or receiving borrows a compressor of ~245 KiB and an
+    /// inflater of 46 KiB, shared by all sockets with the same settings
+    /// when no context is kept; see [`DeflateOptions`]).
     pub fn embedded() -> WsOptions {
         WsOptions {
             protocol: with_keepalive(WsConfig::embedded()),

@@ -1184,3 +1184,219 @@ fn https() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("openssl req -x509"));
 }
+
+/// Feeds `pending`, then what arrives on `s`, to a client-role session until
+/// it yields a message (at most 10,000 reads, each bounded by the socket's
+/// 10 s timeout); what the session does not consume stays in `pending`.
+#[cfg(feature = "deflate")]
+fn next_message(
+    s: &mut TcpStream,
+    session: &mut pollserve::proto::ws::WsSession,
+    pending: &mut Vec<u8>,
+) -> pollserve::ws::Message {
+    use pollserve::proto::ws::Event;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    for _ in 0..10_000 {
+        let feed = session.feed(pending, Instant::now(), &mut out);
+        pending.drain(..feed.consumed);
+        match feed.event {
+            Some(Event::Message(m)) => return m,
+            Some(Event::Pong(_)) => continue,
+            Some(other) => panic!("unexpected event {other:?}"),
+            None => {}
+        }
+        if !out.is_empty() {
+            s.write_all(&out).unwrap();
+            out.clear();
+        }
+        let n = s.read(&mut buf).expect("read WebSocket frames");
+        assert!(n > 0, "the dashboard closed the connection");
+        pending.extend_from_slice(&buf[..n]);
+    }
+    panic!("no complete message");
+}
+
+/// The compressed dashboard: a client offering permessage-deflate gets
+/// compressed readings (RSV1 set, inflated by the library's own
+/// client-role session) and its compressed commands echoed intact; a client
+/// offering nothing gets plain JSON; `/clients` lists what each agreed; with
+/// `--no-deflate` the offer is declined.
+#[cfg(feature = "deflate")]
+#[test]
+fn compressed_dashboard() {
+    use pollserve::proto::extensions::{accept_response, client_offer};
+    use pollserve::proto::ws::{Role, WsSession};
+    use pollserve::ws::{DeflateOptions, Message, WsConfig};
+
+    let ex = start_args(
+        "compressed_dashboard",
+        1,
+        &["--interval-ms", "50"],
+        &[],
+        None,
+    );
+    expect(&get(ex.addr, "/"), 200, "ws.extensions");
+
+    let prefs = DeflateOptions::default();
+    let offer = client_offer(&prefs);
+    let (mut s, head) = ws::handshake(
+        ex.addr,
+        "/ws",
+        &format!("Sec-WebSocket-Extensions: {offer}\r\n"),
+    );
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let agreed = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Extensions: "))
+        .unwrap_or_else(|| panic!("offer declined: {head}"));
+    assert_eq!(
+        agreed,
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    let params = accept_response(agreed, &prefs).expect("a valid answer");
+    let mut session = WsSession::new(Role::Client, WsConfig::default());
+    session.enable_deflate(params, 6, 0);
+
+    // The first bytes after the handshake begin a reading: compressed.
+    // (A reading is over 125 bytes even compressed: a 16-bit length follows.)
+    let mut pending = vec![0u8; 4];
+    s.read_exact(&mut pending).unwrap();
+    assert_eq!(pending[0], 0x80 | 0x40 | 1, "FIN, RSV1, text");
+    assert_eq!(pending[1], 126, "unmasked, 16-bit length");
+    let wire_len = usize::from(u16::from_be_bytes([pending[2], pending[3]]));
+    let reading = next_message(&mut s, &mut session, &mut pending);
+    let Message::Text(reading) = reading else {
+        panic!("a text reading");
+    };
+    let json: serde_json::Value = serde_json::from_str(&reading).expect("JSON reading");
+    assert_eq!(json["rooms"].as_array().map(Vec::len), Some(4), "{reading}");
+    assert!(
+        wire_len < reading.len() / 2,
+        "{wire_len} compressed bytes for {} plain",
+        reading.len()
+    );
+
+    // Commands come back as sent, whatever their size and kind.
+    let big: String = (0..20_000).map(|i| format!("valve {i} ")).collect();
+    let commands = [
+        Message::Text("led on".into()),
+        Message::Text(big),
+        Message::Binary((0..=255u8).cycle().take(70_000).collect()),
+        Message::Text(String::new()),
+    ];
+    for command in &commands {
+        let mut out = Vec::new();
+        match command {
+            Message::Text(t) => session.send_text(t, &mut out).unwrap(),
+            Message::Binary(b) => session.send_binary(b, &mut out).unwrap(),
+        }
+        s.write_all(&out).unwrap();
+        let echo = (0..100)
+            .map(|_| next_message(&mut s, &mut session, &mut pending))
+            .find(|m| !matches!(m, Message::Text(t) if t.starts_with(r#"{"seq":"#)))
+            .expect("the echo among the readings");
+        assert!(echo == *command, "echo differs from the command sent");
+    }
+
+    // A client that offers nothing gets the same readings uncompressed.
+    let mut plain = ws::open(ex.addr, "/ws");
+    let (fin, opcode, payload) = ws::read_frame(&mut plain);
+    assert!(fin && opcode == 1);
+    let text = String::from_utf8(payload).expect("UTF-8");
+    serde_json::from_str::<serde_json::Value>(&text).expect("plain JSON reading");
+
+    let clients = get(ex.addr, "/clients").text();
+    assert!(
+        clients.contains(r#""deflate":"permessage-deflate server_max_window_bits=15 client_max_window_bits=15 server_no_context_takeover client_no_context_takeover""#),
+        "{clients}"
+    );
+    assert!(clients.contains(r#""deflate":null"#), "{clients}");
+
+    // With compression off, the same offer is declined.
+    let off = start_args("compressed_dashboard", 1, &["--no-deflate"], &[], None);
+    let (_s, head) = ws::handshake(
+        off.addr,
+        "/ws",
+        &format!("Sec-WebSocket-Extensions: {offer}\r\n"),
+    );
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(!head.contains("Sec-WebSocket-Extensions"), "{head}");
+}
+
+/// Reads WebSocket frames until a text message starting with `prefix`
+/// (ticks and news arrive in between); returns it.
+fn read_ws_prefix(s: &mut TcpStream, prefix: &str) -> String {
+    for _ in 0..500 {
+        let (fin, opcode, payload) = ws::read_frame(s);
+        assert!(fin && opcode == 1, "unexpected frame {opcode}: {payload:?}");
+        let text = String::from_utf8(payload).expect("UTF-8 text message");
+        if text.starts_with(prefix) {
+            return text;
+        }
+    }
+    panic!("no message starting with {prefix:?} among 500");
+}
+
+/// The rooms example: two clients of one room get each other's chat (and
+/// nothing of another room's), ticks and news arrive, an event stream
+/// joined to the room gets the chat as an event, and a client that leaves
+/// is no longer counted in its room.
+#[test]
+fn rooms() {
+    let ex = start("rooms", 1);
+    let mut a = ws::open(ex.addr, "/ws/2");
+    let welcome = read_ws_prefix(&mut a, "welcome ");
+    let token_a = welcome.split(' ').nth(1).expect("token").to_owned();
+    assert_eq!(welcome, format!("welcome {token_a} 2"));
+    let mut b = ws::open(ex.addr, "/ws/2");
+    read_ws_prefix(&mut b, "welcome ");
+    let mut other = ws::open(ex.addr, "/ws/5");
+    read_ws_prefix(&mut other, "welcome ");
+    let mut sse = connect(ex.addr);
+    sse.write_all(b"GET /ticker?room=2 HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
+    read_stream_until(&mut sse, "data: hello ");
+
+    // `/count` is answered after the joins above were carried out.
+    b.write_all(&ws::frame(true, 1, b"/count 2")).unwrap();
+    assert_eq!(read_ws_prefix(&mut b, "count "), "count 2 3");
+    a.write_all(&ws::frame(true, 1, b"hi room")).unwrap();
+    let line = format!("chat 2 1 {token_a} hi room");
+    assert_eq!(read_ws_prefix(&mut a, "chat "), line);
+    assert_eq!(read_ws_prefix(&mut b, "chat "), line);
+    read_stream_until(&mut sse, &format!("event: chat\ndata: {line}\n\n"));
+    read_ws_prefix(&mut b, "tick 2 ");
+    read_ws_prefix(&mut b, "news ");
+    // Room 5 hears its own ticks, never room 2's chat.
+    other.write_all(&ws::frame(true, 1, b"/count 5")).unwrap();
+    for _ in 0..500 {
+        let (_, _, payload) = ws::read_frame(&mut other);
+        let text = String::from_utf8(payload).expect("text");
+        assert!(!text.starts_with("chat "), "room 5 got {text:?}");
+        assert!(!text.starts_with("tick 2 "), "room 5 got {text:?}");
+        if text.starts_with("count ") {
+            assert_eq!(text, "count 5 1");
+            break;
+        }
+    }
+
+    // A client that goes away leaves its room by itself.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        b.write_all(&ws::frame(true, 1, b"/count 2")).unwrap();
+        if read_ws_prefix(&mut b, "count ") == "count 2 2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the closed client stayed in room 2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = get(ex.addr, "/stats").text();
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("JSON stats");
+    assert_eq!(stats["rooms"][5], 1, "{stats}");
+    assert_eq!(stats["ticker"], 1, "{stats}");
+}

@@ -172,3 +172,47 @@ fn an_http_handler_broadcasts_to_websockets_and_event_streams() {
         assert_eq!(common::ws::expect_close(s), 1001);
     }
 }
+
+#[test]
+fn a_sender_queue_is_bounded_and_a_dropped_server_refuses_it() {
+    use pollserve::server::MAX_SENDER_QUEUE;
+    use pollserve::ws::Message;
+    use pollserve::{Error, Server};
+    let mut server = Server::<()>::new();
+    server.start("127.0.0.1", 0).unwrap();
+    let sender = server.sender().unwrap();
+    let group = server.new_group();
+    // Nobody polls: 1 MiB messages queue up to the bound, then are refused.
+    let mib = "x".repeat(1 << 20);
+    let mut queued = 0;
+    let refused = loop {
+        match sender.group_send(group, Message::Text(mib.clone())) {
+            Ok(()) => queued += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            queued <= MAX_SENDER_QUEUE >> 20,
+            "queued {queued} MiB past the bound"
+        );
+    };
+    assert!(
+        matches!(refused, Error::SenderQueueFull { limit, .. } if limit == MAX_SENDER_QUEUE),
+        "{refused}"
+    );
+    assert!(
+        queued >= (MAX_SENDER_QUEUE >> 20) - 1,
+        "only {queued} MiB queued"
+    );
+    // A poll takes the queue: room again.
+    server.poll(&mut (), Duration::from_millis(10)).unwrap();
+    sender
+        .group_send(group, Message::Text(mib.clone()))
+        .unwrap();
+    // Once the server is gone, every call says so.
+    drop(server);
+    let gone = sender.group_send(group, Message::Text("late".into()));
+    assert!(matches!(gone, Err(Error::ServerGone)), "{gone:?}");
+    let other = sender.clone();
+    let gone = other.group_send(group, Message::Binary(vec![1]));
+    assert!(matches!(gone, Err(Error::ServerGone)), "{gone:?}");
+}

@@ -133,3 +133,10 @@ pub fn serve_tls<F, Fut>(
         }
     });
 }
+
+/// Capacity of the `tokio::sync::broadcast` channel of the fan-out peers
+/// (`fws_fanout`, `tungstenite_fanout`, `hyper_sse`): messages a subscriber
+/// may fall behind before it is dropped (`RecvError::Lagged` ends its
+/// connection, which `loadgen fanout` reports as a failure). `loadgen
+/// fanout` keeps at most its window (8) in flight, the memory row at most 3.
+pub const FANOUT_CHANNEL: usize = 64;

@@ -454,3 +454,223 @@ fn echo_mode_over_tls_verifies_every_echo() {
     );
     assert!(stderr(&out).contains("echo mismatch"), "{}", stderr(&out));
 }
+
+/// What the fan-out stand-in does wrong, to one subscriber (the second to
+/// connect), from the 20th message on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// One byte of the 20th message flipped.
+    Corrupt,
+    /// The 20th message left out (what a lost message looks like).
+    Skip,
+    /// The subscriber closed instead of sent the 20th message.
+    Drop,
+}
+
+/// A pollserve fan-out server on its own thread: WebSocket subscribers on
+/// `/sub`, event streams on `/events`, the publisher on `/pub` (binary
+/// messages to the WebSockets, text to the streams), each message sent to
+/// each subscriber on its own so one can be treated differently (`fault`).
+fn fanout_server(fault: Fault) -> (String, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    use pollserve::sse::{SseEvent, SseId};
+    use pollserve::ws::WsId;
+    #[derive(Default)]
+    struct App {
+        subs: Vec<WsId>,
+        streams: Vec<SseId>,
+        publishers: Vec<WsId>,
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let mut server = Server::<App>::new();
+        server
+            .route("/sub", Method::GET, |req, app: &mut App| {
+                let (response, id) = req.accept_websocket()?;
+                app.subs.push(id);
+                Ok(response)
+            })
+            .expect("route");
+        server
+            .route("/events", Method::GET, |req, app: &mut App| {
+                let (response, id) = req.accept_sse()?;
+                app.streams.push(id);
+                Ok(response)
+            })
+            .expect("route");
+        server
+            .route("/pub", Method::GET, |req, app: &mut App| {
+                let (response, id) = req.accept_websocket()?;
+                app.publishers.push(id);
+                Ok(response)
+            })
+            .expect("route");
+        let addr = server.start("127.0.0.1", 0).expect("start");
+        tx.send(addr.to_string()).expect("send address");
+        let mut app = App::default();
+        let mut slot = Message::Binary(Vec::new());
+        let mut published = 0u64;
+        while !stop2.load(Ordering::Relaxed) {
+            server
+                .poll(&mut app, Duration::from_millis(20))
+                .expect("poll");
+            for id in server.ws_ready().to_vec() {
+                if !app.publishers.contains(&id) {
+                    while server.ws(id).receive_into(&mut slot) {}
+                    continue;
+                }
+                while server.ws(id).receive_into(&mut slot) {
+                    published += 1;
+                    let mut bytes = match &slot {
+                        Message::Binary(b) => b.clone(),
+                        Message::Text(t) => t.clone().into_bytes(),
+                    };
+                    let n = app.subs.len().max(app.streams.len());
+                    for k in 0..n {
+                        let odd = k == 1 && published == 20;
+                        if odd && fault == Fault::Skip {
+                            continue;
+                        }
+                        if odd && fault == Fault::Corrupt {
+                            bytes[30] ^= 0x01;
+                        }
+                        if let Some(&ws) = app.subs.get(k) {
+                            if odd && fault == Fault::Drop {
+                                let _ = server.ws(ws).close(pollserve::ws::CloseCode::NORMAL, "");
+                            } else {
+                                let _ = server.ws(ws).send_binary(&bytes);
+                            }
+                        }
+                        if let Some(&sse) = app.streams.get(k) {
+                            if odd && fault == Fault::Drop {
+                                server.sse(sse).close();
+                            } else {
+                                let text = String::from_utf8_lossy(&bytes);
+                                let _ = server.sse(sse).send(&SseEvent::new(&text));
+                            }
+                        }
+                        if odd && fault == Fault::Corrupt {
+                            bytes[30] ^= 0x01;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server address");
+    (addr, stop, handle)
+}
+
+fn fanout_run(fault: Fault, extra: &[&str]) -> Output {
+    let (addr, stop, handle) = fanout_server(fault);
+    let mut args = vec![
+        "fanout", "--addr", &addr, "--conns", "6", "--sizes", "64,300", "--secs", "0.2",
+        "--warmup", "0.05",
+    ];
+    args.extend_from_slice(extra);
+    let out = loadgen(&args);
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("server thread");
+    out
+}
+
+#[test]
+fn fanout_mode_checks_every_delivery() {
+    let out = fanout_run(Fault::None, &[]);
+    assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per size: {text}");
+    for (line, size) in lines.iter().zip([64.0, 300.0]) {
+        assert_eq!(field(line, "size"), size, "{line}");
+        assert_eq!(field(line, "subs"), 6.0, "{line}");
+        assert!(field(line, "msgs") > 0.0, "{line}");
+        assert!(line.ends_with("verified=ok"), "{line}");
+    }
+
+    let out = fanout_run(Fault::Corrupt, &[]);
+    assert!(!out.status.success(), "a corrupted delivery went unnoticed");
+    assert!(
+        stderr(&out).contains("message 19 differs"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A lost message: the next one arrives where it was expected.
+    let out = fanout_run(Fault::Skip, &[]);
+    assert!(!out.status.success(), "a lost delivery went unnoticed");
+    assert!(
+        stderr(&out).contains("message 19 differs"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = fanout_run(Fault::Drop, &[]);
+    assert!(!out.status.success(), "a dropped subscriber went unnoticed");
+    assert!(stderr(&out).contains("close frame"), "{}", stderr(&out));
+}
+
+#[test]
+fn fanout_mode_checks_every_event() {
+    let out = fanout_run(Fault::None, &["--sse"]);
+    assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    let out = fanout_run(Fault::Corrupt, &["--sse"]);
+    assert!(!out.status.success(), "a corrupted event went unnoticed");
+    assert!(
+        stderr(&out).contains("message 19 differs"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = fanout_run(Fault::Drop, &["--sse"]);
+    assert!(!out.status.success(), "an ended stream went unnoticed");
+    assert!(stderr(&out).contains("subscriber 1"), "{}", stderr(&out));
+}
+
+#[test]
+fn fanout_memory_mode_reads_back_every_queued_message() {
+    let pid = std::process::id().to_string();
+    for (fault, ok) in [(Fault::None, true), (Fault::Skip, false)] {
+        let (addr, stop, handle) = fanout_server(fault);
+        // 25 messages, so the stand-in's 20th is among them.
+        let out = loadgen(&[
+            "fanout-memory",
+            "--addr",
+            &addr,
+            "--conns",
+            "4",
+            "--size",
+            "4096",
+            "--fill",
+            "24",
+            "--pid",
+            &pid,
+        ]);
+        stop.store(true, Ordering::Relaxed);
+        handle.join().expect("server thread");
+        if ok {
+            assert!(out.status.success(), "loadgen failed: {}", stderr(&out));
+            let line = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(field(&line, "conns"), 4.0, "{line}");
+            assert_eq!(field(&line, "fill"), 24.0, "{line}");
+            assert!(line.contains("goal_ratio="), "{line}");
+            assert!(line.trim_end().ends_with("verified=ok"), "{line}");
+        } else {
+            assert!(
+                !out.status.success(),
+                "a lost queued message went unnoticed"
+            );
+            assert!(
+                stderr(&out).contains("message 19 differs"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! byte, every HTTP answer compared with the expected body. Fails on any
 //! mismatch, server crash or missing tool (wrk, nginx, curl).
 //!
-//! Part of `cargo test --workspace`; takes about 2 minutes on a warm build
+//! Part of `cargo test --workspace`; takes about 3 minutes on a warm build
 //! cache. Set `POLLSERVE_SKIP_BENCH_SMOKE=1` to leave it out deliberately.
 use std::path::Path;
 use std::process::Command;

@@ -33,8 +33,8 @@ pub struct DemoArgs {
     /// Longest pause between fragments of a message on /ws/echo, in seconds.
     #[arg(long, default_value_t = 30.0)]
     ws_fragment_timeout: f64,
-    /// Do not offer permessage-deflate compression on /ws/echo and /ws/chat
-    /// (on by default: browsers ask for it on every WebSocket).
+    /// Decline clients' permessage-deflate offers on /ws/echo and /ws/chat
+    /// (accepted by default: browsers offer it on every WebSocket).
     #[arg(long)]
     no_deflate: bool,
     /// With compression: both sides keep their compression context between

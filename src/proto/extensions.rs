@@ -39,11 +39,16 @@ pub struct DeflateOptions {
     pub server_max_window_bits: u8,
     /// Largest window the client may compress with (8–15), applied when the
     /// client's offer allows it (`client_max_window_bits` in the offer);
-    /// `None` accepts the client's choice. Smaller windows shrink the
+    /// `None` accepts the client's choice. 8 is answered as 9 unless the
+    /// client asked for 8 itself (zlib-based clients cannot compress with a
+    /// 256-byte window and would refuse the connection). Smaller windows shrink the
     /// inflate state the server keeps for a client that keeps context.
     /// Default `None`.
     pub client_max_window_bits: Option<u8>,
-    /// Compression level, 0 (store) to 9 (smallest). Default 6.
+    /// Compression level, 1 (fastest) to 9 (smallest); 0 sends deflate
+    /// "stored" blocks (RSV1 set, no smaller: to turn compression off, set
+    /// [`WsOptions::deflate`](crate::ws::WsOptions::deflate) to `None`).
+    /// Default 6.
     pub level: u32,
     /// Messages shorter than this many bytes are sent uncompressed (RSV1
     /// clear): tiny messages rarely shrink. Default 64.
@@ -195,9 +200,13 @@ fn accept_offer(
         // The client did not say it can limit its window: it may use 15.
         None => None,
         Some(offered) => match (offered, prefs.client_max_window_bits) {
-            (Some(o), Some(p)) => Some(o.min(p)),
+            // A preference of 8 is answered as 9 unless the client asked
+            // for 8 itself: zlib cannot compress raw deflate with a 256-byte
+            // window, so zlib-based clients (Python's `websockets`) refuse
+            // an answer of 8.
+            (Some(o), Some(p)) => Some(o.min(p.max(9))),
             (Some(o), None) => Some(o),
-            (None, Some(p)) => Some(p),
+            (None, Some(p)) => Some(p.max(9)),
             (None, None) => None,
         },
     };
@@ -598,6 +607,19 @@ mod tests {
         assert_eq!(n.params.server_max_window_bits, 12);
         assert_eq!(n.params.client_max_window_bits, 15);
         assert_eq!(n.response, "permessage-deflate");
+    }
+
+    #[test]
+    fn a_client_window_preference_of_8_is_answered_as_9_unless_asked() {
+        let prefs = DeflateOptions {
+            client_max_window_bits: Some(8),
+            ..keep_context()
+        };
+        let n = neg_with(&["permessage-deflate; client_max_window_bits"], prefs).unwrap();
+        assert_eq!(n.params.client_max_window_bits, 9);
+        assert_eq!(n.response, "permessage-deflate; client_max_window_bits=9");
+        let n = neg_with(&["permessage-deflate; client_max_window_bits=8"], prefs).unwrap();
+        assert_eq!(n.params.client_max_window_bits, 8);
     }
 
     #[test]

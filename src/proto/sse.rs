@@ -132,7 +132,9 @@ fn split_lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
     std::iter::from_fn(move || {
         let t = rest?;
-        match t.find(['\r', '\n']) {
+        // memchr2: a vectorised search (a `char` pattern checks byte by byte,
+        // which dominated the cost of encoding a 4 KiB event).
+        match memchr::memchr2(b'\r', b'\n', t.as_bytes()) {
             None => {
                 rest = None;
                 Some(t)

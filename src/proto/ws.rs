@@ -41,9 +41,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-use crate::proto::deflate::Compressor;
 #[cfg(feature = "deflate")]
-use crate::proto::deflate::{deflate_bound, DeflateParams, InflateError, Inflater, DEFLATE_TAIL};
+use crate::proto::deflate::{deflate_bound, InflateError, Inflater, DEFLATE_TAIL};
+use crate::proto::deflate::{Compressor, DeflateParams};
 
 /// The GUID appended to `Sec-WebSocket-Key` before hashing (RFC 6455 §1.3).
 pub const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -879,7 +879,7 @@ impl SharedEncoding {
     pub(crate) fn compressor_settings(&self) -> Option<(u32, u8)> {
         match self.0 {
             EncodingKind::Compressed { level, bits, .. } => Some((level, bits)),
-            EncodingKind::Plain => None,
+            EncodingKind::Plain | EncodingKind::Fragmented { .. } => None,
         }
     }
 }
@@ -888,6 +888,9 @@ impl SharedEncoding {
 enum EncodingKind {
     /// One unmasked, uncompressed frame.
     Plain,
+    /// Unmasked, uncompressed, split into frames of at most `max_frame`
+    /// bytes (a message longer than one frame).
+    Fragmented { max_frame: usize },
     /// Compressed from a fresh context (no context takeover) and framed
     /// in frames of at most `max_frame` bytes.
     #[cfg(feature = "deflate")]
@@ -1883,11 +1886,10 @@ impl WsSession {
 
     /// How this session would encode a `len`-byte data message, if the
     /// bytes depend only on that encoding (not on this session's state):
-    /// the server role, and either one uncompressed frame (`len` up to
-    /// [`WsConfig::max_frame_size`]) or a compressed message with no
-    /// context takeover in our direction. `None` otherwise (client masks,
-    /// a compressor that keeps context, an uncompressed message that
-    /// needs several frames).
+    /// the server role, and either an uncompressed message (one frame, or
+    /// frames of [`WsConfig::max_frame_size`]) or a compressed message with
+    /// no context takeover in our direction. `None` otherwise (client
+    /// masks, a compressor that keeps context).
     pub fn shared_encoding(&self, len: usize) -> Option<SharedEncoding> {
         if self.role != Role::Server {
             return None;
@@ -1905,7 +1907,11 @@ impl WsSession {
                     }));
             }
         }
-        (len <= max).then_some(SharedEncoding(EncodingKind::Plain))
+        Some(SharedEncoding(if len <= max {
+            EncodingKind::Plain
+        } else {
+            EncodingKind::Fragmented { max_frame: max }
+        }))
     }
 
     /// Writes to `out` exactly the bytes [`send_text`](Self::send_text)
@@ -1928,6 +1934,11 @@ impl WsSession {
                 #[cfg(not(feature = "deflate"))]
                 let _ = compressor;
                 write_frame(out, true, opcode, payload, None);
+            }
+            EncodingKind::Fragmented { max_frame } => {
+                #[cfg(not(feature = "deflate"))]
+                let _ = compressor;
+                write_plain_message(out, opcode, payload, max_frame, || None);
             }
             #[cfg(feature = "deflate")]
             EncodingKind::Compressed {
@@ -3105,6 +3116,26 @@ mod tests {
             let ev = drive(&mut client, &s_out, Instant::now(), &mut c_out);
             assert_eq!(ev, [Event::Pong(b"hello".to_vec())]);
         }
+    }
+
+    #[test]
+    fn a_long_plain_message_has_a_shared_fragmented_encoding() {
+        let config = WsConfig {
+            max_frame_size: 100,
+            ..WsConfig::default()
+        };
+        let mut s = WsSession::new(Role::Server, config);
+        let mut compressor = None;
+        for len in [0, 99, 100, 101, 1000, 1001] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let enc = s.shared_encoding(len).expect("server role, no compression");
+            let mut sent = Vec::new();
+            s.send_binary(&data, &mut sent).unwrap();
+            let mut shared = Vec::new();
+            WsSession::encode_shared(enc, false, &data, &mut compressor, &mut shared);
+            assert_eq!(shared, sent, "len {len}");
+        }
+        assert_ne!(s.shared_encoding(100), s.shared_encoding(101));
     }
 
     #[test]

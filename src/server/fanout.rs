@@ -17,8 +17,7 @@
 //! [`SharedEncoding`](crate::proto::ws::SharedEncoding), the framing of a
 //! kept stream), so each distinct encoding is made, and compressed, once. A
 //! connection whose bytes depend on its own state (a compressor that keeps
-//! context between messages, a frame limit smaller than the message)
-//! encodes the message itself, as for a send.
+//! context between messages) encodes the message itself, as for a send.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;

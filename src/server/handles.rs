@@ -356,6 +356,12 @@ impl<S> StreamHandle<'_, S> {
 /// wakes the poll loop, which sends it; errors (closed sockets) are dropped as
 /// with the `*_quiet` sends. Inside a handler, on the poll thread, use
 /// [`Request::outbox`](crate::Request::outbox) instead: no channel, no wake-up.
+///
+/// A call fails with [`Error::ServerGone`] once the server was dropped, and
+/// with [`Error::SenderQueueFull`] while more than [`MAX_SENDER_QUEUE`]
+/// bytes (64 MiB) of commands wait for a poll loop that does not take them
+/// (it is not polling, or the thread sends faster than it can be served):
+/// the queue never grows without bound.
 #[derive(Clone)]
 pub struct Sender {
     pub(super) remote: Arc<Remote>,
@@ -363,17 +369,41 @@ pub struct Sender {
 
 /// The cross-thread mailbox: commands plus the waker that interrupts `poll`.
 pub(super) struct Remote {
-    pub queue: Mutex<Vec<Command>>,
+    pub queue: Mutex<RemoteQueue>,
     pub waker: mio::Waker,
 }
 
+/// What other threads queued for the poll loop.
+#[derive(Default)]
+pub(super) struct RemoteQueue {
+    pub commands: Vec<Command>,
+    /// Bytes the queued commands hold (see [`Command::weight`]).
+    pub bytes: usize,
+    /// The server was dropped: nothing will take the commands.
+    pub closed: bool,
+}
+
+/// Most bytes of commands a [`Sender`] queues for a poll loop that has not
+/// taken them yet.
+pub const MAX_SENDER_QUEUE: usize = 64 << 20;
+
 impl Sender {
     fn push(&self, command: Command) -> Result<(), Error> {
-        self.remote
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(command);
+        let weight = command.weight();
+        {
+            let mut queue = self.remote.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.closed {
+                return Err(Error::ServerGone);
+            }
+            if queue.bytes.saturating_add(weight) > MAX_SENDER_QUEUE {
+                return Err(Error::SenderQueueFull {
+                    queued: queue.bytes,
+                    limit: MAX_SENDER_QUEUE,
+                });
+            }
+            queue.bytes += weight;
+            queue.commands.push(command);
+        }
         self.remote.waker.wake()?;
         Ok(())
     }
@@ -507,7 +537,11 @@ impl<S> Server<S> {
         let Some(remote) = self.remote.clone() else {
             return;
         };
-        let commands = std::mem::take(&mut *remote.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        let commands = {
+            let mut queue = remote.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.bytes = 0;
+            std::mem::take(&mut queue.commands)
+        };
         self.run_commands(commands);
     }
 

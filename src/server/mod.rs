@@ -55,7 +55,7 @@ use crate::ws::WsId;
 
 pub use config::{Activity, ServerConfig, ServerStats};
 pub use groups::GroupHandle;
-pub use handles::{Sender, SseHandle, StreamHandle, WsHandle};
+pub use handles::{Sender, SseHandle, StreamHandle, WsHandle, MAX_SENDER_QUEUE};
 pub use routes::{BodySink, Handler, Route, SinkOpener};
 
 use conn::{Conn, Readiness};
@@ -331,7 +331,7 @@ impl<S> Server<S> {
     /// [`local_addr`](Self::local_addr)). The socket gets `SO_REUSEADDR`, so a
     /// restart does not wait for old connections in `TIME_WAIT`. A server
     /// may listen on one plain port, one TLS port
-    /// ([`start_tls`](Self::start_tls)) and one redirect port
+    /// (`start_tls`, feature `tls`) and one redirect port
     /// ([`start_https_redirect`](Self::start_https_redirect)) at once.
     pub fn start(&mut self, host: &str, port: u16) -> Result<SocketAddr, Error> {
         self.listen(host, port, ListenerKind::Plain)
@@ -725,10 +725,10 @@ impl<S> Server<S> {
     /// one broadcast is one copy plus a few dozen bytes per connection.
     /// Connections that negotiated permessage-deflate without context
     /// takeover (the default [`DeflateOptions`](crate::ws::DeflateOptions))
-    /// share one compressed copy per compression settings. A connection
-    /// whose compressor keeps context, or whose
-    /// [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size) is
-    /// below the message's size, gets its own encoding, as for a send.
+    /// share one compressed copy per compression settings; a message longer
+    /// than [`WsConfig::max_frame_size`](crate::ws::WsConfig::max_frame_size)
+    /// is shared split into frames, one copy per frame size. A connection
+    /// whose compressor keeps context gets its own encoding, as for a send.
     ///
     /// Backpressure stays per connection: the shared bytes count in full
     /// against each connection's
@@ -766,7 +766,7 @@ impl<S> Server<S> {
             None => {
                 let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
                 let r = Arc::new(Remote {
-                    queue: Mutex::new(Vec::new()),
+                    queue: Mutex::new(Default::default()),
                     waker,
                 });
                 self.remote = Some(r.clone());
@@ -774,6 +774,19 @@ impl<S> Server<S> {
             }
         };
         Ok(Sender { remote })
+    }
+}
+
+impl<S> Drop for Server<S> {
+    /// Tells the [`Sender`]s that nothing will take their commands any more
+    /// (their calls fail with [`Error::ServerGone`]) and frees what they queued.
+    fn drop(&mut self) {
+        if let Some(remote) = &self.remote {
+            let mut queue = remote.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.closed = true;
+            queue.bytes = 0;
+            queue.commands = Vec::new();
+        }
     }
 }
 

@@ -6,9 +6,12 @@
 //! RAW.tsv lines: `case subject round rate p50_us p99_us cpu_us_per_op`
 //! (tab separated, `-` for a missing value); the hostile rows go on with
 //! `max_us failures probes rss_kib busy closes timeout_us missed`, the
-//! permessage-deflate rows as [`pmd_report`] says. Every ratio is
+//! permessage-deflate rows as [`pmd_report`] says, the `fanout_mem` rows
+//! with `idle_per_conn last_per_conn goal_ratio stats_last_per_conn` after
+//! `queued_per_conn subscribers - -`. Every ratio is
 //! computed per round, from runs made side by side (A, B, A, B…), and the
 //! median over the rounds is reported.
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -81,8 +84,8 @@ fn quartiles(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
 
 /// Description, unit and goals (peer, minimum or maximum ratio) of each case.
 struct CaseInfo {
-    id: &'static str,
-    title: &'static str,
+    id: Cow<'static, str>,
+    title: Cow<'static, str>,
     unit: &'static str,
     /// (peer, goal on the throughput ratio pollserve ÷ peer, at least)
     goals: &'static [(&'static str, f64)],
@@ -92,118 +95,184 @@ struct CaseInfo {
 
 const CASES: &[CaseInfo] = &[
     CaseInfo {
-        id: "ws_1x20",
-        title: "WS echo 1 conn × 20 B (latency)",
+        id: Cow::Borrowed("ws_1x20"),
+        title: Cow::Borrowed("WS echo 1 conn × 20 B (latency)"),
         unit: "msg/s",
         goals: &[],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "ws_100x20",
-        title: "WS echo 100 conns × 20 B",
+        id: Cow::Borrowed("ws_100x20"),
+        title: Cow::Borrowed("WS echo 100 conns × 20 B"),
         unit: "msg/s",
         goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)],
         cpu_goal: Some(("fws_st", 1.0)),
     },
     CaseInfo {
-        id: "ws_200x16k",
-        title: "WS echo 200 conns × 16 KiB",
+        id: Cow::Borrowed("ws_200x16k"),
+        title: Cow::Borrowed("WS echo 200 conns × 16 KiB"),
         unit: "msg/s",
         goals: &[("fws_st", 1.0), ("tungstenite_st", 1.3)],
         cpu_goal: Some(("fws_st", 1.0)),
     },
     CaseInfo {
-        id: "ws_500x16k",
-        title: "WS echo 500 conns × 16 KiB",
+        id: Cow::Borrowed("ws_500x16k"),
+        title: Cow::Borrowed("WS echo 500 conns × 16 KiB"),
         unit: "msg/s",
         goals: &[],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "http_hello_ka",
-        title: "HTTP hello, keep-alive, wrk 64 conns",
+        id: Cow::Borrowed("http_hello_ka"),
+        title: Cow::Borrowed("HTTP hello, keep-alive, wrk 64 conns"),
         unit: "req/s",
         goals: &[("hyper_st", 1.0), ("tiny_http", 2.0)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "http_hello_close",
-        title: "HTTP hello, Connection: close, wrk 64 conns",
+        id: Cow::Borrowed("http_hello_close"),
+        title: Cow::Borrowed("HTTP hello, Connection: close, wrk 64 conns"),
         unit: "req/s",
         goals: &[],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "static_small",
-        title: "Static 1 KiB file, keep-alive, wrk 64 conns",
+        id: Cow::Borrowed("static_small"),
+        title: Cow::Borrowed("Static 1 KiB file, keep-alive, wrk 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.2)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "static_1m",
-        title: "Static 1 MiB file, keep-alive, wrk 64 conns",
+        id: Cow::Borrowed("static_1m"),
+        title: Cow::Borrowed("Static 1 MiB file, keep-alive, wrk 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.0)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "lg_hello_ka",
-        title: "HTTP hello, keep-alive, loadgen 64 conns",
+        id: Cow::Borrowed("lg_hello_ka"),
+        title: Cow::Borrowed("HTTP hello, keep-alive, loadgen 64 conns"),
         unit: "req/s",
         goals: &[("hyper_st", 1.0), ("tiny_http", 2.0)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "lg_static_small",
-        title: "Static 1 KiB file, keep-alive, loadgen 64 conns",
+        id: Cow::Borrowed("lg_static_small"),
+        title: Cow::Borrowed("Static 1 KiB file, keep-alive, loadgen 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.2)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "lg_static_1m",
-        title: "Static 1 MiB file, keep-alive, loadgen 64 conns",
+        id: Cow::Borrowed("lg_static_1m"),
+        title: Cow::Borrowed("Static 1 MiB file, keep-alive, loadgen 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.0)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "tls_static_small",
-        title: "HTTPS static 1 KiB file, keep-alive, TLS 1.3 ECDSA, loadgen 64 conns",
+        id: Cow::Borrowed("tls_static_small"),
+        title: Cow::Borrowed("HTTPS static 1 KiB file, keep-alive, TLS 1.3 ECDSA, loadgen 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.2)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "tls_close_ecdsa",
-        title: "HTTPS new connection + full handshake (ECDSA P-256) + 1 KiB file, Connection: close, loadgen 64 conns",
+        id: Cow::Borrowed("tls_close_ecdsa"),
+        title: Cow::Borrowed("HTTPS new connection + full handshake (ECDSA P-256) + 1 KiB file, Connection: close, loadgen 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.0)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "tls_close_rsa",
-        title: "HTTPS new connection + full handshake (RSA-2048) + 1 KiB file, Connection: close, loadgen 64 conns",
+        id: Cow::Borrowed("tls_close_rsa"),
+        title: Cow::Borrowed("HTTPS new connection + full handshake (RSA-2048) + 1 KiB file, Connection: close, loadgen 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.0)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "tls_static_1m",
-        title: "HTTPS static 1 MiB file, keep-alive, TLS 1.3 ECDSA, loadgen 64 conns",
+        id: Cow::Borrowed("tls_static_1m"),
+        title: Cow::Borrowed("HTTPS static 1 MiB file, keep-alive, TLS 1.3 ECDSA, loadgen 64 conns"),
         unit: "req/s",
         goals: &[("nginx", 1.0)],
         cpu_goal: None,
     },
     CaseInfo {
-        id: "wss_100x20",
-        title: "WSS echo 100 conns × 20 B (TLS 1.3; peers behind tokio-rustls)",
+        id: Cow::Borrowed("wss_100x20"),
+        title: Cow::Borrowed("WSS echo 100 conns × 20 B (TLS 1.3; peers behind tokio-rustls)"),
         unit: "msg/s",
         goals: &[("fws_st", 1.0), ("tungstenite_st", 1.0)],
         cpu_goal: None,
     },
 ];
+
+/// Fan-out goals (issue 15): deliveries per second at least these
+/// multiples of the peers' (single-thread runtimes).
+const FANOUT_WS_GOALS: &[(&str, f64)] = &[("fws_st", 1.2), ("tungstenite_st", 2.0)];
+const FANOUT_SSE_GOALS: &[(&str, f64)] = &[("hyper_st", 1.5)];
+/// Goal on the fan-out memory row: the server's memory with a broadcast
+/// queued for every subscriber at most this multiple of its idle memory
+/// plus one copy of each queued message.
+const FANOUT_MEM_GOAL: f64 = 1.2;
+
+/// The fan-out cases present in the raw table, `fanout_{ws|sse}_SIZE_SUBS`
+/// (bench/run.sh names them after the sizes and subscriber counts it ran:
+/// the full matrix's 1,000 and 10,000, smoke's 50), WebSocket first, then
+/// by subscribers and size.
+fn fanout_cases<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<CaseInfo> {
+    let mut found: Vec<(bool, u64, u64, &str)> = ids
+        .filter_map(|id| {
+            let mut parts = id.strip_prefix("fanout_")?.split('_');
+            let sse = match parts.next()? {
+                "ws" => false,
+                "sse" => true,
+                _ => return None,
+            };
+            let size = parts.next()?.parse().ok()?;
+            let subs = parts.next()?.parse().ok()?;
+            parts.next().is_none().then_some((sse, subs, size, id))
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(sse, subs, size, id)| CaseInfo {
+            id: Cow::Owned(id.to_owned()),
+            title: Cow::Owned(format!(
+                "{} fan-out: 1 publisher → {} subscribers, {} messages, window 8",
+                if sse { "SSE" } else { "WebSocket" },
+                thousands(subs),
+                if size >= 1024 && size.is_multiple_of(1024) {
+                    format!("{} KiB", size / 1024)
+                } else {
+                    format!("{size} B")
+                }
+            )),
+            unit: "deliveries/s",
+            goals: if sse {
+                FANOUT_SSE_GOALS
+            } else {
+                FANOUT_WS_GOALS
+            },
+            cpu_goal: None,
+        })
+        .collect()
+}
+
+/// `n` with a comma between thousands (10,000).
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// Goal on the memory of an idle TLS connection (after the handshake and
 /// one echo), bytes.
@@ -294,7 +363,9 @@ fn main() {
         )
     };
 
-    if CASES.iter().any(|c| by.contains_key(c.id)) {
+    let fanout = fanout_cases(by.keys().copied());
+    let cases = || CASES.iter().chain(&fanout);
+    if cases().any(|c| by.contains_key(&*c.id)) {
         out.push_str("## Throughput, latency and CPU\n\n");
         out.push_str("Ratios are pollserve ÷ peer, computed per round from side-by-side runs, median over rounds. \
                       Throughput ratio > 1: pollserve is faster. Latency and CPU-per-operation ratios < 1: pollserve is better \
@@ -304,11 +375,12 @@ fn main() {
                       server was the bottleneck, well below means the load generator was. \
                       Absolute numbers are medians, for orientation only (noisy shared 2-core machine).\n\n");
     }
-    for info in CASES {
-        let Some(subjects) = by.get(info.id) else {
+    for info in cases() {
+        let (id, title): (&str, &str) = (&info.id, &info.title);
+        let Some(subjects) = by.get(id) else {
             continue;
         };
-        let _ = writeln!(out, "### {}\n", info.title);
+        let _ = writeln!(out, "### {title}\n");
         let _ = writeln!(
             out,
             "| server | {} (median) | p50 µs | p99 µs | server CPU µs/op | busy | throughput ratio | p50 ratio | CPU/op ratio |",
@@ -325,34 +397,34 @@ fn main() {
                     "–".to_string(),
                 )
             } else {
-                let tr = ratio(info.id, s, &|r| r.rate);
+                let tr = ratio(id, s, &|r| r.rate);
                 if let Some(t) = tr {
-                    bars.push((format!("{} vs {}", info.id, s), t));
+                    bars.push((format!("{} vs {}", id, s), t));
                 }
                 (
                     fmt_opt(tr, 2),
-                    fmt_opt(ratio(info.id, s, &|r| r.p50), 2),
-                    fmt_opt(ratio(info.id, s, &|r| r.cpu), 2),
+                    fmt_opt(ratio(id, s, &|r| r.p50), 2),
+                    fmt_opt(ratio(id, s, &|r| r.cpu), 2),
                 )
             };
             let _ = writeln!(
                 out,
                 "| {s} | {} | {} | {} | {} | {} | {tr} | {lr} | {cr} |",
-                fmt_opt(med(info.id, s, &|r| r.rate), 0),
-                fmt_opt(med(info.id, s, &|r| r.p50), 1),
-                fmt_opt(med(info.id, s, &|r| r.p99), 1),
-                fmt_opt(med(info.id, s, &|r| r.cpu), 2),
-                fmt_pct(med(info.id, s, &busy)),
+                fmt_opt(med(id, s, &|r| r.rate), 0),
+                fmt_opt(med(id, s, &|r| r.p50), 1),
+                fmt_opt(med(id, s, &|r| r.p99), 1),
+                fmt_opt(med(id, s, &|r| r.cpu), 2),
+                fmt_pct(med(id, s, &busy)),
             );
         }
         out.push('\n');
         for (peer, goal) in info.goals {
-            let got = ratio_q(info.id, peer, &|r| r.rate);
+            let got = ratio_q(id, peer, &|r| r.rate);
             // The server's CPU per operation beside it: the sharper figure
             // when the load generator saturates its core first.
-            let cpu = ratio(info.id, peer, &|r| r.cpu)
+            let cpu = ratio(id, peer, &|r| r.cpu)
                 .map_or(String::new(), |c| format!("; server CPU per op {c:.2}×"));
-            let (busy_us, busy_peer) = (med(info.id, US, &busy), med(info.id, peer, &busy));
+            let (busy_us, busy_peer) = (med(id, US, &busy), med(id, peer, &busy));
             let load = format!("; busy {} / {}", fmt_pct(busy_us), fmt_pct(busy_peer));
             // When neither server used most of its core, the load generator
             // set the pace and the ratio says little about the servers.
@@ -362,7 +434,7 @@ fn main() {
             let _ = writeln!(
                 goals_md,
                 "| {} throughput ≥ {goal}× {peer} | {}{cpu}{load} | {} |",
-                info.title,
+                title,
                 fmt_q(got),
                 if client_bound {
                     "load-generator bound: no verdict (both servers idle part of the time)"
@@ -372,11 +444,11 @@ fn main() {
             );
         }
         if let Some((peer, goal)) = info.cpu_goal {
-            let got = ratio_q(info.id, peer, &|r| r.cpu);
+            let got = ratio_q(id, peer, &|r| r.cpu);
             let _ = writeln!(
                 goals_md,
                 "| {} server CPU/msg ≤ {goal}× {peer} | {} | {} |",
-                info.title,
+                title,
                 fmt_q(got),
                 verdict(got.map(|g| g.1 <= goal))
             );
@@ -456,6 +528,54 @@ fn main() {
             fmt_opt(plain, 0),
             fmt_opt(ours, 0),
             verdict(ours.map(|o| o <= TLS_IDLE_GOAL))
+        );
+    }
+
+    // Fan-out memory: a broadcast queued for every subscriber.
+    if let Some(subjects) = by.get("fanout_mem") {
+        out.push_str("## Memory with a broadcast queued for every subscriber\n\n");
+        out.push_str(
+            "`loadgen fanout-memory` (see bench/README.md): WebSocket subscribers connect and stop reading, \
+             in a network namespace whose TCP buffers are 4 KiB, so the kernel holds only a few KiB per \
+             connection. Server VmRSS before the subscribers connect, with them idle, after the fill (messages \
+             that fill the kernel's buffers, the rest waiting in the server) and after one more 4 KiB broadcast; \
+             then every subscriber reads every message back, byte for byte. Per subscriber, medians over \
+             fresh-server rounds. \"÷ (idle + copy)\" is the server's memory over its memory before the \
+             subscribers, divided by (the idle subscribers' memory + one copy of each queued message): \
+             1 means nothing is held per subscriber for the queued messages. \"server count\" is pollserve's \
+             own `output_queued` growth per subscriber for the last broadcast (`Server::stats`).\n\n",
+        );
+        out.push_str(
+            "| server | subscribers | idle B/subscriber | + fill + last broadcast B/subscriber | last broadcast B/subscriber | ÷ (idle + copy) | server count B/subscriber |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
+        );
+        let mut names: Vec<&str> = subjects.keys().copied().collect();
+        names.sort_by_key(|n| (*n != US, n.to_string()));
+        let col = |s: &str, k: usize| med("fanout_mem", s, &|r| r.extra.get(k).copied().flatten());
+        for s in names {
+            let conns = subjects[s]
+                .values()
+                .next()
+                .and_then(|r| r.p50)
+                .unwrap_or(0.0);
+            let _ = writeln!(
+                out,
+                "| {s} | {conns:.0} | {} | {} | {} | {} | {} |",
+                fmt_opt(col(s, 0), 0),
+                fmt_opt(med("fanout_mem", s, &|r| r.rate), 0),
+                fmt_opt(col(s, 1), 0),
+                fmt_opt(col(s, 2), 3),
+                fmt_opt(col(s, 3), 0),
+            );
+        }
+        out.push('\n');
+        let ours = col(US, 2);
+        let _ = writeln!(
+            goals_md,
+            "| fan-out memory with a 4 KiB broadcast queued for every subscriber ≤ {FANOUT_MEM_GOAL}× (idle + one copy) | {} (last broadcast {} B per subscriber) | {} |",
+            fmt_opt(ours, 3),
+            fmt_opt(col(US, 1), 0),
+            verdict(ours.map(|o| o <= FANOUT_MEM_GOAL))
         );
     }
 

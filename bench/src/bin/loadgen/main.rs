@@ -13,7 +13,15 @@
 //!              [--attackers N] [--flooders F] [--idle ws|http] [--ws-path /ws]
 //!              [--rate R] [--timeout-ms T] [--trickle-ms P]
 //!              --secs D [--warmup W] [--pid SERVER_PID]...
+//! loadgen fanout --addr 127.0.0.1:PORT --conns N (--size S | --sizes S,S…)
+//!              --secs D [--warmup W] [--window W] [--sse] [--sub-path P]
+//!              [--pub-path P] [--pid SERVER_PID]...
+//! loadgen fanout-memory --addr 127.0.0.1:PORT --conns N --size S
+//!              --pid SERVER_PID [--fill F] [--stats-path /stats]
 //! ```
+//!
+//! `fanout`, `fanout-memory`: one publisher, N subscribers, every delivery
+//! checked; see `fanout.rs`.
 //!
 //! `echo`: N connections each send a masked binary message of S bytes, wait
 //! for the echo, verify it byte for byte and repeat. After the warm-up it
@@ -117,13 +125,32 @@ struct Args {
     /// `--client-context` (with `--deflate`): offer it without
     /// `client_no_context_takeover`, as browsers do.
     client_context: bool,
+    /// `--sizes S,S…` (fanout): message sizes measured one after the
+    /// other on the same subscribers (default: `--size`).
+    sizes: Vec<usize>,
+    /// `--window W` (fanout): messages in flight at most.
+    window: usize,
+    /// `--sse` (fanout): subscribers are event streams.
+    sse: bool,
+    /// `--sub-path` (fanout): where subscribers connect (default `/sub`,
+    /// `/events` with `--sse`).
+    sub_path: Option<String>,
+    /// `--pub-path` (fanout): where the publisher connects.
+    pub_path: String,
+    /// `--stats-path` (fanout-memory): pollserve_fanout's stats WebSocket.
+    stats_path: Option<String>,
+    /// `--fill N` (fanout-memory): messages sent before the measured one.
+    fill: usize,
 }
 
 fn parse_args() -> Args {
     let mut it = std::env::args().skip(1);
     let mode = it.next().unwrap_or_default();
-    if !matches!(mode.as_str(), "echo" | "idle" | "http" | "hostile") {
-        eprintln!("usage: loadgen echo|idle|http|hostile --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE] [--close] [--tls CERT.pem] (hostile: see the doc comment of bench/src/bin/loadgen/main.rs)");
+    if !matches!(
+        mode.as_str(),
+        "echo" | "idle" | "http" | "hostile" | "fanout" | "fanout-memory"
+    ) {
+        eprintln!("usage: loadgen echo|idle|http|hostile|fanout|fanout-memory --addr HOST:PORT [--path /ws] --conns N [--size S] [--secs D] [--warmup W] [--pid PID]... [--expect FILE] [--close] [--tls CERT.pem] (hostile: see the doc comment of bench/src/bin/loadgen/main.rs; fanout: fanout.rs)");
         exit(2);
     }
     let mut a = Args {
@@ -147,6 +174,13 @@ fn parse_args() -> Args {
         close: false,
         deflate: false,
         client_context: false,
+        sizes: Vec::new(),
+        window: 8,
+        sse: false,
+        sub_path: None,
+        pub_path: "/pub".into(),
+        stats_path: None,
+        fill: 2,
     };
     while let Some(flag) = it.next() {
         if flag == "--close" {
@@ -159,6 +193,10 @@ fn parse_args() -> Args {
         }
         if flag == "--client-context" {
             a.client_context = true;
+            continue;
+        }
+        if flag == "--sse" {
+            a.sse = true;
             continue;
         }
         let v = it.next().unwrap_or_else(|| {
@@ -192,6 +230,12 @@ fn parse_args() -> Args {
             "--timeout-ms" => a.timeout_ms = value(&flag, &v),
             "--trickle-ms" => a.trickle_ms = value(&flag, &v),
             "--tls" => a.tls = Some(v.clone()),
+            "--window" => a.window = value(&flag, &v),
+            "--sizes" => a.sizes = v.split(',').map(|s| value(&flag, s)).collect(),
+            "--sub-path" => a.sub_path = Some(v.clone()),
+            "--pub-path" => a.pub_path = v.clone(),
+            "--stats-path" => a.stats_path = Some(v.clone()),
+            "--fill" => a.fill = value(&flag, &v),
             _ => {
                 eprintln!("unknown flag {flag}");
                 exit(2)
@@ -202,7 +246,11 @@ fn parse_args() -> Args {
         eprintln!("--close is for http mode");
         exit(2);
     }
-    if a.tls.is_some() && a.mode == "hostile" {
+    if a.sse && a.mode != "fanout" {
+        eprintln!("--sse is for fanout mode");
+        exit(2);
+    }
+    if a.tls.is_some() && (a.mode == "hostile" || a.mode.starts_with("fanout")) {
         eprintln!("--tls is for echo, idle and http mode");
         exit(2);
     }
@@ -713,6 +761,15 @@ fn main() {
         hostile::run(args);
         return;
     }
+    if args.mode.starts_with("fanout") {
+        let _ = rlimit_raise(args.conns as u64 + 64);
+        if args.mode == "fanout" {
+            fanout::run(args);
+        } else {
+            fanout::run_memory(args);
+        }
+        return;
+    }
     if args.deflate {
         pmd::run(args);
         return;
@@ -820,11 +877,27 @@ fn main() {
 /// seconds at the window's start and end (`--pid`), and the load
 /// generator's own CPU seconds in the window (`client_busy=`, its share of
 /// one core: near 1, it may be what limits the rate); `extra` (`key=value`
-/// pairs, each after a space) goes before `verified=ok`.
+/// pairs, each after a space) goes before `verified=ok`. Latencies in
+/// nanoseconds.
 fn report(
     completed: u64,
     elapsed: f64,
+    lat: Vec<u32>,
+    cpu: (Option<f64>, Option<f64>, f64),
+    extra: &str,
+) {
+    report_scaled(completed, elapsed, lat, 1.0, cpu, extra);
+}
+
+/// [`report`] with latencies in units of `ns_per_unit` nanoseconds
+/// (`fanout`: microseconds, as a message's fan-out can take seconds, past
+/// what `u32` nanoseconds hold). Without a latency `p50_us` and `p99_us`
+/// are `-`.
+fn report_scaled(
+    completed: u64,
+    elapsed: f64,
     mut lat: Vec<u32>,
+    ns_per_unit: f64,
     (cpu0, cpu1, own): (Option<f64>, Option<f64>, f64),
     extra: &str,
 ) {
@@ -832,7 +905,12 @@ fn report(
         fail("nothing completed in the measurement window");
     }
     lat.sort_unstable();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    let pct = |p: f64| {
+        let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+        lat.get(i).map_or("-".into(), |&v| {
+            format!("{:.1}", v as f64 * ns_per_unit / 1000.0)
+        })
+    };
     let rate = completed as f64 / elapsed;
     let cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) => format!(
@@ -843,7 +921,7 @@ fn report(
         _ => String::new(),
     };
     println!(
-        "msgs={} secs={:.3} msgs_per_s={:.1} p50_us={:.1} p99_us={:.1}{} client_busy={:.2}{} verified=ok",
+        "msgs={} secs={:.3} msgs_per_s={:.1} p50_us={} p99_us={}{} client_busy={:.2}{} verified=ok",
         completed,
         elapsed,
         rate,
@@ -855,6 +933,7 @@ fn report(
     );
 }
 
+mod fanout;
 mod hostile;
 mod http;
 mod pmd;
