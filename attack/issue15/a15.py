@@ -601,7 +601,7 @@ def sender_flood(p):
     while time.monotonic() < t_end:
         time.sleep(2)
         st = run.target.last_stats()
-        samples.append({k: st.get(k) for k in ("sender_queued", "rss_kb", "conns", "all",
+        samples.append({k: st.get(k) for k in ("sender_queued", "sender_refused", "rss_kb", "conns", "all",
                                                "max_poll_ms", "polls")})
         if st.get("sender_queued") == count and last == count:
             break

@@ -145,7 +145,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bcast_binary = env_num("BCAST_BINARY", 0) == 1;
     let bcast_list = env_str("BCAST_VIA", "group") == "list";
     let bcast_max = env_num("BCAST_MAX", i64::MAX) as u64;
-    let bcast_tag = if env_num("BCAST_RANDOM", 0) == 1 { b'R' } else { b'S' };
+    let bcast_tag = if env_num("BCAST_RANDOM", 0) == 1 {
+        b'R'
+    } else {
+        b'S'
+    };
     let group_bcast = env_num("GROUP_BCAST", 0) == 1;
     let receive = env_num("RECEIVE", 1) == 1;
     let n_groups = env_num("GROUPS", 8).max(1) as usize;
@@ -218,10 +222,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(response)
         })?
         .route("/stream", Method::GET, |req, app: &mut App| {
-            let (response, id) = req.accept_stream_with(
-                "application/octet-stream",
-                app.stream_options.clone(),
-            )?;
+            let (response, id) =
+                req.accept_stream_with("application/octet-stream", app.stream_options.clone())?;
             req.outbox().join(app.all, id);
             app.streams.push(id);
             app.joined += 1;
@@ -266,9 +268,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The cross-thread flood: `SENDER_COUNT` messages to group `all` at
     // `SENDER_RATE` per second (-1: as fast as the thread can queue).
     let sender_queued = Arc::new(AtomicU64::new(0));
+    let sender_refused = Arc::new(AtomicU64::new(0));
     if sender_count > 0 {
         let sender = server.sender()?;
         let queued = Arc::clone(&sender_queued);
+        let refused = Arc::clone(&sender_refused);
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(sender_delay));
             let start = Instant::now();
@@ -282,8 +286,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 message(b'F', seq, sender_size, &mut text);
+                // A refused message (the queue is full) is counted and
+                // dropped, as a producer of live data would.
                 if sender.group_send(all, Message::Text(text.clone())).is_err() {
-                    break;
+                    refused.fetch_add(1, Ordering::Relaxed);
                 }
                 queued.store(seq + 1, Ordering::Relaxed);
             }
@@ -444,7 +450,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                  \"output_buffered\":{},\"rss_kb\":{},\"hwm_kb\":{},\"all\":{},\"chat\":{},\
                  \"groups\":[{}],\"sockets\":{},\"sse\":{},\"streams\":{},\"seq\":{},\
                  \"accepted_total\":{},\"chat_received\":{},\"chat_fanout\":{},\
-                 \"sender_queued\":{},\"polls\":{},\"max_poll_ms\":{:.2},\"max_work_ms\":{:.2},\
+                 \"sender_queued\":{},\"sender_refused\":{},\"polls\":{},\"max_poll_ms\":{:.2},\"max_work_ms\":{:.2},\
                  \"closed\":{},\"accepted_conns\":{},\"joined\":{},\"stats_call_ms\":{:.2}}}",
                 unix_ns() as f64 / 1e9,
                 s.connections,
@@ -464,6 +470,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 chat_received,
                 chat_fanout,
                 sender_queued.load(Ordering::Relaxed),
+                sender_refused.load(Ordering::Relaxed),
                 polls,
                 max_poll_ms,
                 max_work_ms,
