@@ -43,6 +43,18 @@ impl Conn {
         self.flush(usize::MAX).is_ok()
     }
 
+    /// The send bound of the open event stream answering request
+    /// `exchange`, or why nothing can be queued on it.
+    fn sse_send_bound(&self, exchange: u32) -> Result<usize, SseSendError> {
+        let Some(sse) = self.sse.as_ref() else {
+            return Err(SseSendError::NotEventStream);
+        };
+        if self.dead || self.phase != Phase::Sse || sse.exchange != exchange {
+            return Err(SseSendError::Closed);
+        }
+        Ok(sse.options.max_send_buffer)
+    }
+
     /// Appends what `write` produces to the queue of the event stream that
     /// answers request `exchange` (written at the next poll).
     pub(crate) fn sse_send(
@@ -50,13 +62,7 @@ impl Conn {
         exchange: u32,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), SseError>,
     ) -> Result<(), SseSendError> {
-        let Some(sse) = self.sse.as_ref() else {
-            return Err(SseSendError::NotEventStream);
-        };
-        if self.dead || self.phase != Phase::Sse || sse.exchange != exchange {
-            return Err(SseSendError::Closed);
-        }
-        let limit = sse.options.max_send_buffer;
+        let limit = self.sse_send_bound(exchange)?;
         // Encoded in place, then measured: what does not fit is taken back,
         // so the queue never holds more than the bound.
         let before = self.wbuf.len();
@@ -94,13 +100,7 @@ impl Conn {
         event: &mut EncodedBroadcast<'_>,
         now: Instant,
     ) -> Result<(), SseSendError> {
-        let Some(sse) = self.sse.as_ref() else {
-            return Err(SseSendError::NotEventStream);
-        };
-        if self.dead || self.phase != Phase::Sse || sse.exchange != exchange {
-            return Err(SseSendError::Closed);
-        }
-        let limit = sse.options.max_send_buffer;
+        let limit = self.sse_send_bound(exchange)?;
         let len = event.bytes.len();
         if len > limit {
             return Err(SseSendError::EventTooLarge { len, limit });
