@@ -330,15 +330,23 @@ impl Inflater {
     /// fails with [`InflateError::TooBig`] as soon as more than `limit`
     /// bytes came out. (A buffer lent with a larger capacity may take up to
     /// its capacity in one step before the check: no more memory is used.)
+    ///
+    /// `stop_at` pauses inflating: once `msg` holds that many bytes, the
+    /// call returns with the rest of `input` unused (and `msg` never grows
+    /// its capacity past `stop_at` either). Returns how many bytes of
+    /// `input` were used; fewer than all only when it paused. The inflater
+    /// may hold up to one match (258 bytes) of output that did not fit,
+    /// which comes out with the next input (the tail at the latest).
     pub(crate) fn inflate_into(
         &mut self,
         input: &[u8],
         msg: &mut Vec<u8>,
         limit: usize,
+        stop_at: usize,
         tail: bool,
-    ) -> Result<(), InflateError> {
+    ) -> Result<usize, InflateError> {
         if input.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         if self.ended {
             // The peer's stream ended with a final block: what follows is a
@@ -347,22 +355,27 @@ impl Inflater {
             // itself when nothing followed.
             self.reset();
             if tail {
-                return Ok(());
+                return Ok(input.len());
             }
         }
+        // Capacity never grows past this: one byte over the limit proves
+        // the message too big, and the pause point is a bound on memory.
+        let grow_to = stop_at.min(limit.saturating_add(1));
         let mut rest = input;
         loop {
             if msg.len() > limit {
                 return Err(InflateError::TooBig);
             }
+            if msg.len() >= stop_at {
+                return Ok(input.len() - rest.len());
+            }
             if msg.len() == msg.capacity() {
-                // Grow geometrically from 4 KiB, never past limit + 1 (one
-                // byte over proves the message too big).
+                // Grow geometrically from 4 KiB, never past `grow_to`.
                 let cap = msg.capacity();
                 let target = cap
                     .saturating_mul(2)
                     .max(cap.saturating_add(INFLATE_GROW))
-                    .min(limit.saturating_add(1));
+                    .min(grow_to);
                 msg.reserve_exact(target.saturating_sub(msg.len()));
             }
             self.dirty = true;
@@ -383,11 +396,11 @@ impl Inflater {
                 if tail {
                     // The final block ended inside the tail: done.
                     self.reset();
-                    return Ok(());
+                    return Ok(input.len());
                 }
                 if rest.is_empty() {
                     self.ended = true;
-                    return Ok(());
+                    return Ok(input.len());
                 }
                 // A new stream follows in the same message. Its context
                 // starts empty: zlib cannot carry a window across streams.
@@ -399,7 +412,7 @@ impl Inflater {
                 // All input in and output space left: everything decodable
                 // so far has been written (inflate stops only for lack of
                 // input or output).
-                return Ok(());
+                return Ok(input.len());
             }
             if used == 0 && produced == 0 && room {
                 // No progress with input and room: cannot happen with a
@@ -429,8 +442,8 @@ mod tests {
 
     fn inflate(i: &mut Inflater, data: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
         let mut msg = Vec::new();
-        i.inflate_into(data, &mut msg, limit, false)?;
-        i.inflate_into(&DEFLATE_TAIL, &mut msg, limit, true)?;
+        i.inflate_into(data, &mut msg, limit, usize::MAX, false)?;
+        i.inflate_into(&DEFLATE_TAIL, &mut msg, limit, usize::MAX, true)?;
         Ok(msg)
     }
 
@@ -708,11 +721,37 @@ mod tests {
         i.reset();
         let mut msg = Vec::new();
         assert_eq!(
-            i.inflate_into(&z, &mut msg, 10_000, false),
+            i.inflate_into(&z, &mut msg, 10_000, usize::MAX, false),
             Err(InflateError::TooBig)
         );
         assert_eq!(msg.len(), 10_001);
         assert!(msg.capacity() <= 10_001);
+    }
+
+    #[test]
+    fn inflating_pauses_at_the_stop_and_resumes_where_it_left_off() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let z = compress(&mut Compressor::new(6, 15), &data);
+        let mut i = Inflater::new(15);
+        let mut msg = Vec::new();
+        let mut pos = 0;
+        let mut pauses = 0;
+        while pos < z.len() {
+            let stop = msg.len() + 10_000;
+            let used = i
+                .inflate_into(&z[pos..], &mut msg, 1 << 20, stop, false)
+                .unwrap();
+            // Never past the stop by more than the capacity allows.
+            assert!(msg.len() <= stop && msg.capacity() <= stop.max(4096));
+            if used < z.len() - pos {
+                pauses += 1;
+            }
+            pos += used;
+        }
+        i.inflate_into(&DEFLATE_TAIL, &mut msg, 1 << 20, usize::MAX, true)
+            .unwrap();
+        assert!(pauses >= 10, "{pauses}");
+        assert_eq!(msg, data);
     }
 
     #[test]
@@ -739,10 +778,11 @@ mod tests {
         // The same again, fed a byte at a time.
         let mut msg = Vec::new();
         for b in &with_header {
-            i.inflate_into(std::slice::from_ref(b), &mut msg, 100, false)
+            i.inflate_into(std::slice::from_ref(b), &mut msg, 100, usize::MAX, false)
                 .unwrap();
         }
-        i.inflate_into(&DEFLATE_TAIL, &mut msg, 100, true).unwrap();
+        i.inflate_into(&DEFLATE_TAIL, &mut msg, 100, usize::MAX, true)
+            .unwrap();
         assert_eq!(msg, b"Hello");
         // Then the next message inflates from a clean stream.
         let z = compress(&mut Compressor::new(6, 15), b"world");

@@ -400,6 +400,12 @@ pub enum ProtocolError {
     /// permessage-deflate: a compressed message is not valid deflate data.
     #[error("compressed message is not valid deflate data")]
     InvalidCompressedData,
+    /// permessage-deflate: the server's budget of inflated bytes stayed
+    /// full while this connection waited to inflate more, for longer than
+    /// the driver allows ([`ServerConfig::inflate_pause_timeout`](crate::ServerConfig::inflate_pause_timeout));
+    /// closed with 1013 (try again later).
+    #[error("server busy: no room to inflate the message")]
+    InflateBudgetExhausted,
 }
 
 impl ProtocolError {
@@ -414,6 +420,7 @@ impl ProtocolError {
             | ProtocolError::FragmentTimeout
             | ProtocolError::MessageTooSlow => CloseCode::POLICY_VIOLATION,
             ProtocolError::KeepaliveTimeout | ProtocolError::IdleTimeout => CloseCode::GOING_AWAY,
+            ProtocolError::InflateBudgetExhausted => CloseCode::TRY_AGAIN_LATER,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -852,6 +859,17 @@ struct DeflateState {
     inflater: Option<Inflater>,
     /// The inflater holds part of the message being received.
     rx_busy: bool,
+    /// Set by the driver before feeding: the most bytes a received message
+    /// may inflate to besides `max_message_size` (a server-wide budget),
+    /// and how many more bytes may be inflated before pausing.
+    rx_limit: usize,
+    rx_room: usize,
+    /// Inflating paused for want of room (see `rx_room`), input left.
+    rx_stalled: bool,
+    /// Bytes inflated since the session began (the driver counts work).
+    rx_produced: u64,
+    /// The message last completed was compressed.
+    rx_last_compressed: bool,
 }
 
 #[cfg(feature = "deflate")]
@@ -1065,7 +1083,78 @@ impl WsSession {
             compressor: None,
             inflater: None,
             rx_busy: false,
+            rx_limit: usize::MAX,
+            rx_room: usize::MAX,
+            rx_stalled: false,
+            rx_produced: 0,
+            rx_last_compressed: false,
         }));
+    }
+
+    /// Bounds inflating received messages beyond [`WsConfig::max_message_size`]
+    /// (for a driver sharing a budget of inflated bytes between sessions):
+    /// a compressed message inflating to more than `limit` bytes fails
+    /// with 1009, and [`feed`](Self::feed) inflates at most `room` more
+    /// bytes before it pauses, leaving the rest of the frame's input
+    /// unconsumed (see [`inflate_stalled`](Self::inflate_stalled)). Both
+    /// stay in force until set again; without deflate this does nothing.
+    #[cfg(feature = "deflate")]
+    pub fn set_inflate_bounds(&mut self, limit: usize, room: usize) {
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.rx_limit = limit;
+            d.rx_room = room;
+        }
+    }
+
+    /// Whether the last [`feed`](Self::feed) stopped inflating because the
+    /// room given to [`set_inflate_bounds`](Self::set_inflate_bounds) ran
+    /// out, with compressed input left to inflate.
+    #[cfg(feature = "deflate")]
+    pub fn inflate_stalled(&self) -> bool {
+        self.deflate.as_ref().is_some_and(|d| d.rx_stalled)
+    }
+
+    /// Bytes inflated since the session began (received messages only).
+    #[cfg(feature = "deflate")]
+    pub fn inflated_total(&self) -> u64 {
+        self.deflate.as_ref().map_or(0, |d| d.rx_produced)
+    }
+
+    /// Bytes of the compressed message being received that have been
+    /// inflated so far (0 between messages or for an uncompressed one).
+    #[cfg(feature = "deflate")]
+    pub fn inflating_len(&self) -> usize {
+        if self.msg_compressed {
+            self.msg.len()
+        } else {
+            0
+        }
+    }
+
+    /// Whether the data message [`feed`](Self::feed) returned last was
+    /// compressed on the wire.
+    #[cfg(feature = "deflate")]
+    pub fn last_message_compressed(&self) -> bool {
+        self.deflate.as_ref().is_some_and(|d| d.rx_last_compressed)
+    }
+
+    /// Drops the message being received, freeing its buffer (the
+    /// connection under the session is gone; nothing more will arrive).
+    pub fn discard_message(&mut self) {
+        self.reset_message();
+        self.frame = None;
+        self.msg = Vec::new();
+    }
+
+    /// Fails the session because the driver could not give it room to
+    /// inflate in time: a close with 1013 (try again later) goes to `out`,
+    /// the partial message is dropped (its memory freed), and the returned
+    /// event is [`Event::Error`] with [`ProtocolError::InflateBudgetExhausted`].
+    pub fn fail_busy(&mut self, now: Instant, out: &mut Vec<u8>) -> Event {
+        // (Not `discard_message`: `fail` resets the message itself.)
+        let event = self.fail(ProtocolError::InflateBudgetExhausted, true, now, out);
+        self.msg = Vec::new();
+        event
     }
 
     /// The permessage-deflate parameters in effect, if enabled.
@@ -1255,6 +1344,10 @@ impl WsSession {
     /// stream is accepted; partial headers and payloads are consumed and
     /// buffered internally. Returns early only to deliver an event.
     pub fn feed(&mut self, input: &mut [u8], now: Instant, out: &mut Vec<u8>) -> Feed {
+        #[cfg(feature = "deflate")]
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.rx_stalled = false;
+        }
         if !input.is_empty() {
             // The peer is there: any byte answers a keepalive ping.
             self.last_rx = Some(now);
@@ -1474,6 +1567,9 @@ impl WsSession {
                 {
                     self.msg_compressed = compressed;
                     self.msg_wire = 0;
+                    if let Some(d) = self.deflate.as_deref_mut() {
+                        d.rx_last_compressed = false;
+                    }
                 }
                 self.msg.clear();
                 self.utf8_ok = 0;
@@ -1568,8 +1664,30 @@ impl WsSession {
             }
             #[cfg(feature = "deflate")]
             if self.msg_compressed {
-                if let Err(err) = self.inflate(chunk, false) {
-                    return (n, Some(self.fail(err, true, now, out)));
+                match self.inflate(chunk, false) {
+                    Err(err) => return (n, Some(self.fail(err, true, now, out))),
+                    Ok(used) if used < n => {
+                        // Paused for want of room: the rest of the chunk
+                        // stays in the caller's buffer, masked again (the
+                        // mask is its own inverse) so it is read as new.
+                        if let (Some(m), Some(rest)) = (frame.mask, chunk.get_mut(used..)) {
+                            apply_mask(rest, m, phase + used);
+                        }
+                        let mut back = frame;
+                        back.remaining += (n - used) as u64;
+                        back.phase = (phase + used) % 4;
+                        self.frame = Some(back);
+                        if let Some(d) = self.deflate.as_deref_mut() {
+                            d.rx_stalled = true;
+                        }
+                        if self.msg_kind == Some(MsgKind::Text) {
+                            if let Err(err) = self.check_utf8() {
+                                return (used, Some(self.fail(err, true, now, out)));
+                            }
+                        }
+                        return (used, None);
+                    }
+                    Ok(_) => {}
                 }
             } else {
                 self.msg.extend_from_slice(chunk);
@@ -1694,19 +1812,31 @@ impl WsSession {
 
     /// Inflates a piece of the compressed message being received (or the
     /// tail) into `msg`, making or using the session's inflater.
+    /// Returns how much of `input` was used: all of it unless inflating
+    /// paused at the room the driver gave (never for the tail, which adds
+    /// at most a few hundred bytes).
     #[cfg(feature = "deflate")]
-    fn inflate(&mut self, input: &[u8], tail: bool) -> Result<(), ProtocolError> {
+    fn inflate(&mut self, input: &[u8], tail: bool) -> Result<usize, ProtocolError> {
         let Some(d) = self.deflate.as_deref_mut() else {
             return Err(ProtocolError::InvalidCompressedData);
         };
         let inflater = d.inflater.get_or_insert_with(|| Inflater::new(15));
         d.rx_busy = true;
-        inflater
-            .inflate_into(input, &mut self.msg, self.config.max_message_size, tail)
-            .map_err(|e| match e {
-                InflateError::TooBig => ProtocolError::MessageTooBig,
-                InflateError::Invalid => ProtocolError::InvalidCompressedData,
-            })
+        let limit = self.config.max_message_size.min(d.rx_limit);
+        let stop_at = if tail {
+            usize::MAX
+        } else {
+            self.msg.len().saturating_add(d.rx_room)
+        };
+        let before = self.msg.len();
+        let result = inflater.inflate_into(input, &mut self.msg, limit, stop_at, tail);
+        let produced = self.msg.len().saturating_sub(before);
+        d.rx_produced = d.rx_produced.saturating_add(produced as u64);
+        d.rx_room = d.rx_room.saturating_sub(produced);
+        result.map_err(|e| match e {
+            InflateError::TooBig => ProtocolError::MessageTooBig,
+            InflateError::Invalid => ProtocolError::InvalidCompressedData,
+        })
     }
 
     /// The last frame of a compressed message arrived: inflate the tail
@@ -1721,6 +1851,7 @@ impl WsSession {
         self.msg_compressed = false;
         if let Some(d) = self.deflate.as_deref_mut() {
             d.rx_busy = false;
+            d.rx_last_compressed = true;
             if d.rx_reset {
                 if let Some(i) = d.inflater.as_mut() {
                     i.reset();

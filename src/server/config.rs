@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub(crate) backlog: i32,
     pub(crate) reuse_port: bool,
     pub(crate) log_to_stderr: bool,
+    pub(crate) max_inflated_bytes: usize,
+    pub(crate) inflate_pause_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +53,8 @@ impl Default for ServerConfig {
             backlog: 1024,
             reuse_port: false,
             log_to_stderr: false,
+            max_inflated_bytes: 64 << 20,
+            inflate_pause_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -178,6 +182,41 @@ impl ServerConfig {
         /// ```
         log_to_stderr: bool => log_to_stderr);
 
+    setter!(
+        /// Most bytes that inflating received permessage-deflate messages
+        /// may make the server hold at once, over all connections: the
+        /// compressed messages being inflated plus the inflated messages
+        /// waiting for the program to [`receive`](crate::WsHandle::receive)
+        /// them (shown as [`ServerStats::inflated_held`]). Compression lets
+        /// a client make the server hold ~1,000 times what it sent; this
+        /// bounds that across clients, where
+        /// [`WsConfig::max_message_size`](crate::ws::WsConfig::max_message_size)
+        /// bounds one message. Default 64 MiB.
+        ///
+        /// A connection that would inflate past it pauses (its socket is
+        /// not read, its buffered input not inflated) until the program
+        /// takes messages or connections close; one paused longer than
+        /// [`inflate_pause_timeout`](Self::inflate_pause_timeout) is closed
+        /// with 1013 (try again later). A compressed message larger than
+        /// this budget is refused with 1009, as one over `max_message_size`
+        /// is. Each connection also inflates at most 1 MiB per poll round, so
+        /// a message that inflates to megabytes cannot take a whole round.
+        ///
+        /// Uncompressed messages are not counted: their bytes are the bytes
+        /// the client sent, bounded by `max_message_size` and
+        /// [`WsOptions::max_receive_buffer`](crate::ws::WsOptions::max_receive_buffer)
+        /// per connection. What is counted is each message's length; the
+        /// buffer holding it may be up to twice that (it grows by doubling)
+        /// or a pooled buffer (up to 256 KiB) lent to it.
+        max_inflated_bytes: usize => max_inflated_bytes);
+    setter!(
+        /// Longest time a connection may stay paused for want of room in
+        /// [`max_inflated_bytes`](Self::max_inflated_bytes) (counted from its
+        /// last progress) before it is closed with 1013 (try again later)
+        /// and its partial message freed, so connections all paused in the
+        /// middle of messages cannot wait on each other for ever. Default 2 s.
+        inflate_pause_timeout: Duration => inflate_pause_timeout);
+
     /// The HTTP size limits.
     pub fn limits(&self) -> &HttpLimits {
         &self.limits
@@ -254,4 +293,9 @@ pub struct ServerStats {
     /// in full in `output_queued`), so this can be far less than
     /// `output_queued`.
     pub output_buffered: usize,
+    /// Bytes inflated from received permessage-deflate messages that the
+    /// server holds now (partial messages and messages waiting for the
+    /// program; also counted in `input_buffered` once complete), bounded by
+    /// [`ServerConfig::max_inflated_bytes`].
+    pub inflated_held: usize,
 }

@@ -64,6 +64,11 @@ impl<S> Server<S> {
     /// did (see [`shutdown`](Self::shutdown) for a Ctrl-C handler).
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
+        // Connections paused for want of inflate budget go on once some of
+        // it is free (a message taken by the program, a connection gone).
+        if let Some(woken) = self.shared.inflate.wake() {
+            self.resume.extend(woken);
+        }
         let mut wait = timeout;
         if !self.resume.is_empty() || self.events_left || self.accept_more {
             wait = Duration::ZERO;
@@ -309,6 +314,11 @@ impl<S> Server<S> {
             };
             if keep {
                 self.refresh_deadline(key);
+                if self.conns.get(key).is_some_and(|c| c.has_more()) {
+                    // It has input to go on with (after a 1013 for want of
+                    // inflate budget: the rest of the peer's frames).
+                    self.resume.push(key);
+                }
             } else {
                 self.shared.activity.timed_out += 1;
                 self.close_conn(key);

@@ -499,6 +499,7 @@ impl<S> Server<S> {
     pub fn stats(&self) -> ServerStats {
         let mut stats = ServerStats {
             connections: self.conns.len(),
+            inflated_held: self.shared.inflate.held(),
             ..ServerStats::default()
         };
         let mut shared = std::collections::HashSet::new();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::buf::ReadBuf;
 use super::config::{Activity, ServerConfig};
-use super::conn::BufferPool;
+use super::conn::{BufferPool, InflateBudget};
 use crate::auth::Authentication;
 use crate::cors::Cors;
 use crate::files::StaticRoot;
@@ -37,6 +37,9 @@ pub(crate) struct Shared {
     pub scratch: ReadBuf,
     /// Message buffers recycled through `receive_into`.
     pub ws_pool: BufferPool,
+    /// Bytes inflated from received permessage-deflate messages and still
+    /// held, bounded server-wide.
+    pub inflate: InflateBudget,
     pub activity: Activity,
     /// Counts polls; a connection listed in `ws_ready` this poll carries it.
     pub epoch: u64,
@@ -54,6 +57,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(config: ServerConfig) -> Shared {
         Shared {
+            inflate: InflateBudget::new(config.max_inflated_bytes),
             config,
             site: Site::default(),
             date: DateCache::default(),

@@ -417,7 +417,12 @@ impl Conn {
         match &body {
             Body::Upgrade(upgrade) if framing.upgrade => {
                 let upgrade = (**upgrade).clone();
-                self.ws = Some(Box::new(WsConn::new(upgrade.options, upgrade.deflate, now)));
+                self.ws = Some(Box::new(WsConn::new(
+                    upgrade.options,
+                    upgrade.deflate,
+                    &shared.inflate,
+                    now,
+                )));
             }
             Body::Sse(options) if framing.send_body => {
                 self.sse = Some(Box::new(SseConn::new(

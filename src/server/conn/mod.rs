@@ -33,7 +33,7 @@ use crate::ws::CloseStatus;
 
 pub(crate) use event_stream::SseConn;
 pub(crate) use kept_stream::StreamConn;
-pub(crate) use websocket::{BufferPool, WsConn, WsPop};
+pub(crate) use websocket::{BufferPool, InflateBudget, WsConn, WsPop};
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -164,6 +164,8 @@ pub(crate) struct Conn {
     flush_queued: bool,
     /// WebSocket messages and pongs delivered in the current drive.
     round_events: usize,
+    /// Bytes inflated from permessage-deflate messages in the current drive.
+    round_inflated: usize,
     /// When the connection was accepted, while its transport may still be
     /// opening (a TLS handshake, which the header timeout covers).
     opening: Option<Instant>,
@@ -229,6 +231,7 @@ impl Conn {
             round_requests: REQUESTS_PER_ROUND,
             flush_queued: false,
             round_events: 0,
+            round_inflated: 0,
             opening,
             https_redirect: None,
             memberships: Vec::new(),
@@ -366,6 +369,7 @@ impl Conn {
         self.driven_epoch = shared.epoch;
         self.flush_queued = false;
         self.round_events = 0;
+        self.round_inflated = 0;
         std::mem::swap(&mut self.rbuf, &mut shared.scratch);
         if !shared.scratch.is_empty() {
             self.rbuf.append(shared.scratch.data());
@@ -450,7 +454,9 @@ impl Conn {
             if matches!(self.phase, Phase::Head | Phase::Body) {
                 progress |= self.process_input(routes, shared, state, now);
             }
-            if self.phase == Phase::Ws && self.process_ws(&mut shared.ws_pool, now) {
+            if self.phase == Phase::Ws
+                && self.process_ws(&mut shared.ws_pool, &mut shared.inflate, now)
+            {
                 progress = true;
             }
             if self.ready.readable && !self.peer_eof && self.wants_read() {
@@ -859,7 +865,7 @@ impl Conn {
                     self.deadline = None;
                     return;
                 }
-                Phase::Ws => match self.ws_deadline() {
+                Phase::Ws => match self.ws_deadline(c.inflate_pause_timeout) {
                     Some(d) => d,
                     None => {
                         self.deadline = None;
@@ -881,7 +887,7 @@ impl Conn {
                 Phase::Sse => return self.sse_heartbeat_due(now),
                 Phase::Stream => return true,
                 Phase::Ws => {
-                    let keep = self.ws_timeout_due(now);
+                    let keep = self.ws_timeout_due(now, shared.config.inflate_pause_timeout);
                     self.mark_ws_ready(shared);
                     return keep;
                 }
@@ -943,6 +949,7 @@ impl Conn {
             return false;
         };
         ws.set_status(CloseStatus::Abnormal);
+        ws.discard_partial();
         let messages = ws.has_messages();
         self.mark_ws_ready(shared);
         let keep = if messages {

@@ -4,7 +4,9 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{Conn, Phase};
 use crate::proto::deflate::DeflateParams;
@@ -12,18 +14,110 @@ use crate::proto::deflate::DeflateParams;
 use crate::proto::deflate::{Compressor, Inflater};
 use crate::proto::ws::{Event, Role, SendError, WsSession};
 use crate::server::fanout::WsBroadcast;
-use crate::server::shared::Shared;
+use crate::server::shared::{after, Shared};
 use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
 
 /// WebSocket messages from this size on are written from the caller's buffer
 /// when the socket is idle (vectored write) rather than copied first.
 const INLINE_WS: usize = 2048;
 
+/// The server-wide budget of bytes produced by inflating received
+/// permessage-deflate messages and still held: partial messages being
+/// inflated and complete ones waiting in inboxes (see
+/// [`ServerConfig::max_inflated_bytes`](crate::ServerConfig::max_inflated_bytes)).
+/// A connection that would go over it pauses and is listed in `waiting`
+/// until room frees.
+pub(crate) struct InflateBudget {
+    /// The most bytes held at once.
+    pub limit: usize,
+    /// Bytes held now, summed over the connections' [`InflateCharge`]s
+    /// (atomic only so the server stays `Send`; one thread updates it).
+    held: Arc<AtomicUsize>,
+    /// Slots of connections paused for want of room (may repeat).
+    pub waiting: Vec<usize>,
+}
+
+impl InflateBudget {
+    pub fn new(limit: usize) -> InflateBudget {
+        InflateBudget {
+            limit,
+            held: Arc::default(),
+            waiting: Vec::new(),
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Bytes that may still be inflated before the budget is full.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.held())
+    }
+
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
+    fn charge(&self) -> InflateCharge {
+        InflateCharge {
+            held: Arc::clone(&self.held),
+            amount: 0,
+        }
+    }
+
+    /// Paused connections to drive again, when the budget has room.
+    pub fn wake(&mut self) -> Option<std::vec::Drain<'_, usize>> {
+        if self.waiting.is_empty() || self.room() == 0 {
+            return None;
+        }
+        self.waiting.sort_unstable();
+        self.waiting.dedup();
+        Some(self.waiting.drain(..))
+    }
+}
+
+/// One connection's share of the [`InflateBudget`]; what it holds is
+/// given back when it is dropped (however the connection ends).
+struct InflateCharge {
+    held: Arc<AtomicUsize>,
+    amount: usize,
+}
+
+impl InflateCharge {
+    fn set(&mut self, amount: usize) {
+        if amount > self.amount {
+            self.held.fetch_add(amount - self.amount, Ordering::Relaxed);
+        } else {
+            self.held.fetch_sub(self.amount - amount, Ordering::Relaxed);
+        }
+        self.amount = amount;
+    }
+}
+
+impl Drop for InflateCharge {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.amount, Ordering::Relaxed);
+    }
+}
+
+/// Bytes inflation may produce for one connection in one poll round (four
+/// times its share of wire bytes, `READS_PER_ROUND` × `READ_CHUNK`), so a
+/// message that inflates to megabytes is spread over rounds with the other
+/// connections served between them.
+const INFLATED_PER_ROUND: usize = 1 << 20;
+
 /// The WebSocket state a connection carries after the upgrade.
 pub(crate) struct WsConn {
     session: WsSession,
-    inbox: VecDeque<WsEvent>,
+    /// Each event with the bytes of it charged to the inflate budget (the
+    /// message's length if it arrived compressed, else 0).
+    inbox: VecDeque<(WsEvent, usize)>,
     inbox_bytes: usize,
+    /// Sum of the inbox's charges.
+    inbox_inflated: usize,
+    /// What this connection holds of the inflate budget (with deflate only).
+    charge: Option<InflateCharge>,
+    /// Inflating waits for room in the budget, since this instant.
+    budget_paused: Option<Instant>,
     status: Option<CloseStatus>,
     max_send_buffer: usize,
     max_receive_buffer: usize,
@@ -38,17 +132,34 @@ pub(crate) struct WsConn {
 }
 
 impl WsConn {
-    pub fn new(options: WsOptions, deflate: Option<DeflateParams>, now: Instant) -> WsConn {
+    pub fn new(
+        options: WsOptions,
+        deflate: Option<DeflateParams>,
+        budget: &InflateBudget,
+        now: Instant,
+    ) -> WsConn {
         let mut session = WsSession::new(Role::Server, options.protocol);
         session.start_timers(now);
         #[cfg(feature = "deflate")]
-        if let (Some(params), Some(prefs)) = (deflate, options.deflate) {
-            session.enable_deflate(params, prefs.level, prefs.min_size);
-        }
+        let charge = match (deflate, options.deflate) {
+            (Some(params), Some(prefs)) => {
+                session.enable_deflate(params, prefs.level, prefs.min_size);
+                Some(budget.charge())
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "deflate"))]
+        let charge = {
+            let _ = budget;
+            None
+        };
         WsConn {
             session,
             inbox: VecDeque::new(),
             inbox_bytes: 0,
+            inbox_inflated: 0,
+            charge,
+            budget_paused: None,
             status: None,
             max_send_buffer: options.max_send_buffer,
             max_receive_buffer: options.max_receive_buffer,
@@ -63,30 +174,58 @@ impl WsConn {
         self.deflate
     }
 
-    /// Whether input processing waits for the program to receive.
+    /// Whether input processing waits: for the program to receive, or
+    /// for room in the inflate budget.
     fn paused(&self) -> bool {
-        self.inbox_bytes >= self.max_receive_buffer || (self.deferred && !self.inbox.is_empty())
+        self.inbox_bytes >= self.max_receive_buffer
+            || (self.deferred && !self.inbox.is_empty())
+            || self.budget_paused.is_some()
     }
 
-    fn push(&mut self, event: WsEvent) {
+    /// `inflated`: bytes of it charged to the inflate budget.
+    fn push(&mut self, event: WsEvent, inflated: usize) {
         self.news = true;
         self.inbox_bytes += event_len(&event);
-        self.inbox.push_back(event);
+        self.inbox_inflated += inflated;
+        self.inbox.push_back((event, inflated));
     }
 
     fn pop(&mut self) -> Option<WsEvent> {
-        let e = self.inbox.pop_front()?;
+        let (e, inflated) = self.inbox.pop_front()?;
         self.inbox_bytes -= event_len(&e);
+        self.inbox_inflated -= inflated;
         if self.inbox.is_empty() && self.inbox.capacity() > 64 {
             // A burst does not leave its queue's allocation behind.
             self.inbox = VecDeque::new();
         }
+        self.update_charge();
         Some(e)
+    }
+
+    /// Brings this connection's share of the inflate budget up to date:
+    /// the partial message being inflated and the inflated messages
+    /// waiting in the inbox.
+    fn update_charge(&mut self) {
+        #[cfg(feature = "deflate")]
+        let partial = self.session.inflating_len();
+        #[cfg(not(feature = "deflate"))]
+        let partial = 0;
+        if let Some(c) = self.charge.as_mut() {
+            c.set(partial + self.inbox_inflated);
+        }
+    }
+
+    /// The socket is gone: a message half received never completes, so its
+    /// buffer (and its share of the inflate budget) goes now.
+    pub fn discard_partial(&mut self) {
+        self.session.discard_message();
+        self.budget_paused = None;
+        self.update_charge();
     }
 
     /// Bytes the inbox holds: its queue's allocation and the messages' bytes.
     pub fn inbox_allocated(&self) -> usize {
-        self.inbox.capacity() * std::mem::size_of::<WsEvent>() + self.inbox_bytes
+        self.inbox.capacity() * std::mem::size_of::<(WsEvent, usize)>() + self.inbox_bytes
     }
 
     /// Whether received messages wait for the program.
@@ -232,17 +371,36 @@ impl BufferPool {
 impl Conn {
     /// Feeds buffered bytes to the WebSocket session while the program keeps
     /// up; queues messages for `receive` and records how the session ends.
-    pub(super) fn process_ws(&mut self, pool: &mut BufferPool, now: Instant) -> bool {
+    ///
+    /// Inflating is bounded twice: by the room left in the server-wide
+    /// `budget` (when it is full the connection pauses, listed in
+    /// `budget.waiting`, until room frees or
+    /// [`ServerConfig::inflate_pause_timeout`](crate::ServerConfig::inflate_pause_timeout)
+    /// passes), and by [`INFLATED_PER_ROUND`] bytes per drive (then the
+    /// rest waits for the next round, like the other per-round shares).
+    pub(super) fn process_ws(
+        &mut self,
+        pool: &mut BufferPool,
+        budget: &mut InflateBudget,
+        now: Instant,
+    ) -> bool {
+        let key = self.id.slot as usize;
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
         let mut progress = false;
         ws.deferred = false;
+        // Paused for the budget: try again (this drive was asked for when
+        // room freed, or by other news); it pauses again if there is none.
+        let was_budget_paused = ws.budget_paused.take();
+        #[cfg(not(feature = "deflate"))]
+        let _ = (budget, key, was_budget_paused);
         while !self.rbuf.is_empty()
             && !ws.paused()
             && self.wbuf.len() - self.wpos + self.shared.pending() < ws.max_send_buffer
         {
-            if self.round_events >= EVENTS_PER_ROUND {
+            if self.round_events >= EVENTS_PER_ROUND || self.round_inflated >= INFLATED_PER_ROUND
+            {
                 self.more = true;
                 break;
             }
@@ -254,11 +412,45 @@ impl Conn {
             }
             pool.lend(&mut ws.session);
             #[cfg(feature = "deflate")]
-            if ws.deflate.is_some() {
+            let (share, produced_before) = if ws.charge.is_some() {
                 pool.lend_inflater(&mut ws.session);
-            }
+                let share = INFLATED_PER_ROUND - self.round_inflated;
+                ws.session
+                    .set_inflate_bounds(budget.limit, budget.room().min(share));
+                (share, ws.session.inflated_total())
+            } else {
+                (0, 0)
+            };
             let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
+            #[cfg(feature = "deflate")]
+            let inflated = if ws.charge.is_some() {
+                let produced = ws.session.inflated_total() - produced_before;
+                let produced = usize::try_from(produced).unwrap_or(usize::MAX);
+                self.round_inflated = self.round_inflated.saturating_add(produced);
+                ws.update_charge();
+                if ws.session.inflate_stalled() && produced < share {
+                    // Stopped by the budget, not by this round's share.
+                    // The pause bound counts from the last progress.
+                    let since = match was_budget_paused {
+                        Some(t) if produced == 0 => t,
+                        _ => now,
+                    };
+                    ws.budget_paused = Some(since);
+                    budget.waiting.push(key);
+                }
+                match &feed.event {
+                    Some(Event::Message(m)) if ws.session.last_message_compressed() => m.len(),
+                    _ => 0,
+                }
+            } else {
+                0
+            };
+            #[cfg(not(feature = "deflate"))]
+            let inflated = 0;
             if feed.consumed == 0 && feed.event.is_none() {
+                if ws.budget_paused.is_none() && self.round_inflated >= INFLATED_PER_ROUND {
+                    self.more = true;
+                }
                 break;
             }
             self.rbuf.consume(feed.consumed);
@@ -266,11 +458,11 @@ impl Conn {
             match feed.event {
                 Some(Event::Message(m)) => {
                     self.round_events += 1;
-                    ws.push(WsEvent::Message(m))
+                    ws.push(WsEvent::Message(m), inflated)
                 }
                 Some(Event::Pong(p)) => {
                     self.round_events += 1;
-                    ws.push(WsEvent::Pong(p))
+                    ws.push(WsEvent::Pong(p), 0)
                 }
                 Some(Event::Close { code, reason }) => {
                     ws.set_status(CloseStatus::Peer { code, reason })
@@ -279,6 +471,9 @@ impl Conn {
                 None => {}
             }
         }
+        // A message completed or failed: its partial bytes moved to the
+        // inbox or were dropped.
+        ws.update_charge();
         if let Some(buf) = ws.session.take_idle_buffer() {
             // Between messages the buffer goes back: idle sockets hold none.
             pool.put(buf);
@@ -307,16 +502,37 @@ impl Conn {
             .is_some_and(|ws| !ws.paused() && self.pending_len() < ws.max_send_buffer)
     }
 
-    /// The session's next deadline (fragment or close timeout).
-    pub(super) fn ws_deadline(&self) -> Option<Instant> {
-        self.ws.as_ref()?.session.next_deadline()
+    /// The session's next deadline (fragment or close timeout), or the end
+    /// of the longest pause allowed while waiting for inflate budget.
+    pub(super) fn ws_deadline(&self, pause: Duration) -> Option<Instant> {
+        let ws = self.ws.as_ref()?;
+        let paused = ws.budget_paused.map(|t| after(t, pause));
+        match (ws.session.next_deadline(), paused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// A session deadline passed; returns whether to keep the connection.
-    pub(super) fn ws_timeout_due(&mut self, now: Instant) -> bool {
+    /// A session deadline passed, or a pause for inflate budget lasted
+    /// `pause`; returns whether to keep the connection.
+    pub(super) fn ws_timeout_due(&mut self, now: Instant, pause: Duration) -> bool {
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
+        if ws.budget_paused.is_some_and(|t| after(t, pause) <= now) {
+            // Every holder of the budget may be paused mid-message, none
+            // able to finish: this one gives its bytes back, with 1013
+            // (try again later), so the others can go on.
+            ws.budget_paused = None;
+            let e = ws.session.fail_busy(now, &mut self.wbuf);
+            ws.update_charge();
+            if let Event::Error(e) = e {
+                ws.set_status(CloseStatus::Failed(e));
+            }
+            // Input after the close is read and discarded (waiting for
+            // the peer's close), so the socket is read again.
+            self.more = true;
+        }
         if let Some(Event::Error(e)) = ws.session.on_timeout(now, &mut self.wbuf) {
             ws.set_status(CloseStatus::Failed(e));
         }
