@@ -294,6 +294,51 @@ fn no_context_takeover_by_default_and_small_messages_go_plain() {
 }
 
 #[test]
+fn incompressible_messages_go_plain_only_without_server_context() {
+    let srv = server();
+    // 1000 random bytes: deflate cannot make them smaller.
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let random: Vec<u8> = (0..1000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+    // /ws: server_no_context_takeover: the echo goes plain, RSV1 clear.
+    let (mut s, _) = handshake(srv.addr, "/ws", offer);
+    timeouts(&s);
+    for _ in 0..2 {
+        s.write_all(&frame(true, 2, &random)).unwrap();
+        assert_eq!(read_raw_frame(&mut s), (0x82, random.clone()));
+    }
+    // Compressible text on the same socket is still compressed.
+    let text = "compressible, ".repeat(40);
+    s.write_all(&frame(true, 1, text.as_bytes())).unwrap();
+    let (b0, p) = read_raw_frame(&mut s);
+    assert_eq!(b0, 0xc1);
+    assert_eq!(
+        inflate(&mut Decompress::new_with_window_bits(false, 15), &p),
+        text.as_bytes()
+    );
+    // /ws0: the server keeps its context, so everything goes compressed
+    // (the client's inflater must see every byte), and inflates intact
+    // through one kept context.
+    let (mut s, _) = handshake(srv.addr, "/ws0", offer);
+    timeouts(&s);
+    let mut d = Decompress::new_with_window_bits(false, 15);
+    for _ in 0..2 {
+        s.write_all(&frame(true, 2, &random)).unwrap();
+        let (b0, p) = read_raw_frame(&mut s);
+        assert_eq!(b0, 0xc2, "FIN, RSV1, binary");
+        assert!(p.len() >= random.len(), "random data does not shrink");
+        assert_eq!(inflate(&mut d, &p), random);
+    }
+}
+
+#[test]
 fn rsv1_where_it_does_not_belong_is_1002() {
     let srv = server();
     let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";

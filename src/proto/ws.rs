@@ -1823,10 +1823,13 @@ impl WsSession {
         let inflater = d.inflater.get_or_insert_with(|| Inflater::new(15));
         d.rx_busy = true;
         let limit = self.config.max_message_size.min(d.rx_limit);
-        let stop_at = if tail {
-            usize::MAX
-        } else {
-            self.msg.len().saturating_add(d.rx_room)
+        let stop_at = match self.msg.len().saturating_add(d.rx_room) {
+            // Room up to the limit: one byte more proves the message too
+            // big (1009), where a pause would wait for room that no other
+            // message can free.
+            _ if tail => usize::MAX,
+            stop if stop >= limit => usize::MAX,
+            stop => stop,
         };
         let before = self.msg.len();
         let result = inflater.inflate_into(input, &mut self.msg, limit, stop_at, tail);
@@ -1961,7 +1964,8 @@ impl WsSession {
     }
 
     /// Writes `data` as a compressed message; `false` (nothing written) if
-    /// the compressor failed, and the message goes uncompressed instead.
+    /// the compressor failed, or if we keep no context and compressing did
+    /// not make it smaller, and the message goes uncompressed instead.
     #[cfg(feature = "deflate")]
     fn send_compressed(&mut self, opcode: Opcode, data: &[u8], out: &mut Vec<u8>) -> bool {
         let max = self.config.max_frame_size.max(1);
@@ -1983,6 +1987,17 @@ impl WsSession {
         let Some((gap, clen)) = layout else {
             return false;
         };
+        if d.tx_reset && clen >= data.len() {
+            // Incompressible (random, already compressed): the plain frame
+            // is smaller, so it goes plain, RSV1 clear (RFC 7692 §6: a
+            // message may be sent uncompressed). Only without context
+            // takeover: with it, the peer's inflater must see every byte
+            // our compressor saw, and it never sees a plain message, so the
+            // next compressed message could point back into bytes the
+            // peer does not have.
+            out.truncate(start);
+            return false;
+        }
         frame_compressed(out, start, gap, clen, opcode, max, masked, || {
             self.next_mask()
         });
@@ -2088,10 +2103,16 @@ impl WsSession {
                 let layout = compress_after_gap(c, payload, max_frame, false, out);
                 c.reset();
                 match layout {
-                    Some((gap, clen)) => {
+                    // No context is kept in this encoding, so an
+                    // incompressible message goes plain, as `send_compressed`
+                    // sends it.
+                    Some((gap, clen)) if clen < payload.len() => {
                         frame_compressed(out, start, gap, clen, opcode, max_frame, false, || None)
                     }
-                    None => write_plain_message(out, opcode, payload, max_frame, || None),
+                    _ => {
+                        out.truncate(start);
+                        write_plain_message(out, opcode, payload, max_frame, || None)
+                    }
                 }
             }
         }

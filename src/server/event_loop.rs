@@ -64,11 +64,7 @@ impl<S> Server<S> {
     /// did (see [`shutdown`](Self::shutdown) for a Ctrl-C handler).
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
-        // Connections paused for want of inflate budget go on once some of
-        // it is free (a message taken by the program, a connection gone).
-        if let Some(woken) = self.shared.inflate.wake() {
-            self.resume.extend(woken);
-        }
+        self.wake_inflate_waiter();
         let mut wait = timeout;
         if !self.resume.is_empty() || self.events_left || self.accept_more {
             wait = Duration::ZERO;
@@ -135,6 +131,28 @@ impl<S> Server<S> {
             self.sweep(now);
         }
         Ok(self.shared.activity)
+    }
+
+    /// Connections paused for want of inflate budget go on once some of it
+    /// is free (a message taken by the program, a connection gone): the one
+    /// with the largest partial message first, the others after it.
+    fn wake_inflate_waiter(&mut self) {
+        let budget = &mut self.shared.inflate;
+        if budget.waiting.is_empty() || budget.room() == 0 {
+            return;
+        }
+        let conns = &self.conns;
+        budget
+            .waiting
+            .retain(|&k| conns.get(k).is_some_and(|c| c.ws_budget_paused().is_some()));
+        budget.turn = budget
+            .waiting
+            .iter()
+            .max_by_key(|&&k| conns.get(k).and_then(|c| c.ws_budget_paused()))
+            .copied();
+        if let Some(k) = budget.turn {
+            self.resume.push(k);
+        }
     }
 
     /// Polls forever (`adafruit_httpserver`'s `serve_forever`), returning

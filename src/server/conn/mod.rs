@@ -887,7 +887,11 @@ impl Conn {
                 Phase::Sse => return self.sse_heartbeat_due(now),
                 Phase::Stream => return true,
                 Phase::Ws => {
-                    let keep = self.ws_timeout_due(now, shared.config.inflate_pause_timeout);
+                    let keep = self.ws_timeout_due(
+                        now,
+                        shared.config.inflate_pause_timeout,
+                        shared.inflate.room(),
+                    );
                     self.mark_ws_ready(shared);
                     return keep;
                 }

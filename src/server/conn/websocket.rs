@@ -26,15 +26,20 @@ const INLINE_WS: usize = 2048;
 /// inflated and complete ones waiting in inboxes (see
 /// [`ServerConfig::max_inflated_bytes`](crate::ServerConfig::max_inflated_bytes)).
 /// A connection that would go over it pauses and is listed in `waiting`
-/// until room frees.
+/// until room frees. While any wait, only the one whose `turn` it is may
+/// inflate: the one with the largest partial message, the closest to
+/// completing (and so to being taken by the program); spreading the room
+/// over many partial messages would leave them all stuck.
 pub(crate) struct InflateBudget {
     /// The most bytes held at once.
     pub limit: usize,
     /// Bytes held now, summed over the connections' [`InflateCharge`]s
     /// (atomic only so the server stays `Send`; one thread updates it).
     held: Arc<AtomicUsize>,
-    /// Slots of connections paused for want of room (may repeat).
+    /// Slots of connections paused for want of room.
     pub waiting: Vec<usize>,
+    /// The waiting connection that may inflate next.
+    pub turn: Option<usize>,
 }
 
 impl InflateBudget {
@@ -43,6 +48,7 @@ impl InflateBudget {
             limit,
             held: Arc::default(),
             waiting: Vec::new(),
+            turn: None,
         }
     }
 
@@ -64,14 +70,14 @@ impl InflateBudget {
         }
     }
 
-    /// Paused connections to drive again, when the budget has room.
-    pub fn wake(&mut self) -> Option<std::vec::Drain<'_, usize>> {
-        if self.waiting.is_empty() || self.room() == 0 {
-            return None;
+    /// Room connection `key` may inflate into now: none while others
+    /// wait for their turn.
+    fn room_for(&self, key: usize) -> usize {
+        if self.waiting.is_empty() || self.turn == Some(key) {
+            self.room()
+        } else {
+            0
         }
-        self.waiting.sort_unstable();
-        self.waiting.dedup();
-        Some(self.waiting.drain(..))
     }
 }
 
@@ -391,7 +397,8 @@ impl Conn {
         let mut progress = false;
         ws.deferred = false;
         // Paused for the budget: try again (this drive was asked for when
-        // room freed, or by other news); it pauses again if there is none.
+        // room freed, or by other news); it pauses again if there is none
+        // (or it is not its turn), keeping its place in `budget.waiting`.
         let was_budget_paused = ws.budget_paused.take();
         #[cfg(not(feature = "deflate"))]
         let _ = (budget, key, was_budget_paused);
@@ -416,7 +423,7 @@ impl Conn {
                 pool.lend_inflater(&mut ws.session);
                 let share = INFLATED_PER_ROUND - self.round_inflated;
                 ws.session
-                    .set_inflate_bounds(budget.limit, budget.room().min(share));
+                    .set_inflate_bounds(budget.limit, budget.room_for(key).min(share));
                 (share, ws.session.inflated_total())
             } else {
                 (0, 0)
@@ -436,7 +443,9 @@ impl Conn {
                         _ => now,
                     };
                     ws.budget_paused = Some(since);
-                    budget.waiting.push(key);
+                    if was_budget_paused.is_none() {
+                        budget.waiting.push(key);
+                    }
                 }
                 match &feed.event {
                     Some(Event::Message(m)) if ws.session.last_message_compressed() => m.len(),
@@ -515,11 +524,16 @@ impl Conn {
 
     /// A session deadline passed, or a pause for inflate budget lasted
     /// `pause`; returns whether to keep the connection.
-    pub(super) fn ws_timeout_due(&mut self, now: Instant, pause: Duration) -> bool {
+    /// `room`: what the inflate budget has free now.
+    pub(super) fn ws_timeout_due(&mut self, now: Instant, pause: Duration, room: usize) -> bool {
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
-        if ws.budget_paused.is_some_and(|t| after(t, pause) <= now) {
+        if ws.budget_paused.is_some_and(|t| after(t, pause) <= now) && room > 0 {
+            // Room freed meanwhile (another one just gave its bytes back):
+            // the connections in line go on, and this one waits anew.
+            ws.budget_paused = Some(now);
+        } else if ws.budget_paused.is_some_and(|t| after(t, pause) <= now) {
             // Every holder of the budget may be paused mid-message, none
             // able to finish: this one gives its bytes back, with 1013
             // (try again later), so the others can go on.
@@ -574,6 +588,17 @@ impl Conn {
             WsPop::Stay
         };
         Some((event, after))
+    }
+
+    /// Whether the WebSocket waits for room in the inflate budget, and the
+    /// bytes of the message it has inflated so far.
+    pub(crate) fn ws_budget_paused(&self) -> Option<usize> {
+        let ws = self.ws.as_ref()?;
+        ws.budget_paused?;
+        #[cfg(feature = "deflate")]
+        return Some(ws.session.inflating_len());
+        #[cfg(not(feature = "deflate"))]
+        Some(0)
     }
 
     /// Whether received messages wait for the program.
