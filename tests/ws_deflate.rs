@@ -329,11 +329,16 @@ fn incompressible_messages_go_plain_only_without_server_context() {
     let (mut s, _) = handshake(srv.addr, "/ws0", offer);
     timeouts(&s);
     let mut d = Decompress::new_with_window_bits(false, 15);
-    for _ in 0..2 {
+    for i in 0..2 {
         s.write_all(&frame(true, 2, &random)).unwrap();
         let (b0, p) = read_raw_frame(&mut s);
         assert_eq!(b0, 0xc2, "FIN, RSV1, binary");
-        assert!(p.len() >= random.len(), "random data does not shrink");
+        if i == 0 {
+            assert!(p.len() >= random.len(), "random data does not shrink");
+        } else {
+            // The repeat refers back into the first: context at work.
+            assert!(p.len() < 100, "{}", p.len());
+        }
         assert_eq!(inflate(&mut d, &p), random);
     }
 }

@@ -140,7 +140,12 @@ fn wait_for(srv: &common::TestServer<App>, done: fn(&mut Server<App>, &App) -> b
     while !srv.on_server(move |s, app| done(s, app)) {
         if start.elapsed() > Duration::from_secs(20) {
             let state = srv.on_server(|s, app| {
-                format!("{:?} taken {:?} first {:?}", s.stats(), app.taken, app.first_taken)
+                format!(
+                    "{:?} taken {:?} first {:?}",
+                    s.stats(),
+                    app.taken,
+                    app.first_taken
+                )
             });
             panic!("timed out waiting: {state}");
         }
@@ -218,11 +223,18 @@ fn many_bombs_stay_within_the_budget_and_complete_or_get_1013() {
     let (taken, busy, max_held) =
         srv.on_server(|_, app| (app.taken.clone(), app.busy, app.max_held));
     assert!(taken.iter().all(|&n| n == BOMB), "{taken:?}");
-    assert!(taken.len() >= 3, "{} completed, {busy} got 1013", taken.len());
+    assert!(
+        taken.len() >= 3,
+        "{} completed, {busy} got 1013",
+        taken.len()
+    );
     assert!(max_held <= BUDGET + 64 * 1024, "max held {max_held}");
     wait_for(&srv, |s, _| s.stats().inflated_held == 0);
     // A legitimate compressed client works.
-    compressed_echo(&srv, "a legitimate compressed message, ".repeat(20).as_bytes());
+    compressed_echo(
+        &srv,
+        "a legitimate compressed message, ".repeat(20).as_bytes(),
+    );
     // What each client sees: its close code (1000 answering ours, or 1013).
     let mut codes: Vec<u16> = socks
         .iter_mut()
@@ -232,7 +244,11 @@ fn many_bombs_stay_within_the_budget_and_complete_or_get_1013() {
         })
         .collect();
     codes.sort_unstable();
-    let want: Vec<u16> = [1000].repeat(taken.len()).into_iter().chain([1013].repeat(busy)).collect();
+    let want: Vec<u16> = [1000]
+        .repeat(taken.len())
+        .into_iter()
+        .chain([1013].repeat(busy))
+        .collect();
     assert_eq!(codes, want);
 }
 
@@ -265,7 +281,8 @@ fn a_socket_paused_too_long_gets_1013_and_one_over_the_budget_1009() {
     srv.on_server(|_, app| app.release = true);
     wait_for(&srv, |_, app| app.taken == [3 * MIB]);
     compressed_echo(&srv, "after the pause, ".repeat(30).as_bytes());
-    a.write_all(&frame(true, 8, &1000u16.to_be_bytes())).unwrap();
+    a.write_all(&frame(true, 8, &1000u16.to_be_bytes()))
+        .unwrap();
     assert_eq!(close_code(&mut a), Some(1000));
 }
 
@@ -295,7 +312,9 @@ fn a_bomb_does_not_hold_a_whole_round() {
     }
     // (Under the default 8 MiB send bound for the compressed echo.)
     const BOMB: usize = 6 * MIB;
-    bomb_sock.write_all(&compressed_frame(&vec![0u8; BOMB])).unwrap();
+    bomb_sock
+        .write_all(&compressed_frame(&vec![0u8; BOMB]))
+        .unwrap();
     plain_sock.write_all(&frame(true, 1, b"me too")).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     hold.store(false, Ordering::SeqCst);

@@ -3630,6 +3630,76 @@ mod tests {
         }
 
         #[test]
+        fn incompressible_messages_go_plain_without_our_context() {
+            let mut rng = Rng(0x5EED_0001);
+            let random = rng.bytes(1000);
+            for (snct, plain) in [(true, true), (false, false)] {
+                let p = params(15, 15, snct, true);
+                let mut s = session(Role::Server, p, WsConfig::default(), 0);
+                let mut out = Vec::new();
+                s.send_binary(&random, &mut out).unwrap();
+                assert_eq!(out[0] & 0x40 == 0, plain, "snct {snct}");
+                let mut c = session(Role::Client, p, WsConfig::default(), 0);
+                let (events, _) = drive_split(&mut c, &out, &[], Instant::now());
+                assert_eq!(events, [Event::Message(Message::Binary(random.clone()))]);
+            }
+            // Broadcast encodings (never with context) do the same.
+            let s = session(
+                Role::Server,
+                params(15, 15, true, true),
+                WsConfig::default(),
+                0,
+            );
+            let enc = s.shared_encoding(random.len()).unwrap();
+            let mut out = Vec::new();
+            WsSession::encode_shared(enc, false, &random, &mut None, &mut out);
+            assert_eq!(out[0], 0x82);
+            assert_eq!(&out[out.len() - random.len()..], &random[..]);
+        }
+
+        #[test]
+        fn inflating_pauses_at_the_room_given_and_resumes_intact() {
+            let p = params(15, 15, true, true);
+            let mut c = session(Role::Client, p, WsConfig::default(), 0);
+            let mut s = session(Role::Server, p, WsConfig::default(), 0);
+            let text: String = (0..400_000u32)
+                .map(|i| char::from(b"pollserve "[(i % 10) as usize]))
+                .collect();
+            let mut wire = Vec::new();
+            c.send_text(&text, &mut wire).unwrap();
+            c.send_text("after", &mut wire).unwrap();
+            let mut out = Vec::new();
+            let (mut pos, mut pauses, mut events) = (0, 0, Vec::new());
+            while pos < wire.len() {
+                s.set_inflate_bounds(usize::MAX, 50_000);
+                let feed = s.feed(&mut wire[pos..], Instant::now(), &mut out);
+                pos += feed.consumed;
+                assert!(s.inflating_len() % 50_000 == 0 || feed.event.is_some());
+                if s.inflate_stalled() {
+                    pauses += 1;
+                }
+                events.extend(feed.event);
+                assert!(pauses < 100, "stuck");
+            }
+            assert!(pauses >= 7, "{pauses}");
+            assert_eq!(
+                events,
+                [
+                    Event::Message(Message::Text(text)),
+                    Event::Message(Message::Text("after".into()))
+                ]
+            );
+            assert!(s.last_message_compressed());
+            // A message inflating past the limit given fails with 1009
+            // rather than pausing at it.
+            let mut wire = Vec::new();
+            c.send_binary(&[0u8; 300_000], &mut wire).unwrap();
+            s.set_inflate_bounds(200_000, 200_000);
+            let feed = s.feed(&mut wire, Instant::now(), &mut out);
+            assert_eq!(feed.event, Some(Event::Error(ProtocolError::MessageTooBig)));
+        }
+
+        #[test]
         fn every_parameter_combination_round_trips_both_ways() {
             let mut rng = Rng(0xDEF1_A7E5);
             let frames = [1 << 20, 1000, 7, 125, 126];
@@ -3962,6 +4032,7 @@ mod tests {
                 &payload[..first.len() + 2 * next.len()],
                 &mut check,
                 3 << 20,
+                usize::MAX,
                 false,
             )
             .unwrap();
@@ -4132,7 +4203,12 @@ mod tests {
             assert!(s.offer_compressor(Compressor::new(6, 14)).is_some());
             // Not mid-message: the inflater holds part of it.
             let mut wire = Vec::new();
-            c.send_binary(&rng.bytes(5000), &mut wire).unwrap();
+            // (Compressible: random bytes would go plain, see
+            // `incompressible_messages_go_plain_without_our_context`.)
+            let text: Vec<u8> = (0..5000u32)
+                .map(|i| b"abcdefgh"[(i % 7) as usize])
+                .collect();
+            c.send_binary(&text, &mut wire).unwrap();
             let (events, _) = drive_split(&mut s, &wire[..wire.len() / 2], &[], now);
             assert!(events.is_empty());
             assert!(s.take_idle_inflater().is_none(), "mid-message");
@@ -4162,7 +4238,7 @@ mod tests {
             let mut dirty = Inflater::new(15);
             let mut sink = Vec::new();
             dirty
-                .inflate_into(&[0xf2, 0x48, 0xcd], &mut sink, 100, false)
+                .inflate_into(&[0xf2, 0x48, 0xcd], &mut sink, 100, usize::MAX, false)
                 .unwrap();
             let mut s = session(Role::Server, p, WsConfig::default(), 0);
             assert!(s.offer_inflater(dirty).is_none());
@@ -4195,6 +4271,7 @@ mod tests {
                 &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
                 &mut msg,
                 100,
+                usize::MAX,
                 false,
             )
             .unwrap();

@@ -406,8 +406,7 @@ impl Conn {
             && !ws.paused()
             && self.wbuf.len() - self.wpos + self.shared.pending() < ws.max_send_buffer
         {
-            if self.round_events >= EVENTS_PER_ROUND || self.round_inflated >= INFLATED_PER_ROUND
-            {
+            if self.round_events >= EVENTS_PER_ROUND || self.round_inflated >= INFLATED_PER_ROUND {
                 self.more = true;
                 break;
             }
