@@ -72,6 +72,7 @@ impl InflateBudget {
 
     /// Room connection `key` may inflate into now: none while others
     /// wait for their turn.
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
     fn room_for(&self, key: usize) -> usize {
         if self.waiting.is_empty() || self.turn == Some(key) {
             self.room()
