@@ -26,7 +26,11 @@ pub struct DeflateOptions {
     /// with `server_no_context_takeover`). Costs some compression ratio on
     /// streams of similar messages; saves a compressor per connection
     /// (hundreds of KiB) and lets a broadcast be compressed once for all
-    /// such connections. Default `true`.
+    /// such connections. It also lets a message that deflate does not
+    /// shrink (random or already compressed data) go uncompressed, RSV1
+    /// clear, so it never costs more on the wire than plain; with context
+    /// kept every message goes compressed (the client's inflater must see
+    /// all the compressor saw). Default `true`.
     pub server_no_context_takeover: bool,
     /// Ask the client to reset its compressor after every message
     /// (`client_no_context_takeover`, which a server may add to any offer),
@@ -46,7 +50,9 @@ pub struct DeflateOptions {
     /// Default `None`.
     pub client_max_window_bits: Option<u8>,
     /// Compression level, 1 (fastest) to 9 (smallest); 0 sends deflate
-    /// "stored" blocks (RSV1 set, no smaller: to turn compression off, set
+    /// "stored" blocks (RSV1 set, no smaller; with
+    /// `server_no_context_takeover` those messages go plain instead, since
+    /// stored blocks never shrink them: to turn compression off, set
     /// [`WsOptions::deflate`](crate::ws::WsOptions::deflate) to `None`).
     /// Default 6.
     pub level: u32,
