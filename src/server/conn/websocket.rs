@@ -434,7 +434,6 @@ impl Conn {
                 let produced = ws.session.inflated_total() - produced_before;
                 let produced = usize::try_from(produced).unwrap_or(usize::MAX);
                 self.round_inflated = self.round_inflated.saturating_add(produced);
-                ws.update_charge();
                 if ws.session.inflate_stalled() && produced < share {
                     // Stopped by the budget, not by this round's share.
                     // The pause bound counts from the last progress.
@@ -457,6 +456,7 @@ impl Conn {
             #[cfg(not(feature = "deflate"))]
             let inflated = 0;
             if feed.consumed == 0 && feed.event.is_none() {
+                ws.update_charge();
                 if ws.budget_paused.is_none() && self.round_inflated >= INFLATED_PER_ROUND {
                     self.more = true;
                 }
@@ -479,10 +479,11 @@ impl Conn {
                 Some(Event::Error(e)) => ws.set_status(CloseStatus::Failed(e)),
                 None => {}
             }
+            // Before the next feed takes its room: what was inflated, and
+            // a completed message moved from the session to the inbox
+            // (never counted in both places, nor in neither).
+            ws.update_charge();
         }
-        // A message completed or failed: its partial bytes moved to the
-        // inbox or were dropped.
-        ws.update_charge();
         if let Some(buf) = ws.session.take_idle_buffer() {
             // Between messages the buffer goes back: idle sockets hold none.
             pool.put(buf);
