@@ -41,6 +41,15 @@
 //! compression state; [`WsHandle::deflate`](crate::WsHandle::deflate) tells
 //! what a socket agreed.
 //!
+//! A compressed message can inflate to a thousand times its size on the
+//! wire. [`WsConfig::max_message_size`] bounds one message (1009 beyond
+//! it); [`ServerConfig::max_inflated_bytes`](crate::ServerConfig::max_inflated_bytes)
+//! (64 MiB) bounds what inflating holds across all sockets, partial
+//! messages and those waiting for the program to receive: a socket that
+//! would go over it pauses until the program takes messages, and is closed
+//! with 1013 (try again later) if it stays stuck. So receive promptly from
+//! compressed sockets, or messages wait and others pause behind them.
+//!
 //! ```no_run
 //! use pollserve::{Method, Server, ws::{DeflateOptions, WsOptions}};
 //! # let mut server = Server::<()>::new();
