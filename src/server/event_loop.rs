@@ -369,7 +369,7 @@ impl<S> Server<S> {
             if conn.queue_flush() {
                 self.resume.push(key);
             }
-            conn.update_deadline(&mut self.shared);
+            conn.update_deadline_after_send(&mut self.shared);
         }
     }
 

@@ -129,6 +129,10 @@ pub(crate) struct Conn {
     ready: Readiness,
     peer_eof: bool,
     deadline: Option<Instant>,
+    /// `Some(last_io)` while `deadline` is the send deadline counted from
+    /// that `last_io` (output waiting): a further send that leaves both as
+    /// they were cannot move it (see `update_deadline_after_send`).
+    send_deadline_from: Option<Instant>,
     req: Request,
     /// What answers the current request, while its body is being read.
     decision: Option<Decision>,
@@ -198,6 +202,7 @@ impl Conn {
             ready: Readiness::default(),
             peer_eof: false,
             deadline: None,
+            send_deadline_from: None,
             req: Request {
                 head: RequestHead::default(),
                 path: String::new(),
@@ -812,9 +817,22 @@ impl Conn {
         Ok(progress)
     }
 
+    /// [`update_deadline`](Self::update_deadline) after the program queued
+    /// output: skipped when the deadline already is the send deadline counted
+    /// from the same `last_io` (a broadcast of several messages in one round
+    /// recomputes it once per connection, not once per message).
+    pub fn update_deadline_after_send(&mut self, shared: &mut Shared) {
+        if self.send_deadline_from == Some(self.last_io) && self.has_output() {
+            return;
+        }
+        self.update_deadline(shared);
+    }
+
     pub fn update_deadline(&mut self, shared: &mut Shared) {
         let c = &shared.config;
+        self.send_deadline_from = None;
         let deadline = if self.has_output() || self.out.is_some() {
+            self.send_deadline_from = Some(self.last_io);
             after(self.last_io, c.send_timeout)
         } else {
             match self.phase {
@@ -967,6 +985,7 @@ impl Conn {
     pub fn expire_by(&mut self, at: Instant, shared: &mut Shared) {
         let at = self.deadline.map_or(at, |d| d.min(at));
         self.deadline = Some(at);
+        self.send_deadline_from = None;
         shared.schedule(at);
     }
 }
