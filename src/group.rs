@@ -74,7 +74,11 @@ use crate::ws::WsId;
 /// Identifies one group made by [`Server::new_group`](crate::Server::new_group).
 /// Small and `Copy`; once the group is removed, the id stays harmless (it
 /// names an empty group that nobody can join).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupId {
     pub(crate) slot: u32,
     pub(crate) generation: u32,

@@ -47,7 +47,11 @@ pub use crate::proto::sse::{SseError, SseEvent};
 /// [`WsId`](crate::ws::WsId). It names one response: the id a `HEAD`
 /// request's handler got stays closed even if the connection goes on to
 /// carry a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SseId(pub(crate) ConnId, pub(crate) u32);
 
 /// Settings of one event stream.

@@ -74,7 +74,11 @@ use crate::status::StatusCode;
 /// [`SseId`](crate::sse::SseId). It names one response: once that stream
 /// has ended, the id stays closed even if the connection serves more
 /// requests (and more streams) afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub(crate) ConnId, pub(crate) u32);
 
 /// Settings of one kept stream.

@@ -81,7 +81,11 @@ pub use crate::proto::ws::{CloseCode, Message, WsConfig};
 /// application state and act on the connection through
 /// [`Server::ws`](crate::Server::ws). An id whose connection has closed stays
 /// harmless: sends fail with [`WsError::Closed`] and `is_closed()` is true.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WsId(pub(crate) ConnId);
 
 /// Something that arrived on a WebSocket, for programs that want more than
