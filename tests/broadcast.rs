@@ -846,8 +846,11 @@ fn members_leave_their_groups_when_their_connections_close() {
     assert!(srv.on_server(move |s, _| s.group(all).is_empty() && s.group(even).is_empty()));
 }
 
+/// A WebSocket that closed with a message the program has not taken
+/// leaves its groups at once (a group counts open members only); the
+/// program can still take the message, then sees how it ended.
 #[test]
-fn a_closed_websocket_stays_a_member_until_its_messages_are_taken() {
+fn a_closed_websocket_leaves_its_groups_at_once_and_its_messages_can_still_be_taken() {
     let (srv, group) = group_server();
     let mut c = open(srv.addr, "/ws");
     srv.wait_until("it joined", move |s, _| s.group(group).len() == 1);
@@ -863,17 +866,92 @@ fn a_closed_websocket_stays_a_member_until_its_messages_are_taken() {
     srv.wait_until("the socket to close", |s, app| {
         s.ws(app.ws[0]).close_status().is_some()
     });
-    let (before, sent, got, after) = srv.on_server(move |s, app| {
+    let (before, sent, got, status) = srv.on_server(move |s, app| {
         let id = app.ws[0];
         let before = (s.group(group).len(), s.group(group).contains(id));
         let sent = s.group(group).broadcast_text("too late");
         let got = s.ws(id).receive();
-        (before, sent, got, s.group(group).len())
+        (before, sent, got, s.ws(id).close_status())
     });
-    assert_eq!(before, (1, true), "still a member while its message waits");
+    assert_eq!(before, (0, false), "a closed socket is no member");
     assert_eq!(sent, 0, "nothing is sent to a closed socket");
     assert_eq!(got, Some(Message::Text("last words".into())));
-    assert_eq!(after, 0, "the last message taken, it left");
+    assert!(status.is_some());
+}
+
+/// Issue #15's ghosts (B3): a program that never receives, and clients
+/// that each open a WebSocket, send one message and close. Their slots,
+/// kept for the messages, hold no descriptor and do not count toward
+/// `max_connections`; they leave their group at once; and at most
+/// `max_connections` of them are kept, the oldest dropped first.
+#[test]
+fn closed_websockets_with_untaken_messages_hold_no_connection_slot() {
+    const N: usize = 4;
+    let config = ServerConfig::default()
+        .max_connections(N)
+        // Nothing expires during the test: only the bound drops slots.
+        .closed_message_timeout(Duration::from_secs(600));
+    let (tx, rx) = mpsc::channel();
+    let srv = serve_loop(config, App::default(), idle, move |s| {
+        routes(s);
+        tx.send(s.new_group()).unwrap();
+    });
+    let group = rx.recv().unwrap();
+    srv.on_server(move |_, app| app.group = Some(group));
+    for i in 0..3 * N {
+        let mut c = open(srv.addr, "/ws");
+        c.write_all(
+            &[
+                frame(true, 1, format!("message {i}").as_bytes()),
+                frame(true, 8, &1000u16.to_be_bytes()),
+            ]
+            .concat(),
+        )
+        .unwrap();
+        // The server answers the close, then hangs up.
+        assert_eq!(common::ws::expect_close(&mut c), 1000, "client {i}");
+    }
+    srv.wait_until("every socket closed", |s, app| {
+        app.ws.len() == 3 * N && app.ws.iter().all(|&id| s.ws(id).is_closed())
+    });
+    srv.wait_until("every slot retired", move |s, _| {
+        s.stats().closed_websockets + s.stats().closed_websockets_dropped == 3 * N
+    });
+    assert_eq!(srv.group_len(group), 0, "the group counts open members");
+    let stats = srv.on_server(|s, _| s.stats());
+    assert_eq!(stats.closed_websockets, N, "{stats:?}");
+    assert_eq!(stats.closed_websockets_dropped, 2 * N, "{stats:?}");
+    assert_eq!(
+        stats.connections, N,
+        "only the kept closed sockets: {stats:?}"
+    );
+    assert!(stats.input_buffered < N * 4096, "{stats:?}");
+    // A new client is accepted and served although N slots are kept.
+    let mut c = open(srv.addr, "/ws");
+    srv.wait_until("the new client joined", move |s, _| {
+        s.group(group).len() == 1
+    });
+    assert_eq!(
+        srv.on_server(move |s, _| s.group(group).broadcast_text("hello")),
+        1
+    );
+    assert_eq!(read_frame(&mut c), (true, 1, b"hello".to_vec()));
+    // The newest closed sockets still hold their messages; the oldest were
+    // dropped, messages and all.
+    let got = srv.on_server(|s, app| {
+        app.ws[..3 * N]
+            .iter()
+            .map(|&id| (s.ws(id).receive(), s.ws(id).close_status().is_some()))
+            .collect::<Vec<_>>()
+    });
+    for (i, (message, ended)) in got.into_iter().enumerate() {
+        if i < 2 * N {
+            assert_eq!((message, ended), (None, false), "client {i}");
+        } else {
+            assert_eq!(message, Some(Message::Text(format!("message {i}"))));
+            assert!(ended, "client {i}");
+        }
+    }
 }
 
 #[test]

@@ -138,6 +138,14 @@ pub struct Server<S = ()> {
     groups: groups::Groups,
     /// Where a broadcast event is encoded before it is shared.
     scratch: Vec<u8>,
+    /// Closed WebSockets whose slots stay for the program, oldest first
+    /// (entries whose slot has gone since are skipped when met).
+    retired: std::collections::VecDeque<crate::request::ConnId>,
+    /// How many slots of `conns` are such closed WebSockets.
+    retired_count: usize,
+    /// Closed WebSockets dropped early to keep `retired_count` within
+    /// `max_connections`.
+    retired_dropped: usize,
 }
 
 impl<S> Server<S> {
@@ -176,6 +184,9 @@ impl<S> Server<S> {
             cap_warning: event_loop::Throttle::default(),
             groups: groups::Groups::default(),
             scratch: Vec::new(),
+            retired: Default::default(),
+            retired_count: 0,
+            retired_dropped: 0,
         })
     }
 
@@ -499,6 +510,8 @@ impl<S> Server<S> {
     pub fn stats(&self) -> ServerStats {
         let mut stats = ServerStats {
             connections: self.conns.len(),
+            closed_websockets: self.retired_count,
+            closed_websockets_dropped: self.retired_dropped,
             ..ServerStats::default()
         };
         let mut shared = std::collections::HashSet::new();

@@ -932,8 +932,11 @@ impl Conn {
     /// The connection is being closed (error, timeout, or the program's
     /// decision). Returns true when the slot must stay: a WebSocket's
     /// socket is shut and taken out of the poller, but the program can
-    /// still take the messages that arrived (for a keep-alive timeout at
-    /// most) and read how it ended (for a linger timeout at least).
+    /// still take the messages that arrived (for
+    /// [`closed_message_timeout`](crate::ServerConfig::closed_message_timeout))
+    /// and read how it ended (for a linger timeout). The deadline is set
+    /// afresh: an earlier pending one (a keepalive ping) does not cut the
+    /// program's time short.
     pub fn retire(&mut self, shared: &mut Shared, now: Instant) -> bool {
         if self.dead {
             return false;
@@ -946,7 +949,7 @@ impl Conn {
         let messages = ws.has_messages();
         self.mark_ws_ready(shared);
         let keep = if messages {
-            shared.config.keep_alive_timeout
+            shared.config.closed_message_timeout
         } else {
             shared.config.linger_timeout
         };
@@ -958,7 +961,10 @@ impl Conn {
         self.wbuf = Vec::new();
         self.wpos = 0;
         self.shared.clear();
-        self.expire_by(after(now, keep), shared);
+        self.memberships.shrink_to_fit();
+        let at = after(now, keep);
+        self.deadline = Some(at);
+        shared.schedule(at);
         true
     }
 

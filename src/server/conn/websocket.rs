@@ -360,11 +360,6 @@ impl Conn {
         Some((event, after))
     }
 
-    /// Whether received messages wait for the program.
-    pub(crate) fn ws_has_messages(&self) -> bool {
-        self.ws.as_ref().is_some_and(|ws| ws.has_messages())
-    }
-
     /// Whether no more messages can be sent.
     pub(crate) fn ws_is_closed(&self) -> bool {
         self.dead || self.ws.as_ref().is_none_or(|ws| !ws.session.is_open())
