@@ -1149,6 +1149,139 @@ fn another_thread_joins_leaves_and_broadcasts_to_a_group() {
     assert_eq!(srv.group_len(group), 4);
 }
 
+/// Issue #15's B4: a thread floods a group with sends while the program
+/// polls. One poll carries out a bounded share of the queue (the rest waits
+/// for the next poll, which does not wait for the network); every send is
+/// either refused with `SenderQueueFull` or arrives, in the order queued.
+#[test]
+fn a_sender_flood_is_carried_out_a_share_per_poll_in_order() {
+    const BEFORE: usize = 10_000;
+    const DURING: usize = 100_000;
+    let mut server = Server::<App>::new();
+    routes(&mut server);
+    let group = server.new_group();
+    let mut app = App {
+        group: Some(group),
+        ..App::default()
+    };
+    let addr = server.start("127.0.0.1", 0).unwrap();
+    // The one member reads everything on its own thread until "end".
+    let reader = std::thread::spawn(move || {
+        let mut c = open(addr, "/ws");
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let (_, op, p) = read_frame(&mut c);
+            assert_eq!(op, 1);
+            if p == b"end" {
+                return got;
+            }
+            got.push(String::from_utf8(p).unwrap());
+        }
+    });
+    let poll = |server: &mut Server<App>, app: &mut App| {
+        server.poll(app, Duration::from_millis(5)).unwrap();
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.group(group).len() < 1 {
+        poll(&mut server, &mut app);
+        assert!(Instant::now() < deadline, "the member joined");
+    }
+    let sender = server.sender().unwrap();
+    // Queued while the loop does not poll: one poll runs a share of it.
+    let flood = sender.clone();
+    std::thread::spawn(move || {
+        for i in 0..BEFORE {
+            flood
+                .group_send(group, Message::Text(format!("m{i}")))
+                .unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(server.stats().sender_queued, BEFORE);
+    poll(&mut server, &mut app);
+    let left = server.stats().sender_queued;
+    assert!(left > 0 && BEFORE - left <= 64, "{left} of {BEFORE} left");
+    assert!(server
+        .next_deadline()
+        .is_some_and(|at| at <= Instant::now()));
+    // Then a flood while the loop polls.
+    let flood = sender.clone();
+    let producer = std::thread::spawn(move || {
+        let mut accepted = Vec::new();
+        let mut refused = 0;
+        for i in BEFORE..BEFORE + DURING {
+            match flood.group_send(group, Message::Text(format!("m{i}"))) {
+                Ok(()) => accepted.push(i),
+                Err(pollserve::Error::SenderQueueFull { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (accepted, refused)
+    });
+    let mut largest_share = 0;
+    while !producer.is_finished() || server.stats().sender_queued > 0 {
+        let before = server.stats().sender_queued;
+        poll(&mut server, &mut app);
+        let after = server.stats().sender_queued;
+        largest_share = largest_share.max(before.saturating_sub(after));
+        assert!(Instant::now() < deadline, "{after} commands left");
+    }
+    let (accepted, refused) = producer.join().unwrap();
+    assert!(largest_share <= 64, "{largest_share} commands in one poll");
+    sender
+        .group_send(group, Message::Text("end".into()))
+        .unwrap();
+    while !reader.is_finished() {
+        poll(&mut server, &mut app);
+        assert!(Instant::now() < deadline, "the reader got everything");
+    }
+    let got = reader.join().unwrap();
+    let want: Vec<String> = (0..BEFORE)
+        .chain(accepted.iter().copied())
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(got.len(), want.len(), "{refused} refused");
+    assert!(got == want, "the messages arrived in the order queued");
+}
+
+/// The [`MAX_SENDER_QUEUE`](pollserve::MAX_SENDER_QUEUE) bound counts every
+/// command not yet carried out: one poll frees only the share it ran.
+#[test]
+fn the_sender_queue_bound_frees_only_what_a_poll_ran() {
+    let mut server = Server::<()>::new();
+    let nobody = server.new_group();
+    let sender = server.sender().unwrap();
+    let big = "x".repeat(1 << 20);
+    let mut queued = 0;
+    let full = loop {
+        match sender.group_send(nobody, Message::Text(big.clone())) {
+            Ok(()) => queued += 1,
+            Err(e) => break e,
+        }
+        assert!(queued <= 64, "the bound let {queued} MiB in");
+    };
+    assert!(
+        matches!(full, pollserve::Error::SenderQueueFull { .. }),
+        "{full}"
+    );
+    assert!(queued >= 60, "{queued}");
+    server.poll(&mut (), Duration::ZERO).unwrap();
+    // A 1 MiB command is over a round's 256 KiB: one ran, one fits again.
+    assert_eq!(server.stats().sender_queued, queued - 1);
+    assert!(sender
+        .group_send(nobody, Message::Text(big.clone()))
+        .is_ok());
+    assert!(sender.group_send(nobody, Message::Text(big)).is_err());
+    let mut polls = 0;
+    while server.stats().sender_queued > 0 {
+        server.poll(&mut (), Duration::ZERO).unwrap();
+        polls += 1;
+    }
+    assert_eq!(polls, queued, "one 1 MiB command per poll");
+}
+
 // ---------------------------------------------------------------------------
 // Over TLS: many frames per vectored write
 // ---------------------------------------------------------------------------

@@ -267,6 +267,9 @@ pub struct ServerStats {
     /// taken) to keep `closed_websockets` within its bound, since the
     /// server was made.
     pub closed_websockets_dropped: usize,
+    /// Commands queued by [`Sender`](crate::Sender)s that the poll loop has
+    /// not carried out yet (it runs a share of them per poll).
+    pub sender_queued: usize,
     /// Bytes allocated for received input that connections hold between
     /// polls: partial requests and frames, request bodies, WebSocket
     /// messages the program has not received, partial TLS records. The read

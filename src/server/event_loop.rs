@@ -65,7 +65,7 @@ impl<S> Server<S> {
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
         let mut wait = timeout;
-        if !self.resume.is_empty() || self.events_left || self.accept_more {
+        if !self.resume.is_empty() || self.events_left || self.accept_more || self.remote_more {
             wait = Duration::ZERO;
         }
         if let Some(at) = self.shared.next_sweep {
@@ -93,9 +93,12 @@ impl<S> Server<S> {
         // A full batch may have left events in the poller, which a host
         // loop waiting on the descriptor edge would not hear of again.
         self.events_left = ready.len() == self.events.capacity();
+        // Commands a Sender queued: this round's share, whether the waker
+        // fired now or an earlier round left some.
+        let mut remote_due = self.remote_more;
         for &(token, readiness) in &ready {
             match token {
-                WAKER => self.run_remote_commands(),
+                WAKER => remote_due = true,
                 _ if listener_index(token).is_some() => {
                     accept |= 1 << listener_index(token).unwrap_or(0)
                 }
@@ -108,6 +111,9 @@ impl<S> Server<S> {
             }
         }
         self.ready = ready;
+        if remote_due {
+            self.run_remote_commands();
+        }
         for key in resumed {
             if self
                 .conns

@@ -127,6 +127,11 @@ pub struct Server<S = ()> {
     resume: Vec<usize>,
     /// Commands from other threads, created with the first `sender()`.
     remote: Option<Arc<Remote>>,
+    /// The last poll left commands of `remote` for the next one (it ran
+    /// its share).
+    remote_more: bool,
+    /// The batch of `remote` commands being run (its allocation reused).
+    remote_batch: Vec<Option<crate::outbox::Command>>,
     /// Open connections per client address, kept only when
     /// `max_connections_per_ip` is set.
     per_ip: HashMap<IpAddr, usize>,
@@ -179,6 +184,8 @@ impl<S> Server<S> {
             resume: Vec::new(),
             ready: Vec::new(),
             remote: None,
+            remote_more: false,
+            remote_batch: Vec::new(),
             per_ip: HashMap::new(),
             accept_warning: event_loop::Throttle::default(),
             cap_warning: event_loop::Throttle::default(),
@@ -512,6 +519,7 @@ impl<S> Server<S> {
             connections: self.conns.len(),
             closed_websockets: self.retired_count,
             closed_websockets_dropped: self.retired_dropped,
+            sender_queued: self.sender_queued(),
             ..ServerStats::default()
         };
         let mut shared = std::collections::HashSet::new();
@@ -625,8 +633,9 @@ impl<S> Server<S> {
     /// bodies, keep-alive, WebSocket keepalive pings and fragment timeouts,
     /// event-stream heartbeats, lingering closes), or now, when a connection
     /// has work left from the last round (it had its share of that one), a
-    /// WebSocket was resumed by `receive`, or the last poll took a full
-    /// batch of events (more may be waiting). `None`: only network activity
+    /// WebSocket was resumed by `receive`, the last poll took a full
+    /// batch of events (more may be waiting), or commands of [`Sender`]s
+    /// wait beyond the share the last poll ran. `None`: only network activity
     /// (or a [`Sender`]) can give `poll` work.
     ///
     /// A program with a loop of its own waits until the server's descriptor
@@ -635,7 +644,7 @@ impl<S> Server<S> {
     /// never busy-waits and never runs a timeout late. (`poll` itself
     /// already waits no longer than this.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.resume.is_empty() || self.events_left || self.accept_more {
+        if !self.resume.is_empty() || self.events_left || self.accept_more || self.remote_more {
             return Some(Instant::now());
         }
         self.shared.next_sweep
@@ -798,7 +807,7 @@ impl<S> Drop for Server<S> {
             let mut queue = remote.queue.lock().unwrap_or_else(|p| p.into_inner());
             queue.closed = true;
             queue.bytes = 0;
-            queue.commands = Vec::new();
+            queue.commands = Default::default();
         }
     }
 }
