@@ -704,9 +704,11 @@ fn a_broadcast_to_a_thousand_stalled_clients_holds_one_copy() {
         "each client has the 4 KiB message queued"
     );
     let grown = after.output_buffered - before.output_buffered;
-    // One copy and its two reference counts; the clients' queues had room.
+    // One copy and its reference-counted block (two counts, the pointer to
+    // the bytes and to the server's running total of shared bytes: 40
+    // bytes); the clients' queues had room.
     assert!(
-        grown <= frame + 16,
+        grown <= frame + 64,
         "a 4 KiB broadcast to {CLIENTS} clients grew the server's output memory by {grown} \
          bytes; one copy is {frame} (copies for every client would be {})",
         CLIENTS * frame

@@ -289,15 +289,9 @@ impl Conn {
     /// Bytes allocated for output of this connection's own (the write
     /// buffer's capacity, the queue of shared frames, and the transport's:
     /// encrypted records not yet written). The shared frames themselves are
-    /// not counted: see [`shared_frames`](Self::shared_frames).
+    /// not counted: the server keeps their total.
     pub fn output_buffered(&self) -> usize {
         self.wbuf.capacity() + self.shared.allocated() + self.io.held().2
-    }
-
-    /// The broadcast frames queued on this connection, which it shares with
-    /// others.
-    pub fn shared_frames(&self) -> impl Iterator<Item = &SharedFrame> {
-        self.shared.frames()
     }
 
     /// Bytes queued for the peer and not yet written (encrypted bytes
