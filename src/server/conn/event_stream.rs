@@ -109,7 +109,7 @@ impl Conn {
         if pending.saturating_add(len) > limit {
             return Err(SseSendError::Backpressure);
         }
-        self.queue_shared(event.frame());
+        self.queue_shared(event.frame(), limit);
         if pending == 0 {
             // The send timeout, and the heartbeat interval, count from here.
             self.last_io = now;

@@ -59,6 +59,10 @@ const WRITES_PER_ROUND: usize = SENDFILE_CHUNK;
 /// The write buffer drops its written bytes once there are this many and
 /// they are at least half of it (amortised: each byte moves at most once).
 const COMPACT_AT: usize = 16 * 1024;
+/// A connection with a send bound allocates at most the bound and a
+/// quarter for its write buffer (unless its unsent bytes alone need more):
+/// see `Conn::make_room`.
+const MAX_WBUF_OF_BOUND_DIV: usize = 4;
 /// Bodies up to this size are copied after the head and sent in one write;
 /// larger ones are sent from where they are with a vectored write.
 const INLINE_BODY: usize = 16 * 1024;
@@ -323,13 +327,56 @@ impl Conn {
     }
 
     /// Queues a broadcast frame after everything queued so far. A small
-    /// frame is copied into the write buffer (see [`COPY_BELOW`]).
-    fn queue_shared(&mut self, frame: &SharedFrame) {
+    /// frame is copied into the write buffer (see [`COPY_BELOW`]), within
+    /// the allocation bound that `limit` (the send bound) sets.
+    fn queue_shared(&mut self, frame: &SharedFrame, limit: usize) {
         if frame.len() < COPY_BELOW {
+            self.make_room(frame.len(), limit);
             self.wbuf.extend_from_slice(frame.bytes());
         } else {
             self.shared.push(frame.clone(), self.wbuf.len() - self.wpos);
         }
+    }
+
+    /// Makes room for `add` more bytes in the write buffer of a connection
+    /// whose send bound is `limit`, so its allocation follows its unsent
+    /// bytes, not what it wrote: a steady reader with a backlog (a drip
+    /// reader of small broadcasts) used to keep up to twice its backlog in
+    /// the buffer and its capacity doubled past that, 2–4 times the
+    /// backlog. When the buffer is full, the written front goes first if
+    /// that frees half of it; otherwise the unsent bytes move to a buffer
+    /// twice their size (with `add`), but no larger than 1.25 × the bound
+    /// (see [`MAX_WBUF_OF_BOUND_DIV`]), unless they need more. Each byte
+    /// moves a bounded number of times per byte queued (at most 4, at the
+    /// bound).
+    fn make_room(&mut self, add: usize, limit: usize) {
+        let len = self.wbuf.len();
+        if self.wbuf.capacity() - len >= add {
+            return;
+        }
+        let unsent = len - self.wpos;
+        if unsent == 0 {
+            // Nothing waits: the buffer grows as the bytes come (a large
+            // message to an idle socket may not be copied at all).
+            self.wbuf.clear();
+            self.wpos = 0;
+            return;
+        }
+        let need = unsent.saturating_add(add);
+        let ceiling = limit.saturating_add(limit / MAX_WBUF_OF_BOUND_DIV);
+        let want = need.saturating_mul(2).min(ceiling).max(need);
+        if self.wpos * 2 >= len || want <= self.wbuf.capacity() {
+            // Room enough once the written front is gone.
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+            if self.wbuf.capacity() - self.wbuf.len() >= add {
+                return;
+            }
+        }
+        let mut fresh = Vec::with_capacity(want);
+        fresh.extend_from_slice(&self.wbuf[self.wpos..]);
+        self.wbuf = fresh;
+        self.wpos = 0;
     }
 
     /// Whether `flush` has something to write: buffered bytes, a large

@@ -487,7 +487,8 @@ impl Conn {
         };
         self.ws_room(|session| session.message_wire_len(len))?;
         let was_idle = self.pending_len() == 0;
-        self.queue_shared(message.frame(encoding, pool));
+        let limit = self.ws.as_ref().map_or(usize::MAX, |ws| ws.max_send_buffer);
+        self.queue_shared(message.frame(encoding, pool), limit);
         if was_idle {
             // The send timeout counts from this send.
             self.last_io = now;
@@ -521,6 +522,9 @@ impl Conn {
             ws.set_status(CloseStatus::Abnormal);
             return Err(WsError::Backpressure);
         }
+        let limit = ws.max_send_buffer;
+        // A control frame is at most 127 bytes.
+        self.make_room(size.max(127), limit);
         Ok(())
     }
 
