@@ -350,33 +350,7 @@ impl Conn {
     /// moves a bounded number of times per byte queued (at most 4, at the
     /// bound).
     fn make_room(&mut self, add: usize, limit: usize) {
-        let len = self.wbuf.len();
-        if self.wbuf.capacity() - len >= add {
-            return;
-        }
-        let unsent = len - self.wpos;
-        if unsent == 0 {
-            // Nothing waits: the buffer grows as the bytes come (a large
-            // message to an idle socket may not be copied at all).
-            self.wbuf.clear();
-            self.wpos = 0;
-            return;
-        }
-        let need = unsent.saturating_add(add);
-        let ceiling = limit.saturating_add(limit / MAX_WBUF_OF_BOUND_DIV);
-        let want = need.saturating_mul(2).min(ceiling).max(need);
-        if self.wpos * 2 >= len || want <= self.wbuf.capacity() {
-            // Room enough once the written front is gone.
-            self.wbuf.drain(..self.wpos);
-            self.wpos = 0;
-            if self.wbuf.capacity() - self.wbuf.len() >= add {
-                return;
-            }
-        }
-        let mut fresh = Vec::with_capacity(want);
-        fresh.extend_from_slice(&self.wbuf[self.wpos..]);
-        self.wbuf = fresh;
-        self.wpos = 0;
+        make_room(&mut self.wbuf, &mut self.wpos, add, limit);
     }
 
     /// Whether `flush` has something to write: buffered bytes, a large
@@ -1016,4 +990,36 @@ impl Conn {
         self.deadline = Some(at);
         shared.schedule(at);
     }
+}
+
+/// [`Conn::make_room`] on a write buffer and its write position (for a
+/// caller that holds another part of the connection borrowed).
+fn make_room(wbuf: &mut Vec<u8>, wpos: &mut usize, add: usize, limit: usize) {
+    let len = wbuf.len();
+    if wbuf.capacity() - len >= add {
+        return;
+    }
+    let unsent = len - *wpos;
+    if unsent == 0 {
+        // Nothing waits: the buffer grows as the bytes come (a large
+        // message to an idle socket may not be copied at all).
+        wbuf.clear();
+        *wpos = 0;
+        return;
+    }
+    let need = unsent.saturating_add(add);
+    let ceiling = limit.saturating_add(limit / MAX_WBUF_OF_BOUND_DIV);
+    let want = need.saturating_mul(2).min(ceiling).max(need);
+    if *wpos * 2 >= len || want <= wbuf.capacity() {
+        // Room enough once the written front is gone.
+        wbuf.drain(..*wpos);
+        *wpos = 0;
+        if wbuf.capacity() - wbuf.len() >= add {
+            return;
+        }
+    }
+    let mut fresh = Vec::with_capacity(want);
+    fresh.extend_from_slice(&wbuf[*wpos..]);
+    *wbuf = fresh;
+    *wpos = 0;
 }

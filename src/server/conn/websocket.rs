@@ -19,6 +19,10 @@ use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
 /// when the socket is idle (vectored write) rather than copied first.
 const INLINE_WS: usize = 2048;
 
+/// Most received bytes handed to the session at once (it accepts any
+/// split of the stream): what it writes in answer is bounded by this.
+const FEED_SLICE: usize = 16 * 1024;
+
 /// The WebSocket state a connection carries after the upgrade.
 pub(crate) struct WsConn {
     session: WsSession,
@@ -257,7 +261,15 @@ impl Conn {
             if ws.deflate.is_some() {
                 pool.lend_inflater(&mut ws.session);
             }
-            let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
+            // The session answers pings (and a close) as it reads, at most
+            // as many bytes as it reads plus one close frame: fed a slice
+            // at a time, with room made for that first, its answers keep
+            // the write buffer within its bound (see `Conn::make_room`).
+            let n = self.rbuf.len().min(FEED_SLICE);
+            super::make_room(&mut self.wbuf, &mut self.wpos, n + 127, ws.max_send_buffer);
+            let feed = ws
+                .session
+                .feed(&mut self.rbuf.data_mut()[..n], now, &mut self.wbuf);
             if feed.consumed == 0 && feed.event.is_none() {
                 break;
             }
