@@ -1185,7 +1185,7 @@ fn a_sender_flood_is_carried_out_a_share_per_poll_in_order() {
         server.poll(app, Duration::from_millis(5)).unwrap();
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    while server.group(group).len() < 1 {
+    while server.group(group).is_empty() {
         poll(&mut server, &mut app);
         assert!(Instant::now() < deadline, "the member joined");
     }
