@@ -533,7 +533,10 @@ impl<S> Server<S> {
         stats
     }
 
-    /// Number of open connections.
+    /// Number of connection slots in use: open connections, and closed
+    /// WebSockets whose slot stays for the program (see
+    /// [`ServerStats::closed_websockets`], which do not count toward
+    /// [`ServerConfig::max_connections`]).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
