@@ -87,7 +87,11 @@ pub struct StreamOptions {
     /// Most unsent bytes (chunk framing included) queued for a client that
     /// does not read; a send that would queue more closes the stream
     /// ([`StreamSendError::Backpressure`]), and one chunk larger than this
-    /// is refused ([`StreamSendError::ChunkTooLarge`]). Default 1 MiB.
+    /// is refused ([`StreamSendError::ChunkTooLarge`]). The memory this
+    /// bounds is as for
+    /// [`WsOptions::max_send_buffer`](crate::ws::WsOptions::max_send_buffer):
+    /// a write buffer of at most 1.25 times this bound, plus 32 bytes per
+    /// queued shared chunk. Default 1 MiB.
     pub max_send_buffer: usize,
 }
 

@@ -321,6 +321,47 @@ fn a_steady_reader_with_a_backlog_does_not_grow_the_write_buffer() {
     );
 }
 
+/// Issue #15's B1: a drip reader of small (copied) broadcasts keeps a
+/// steady backlog. The write buffer's allocation follows the backlog (at
+/// most twice it) and never passes 1.25 × the send bound, where it used to
+/// reach 2–4 × the backlog (1.14 MB per connection for a 336 KB backlog
+/// under a 1 MiB bound). Every byte still arrives, in order.
+#[test]
+fn a_drip_reader_of_small_broadcasts_keeps_its_buffer_within_the_bound() {
+    use super::testing::run_drip_broadcast;
+    const BOUND: usize = 1 << 20;
+    const PAYLOAD: usize = 200; // copied: under COPY_BELOW
+    const WIRE: usize = PAYLOAD + 4;
+    // Silent rounds, then reading exactly the broadcast rate: a backlog of
+    // a third of the bound, then of 90 % of it.
+    for (silent, what) in [(166, "a third"), (462, "90 %")] {
+        let rounds = silent + 1500;
+        let run = run_drip_broadcast(BOUND, PAYLOAD, 10, silent, rounds);
+        assert_eq!(run.refused, 0, "{what}: the reader is never over its bound");
+        assert_eq!(run.peak_queued, silent * 10 * WIRE, "{what}");
+        assert!(
+            run.peak_output_buffer <= 2 * run.peak_queued + 4096,
+            "{what}: {} bytes held for a backlog of {}",
+            run.peak_output_buffer,
+            run.peak_queued
+        );
+        assert!(
+            run.peak_output_buffer <= BOUND + BOUND / 4 + 4096,
+            "{what}: {} bytes held under a bound of {BOUND}",
+            run.peak_output_buffer
+        );
+        // What was read is every frame in order.
+        let frames = run.output.len() / WIRE;
+        assert_eq!(run.output.len() % WIRE, 0);
+        assert!(frames >= (rounds - silent) * 10 - silent * 10);
+        for (i, f) in run.output.chunks(WIRE).enumerate() {
+            let round = (i / 10) as u8;
+            assert_eq!(&f[..4], &[0x82, 126, 0, PAYLOAD as u8], "frame {i}");
+            assert!(f[4..].iter().all(|&b| b == round), "frame {i}");
+        }
+    }
+}
+
 /// A fast reader of a large response gets one share (1 MiB) per poll
 /// round, so it cannot hold the loop while others wait.
 #[test]

@@ -19,6 +19,10 @@ use crate::ws::{CloseCode, CloseStatus, WsError, WsEvent, WsId, WsOptions};
 /// when the socket is idle (vectored write) rather than copied first.
 const INLINE_WS: usize = 2048;
 
+/// Most received bytes handed to the session at once (it accepts any
+/// split of the stream): what it writes in answer is bounded by this.
+const FEED_SLICE: usize = 16 * 1024;
+
 /// The WebSocket state a connection carries after the upgrade.
 pub(crate) struct WsConn {
     session: WsSession,
@@ -257,7 +261,15 @@ impl Conn {
             if ws.deflate.is_some() {
                 pool.lend_inflater(&mut ws.session);
             }
-            let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
+            // The session answers pings (and a close) as it reads, at most
+            // as many bytes as it reads plus one close frame: fed a slice
+            // at a time, with room made for that first, its answers keep
+            // the write buffer within its bound (see `Conn::make_room`).
+            let n = self.rbuf.len().min(FEED_SLICE);
+            super::make_room(&mut self.wbuf, &mut self.wpos, n + 127, ws.max_send_buffer);
+            let feed = ws
+                .session
+                .feed(&mut self.rbuf.data_mut()[..n], now, &mut self.wbuf);
             if feed.consumed == 0 && feed.event.is_none() {
                 break;
             }
@@ -358,11 +370,6 @@ impl Conn {
             WsPop::Stay
         };
         Some((event, after))
-    }
-
-    /// Whether received messages wait for the program.
-    pub(crate) fn ws_has_messages(&self) -> bool {
-        self.ws.as_ref().is_some_and(|ws| ws.has_messages())
     }
 
     /// Whether no more messages can be sent.
@@ -492,7 +499,8 @@ impl Conn {
         };
         self.ws_room(|session| session.message_wire_len(len))?;
         let was_idle = self.pending_len() == 0;
-        self.queue_shared(message.frame(encoding, pool));
+        let limit = self.ws.as_ref().map_or(usize::MAX, |ws| ws.max_send_buffer);
+        self.queue_shared(message.frame(encoding, pool), limit);
         if was_idle {
             // The send timeout counts from this send.
             self.last_io = now;
@@ -526,6 +534,9 @@ impl Conn {
             ws.set_status(CloseStatus::Abnormal);
             return Err(WsError::Backpressure);
         }
+        let limit = ws.max_send_buffer;
+        // A control frame is at most 127 bytes.
+        self.make_room(size.max(127), limit);
         Ok(())
     }
 
