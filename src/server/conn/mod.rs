@@ -997,6 +997,7 @@ impl Conn {
         self.memberships.shrink_to_fit();
         let at = after(now, keep);
         self.deadline = Some(at);
+        self.send_deadline_from = None;
         shared.schedule(at);
         true
     }
