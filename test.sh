@@ -38,6 +38,19 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p pollserve --no-default-features --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "minimum supported Rust version (Cargo.toml's rust-version)"
+# The library, every feature, checked with the oldest toolchain it promises.
+# rustup fetches that toolchain on a fresh machine; a machine that cannot
+# reach the toolchain server says so loudly and skips only this check.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+if rustup run "$msrv" rustc --version >/dev/null 2>&1 \
+  || timeout 600 rustup toolchain install "$msrv" --profile minimal; then
+  CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check -p pollserve --all-features --quiet
+  echo "MSRV $msrv: the library checks"
+else
+  echo "WARNING: toolchain $msrv could not be installed here: MSRV check SKIPPED" >&2
+fi
+
 step "library dependencies: no CLI crates for library users"
 # The command (clap, signal-hook) lives in its own package, cli/; a program
 # that depends on the pollserve library must not build it.

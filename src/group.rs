@@ -51,7 +51,45 @@
 //! is queued on (see [`Server::broadcast_text`](crate::Server::broadcast_text)):
 //! memory for one broadcast is one copy plus a small reference per member.
 //! Each member keeps its own send bound; one that falls behind past it is
-//! dropped, and the others go on.
+//! dropped, and the others go on. A member whose connection closes leaves
+//! at once, even a WebSocket whose last messages the program has not taken
+//! yet (it still can, by the socket's id): [`GroupHandle::len`](crate::GroupHandle::len)
+//! counts open members only.
+//!
+//! # What bounds a program's own fan-out
+//!
+//! The server gives each client a bounded share of each poll round, and
+//! paces what [`Sender`](crate::Sender)s queue, but a broadcast the program
+//! makes is its own work: a chat loop that sends every line it receives to
+//! a group of 5,000 does 5,000 deliveries per line, and one client sending
+//! 256 lines per round makes that 1.28 M deliveries per round, seconds of
+//! work on a small machine. Bound it where the lines come in: take a
+//! bounded number of messages from each socket per round (the rest stay
+//! queued for the next), and coalesce what a round brought into one
+//! broadcast (one delivery per member per round, whatever the senders do),
+//! or rate-limit each sender:
+//!
+//! ```no_run
+//! # use pollserve::{group::GroupId, Server};
+//! # fn round(server: &mut Server<()>, room: GroupId) {
+//! let mut batch = String::new();
+//! for id in server.ws_ready().to_vec() {
+//!     // At most 16 lines per client per round; the rest wait, and the
+//!     // program visits the socket again next round.
+//!     for _ in 0..16 {
+//!         let Some(pollserve::ws::Message::Text(line)) = server.ws(id).receive() else { break };
+//!         batch.push_str(&line);
+//!         batch.push('\n');
+//!     }
+//! }
+//! if !batch.is_empty() {
+//!     server.group(room).broadcast_text(&batch);
+//! }
+//! # }
+//! ```
+//!
+//! (A socket listed in `ws_ready` is listed again only when more arrives:
+//! a program that leaves messages queued keeps such ids itself.)
 //!
 //! A group lives until [`GroupHandle::remove`](crate::GroupHandle::remove)
 //! (its members stay connected):
@@ -74,7 +112,11 @@ use crate::ws::WsId;
 /// Identifies one group made by [`Server::new_group`](crate::Server::new_group).
 /// Small and `Copy`; once the group is removed, the id stays harmless (it
 /// names an empty group that nobody can join).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GroupId {
     pub(crate) slot: u32,
     pub(crate) generation: u32,

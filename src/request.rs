@@ -11,7 +11,11 @@ use crate::url::QueryParams;
 /// Identifies one connection of a [`Server`](crate::Server): a slot number and a
 /// generation, so an id kept after its connection closed never reaches the next
 /// connection that reuses the slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
     pub(crate) slot: u32,
     pub(crate) generation: u32,

@@ -47,7 +47,11 @@ pub use crate::proto::sse::{SseError, SseEvent};
 /// [`WsId`](crate::ws::WsId). It names one response: the id a `HEAD`
 /// request's handler got stays closed even if the connection goes on to
 /// carry a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SseId(pub(crate) ConnId, pub(crate) u32);
 
 /// Settings of one event stream.
@@ -56,10 +60,14 @@ pub struct SseOptions {
     /// A comment line is sent after this long without an event, so proxies
     /// and browsers do not drop an idle stream. Default 15 s; `None` disables.
     pub heartbeat: Option<Duration>,
-    /// Most unsent bytes queued for a client that does not read; a send that
-    /// would queue more closes the stream ([`SseSendError::Backpressure`]),
-    /// and one event larger than this is refused
-    /// ([`SseSendError::EventTooLarge`]). Default 1 MiB.
+    /// Most unsent bytes queued for a client that does not read (its own
+    /// events and the broadcast events queued on it, each counted in full);
+    /// a send that would queue more closes the stream
+    /// ([`SseSendError::Backpressure`]), and one event larger than this is
+    /// refused ([`SseSendError::EventTooLarge`]). The memory this bounds is
+    /// as for [`WsOptions::max_send_buffer`](crate::ws::WsOptions::max_send_buffer):
+    /// a write buffer of at most 1.25 times this bound, plus 32 bytes per
+    /// queued shared event. Default 1 MiB.
     pub max_send_buffer: usize,
 }
 

@@ -74,7 +74,11 @@ use crate::status::StatusCode;
 /// [`SseId`](crate::sse::SseId). It names one response: once that stream
 /// has ended, the id stays closed even if the connection serves more
 /// requests (and more streams) afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub(crate) ConnId, pub(crate) u32);
 
 /// Settings of one kept stream.
@@ -83,7 +87,11 @@ pub struct StreamOptions {
     /// Most unsent bytes (chunk framing included) queued for a client that
     /// does not read; a send that would queue more closes the stream
     /// ([`StreamSendError::Backpressure`]), and one chunk larger than this
-    /// is refused ([`StreamSendError::ChunkTooLarge`]). Default 1 MiB.
+    /// is refused ([`StreamSendError::ChunkTooLarge`]). The memory this
+    /// bounds is as for
+    /// [`WsOptions::max_send_buffer`](crate::ws::WsOptions::max_send_buffer):
+    /// a write buffer of at most 1.25 times this bound, plus 32 bytes per
+    /// queued shared chunk. Default 1 MiB.
     pub max_send_buffer: usize,
 }
 

@@ -90,7 +90,11 @@ pub use crate::proto::ws::{CloseCode, Message, WsConfig};
 /// application state and act on the connection through
 /// [`Server::ws`](crate::Server::ws). An id whose connection has closed stays
 /// harmless: sends fail with [`WsError::Closed`] and `is_closed()` is true.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Ids are ordered (`Ord`) in an arbitrary but fixed order, so they can key a
+/// `BTreeMap` or be sorted and deduplicated; the order says nothing about
+/// when the connections opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WsId(pub(crate) ConnId);
 
 /// Something that arrived on a WebSocket, for programs that want more than
@@ -180,11 +184,25 @@ pub struct WsOptions {
     /// Protocol limits (message size, fragments, fragment timeout, frame size
     /// for sending, close timeout); see [`WsConfig`].
     pub protocol: WsConfig,
-    /// Most unsent bytes queued for a peer that does not read. A send that
-    /// would queue more closes the connection ([`WsError::Backpressure`]), so
-    /// no connection ever holds more than this (plus one control frame of
-    /// at most 127 bytes); a single message larger than this is refused
-    /// ([`WsError::MessageTooLarge`]). Default 8 MiB.
+    /// Most unsent bytes queued for a peer that does not read: the
+    /// connection's own frames and the broadcast frames queued on it, each
+    /// counted in full even when its bytes are shared. A send or broadcast
+    /// that would queue more closes the connection
+    /// ([`WsError::Backpressure`]); a single message larger than this is
+    /// refused ([`WsError::MessageTooLarge`]). The pongs and close frame the
+    /// server answers with on its own may pass it by what one read brings
+    /// (16 KiB) and one control frame.
+    ///
+    /// What this bounds in memory: the connection's write buffer holds its
+    /// unsent bytes in an allocation of at most twice them and at most 1.25
+    /// times this bound (unless the unsent bytes alone need more); each
+    /// queued broadcast frame of 256 bytes or more costs it 32 bytes more
+    /// (smaller ones are copied into the write buffer), so at most 1/8 of
+    /// this bound. The bytes of a shared broadcast frame are allocated once
+    /// for all the connections it is queued on (see
+    /// [`ServerStats::output_buffered`](crate::ServerStats::output_buffered)).
+    /// Over TLS, the encrypted records not yet written come on top. Default
+    /// 8 MiB.
     pub max_send_buffer: usize,
     /// Most bytes of received messages (each counted with a few dozen bytes
     /// of bookkeeping, so empty messages count too) held until the program calls

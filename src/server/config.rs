@@ -24,6 +24,7 @@ pub struct ServerConfig {
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) linger_timeout: Duration,
+    pub(crate) closed_message_timeout: Duration,
     pub(crate) max_connections: usize,
     pub(crate) max_connections_per_ip: Option<usize>,
     pub(crate) min_body_rate: u64,
@@ -45,6 +46,7 @@ impl Default for ServerConfig {
             keep_alive_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             linger_timeout: Duration::from_secs(2),
+            closed_message_timeout: Duration::from_secs(10),
             max_connections: 16_384,
             max_connections_per_ip: None,
             min_body_rate: 1024,
@@ -114,8 +116,24 @@ impl ServerConfig {
         /// by a TCP reset. Default 2 s.
         linger_timeout: Duration => linger_timeout);
     setter!(
+        /// How long the messages a WebSocket received before it closed wait
+        /// for the program to [`receive`](crate::WsHandle::receive) them.
+        /// Such a closed WebSocket holds no descriptor, has left its groups
+        /// and does not count toward [`max_connections`](Self::max_connections);
+        /// it keeps only its slot with the messages and how it ended. At most
+        /// `max_connections` closed WebSockets are kept so (each held for
+        /// this long, or for [`linger_timeout`](Self::linger_timeout) once
+        /// it holds no message): past that the oldest is dropped, messages
+        /// and all, and counted in
+        /// [`ServerStats::closed_websockets_dropped`]. A program that
+        /// drains [`Server::ws_ready`](crate::Server::ws_ready) after each
+        /// poll takes them in the poll that saw the close. Default 10 s.
+        closed_message_timeout: Duration => closed_message_timeout);
+    setter!(
         /// Most open connections; further clients wait in the listen backlog.
-        /// Default 16384.
+        /// Closed WebSockets whose slots stay for the program (see
+        /// [`closed_message_timeout`](Self::closed_message_timeout)) do not
+        /// count. Default 16384.
         max_connections: usize => max_connections);
     setter!(
         /// Most connections open at once from one IP address; a client over
@@ -278,6 +296,19 @@ pub struct ServerStats {
     /// Open connections (including closed WebSockets whose messages wait
     /// for the program).
     pub connections: usize,
+    /// Of those, closed WebSockets whose slot stays so the program can take
+    /// their messages and read how they ended: no descriptor, no group, not
+    /// counted toward [`ServerConfig::max_connections`], at most
+    /// `max_connections` of them (see
+    /// [`ServerConfig::closed_message_timeout`]).
+    pub closed_websockets: usize,
+    /// Closed WebSockets dropped (with any messages the program had not
+    /// taken) to keep `closed_websockets` within its bound, since the
+    /// server was made.
+    pub closed_websockets_dropped: usize,
+    /// Commands queued by [`Sender`](crate::Sender)s that the poll loop has
+    /// not carried out yet (it runs a share of them per poll).
+    pub sender_queued: usize,
     /// Bytes allocated for received input that connections hold between
     /// polls: partial requests and frames, request bodies, WebSocket
     /// messages the program has not received, partial TLS records. The read

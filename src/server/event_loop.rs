@@ -66,7 +66,7 @@ impl<S> Server<S> {
         let start = Instant::now();
         self.wake_inflate_waiter();
         let mut wait = timeout;
-        if !self.resume.is_empty() || self.events_left || self.accept_more {
+        if !self.resume.is_empty() || self.events_left || self.accept_more || self.remote_more {
             wait = Duration::ZERO;
         }
         if let Some(at) = self.shared.next_sweep {
@@ -94,9 +94,12 @@ impl<S> Server<S> {
         // A full batch may have left events in the poller, which a host
         // loop waiting on the descriptor edge would not hear of again.
         self.events_left = ready.len() == self.events.capacity();
+        // Commands a Sender queued: this round's share, whether the waker
+        // fired now or an earlier round left some.
+        let mut remote_due = self.remote_more;
         for &(token, readiness) in &ready {
             match token {
-                WAKER => self.run_remote_commands(),
+                WAKER => remote_due = true,
                 _ if listener_index(token).is_some() => {
                     accept |= 1 << listener_index(token).unwrap_or(0)
                 }
@@ -109,6 +112,9 @@ impl<S> Server<S> {
             }
         }
         self.ready = ready;
+        if remote_due {
+            self.run_remote_commands();
+        }
         for key in resumed {
             if self
                 .conns
@@ -119,7 +125,7 @@ impl<S> Server<S> {
             }
         }
         if self.accept_more
-            || (self.accept_paused && self.conns.len() < self.shared.config.max_connections)
+            || (self.accept_paused && self.open_slots() < self.shared.config.max_connections)
         {
             // Some listener may hold more: try them all.
             accept = u32::MAX;
@@ -196,7 +202,7 @@ impl<S> Server<S> {
     /// Returns false when accepting is paused (no room or no descriptors).
     fn accept_from(&mut self, index: usize, now: Instant) -> bool {
         for _ in 0..ACCEPTS_PER_ROUND {
-            if self.conns.len() >= self.shared.config.max_connections {
+            if self.open_slots() >= self.shared.config.max_connections {
                 self.accept_paused = true;
                 return false;
             }
@@ -347,8 +353,15 @@ impl<S> Server<S> {
         }
     }
 
-    /// Closes connection `key` (its slot stays while a WebSocket's received
-    /// messages wait for the program).
+    /// Slots of connections whose socket is open: what
+    /// [`ServerConfig::max_connections`] bounds (closed WebSockets kept for
+    /// the program hold no descriptor and are bounded on their own).
+    pub(super) fn open_slots(&self) -> usize {
+        self.conns.len() - self.retired_count
+    }
+
+    /// Closes connection `key` (its slot stays a while when a WebSocket's
+    /// received messages or its end wait for the program).
     pub(super) fn close_conn(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -358,13 +371,13 @@ impl<S> Server<S> {
         }
         let ip = conn.peer().ip();
         let slot_stays = conn.retire(&mut self.shared, Instant::now());
-        // A WebSocket whose received messages wait for the program stays in
-        // its groups until they are taken (a loop over a group's members
-        // can still receive them); the others leave now.
-        if !self.conns.get(key).is_some_and(|c| c.ws_has_messages()) {
-            self.leave_all_groups(key);
-        }
-        if !slot_stays {
+        // Groups hold open members only: a closed WebSocket leaves now,
+        // even with messages the program has not taken (it still finds
+        // them through `ws_ready` or the id it keeps).
+        self.leave_all_groups(key);
+        if slot_stays {
+            self.hold_retired(key);
+        } else {
             // Dropping the stream closes its descriptor, which also takes
             // it out of the epoll set: no deregister or shutdown is needed.
             self.conns.remove(key);
@@ -372,11 +385,52 @@ impl<S> Server<S> {
         self.forget_ip(ip);
     }
 
+    /// Keeps the closed WebSocket `key` for the program, within the bound
+    /// of `max_connections` such slots: past it the oldest goes first (a
+    /// program that never receives cannot make closed sockets pile up).
+    fn hold_retired(&mut self, key: usize) {
+        let Some(id) = self.conns.get(key).map(|c| c.id()) else {
+            return;
+        };
+        self.retired_count += 1;
+        self.retired.push_back(id);
+        while self.retired_count > self.shared.config.max_connections {
+            let Some(oldest) = self.retired.pop_front() else {
+                break;
+            };
+            if self.is_retired(oldest) {
+                self.remove_dead(oldest.slot as usize);
+                self.retired_dropped += 1;
+            }
+        }
+        // Entries of slots freed meanwhile are skipped when met at the
+        // front; the list is cleaned when they outnumber the live ones.
+        if self.retired.len() > 2 * self.retired_count + 64 {
+            let retired = std::mem::take(&mut self.retired);
+            self.retired = retired
+                .into_iter()
+                .filter(|&id| self.is_retired(id))
+                .collect();
+        }
+    }
+
+    /// Whether `id` names a closed WebSocket's slot kept for the program.
+    fn is_retired(&self, id: ConnId) -> bool {
+        self.conns
+            .get(id.slot as usize)
+            .is_some_and(|c| c.id() == id && c.is_dead())
+    }
+
     /// Frees the slot of a closed WebSocket whose time is up.
     pub(super) fn remove_dead(&mut self, key: usize) {
         if self.conns.get(key).is_some_and(|c| c.is_dead()) {
             self.leave_all_groups(key);
             self.conns.remove(key);
+            self.retired_count -= 1;
+            if self.retired_count == 0 {
+                // Nothing is kept: the list's stale entries go too.
+                self.retired.clear();
+            }
         }
     }
 
@@ -397,7 +451,7 @@ impl<S> Server<S> {
             if conn.queue_flush() {
                 self.resume.push(key);
             }
-            conn.update_deadline(&mut self.shared);
+            conn.update_deadline_after_send(&mut self.shared);
         }
     }
 

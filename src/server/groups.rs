@@ -280,12 +280,13 @@ impl<S> GroupHandle<'_, S> {
     /// removed group cannot be joined: `false`.
     ///
     /// The member leaves by itself when its connection closes or its stream
-    /// ends, at the latest at the next poll. A WebSocket that closed with
-    /// received messages the program has not taken yet stays until it takes
-    /// the last one (or they expire, see
-    /// [`ServerConfig::keep_alive_timeout`](crate::ServerConfig::keep_alive_timeout)),
-    /// so a loop over the members can still receive them; nothing is sent
-    /// to it meanwhile.
+    /// ends, at the latest at the next poll: [`len`](Self::len) counts open
+    /// members only. A WebSocket that closed with received messages the
+    /// program has not taken yet leaves too; the program still takes them
+    /// with [`WsHandle::receive`](crate::WsHandle::receive) (the socket is
+    /// listed in [`Server::ws_ready`](crate::Server::ws_ready) in the poll
+    /// that saw it close), for
+    /// [`ServerConfig::closed_message_timeout`](crate::ServerConfig::closed_message_timeout).
     pub fn join(&mut self, member: impl Into<Member>) -> bool {
         self.server.group_join(self.id, member.into())
     }

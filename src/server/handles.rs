@@ -362,6 +362,14 @@ impl<S> StreamHandle<'_, S> {
 /// bytes (64 MiB) of commands wait for a poll loop that does not take them
 /// (it is not polling, or the thread sends faster than it can be served):
 /// the queue never grows without bound.
+///
+/// The poll loop carries out the queue a share per [`Server::poll`], in
+/// the order queued: at most 64 commands, 256 KiB of them and 16,384
+/// deliveries (a message queued on one connection) per poll, at least one
+/// command; what is left waits for the next poll, which then does not wait
+/// for the network ([`Server::next_deadline`] is now). A thread that floods
+/// the queue so delays its own messages, not the server's clients; the
+/// count waiting is [`ServerStats::sender_queued`](crate::ServerStats::sender_queued).
 #[derive(Clone)]
 pub struct Sender {
     pub(super) remote: Arc<Remote>,
@@ -376,16 +384,33 @@ pub(super) struct Remote {
 /// What other threads queued for the poll loop.
 #[derive(Default)]
 pub(super) struct RemoteQueue {
-    pub commands: Vec<Command>,
-    /// Bytes the queued commands hold (see [`Command::weight`]).
+    pub commands: std::collections::VecDeque<Command>,
+    /// Bytes the commands not yet carried out hold (see
+    /// [`Command::weight`]): those queued and those of the batch the poll
+    /// loop is running, so a producer cannot queue another
+    /// [`MAX_SENDER_QUEUE`] while a batch runs.
     pub bytes: usize,
     /// The server was dropped: nothing will take the commands.
     pub closed: bool,
 }
 
 /// Most bytes of commands a [`Sender`] queues for a poll loop that has not
-/// taken them yet.
+/// carried them out yet (those of the batch it is running count too).
 pub const MAX_SENDER_QUEUE: usize = 64 << 20;
+
+/// Commands from [`Sender`]s carried out in one poll round at most: the
+/// queue is worked through a share per round, like a connection's input
+/// (32 requests answered), so
+/// a thread that floods it cannot hold the loop for the clients.
+const SENDER_COMMANDS_PER_ROUND: usize = 64;
+/// Bytes of such commands (see [`Command::weight`]) carried out in one
+/// round at most (at least one command runs, whatever its size): the 256
+/// KiB a connection's reads may bring in one round.
+const SENDER_BYTES_PER_ROUND: usize = 256 << 10;
+/// Deliveries (a message queued on one connection) those commands may make
+/// in one round: past it, the rest waits for the next round, so a flood of
+/// group sends to a large group is paced too (at least one command runs).
+const SENDER_DELIVERIES_PER_ROUND: usize = 16_384;
 
 impl Sender {
     fn push(&self, command: Command) -> Result<(), Error> {
@@ -402,7 +427,7 @@ impl Sender {
                 });
             }
             queue.bytes += weight;
-            queue.commands.push(command);
+            queue.commands.push_back(command);
         }
         self.remote.waker.wake()?;
         Ok(())
@@ -532,17 +557,74 @@ impl std::fmt::Debug for Sender {
 }
 
 impl<S> Server<S> {
-    /// Carries out what other threads queued through their [`Sender`]s.
+    /// Carries out this round's share of what other threads queued through
+    /// their [`Sender`]s (see [`Sender`]), in order; sets `remote_more`
+    /// when some is left for the next round.
     pub(super) fn run_remote_commands(&mut self) {
+        self.remote_more = false;
         let Some(remote) = self.remote.clone() else {
             return;
         };
-        let commands = {
+        let mut batch = std::mem::take(&mut self.remote_batch);
+        {
             let mut queue = remote.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.bytes = 0;
-            std::mem::take(&mut queue.commands)
-        };
-        self.run_commands(commands);
+            let mut bytes = 0;
+            while batch.len() < SENDER_COMMANDS_PER_ROUND {
+                let Some(next) = queue.commands.front() else {
+                    break;
+                };
+                let weight = next.weight();
+                if !batch.is_empty() && bytes + weight > SENDER_BYTES_PER_ROUND {
+                    break;
+                }
+                bytes += weight;
+                batch.push(queue.commands.pop_front());
+            }
+        }
+        // Run outside the lock, so producers are not held up meanwhile;
+        // their weight stays counted until they have run.
+        let mut deliveries = 0;
+        let mut done = 0;
+        let mut ran = 0;
+        for command in batch.iter_mut() {
+            if ran > 0 && deliveries >= SENDER_DELIVERIES_PER_ROUND {
+                break;
+            }
+            let Some(command) = command.take() else {
+                continue;
+            };
+            done += command.weight();
+            deliveries += self.run_command(command);
+            ran += 1;
+        }
+        let mut queue = remote.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.bytes = queue.bytes.saturating_sub(done);
+        // What the delivery budget left goes back to the front, in order.
+        for command in batch.drain(ran..).rev().flatten() {
+            queue.commands.push_front(command);
+        }
+        if queue.closed {
+            queue.commands.clear();
+        }
+        self.remote_more = !queue.commands.is_empty();
+        if queue.commands.is_empty() && queue.commands.capacity() > 4 * SENDER_COMMANDS_PER_ROUND {
+            // A flood's queue is released once worked through.
+            queue.commands = Default::default();
+        }
+        drop(queue);
+        batch.clear();
+        self.remote_batch = batch;
+    }
+
+    /// Commands from [`Sender`]s waiting to be carried out.
+    pub(super) fn sender_queued(&self) -> usize {
+        self.remote.as_ref().map_or(0, |r| {
+            r.queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .commands
+                .len()
+        })
     }
 
     /// Carries out what handlers queued through their requests' outboxes.
@@ -560,55 +642,69 @@ impl<S> Server<S> {
     /// the `*_quiet` sends.
     pub(super) fn run_commands(&mut self, commands: impl IntoIterator<Item = Command>) {
         for command in commands {
-            match command {
-                Command::Send(ids, message) => match ids[..] {
-                    [id] => {
-                        let _ = self.ws(id).send(&message);
-                    }
-                    // One encoding for all of them.
-                    _ => {
-                        let text = matches!(message, Message::Text(_));
-                        let out = self.fan_out_ws(ids, text, message.as_bytes());
-                        self.finish_fan_out(out);
-                    }
-                },
-                Command::Close(id, code, reason) => {
-                    let _ = self.ws(id).close(code, &reason);
+            self.run_command(command);
+        }
+    }
+
+    /// Carries out one command; returns the deliveries it made (1 for one
+    /// that is not a send), the measure of its work.
+    fn run_command(&mut self, command: Command) -> usize {
+        match command {
+            Command::Send(ids, message) => match ids[..] {
+                [id] => {
+                    let _ = self.ws(id).send(&message);
+                    1
                 }
-                Command::Event(ids, bytes) => match ids[..] {
-                    [id] => {
-                        let _ = self.sse(id).send_with(|out| {
-                            out.extend_from_slice(&bytes);
-                            Ok(())
-                        });
-                    }
-                    _ => {
-                        let out = self.fan_out_event(ids, &bytes);
-                        self.finish_fan_out(out);
-                    }
-                },
-                Command::EndStream(id) => self.sse(id).close(),
-                Command::Chunk(id, data) => {
-                    let _ = self.stream(id).send(&data);
-                }
-                Command::EndChunked(id) => self.stream(id).end(),
-                Command::Join(group, member) => {
-                    self.group_join(group, member);
-                }
-                Command::Leave(group, member) => {
-                    self.group_leave(group, member);
-                }
-                Command::GroupSend(group, message) => {
+                // One encoding for all of them.
+                _ => {
                     let text = matches!(message, Message::Text(_));
-                    self.group_send(group, text, message.as_bytes());
+                    let out = self.fan_out_ws(ids, text, message.as_bytes());
+                    self.finish_fan_out(out).max(1)
                 }
-                Command::GroupEvent(group, bytes) => {
-                    self.group_event(group, &bytes);
-                }
-                Command::GroupChunk(group, data) => {
-                    self.group_chunk(group, &data);
-                }
+            },
+            Command::Close(id, code, reason) => {
+                let _ = self.ws(id).close(code, &reason);
+                1
             }
+            Command::Event(ids, bytes) => match ids[..] {
+                [id] => {
+                    let _ = self.sse(id).send_with(|out| {
+                        out.extend_from_slice(&bytes);
+                        Ok(())
+                    });
+                    1
+                }
+                _ => {
+                    let out = self.fan_out_event(ids, &bytes);
+                    self.finish_fan_out(out).max(1)
+                }
+            },
+            Command::EndStream(id) => {
+                self.sse(id).close();
+                1
+            }
+            Command::Chunk(id, data) => {
+                let _ = self.stream(id).send(&data);
+                1
+            }
+            Command::EndChunked(id) => {
+                self.stream(id).end();
+                1
+            }
+            Command::Join(group, member) => {
+                self.group_join(group, member);
+                1
+            }
+            Command::Leave(group, member) => {
+                self.group_leave(group, member);
+                1
+            }
+            Command::GroupSend(group, message) => {
+                let text = matches!(message, Message::Text(_));
+                self.group_send(group, text, message.as_bytes()).max(1)
+            }
+            Command::GroupEvent(group, bytes) => self.group_event(group, &bytes).max(1),
+            Command::GroupChunk(group, data) => self.group_chunk(group, &data).max(1),
         }
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     /// What handlers queued through [`Request::outbox`](crate::Request::outbox),
     /// carried out once their connection has been driven.
     pub commands: Vec<crate::outbox::Command>,
+    /// Bytes of the shared broadcast frames alive now.
+    pub frame_bytes: super::fanout::FrameBytesTotal,
 }
 
 impl Shared {
@@ -69,6 +71,7 @@ impl Shared {
             next_sweep: None,
             stopping: false,
             commands: Vec::new(),
+            frame_bytes: Default::default(),
         }
     }
 

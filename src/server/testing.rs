@@ -247,3 +247,106 @@ pub fn run_connection_measured(pieces: &[&[u8]], write_room: usize) -> Connectio
         peak_round_write,
     }
 }
+
+/// What [`run_drip_broadcast`] saw.
+pub struct DripRun {
+    /// Every byte the server wrote after the handshake's response head.
+    pub output: Vec<u8>,
+    /// The most bytes queued for the peer and not yet written.
+    pub peak_queued: usize,
+    /// The most output memory the connection held (its
+    /// `output_buffered`: write buffer capacity, frame queue, transport).
+    pub peak_output_buffer: usize,
+    /// Broadcasts the socket did not take (it was dropped, or refused one).
+    pub refused: usize,
+}
+
+/// A WebSocket with send bound `bound` that gets `per_round` broadcasts of
+/// `payload` bytes each poll round (binary, every byte its round number),
+/// while its peer reads nothing for `silent` rounds and then exactly what
+/// the broadcasts add per round, for `rounds` rounds in all: a drip reader
+/// with a steady backlog, over memory.
+pub fn run_drip_broadcast(
+    bound: usize,
+    payload: usize,
+    per_round: usize,
+    silent: usize,
+    rounds: usize,
+) -> DripRun {
+    let mut server = Server::<Echo>::new();
+    server
+        .route("/drip", Method::GET, move |req, app: &mut Echo| {
+            let options = WsOptions {
+                max_send_buffer: bound,
+                ..WsOptions::default()
+            };
+            let (response, id) = req.websocket().options(options).accept()?;
+            app.sockets.push(id);
+            Ok(response)
+        })
+        .expect("valid route");
+    let mut app = Echo::default();
+    let pipe = Rc::new(RefCell::new(Pipe::default()));
+    let peer = "127.0.0.1:40000".parse().expect("address");
+    let now = Instant::now();
+    let key = server.conns.insert(Conn::new(
+        Box::new(MemTransport(pipe.clone())),
+        peer,
+        0,
+        1,
+        now,
+    ));
+    pipe.borrow_mut().input.extend(
+        b"GET /drip HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    let drive = |server: &mut Server<Echo>, app: &mut Echo, room: usize| {
+        pipe.borrow_mut().room = room;
+        server.shared.begin_round(std::time::SystemTime::UNIX_EPOCH);
+        if let Some(conn) = server.conns.get_mut(key) {
+            conn.on_ready(Readiness {
+                readable: true,
+                writable: true,
+                hangup: false,
+            });
+        }
+        server.drive(key, app, now);
+    };
+    drive(&mut server, &mut app, usize::MAX);
+    let head_len = {
+        let p = pipe.borrow();
+        let head = p.output.windows(4).position(|w| w == b"\r\n\r\n");
+        head.map_or(p.output.len(), |at| at + 4)
+    };
+    let Some(&id) = app.sockets.first() else {
+        return DripRun {
+            output: Vec::new(),
+            peak_queued: 0,
+            peak_output_buffer: 0,
+            refused: rounds * per_round,
+        };
+    };
+    let wire = payload + if payload < 126 { 2 } else { 4 };
+    let mut run = DripRun {
+        output: Vec::new(),
+        peak_queued: 0,
+        peak_output_buffer: 0,
+        refused: 0,
+    };
+    for round in 0..rounds {
+        let data = vec![round as u8; payload];
+        for _ in 0..per_round {
+            if server.broadcast_binary(&[id], &data) != 1 {
+                run.refused += 1;
+            }
+        }
+        let room = if round < silent { 0 } else { per_round * wire };
+        drive(&mut server, &mut app, room);
+        if let Some(conn) = server.conns.get(key) {
+            run.peak_queued = run.peak_queued.max(conn.output_queued());
+            run.peak_output_buffer = run.peak_output_buffer.max(conn.output_buffered());
+        }
+    }
+    run.output = pipe.borrow().output[head_len..].to_vec();
+    run
+}

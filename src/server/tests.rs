@@ -321,6 +321,47 @@ fn a_steady_reader_with_a_backlog_does_not_grow_the_write_buffer() {
     );
 }
 
+/// Issue #15's B1: a drip reader of small (copied) broadcasts keeps a
+/// steady backlog. The write buffer's allocation follows the backlog (at
+/// most twice it) and never passes 1.25 × the send bound, where it used to
+/// reach 2–4 × the backlog (1.14 MB per connection for a 336 KB backlog
+/// under a 1 MiB bound). Every byte still arrives, in order.
+#[test]
+fn a_drip_reader_of_small_broadcasts_keeps_its_buffer_within_the_bound() {
+    use super::testing::run_drip_broadcast;
+    const BOUND: usize = 1 << 20;
+    const PAYLOAD: usize = 200; // copied: under COPY_BELOW
+    const WIRE: usize = PAYLOAD + 4;
+    // Silent rounds, then reading exactly the broadcast rate: a backlog of
+    // a third of the bound, then of 90 % of it.
+    for (silent, what) in [(166, "a third"), (462, "90 %")] {
+        let rounds = silent + 1500;
+        let run = run_drip_broadcast(BOUND, PAYLOAD, 10, silent, rounds);
+        assert_eq!(run.refused, 0, "{what}: the reader is never over its bound");
+        assert_eq!(run.peak_queued, silent * 10 * WIRE, "{what}");
+        assert!(
+            run.peak_output_buffer <= 2 * run.peak_queued + 4096,
+            "{what}: {} bytes held for a backlog of {}",
+            run.peak_output_buffer,
+            run.peak_queued
+        );
+        assert!(
+            run.peak_output_buffer <= BOUND + BOUND / 4 + 4096,
+            "{what}: {} bytes held under a bound of {BOUND}",
+            run.peak_output_buffer
+        );
+        // What was read is every frame in order.
+        let frames = run.output.len() / WIRE;
+        assert_eq!(run.output.len() % WIRE, 0);
+        assert!(frames >= (rounds - silent) * 10 - silent * 10);
+        for (i, f) in run.output.chunks(WIRE).enumerate() {
+            let round = (i / 10) as u8;
+            assert_eq!(&f[..4], &[0x82, 126, 0, PAYLOAD as u8], "frame {i}");
+            assert!(f[4..].iter().all(|&b| b == round), "frame {i}");
+        }
+    }
+}
+
 /// A fast reader of a large response gets one share (1 MiB) per poll
 /// round, so it cannot hold the loop while others wait.
 #[test]
@@ -391,8 +432,39 @@ fn tiny_messages_are_delivered_a_share_per_round() {
 }
 
 /// Open descriptors of this process.
-fn open_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+/// The inode of the server's end of the loopback TCP connection between
+/// `server` and `client`, from `/proc/net/tcp` (0 until accepted).
+fn server_socket_inode(server: std::net::SocketAddr, client: std::net::SocketAddr) -> u64 {
+    let hex = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(v4) => {
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(v4.ip().octets()),
+                v4.port()
+            )
+        }
+        std::net::SocketAddr::V6(_) => panic!("IPv4 loopback expected"),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 9 && f[1] == local && f[2] == remote)
+        .and_then(|f| f[9].parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether one of this process's descriptors is the socket `inode`. (Other
+/// tests open and close descriptors in parallel: counting them all would
+/// be flaky, one socket's inode is not.)
+fn holds_socket(inode: u64) -> bool {
+    let name = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == name.as_str()))
 }
 
 /// A WebSocket whose peer left keeps its slot (its message and its end
@@ -401,7 +473,6 @@ fn open_descriptors() -> usize {
 fn a_closed_websocket_keeps_no_descriptor() {
     let (mut server, addr) = websocket_server();
     let mut ids = Vec::new();
-    let before = open_descriptors();
     let mut c = TcpStream::connect(addr).unwrap();
     c.write_all(UPGRADE).unwrap();
     c.write_all(&client_frame(0x81, b"last words")).unwrap();
@@ -409,6 +480,12 @@ fn a_closed_websocket_keeps_no_descriptor() {
     while ids.is_empty() {
         server.poll(&mut ids, Duration::from_millis(10)).unwrap();
     }
+    let inode = server_socket_inode(addr, c.local_addr().unwrap());
+    assert_ne!(inode, 0, "the accepted socket is in /proc/net/tcp");
+    assert!(
+        holds_socket(inode),
+        "the open WebSocket holds its descriptor"
+    );
     drop(c);
     let id = ids[0];
     while !server.ws(id).is_closed() {
@@ -416,7 +493,10 @@ fn a_closed_websocket_keeps_no_descriptor() {
         assert!(Instant::now() < deadline);
     }
     // Both ends of the connection are closed; the slot stays.
-    assert_eq!(open_descriptors(), before);
+    assert!(
+        !holds_socket(inode),
+        "the closed WebSocket's descriptor is closed"
+    );
     assert_eq!(server.stats().connections, 1);
     assert_eq!(
         server.ws(id).receive(),

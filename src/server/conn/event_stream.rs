@@ -65,6 +65,9 @@ impl Conn {
         let limit = self.sse_send_bound(exchange)?;
         // Encoded in place, then measured: what does not fit is taken back,
         // so the queue never holds more than the bound.
+        // Room for a typical event within the buffer's bound (a larger one
+        // grows the buffer as it is encoded).
+        self.make_room(256, limit);
         let before = self.wbuf.len();
         let was_idle = self.pending_len() == 0;
         let encoded = write(&mut self.wbuf);
@@ -109,7 +112,7 @@ impl Conn {
         if pending.saturating_add(len) > limit {
             return Err(SseSendError::Backpressure);
         }
-        self.queue_shared(event.frame());
+        self.queue_shared(event.frame(), limit);
         if pending == 0 {
             // The send timeout, and the heartbeat interval, count from here.
             self.last_io = now;

@@ -94,6 +94,7 @@ impl Conn {
             // The send timeout counts from here.
             self.last_io = Instant::now();
         }
+        self.make_room(len, limit);
         if chunked {
             write_chunk(&mut self.wbuf, data);
         } else {
@@ -132,7 +133,7 @@ impl Conn {
         if pending.saturating_add(len) > limit {
             return Err(StreamSendError::Backpressure);
         }
-        self.queue_shared(chunk.frame(chunked));
+        self.queue_shared(chunk.frame(chunked), limit);
         if pending == 0 {
             // The send timeout counts from here.
             self.last_io = now;

@@ -59,6 +59,10 @@ const WRITES_PER_ROUND: usize = SENDFILE_CHUNK;
 /// The write buffer drops its written bytes once there are this many and
 /// they are at least half of it (amortised: each byte moves at most once).
 const COMPACT_AT: usize = 16 * 1024;
+/// A connection with a send bound allocates at most the bound and a
+/// quarter for its write buffer (unless its unsent bytes alone need more):
+/// see `Conn::make_room`.
+const MAX_WBUF_OF_BOUND_DIV: usize = 4;
 /// Bodies up to this size are copied after the head and sent in one write;
 /// larger ones are sent from where they are with a vectored write.
 const INLINE_BODY: usize = 16 * 1024;
@@ -129,6 +133,10 @@ pub(crate) struct Conn {
     ready: Readiness,
     peer_eof: bool,
     deadline: Option<Instant>,
+    /// `Some(last_io)` while `deadline` is the send deadline counted from
+    /// that `last_io` (output waiting): a further send that leaves both as
+    /// they were cannot move it (see `update_deadline_after_send`).
+    send_deadline_from: Option<Instant>,
     req: Request,
     /// What answers the current request, while its body is being read.
     decision: Option<Decision>,
@@ -200,6 +208,7 @@ impl Conn {
             ready: Readiness::default(),
             peer_eof: false,
             deadline: None,
+            send_deadline_from: None,
             req: Request {
                 head: RequestHead::default(),
                 path: String::new(),
@@ -292,15 +301,9 @@ impl Conn {
     /// Bytes allocated for output of this connection's own (the write
     /// buffer's capacity, the queue of shared frames, and the transport's:
     /// encrypted records not yet written). The shared frames themselves are
-    /// not counted: see [`shared_frames`](Self::shared_frames).
+    /// not counted: the server keeps their total.
     pub fn output_buffered(&self) -> usize {
         self.wbuf.capacity() + self.shared.allocated() + self.io.held().2
-    }
-
-    /// The broadcast frames queued on this connection, which it shares with
-    /// others.
-    pub fn shared_frames(&self) -> impl Iterator<Item = &SharedFrame> {
-        self.shared.frames()
     }
 
     /// Bytes queued for the peer and not yet written (encrypted bytes
@@ -332,13 +335,30 @@ impl Conn {
     }
 
     /// Queues a broadcast frame after everything queued so far. A small
-    /// frame is copied into the write buffer (see [`COPY_BELOW`]).
-    fn queue_shared(&mut self, frame: &SharedFrame) {
+    /// frame is copied into the write buffer (see [`COPY_BELOW`]), within
+    /// the allocation bound that `limit` (the send bound) sets.
+    fn queue_shared(&mut self, frame: &SharedFrame, limit: usize) {
         if frame.len() < COPY_BELOW {
+            self.make_room(frame.len(), limit);
             self.wbuf.extend_from_slice(frame.bytes());
         } else {
             self.shared.push(frame.clone(), self.wbuf.len() - self.wpos);
         }
+    }
+
+    /// Makes room for `add` more bytes in the write buffer of a connection
+    /// whose send bound is `limit`, so its allocation follows its unsent
+    /// bytes, not what it wrote: a steady reader with a backlog (a drip
+    /// reader of small broadcasts) used to keep up to twice its backlog in
+    /// the buffer and its capacity doubled past that, 2–4 times the
+    /// backlog. When the buffer is full, the written front goes first if
+    /// that frees half of it; otherwise the unsent bytes move to a buffer
+    /// twice their size (with `add`), but no larger than 1.25 × the bound
+    /// (see [`MAX_WBUF_OF_BOUND_DIV`]), unless they need more. Each byte
+    /// moves a bounded number of times per byte queued (at most 4, at the
+    /// bound).
+    fn make_room(&mut self, add: usize, limit: usize) {
+        make_room(&mut self.wbuf, &mut self.wpos, add, limit);
     }
 
     /// Whether `flush` has something to write: buffered bytes, a large
@@ -818,9 +838,22 @@ impl Conn {
         Ok(progress)
     }
 
+    /// [`update_deadline`](Self::update_deadline) after the program queued
+    /// output: skipped when the deadline already is the send deadline counted
+    /// from the same `last_io` (a broadcast of several messages in one round
+    /// recomputes it once per connection, not once per message).
+    pub fn update_deadline_after_send(&mut self, shared: &mut Shared) {
+        if self.send_deadline_from == Some(self.last_io) && self.has_output() {
+            return;
+        }
+        self.update_deadline(shared);
+    }
+
     pub fn update_deadline(&mut self, shared: &mut Shared) {
         let c = &shared.config;
+        self.send_deadline_from = None;
         let deadline = if self.has_output() || self.out.is_some() {
+            self.send_deadline_from = Some(self.last_io);
             after(self.last_io, c.send_timeout)
         } else {
             match self.phase {
@@ -942,8 +975,11 @@ impl Conn {
     /// The connection is being closed (error, timeout, or the program's
     /// decision). Returns true when the slot must stay: a WebSocket's
     /// socket is shut and taken out of the poller, but the program can
-    /// still take the messages that arrived (for a keep-alive timeout at
-    /// most) and read how it ended (for a linger timeout at least).
+    /// still take the messages that arrived (for
+    /// [`closed_message_timeout`](crate::ServerConfig::closed_message_timeout))
+    /// and read how it ended (for a linger timeout). The deadline is set
+    /// afresh: an earlier pending one (a keepalive ping) does not cut the
+    /// program's time short.
     pub fn retire(&mut self, shared: &mut Shared, now: Instant) -> bool {
         if self.dead {
             return false;
@@ -957,7 +993,7 @@ impl Conn {
         let messages = ws.has_messages();
         self.mark_ws_ready(shared);
         let keep = if messages {
-            shared.config.keep_alive_timeout
+            shared.config.closed_message_timeout
         } else {
             shared.config.linger_timeout
         };
@@ -969,7 +1005,11 @@ impl Conn {
         self.wbuf = Vec::new();
         self.wpos = 0;
         self.shared.clear();
-        self.expire_by(after(now, keep), shared);
+        self.memberships.shrink_to_fit();
+        let at = after(now, keep);
+        self.deadline = Some(at);
+        self.send_deadline_from = None;
+        shared.schedule(at);
         true
     }
 
@@ -978,6 +1018,39 @@ impl Conn {
     pub fn expire_by(&mut self, at: Instant, shared: &mut Shared) {
         let at = self.deadline.map_or(at, |d| d.min(at));
         self.deadline = Some(at);
+        self.send_deadline_from = None;
         shared.schedule(at);
     }
+}
+
+/// [`Conn::make_room`] on a write buffer and its write position (for a
+/// caller that holds another part of the connection borrowed).
+fn make_room(wbuf: &mut Vec<u8>, wpos: &mut usize, add: usize, limit: usize) {
+    let len = wbuf.len();
+    if wbuf.capacity() - len >= add {
+        return;
+    }
+    let unsent = len - *wpos;
+    if unsent == 0 {
+        // Nothing waits: the buffer grows as the bytes come (a large
+        // message to an idle socket may not be copied at all).
+        wbuf.clear();
+        *wpos = 0;
+        return;
+    }
+    let need = unsent.saturating_add(add);
+    let ceiling = limit.saturating_add(limit / MAX_WBUF_OF_BOUND_DIV);
+    let want = need.saturating_mul(2).min(ceiling).max(need);
+    if *wpos * 2 >= len || want <= wbuf.capacity() {
+        // Room enough once the written front is gone.
+        wbuf.drain(..*wpos);
+        *wpos = 0;
+        if wbuf.capacity() - wbuf.len() >= add {
+            return;
+        }
+    }
+    let mut fresh = Vec::with_capacity(want);
+    fresh.extend_from_slice(&wbuf[*wpos..]);
+    *wbuf = fresh;
+    *wpos = 0;
 }

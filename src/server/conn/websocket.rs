@@ -112,6 +112,10 @@ impl Drop for InflateCharge {
 /// connections served between them.
 const INFLATED_PER_ROUND: usize = 1 << 20;
 
+/// Most received bytes handed to the session at once (it accepts any
+/// split of the stream): what it writes in answer is bounded by this.
+const FEED_SLICE: usize = 16 * 1024;
+
 /// The WebSocket state a connection carries after the upgrade.
 pub(crate) struct WsConn {
     session: WsSession,
@@ -428,7 +432,15 @@ impl Conn {
             } else {
                 (0, 0)
             };
-            let feed = ws.session.feed(self.rbuf.data_mut(), now, &mut self.wbuf);
+            // The session answers pings (and a close) as it reads, at most
+            // as many bytes as it reads plus one close frame: fed a slice
+            // at a time, with room made for that first, its answers keep
+            // the write buffer within its bound (see `Conn::make_room`).
+            let n = self.rbuf.len().min(FEED_SLICE);
+            super::make_room(&mut self.wbuf, &mut self.wpos, n + 127, ws.max_send_buffer);
+            let feed = ws
+                .session
+                .feed(&mut self.rbuf.data_mut()[..n], now, &mut self.wbuf);
             #[cfg(feature = "deflate")]
             let inflated = if ws.charge.is_some() {
                 let produced = ws.session.inflated_total() - produced_before;
@@ -602,11 +614,6 @@ impl Conn {
         Some(0)
     }
 
-    /// Whether received messages wait for the program.
-    pub(crate) fn ws_has_messages(&self) -> bool {
-        self.ws.as_ref().is_some_and(|ws| ws.has_messages())
-    }
-
     /// Whether no more messages can be sent.
     pub(crate) fn ws_is_closed(&self) -> bool {
         self.dead || self.ws.as_ref().is_none_or(|ws| !ws.session.is_open())
@@ -734,7 +741,8 @@ impl Conn {
         };
         self.ws_room(|session| session.message_wire_len(len))?;
         let was_idle = self.pending_len() == 0;
-        self.queue_shared(message.frame(encoding, pool));
+        let limit = self.ws.as_ref().map_or(usize::MAX, |ws| ws.max_send_buffer);
+        self.queue_shared(message.frame(encoding, pool), limit);
         if was_idle {
             // The send timeout counts from this send.
             self.last_io = now;
@@ -768,6 +776,9 @@ impl Conn {
             ws.set_status(CloseStatus::Abnormal);
             return Err(WsError::Backpressure);
         }
+        let limit = ws.max_send_buffer;
+        // A control frame is at most 127 bytes.
+        self.make_room(size.max(127), limit);
         Ok(())
     }
 

@@ -901,6 +901,7 @@ pub fn run(args: Args) {
         let warm_end = Instant::now() + Duration::from_secs_f64(args.warmup);
         fan.run_until(&mut events, warm_end);
         let cpu0 = (!args.pids.is_empty()).then(|| cpu_seconds(&args.pids));
+        let ticks0 = user_kernel_ticks(&args.pids);
         let own0 = own_cpu_seconds();
         let (published0, done0, deliveries0) =
             (fan.flow.published, fan.flow.done, fan.flow.deliveries);
@@ -909,6 +910,7 @@ pub fn run(args: Args) {
         fan.run_until(&mut events, t0 + Duration::from_secs_f64(args.secs));
         let elapsed = (fan.flow.last_progress - t0).as_secs_f64();
         let cpu1 = (!args.pids.is_empty()).then(|| cpu_seconds(&args.pids));
+        let ticks1 = user_kernel_ticks(&args.pids);
         let own = own_cpu_seconds() - own0;
         fan.flow.measuring = false;
         let completed = fan.flow.done - done0;
@@ -917,7 +919,7 @@ pub fn run(args: Args) {
             args.conns,
             args.window,
             fan.flow.published - published0,
-        );
+        ) + &kernel_share(ticks0, ticks1);
         report_scaled(
             fan.flow.deliveries - deliveries0,
             elapsed,
@@ -926,6 +928,41 @@ pub fn run(args: Args) {
             (cpu0, cpu1, own),
             &extra,
         );
+    }
+}
+
+/// The servers' user and kernel CPU time so far, in clock ticks
+/// (`/proc/PID/stat` fields 14 and 15, every thread of the process).
+fn user_kernel_ticks(pids: &[u32]) -> Option<(u64, u64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut sum = (0, 0);
+    for pid in pids {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces: count after its `)`.
+        let rest = &text[text.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace().skip(11);
+        sum.0 += fields.next()?.parse::<u64>().ok()?;
+        sum.1 += fields.next()?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
+/// ` server_kernel_share=S`: the share of the servers' CPU time spent in
+/// the kernel over the window (TCP sends, wake-ups of the subscribers on
+/// loopback), from 10 ms ticks: coarse, meaningful over windows of a
+/// second or more. Empty without both samples or with no tick counted.
+fn kernel_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> String {
+    match (before, after) {
+        (Some((u0, k0)), Some((u1, k1))) if u1 + k1 > u0 + k0 => {
+            let (user, kernel) = (u1.saturating_sub(u0), k1.saturating_sub(k0));
+            format!(
+                " server_kernel_share={:.3}",
+                kernel as f64 / (user + kernel) as f64
+            )
+        }
+        _ => String::new(),
     }
 }
 
