@@ -177,22 +177,29 @@ pub fn run_connection(pieces: &[&[u8]], write_room: usize) -> Vec<u8> {
     run_connection_measured(pieces, write_room).output
 }
 
+/// A connection over memory (a [`Pipe`]) added to `server`: its slot and
+/// its pipe.
+fn attach_memory_connection<S>(server: &mut Server<S>) -> (usize, Rc<RefCell<Pipe>>) {
+    let pipe = Rc::new(RefCell::new(Pipe::default()));
+    let peer = "127.0.0.1:40000".parse().expect("address");
+    let key = server.conns.insert(Conn::new(
+        Box::new(MemTransport(pipe.clone())),
+        peer,
+        0,
+        1,
+        Instant::now(),
+    ));
+    (key, pipe)
+}
+
 /// [`run_connection`], also reporting the buffer peaks it saw.
 pub fn run_connection_measured(pieces: &[&[u8]], write_room: usize) -> ConnectionRun {
     let mut peak_output_buffer = 0;
     let mut peak_round_write = 0;
     let mut server = test_server();
     let mut app = Echo::default();
-    let pipe = Rc::new(RefCell::new(Pipe::default()));
-    let peer = "127.0.0.1:40000".parse().expect("address");
     let now = Instant::now();
-    let key = server.conns.insert(Conn::new(
-        Box::new(MemTransport(pipe.clone())),
-        peer,
-        0,
-        1,
-        now,
-    ));
+    let (key, pipe) = attach_memory_connection(&mut server);
     let mut pieces = pieces.iter();
     // Rounds after the last piece in which nothing was written.
     let mut idle_rounds = 0;
@@ -286,16 +293,8 @@ pub fn run_drip_broadcast(
         })
         .expect("valid route");
     let mut app = Echo::default();
-    let pipe = Rc::new(RefCell::new(Pipe::default()));
-    let peer = "127.0.0.1:40000".parse().expect("address");
     let now = Instant::now();
-    let key = server.conns.insert(Conn::new(
-        Box::new(MemTransport(pipe.clone())),
-        peer,
-        0,
-        1,
-        now,
-    ));
+    let (key, pipe) = attach_memory_connection(&mut server);
     pipe.borrow_mut().input.extend(
         b"GET /drip HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
