@@ -155,7 +155,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `RECEIVE_EVERY_MS` > 0: a slow program. The ids `ws_ready` lists are
     // kept in its own list, and every `RECEIVE_EVERY_MS` ms at most
     // `RECEIVE_BATCH` of them are taken (oldest first).
+    // `RECEIVE_COUNT=1` with `RECEIVE_EVERY_MS=0`: the same path and
+    // counts, taking every listed id after each poll.
     let receive_every = env_num("RECEIVE_EVERY_MS", 0) as u64;
+    let receive_count = receive_every > 0 || env_num("RECEIVE_COUNT", 0) == 1;
     let receive_batch = env_num("RECEIVE_BATCH", i64::MAX) as usize;
     // `DROP_AT_MS` > 0: the server is dropped at that time (the `Sender`
     // thread keeps sending), then the process waits `DROP_LINGER_MS` and
@@ -415,13 +418,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if server.ws(id).is_closed() {
                     app.chat_ids.remove(&id);
                 }
-            } else if receive_every > 0 {
+            } else if receive_count {
                 recv_pending.push_back(id);
             } else if receive {
                 while server.ws(id).receive().is_some() {}
             }
         }
-        if receive_every > 0 && Instant::now() >= next_receive {
+        if receive_count && Instant::now() >= next_receive {
             next_receive = Instant::now() + Duration::from_millis(receive_every);
             let mut taken = 0;
             while taken < receive_batch {
