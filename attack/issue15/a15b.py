@@ -26,10 +26,12 @@ def last_row(run):
     return run.target.last_stats()
 
 
-def ghost_sender(port, secs, size, batch, result):
+def ghost_sender(port, secs, size, batch, result, late=False):
     """Process body: `batch` WebSockets open, each sends one message of
     `size` bytes, then all close (FIN); repeated for `secs`. Counts the
-    messages whose connection got its 101 (the server had them)."""
+    messages whose connection got its 101 (the server had them). `late`:
+    the message goes after the 101, just before the FIN (both in one read
+    of the server, so the slot is closed with the message untaken)."""
     sent = fails = 0
     payload = b"x" * size
     t_end = time.monotonic() + secs
@@ -38,7 +40,8 @@ def ghost_sender(port, secs, size, batch, result):
         for _ in range(batch):
             try:
                 s = ws15.connect(port, timeout=10)
-                s.sendall(ws15.upgrade_request("/ws") + ws15.fast_masked_frame(2, payload))
+                s.sendall(ws15.upgrade_request("/ws")
+                          + (b"" if late else ws15.fast_masked_frame(2, payload)))
                 socks.append(s)
             except OSError:
                 fails += 1
@@ -46,6 +49,8 @@ def ghost_sender(port, secs, size, batch, result):
             try:
                 st, _, _ = ws15.read_head(s, 10)
                 if st == 101:
+                    if late:
+                        s.sendall(ws15.fast_masked_frame(2, payload))
                     sent += 1
                 else:
                     fails += 1
@@ -76,7 +81,7 @@ def ghost_churn(p):
     q = ctx.Queue()
     procs = [ctx.Process(target=ghost_sender,
                          args=(run.target.port, secs, int(p.get("size", 64)),
-                               int(p.get("burst", 50)), q))
+                               int(p.get("burst", 50)), q, p.get("late", "0") == "1"))
              for _ in range(int(p.get("procs", 2)))]
     for pr in procs:
         pr.start()
@@ -90,7 +95,7 @@ def ghost_churn(p):
     sent = sum(r[0] for r in res)
     out = {"sent": sent, "client_fails": sum(r[1] for r in res),
            "recv_msgs": st.get("recv_msgs"), "closed_ws_dropped": st.get("closed_ws_dropped"),
-           "recv_empty": st.get("recv_empty"), "recv_pending": st.get("recv_pending"),
+           "recv_empty": st.get("recv_empty"), "recv_closed_msgs": st.get("recv_closed_msgs"), "recv_pending": st.get("recv_pending"),
            "closed_ws_now": st.get("closed_ws"), "conns_now": st.get("conns"),
            "hwm_kb": st.get("hwm_kb"),
            "lost_unexplained": sent - (st.get("recv_msgs") or 0) - (st.get("closed_ws_dropped") or 0),
@@ -159,12 +164,16 @@ def ping_flooder(port, n, secs, size, result):
     for s in socks:
         s.setblocking(False)
     sent = 0
+    # What each socket has left of its burst: a partial send must go on
+    # where it stopped, or the frames are cut (a protocol error).
+    left = [0] * len(socks)
     t_end = time.monotonic() + secs
     while time.monotonic() < t_end:
         progressed = False
-        for s in socks:
+        for i, s in enumerate(socks):
             try:
-                k = s.send(burst)
+                k = s.send(burst[len(burst) - left[i]:] if left[i] else burst)
+                left[i] = (left[i] or len(burst)) - k
                 sent += k
                 progressed = progressed or k > 0
             except (BlockingIOError, InterruptedError):
@@ -173,16 +182,37 @@ def ping_flooder(port, n, secs, size, result):
                 pass
         if not progressed:
             time.sleep(0.01)
-    closed = 0
+    # Read what each socket got (pongs, then maybe a close frame) to see
+    # whether the server closed it and with what code.
+    codes = {}
+    pongs = 0
     for s in socks:
+        s.setblocking(True)
+        s.settimeout(0.5)
+        data = b""
         try:
-            if s.recv(1, socket.MSG_PEEK) == b"":
-                closed += 1
-        except (BlockingIOError, InterruptedError):
-            pass
+            while len(data) < (64 << 20):
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                data += d
         except OSError:
-            closed += 1
-    result.put({"opened": len(socks), "fails": fails, "bytes_sent": sent, "closed_by_server": closed})
+            pass
+        i = 0
+        while i + 2 <= len(data):
+            op, ln, h = data[i] & 0x0F, data[i + 1] & 0x7F, 2
+            if ln == 126:
+                ln, h = int.from_bytes(data[i + 2:i + 4], "big"), 4
+            elif ln == 127:
+                ln, h = int.from_bytes(data[i + 2:i + 10], "big"), 10
+            if op == 10:
+                pongs += 1
+            if op == 8:
+                code = int.from_bytes(data[i + h:i + h + 2], "big")
+                codes[code] = codes.get(code, 0) + 1
+            i += h + ln
+    result.put({"opened": len(socks), "fails": fails, "bytes_sent": sent, "pongs_read": pongs,
+                "close_codes": codes})
     time.sleep(1)
     a15.close_all(socks)
 
