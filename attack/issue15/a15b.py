@@ -224,7 +224,7 @@ def ping_flood(p):
     conns) against the bound, RSS, other clients' latency."""
     n = int(p.get("n", 500))
     secs = float(p.get("secs", 20))
-    env = dict(BCAST_MS=100, BCAST_SIZE=64, WS_SEND_BUF=p.get("sendbuf", 65536), STATS_MS=1000,
+    env = dict(BCAST_MS=p.get("bcast_ms", 100), BCAST_SIZE=64, WS_SEND_BUF=p.get("sendbuf", 65536), STATS_MS=1000,
                STATS_FULL=1, WS_KEEPALIVE_S=0, SNDBUF=p.get("sndbuf", 16384))
     run = lib15.Run(p.get("tag", f"ping_flood_{n}"), env, [dict(path="/ws")],
                     control=p.get("control", "1") == "1")
