@@ -90,7 +90,9 @@ def tcp_mem_pages():
 def sample_stats(run, key="all"):
     st = run.target.last_stats()
     out = {k: st.get(k) for k in ("conns", "all", "output_buffered", "output_queued", "rss_kb",
-                                  "hwm_kb", "seq", "closed", "stats_call_ms")}
+                                  "hwm_kb", "seq", "closed", "stats_call_ms", "closed_ws",
+                                  "closed_ws_dropped", "srv_sender_queued", "conn_count",
+                                  "max_poll_ms")}
     out["tcp_mem_pages"], out["tcp_pressure_pages"] = tcp_mem_pages()
     return out
 
@@ -576,7 +578,8 @@ def sender_flood(p):
     delay = 8000 if members == 0 else 20000
     env = dict(BCAST_MS=0, SENDER_COUNT=count, SENDER_RATE=p.get("rate", -1),
                SENDER_SIZE=p.get("size", 64), SENDER_DELAY_MS=delay, STATS_MS=500,
-               STATS_FULL=0, WS_KEEPALIVE_S=0, WS_SEND_BUF=p.get("sendbuf", 8 << 20))
+               STATS_FULL=p.get("stats_full", 1), WS_KEEPALIVE_S=0,
+               WS_SEND_BUF=p.get("sendbuf", 8 << 20))
     if "stall_ms" in p:
         env.update(STALL_AT_MS=delay + 2000, STALL_MS=p["stall_ms"])
     run = lib15.Run(p.get("tag", f"sender_flood_{members}"), env, [dict(path="/ws")],
@@ -602,7 +605,7 @@ def sender_flood(p):
         time.sleep(2)
         st = run.target.last_stats()
         samples.append({k: st.get(k) for k in ("sender_queued", "sender_refused", "rss_kb", "conns", "all",
-                                               "max_poll_ms", "polls")})
+                                               "max_poll_ms", "polls", "srv_sender_queued", "hwm_kb")})
         if st.get("sender_queued") == count and last == count:
             break
         last = st.get("sender_queued")

@@ -152,6 +152,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let group_bcast = env_num("GROUP_BCAST", 0) == 1;
     let receive = env_num("RECEIVE", 1) == 1;
+    // `RECEIVE_EVERY_MS` > 0: a slow program. The ids `ws_ready` lists are
+    // kept in its own list, and every `RECEIVE_EVERY_MS` ms at most
+    // `RECEIVE_BATCH` of them are taken (oldest first).
+    // `RECEIVE_COUNT=1` with `RECEIVE_EVERY_MS=0`: the same path and
+    // counts, taking every listed id after each poll.
+    let receive_every = env_num("RECEIVE_EVERY_MS", 0) as u64;
+    let receive_count = receive_every > 0 || env_num("RECEIVE_COUNT", 0) == 1;
+    let receive_batch = env_num("RECEIVE_BATCH", i64::MAX) as usize;
+    // `DROP_AT_MS` > 0: the server is dropped at that time (the `Sender`
+    // thread keeps sending), then the process waits `DROP_LINGER_MS` and
+    // writes what the `Sender` saw.
+    let drop_at = env_num("DROP_AT_MS", 0) as u64;
+    let drop_linger = env_num("DROP_LINGER_MS", 2000) as u64;
     let n_groups = env_num("GROUPS", 8).max(1) as usize;
     let stats_file = std::env::var("STATS_FILE").ok();
     let stats_ms = env_num("STATS_MS", 250) as u64;
@@ -269,10 +282,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `SENDER_RATE` per second (-1: as fast as the thread can queue).
     let sender_queued = Arc::new(AtomicU64::new(0));
     let sender_refused = Arc::new(AtomicU64::new(0));
+    let sender_gone = Arc::new(AtomicU64::new(0));
+    let sender_done = Arc::new(AtomicU64::new(0));
     if sender_count > 0 {
         let sender = server.sender()?;
         let queued = Arc::clone(&sender_queued);
         let refused = Arc::clone(&sender_refused);
+        let gone = Arc::clone(&sender_gone);
+        let done = Arc::clone(&sender_done);
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(sender_delay));
             let start = Instant::now();
@@ -288,11 +305,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 message(b'F', seq, sender_size, &mut text);
                 // A refused message (the queue is full) is counted and
                 // dropped, as a producer of live data would.
-                if sender.group_send(all, Message::Text(text.clone())).is_err() {
-                    refused.fetch_add(1, Ordering::Relaxed);
+                match sender.group_send(all, Message::Text(text.clone())) {
+                    Ok(()) => {}
+                    Err(pollserve::Error::ServerGone) => {
+                        gone.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 queued.store(seq + 1, Ordering::Relaxed);
             }
+            done.store(1, Ordering::Relaxed);
         });
     }
 
@@ -325,8 +349,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut max_work_ms: f64 = 0.0;
     let mut closed_total: u64 = 0;
     let mut accepted_conns: u64 = 0;
+    let mut recv_pending: std::collections::VecDeque<WsId> = Default::default();
+    let mut recv_msgs: u64 = 0;
+    let mut recv_closed_msgs: u64 = 0;
+    let mut recv_empty: u64 = 0;
+    let mut next_receive = Instant::now();
+    let mut last_server_stats = pollserve::ServerStats::default();
 
     loop {
+        if drop_at > 0 && started.elapsed() >= Duration::from_millis(drop_at) {
+            let queued_before = server.stats().sender_queued;
+            let t = Instant::now();
+            drop(server);
+            let drop_ms = t.elapsed().as_secs_f64() * 1e3;
+            let (rss0, _) = proc_status();
+            std::thread::sleep(Duration::from_millis(drop_linger));
+            let (rss1, hwm) = proc_status();
+            let line = format!(
+                "{{\"dropped\":1,\"sender_queued_at_drop\":{},\"drop_ms\":{:.2},\"rss_kb_after_drop\":{},\"rss_kb_after_linger\":{},\"hwm_kb\":{},\"sender_sent\":{},\"sender_refused\":{},\"sender_gone\":{},\"sender_done\":{}}}\n",
+                queued_before,
+                drop_ms,
+                rss0,
+                rss1,
+                hwm,
+                sender_queued.load(Ordering::Relaxed),
+                sender_refused.load(Ordering::Relaxed),
+                sender_gone.load(Ordering::Relaxed),
+                sender_done.load(Ordering::Relaxed),
+            );
+            if let Some(path) = &stats_file {
+                if let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    let _ = f.write_all(line.as_bytes());
+                }
+            }
+            eprint!("{line}");
+            return Ok(());
+        }
         let now = Instant::now();
         let mut wait = Duration::from_millis(10);
         if bcast_ms > 0 && seq < bcast_max {
@@ -356,8 +418,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if server.ws(id).is_closed() {
                     app.chat_ids.remove(&id);
                 }
+            } else if receive_count {
+                recv_pending.push_back(id);
             } else if receive {
                 while server.ws(id).receive().is_some() {}
+            }
+        }
+        if receive_count && Instant::now() >= next_receive {
+            next_receive = Instant::now() + Duration::from_millis(receive_every);
+            let mut taken = 0;
+            while taken < receive_batch {
+                let Some(id) = recv_pending.pop_front() else {
+                    break;
+                };
+                taken += 1;
+                let mut got = 0u64;
+                while server.ws(id).receive().is_some() {
+                    got += 1;
+                }
+                recv_msgs += got;
+                if server.ws(id).is_closed() {
+                    recv_closed_msgs += got;
+                }
+                if got == 0 {
+                    recv_empty += 1;
+                }
             }
         }
 
@@ -429,7 +514,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // on it: timed, as it is part of what this loop costs.
             let t_stats = Instant::now();
             let s = if stats_full {
-                server.stats()
+                let s = server.stats();
+                last_server_stats = s.clone();
+                s
             } else {
                 let mut s = pollserve::ServerStats::default();
                 s.connections = server.connection_count();
@@ -451,7 +538,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                  \"groups\":[{}],\"sockets\":{},\"sse\":{},\"streams\":{},\"seq\":{},\
                  \"accepted_total\":{},\"chat_received\":{},\"chat_fanout\":{},\
                  \"sender_queued\":{},\"sender_refused\":{},\"polls\":{},\"max_poll_ms\":{:.2},\"max_work_ms\":{:.2},\
-                 \"closed\":{},\"accepted_conns\":{},\"joined\":{},\"stats_call_ms\":{:.2}}}",
+                 \"closed\":{},\"accepted_conns\":{},\"joined\":{},\"stats_call_ms\":{:.2},\
+                 \"closed_ws\":{},\"closed_ws_dropped\":{},\"srv_sender_queued\":{},\"recv_msgs\":{},\
+                 \"recv_closed_msgs\":{},\"recv_empty\":{},\"recv_pending\":{},\"conn_count\":{}}}",
                 unix_ns() as f64 / 1e9,
                 s.connections,
                 s.input_buffered,
@@ -478,6 +567,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 accepted_conns,
                 app.joined,
                 stats_call_ms,
+                last_server_stats.closed_websockets,
+                last_server_stats.closed_websockets_dropped,
+                last_server_stats.sender_queued,
+                recv_msgs,
+                recv_closed_msgs,
+                recv_empty,
+                recv_pending.len(),
+                server.connection_count(),
             );
             max_poll_ms = 0.0;
             max_work_ms = 0.0;
