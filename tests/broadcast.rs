@@ -785,6 +785,60 @@ fn a_slow_reader_over_its_bound_is_dropped_and_the_others_get_everything() {
     assert_eq!(status, Some(CloseStatus::Abnormal));
 }
 
+/// A socket that a broadcast drops over its bound between two polls is
+/// reported by the next poll like any other close: listed in `ws_ready`,
+/// counted in its `Activity::closed` (the program's loop hears of it even
+/// when it learns of closes only from those).
+#[test]
+fn a_socket_a_broadcast_drops_between_polls_is_reported_by_the_next_poll() {
+    let config = ServerConfig::default()
+        .send_buffer_size(Some(SNDBUF))
+        .linger_timeout(Duration::from_secs(60));
+    let mut server = Server::<App>::with_config(config);
+    routes(&mut server);
+    let addr = server.start("127.0.0.1", 0).unwrap();
+    let mut app = App::default();
+    // The client handshakes on its own thread (the server must poll
+    // meanwhile), then reads nothing.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(open_with_rcvbuf(addr, "/bounded", Some(4096))));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut client = loop {
+        server.poll(&mut app, Duration::from_millis(10)).unwrap();
+        if let Ok(c) = rx.try_recv() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "no handshake");
+    };
+    let id = app.ws[0];
+    // Flush what the handshake left; nothing else happens to the socket.
+    let quiet = server.poll(&mut app, Duration::ZERO).unwrap();
+    assert_eq!(quiet.closed, 0);
+    // Between polls: 16 KiB broadcasts, never written, until the 64 KiB
+    // bound drops the socket.
+    let mut sent = Vec::new();
+    while sent.last() != Some(&0) {
+        sent.push(server.broadcast_binary(&app.ws, &payload(sent.len(), 16 << 10)));
+        assert!(
+            sent.len() <= 8,
+            "the 64 KiB bound never dropped it: {sent:?}"
+        );
+    }
+    assert!(server.ws(id).is_closed());
+    let next = server.poll(&mut app, Duration::ZERO).unwrap();
+    assert_eq!(
+        next.closed, 1,
+        "the drop counts in the next poll's activity"
+    );
+    assert_eq!(server.ws_ready(), &[id], "and the socket is listed");
+    assert_eq!(server.ws(id).close_status(), Some(CloseStatus::Abnormal));
+    // Reported once: the poll after that has nothing more to say of it.
+    let after = server.poll(&mut app, Duration::ZERO).unwrap();
+    assert_eq!(after.closed, 0);
+    assert!(server.ws_ready().is_empty());
+    expect_dropped(&mut client);
+}
+
 // ---------------------------------------------------------------------------
 // Groups
 // ---------------------------------------------------------------------------

@@ -59,7 +59,9 @@ mod tests {
 impl<S> Server<S> {
     /// Waits up to `timeout` for network activity, then accepts, reads, parses,
     /// routes, runs handlers and writes for every connection that is ready, and
-    /// returns what happened. `Duration::ZERO` never blocks. A signal that
+    /// returns what happened (since the previous poll returned: a connection
+    /// a broadcast dropped in between counts in this poll's
+    /// [`Activity::closed`]). `Duration::ZERO` never blocks. A signal that
     /// interrupts the wait is not an error: `poll` returns early with what it
     /// did (see [`shutdown`](Self::shutdown) for a Ctrl-C handler).
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
@@ -79,6 +81,15 @@ impl<S> Server<S> {
         }
         let now = Instant::now();
         self.shared.begin_round(SystemTime::now());
+        // WebSockets listed between polls are listed once in this poll too.
+        let epoch = self.shared.epoch;
+        for id in &self.shared.ws_ready {
+            if let Some(conn) = self.conns.get_mut(id.0.slot as usize) {
+                if conn.id() == id.0 {
+                    conn.listed_in(epoch);
+                }
+            }
+        }
 
         // Connections left with work by the previous round (or woken by the
         // program) go after this round's events; ones this round leaves
@@ -136,7 +147,7 @@ impl<S> Server<S> {
         if self.shared.next_sweep.is_some_and(|at| now >= at) {
             self.sweep(now);
         }
-        Ok(self.shared.activity)
+        Ok(self.shared.end_round())
     }
 
     /// Connections paused for want of inflate budget go on once some of it

@@ -678,6 +678,12 @@ impl<S> Server<S> {
     ///
     /// Messages left unreceived stay queued but the id is listed again only
     /// when more arrive, so drain each listed socket.
+    ///
+    /// A socket that ended between two polls, because a send or a
+    /// broadcast of the program's dropped it over its send bound, is listed
+    /// by the next poll (and counted in that poll's
+    /// [`Activity::closed`](crate::Activity::closed)), like one that ended
+    /// during a poll.
     pub fn ws_ready(&self) -> &[WsId] {
         &self.shared.ws_ready
     }

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub epoch: u64,
     /// WebSockets that received a message or pong, or ended, in this poll.
     pub ws_ready: Vec<WsId>,
+    /// What the last poll reported (see `end_round`).
+    reported: Reported,
     /// No sweep of connection deadlines is needed before this instant.
     pub next_sweep: Option<Instant>,
     /// The server stopped listening: responses close their connections.
@@ -68,6 +70,7 @@ impl Shared {
             activity: Activity::default(),
             epoch: 0,
             ws_ready: Vec::new(),
+            reported: Reported::default(),
             next_sweep: None,
             stopping: false,
             commands: Vec::new(),
@@ -80,12 +83,36 @@ impl Shared {
         &self.date.text
     }
 
-    /// Starts a new poll round at wall-clock time `now`.
+    /// Starts a new poll round at wall-clock time `now`. What the last
+    /// poll returned (its `ws_ready` and activity, see
+    /// [`end_round`](Self::end_round)) goes; what happened since, between
+    /// polls (a broadcast or a send that dropped a socket over its bound),
+    /// stays for this poll to report.
     pub fn begin_round(&mut self, now: SystemTime) {
         self.date.update(now);
-        self.activity = Activity::default();
+        let seen = self.reported.ready.min(self.ws_ready.len());
+        self.ws_ready.drain(..seen);
+        let (a, r) = (&mut self.activity, &self.reported.activity);
+        *a = Activity {
+            accepted: a.accepted.saturating_sub(r.accepted),
+            responses: a.responses.saturating_sub(r.responses),
+            handled: a.handled.saturating_sub(r.handled),
+            closed: a.closed.saturating_sub(r.closed),
+            timed_out: a.timed_out.saturating_sub(r.timed_out),
+            refused: a.refused.saturating_sub(r.refused),
+        };
+        self.reported = Reported::default();
         self.epoch += 1;
-        self.ws_ready.clear();
+    }
+
+    /// Ends a poll round: what `ws_ready` and the activity hold now is
+    /// what the poll reports, and the next round starts without it.
+    pub fn end_round(&mut self) -> Activity {
+        self.reported = Reported {
+            ready: self.ws_ready.len(),
+            activity: self.activity,
+        };
+        self.activity
     }
 
     /// Makes sure a sweep of connection deadlines happens no later than
@@ -100,6 +127,14 @@ impl Shared {
             self.next_sweep = Some(at);
         }
     }
+}
+
+/// What the last poll returned to the program.
+#[derive(Default)]
+pub(crate) struct Reported {
+    /// Entries of `ws_ready` it listed.
+    ready: usize,
+    activity: Activity,
 }
 
 /// `t + d`, saturating: a configured timeout of `Duration::MAX` means

@@ -214,6 +214,7 @@ pub fn run_connection_measured(pieces: &[&[u8]], write_room: usize) -> Connectio
             p.room = write_room;
         }
         let hangup = pipe.borrow().eof;
+        server.shared.end_round();
         server.shared.begin_round(std::time::SystemTime::UNIX_EPOCH);
         if let Some(conn) = server.conns.get_mut(key) {
             conn.on_ready(Readiness {
@@ -301,6 +302,7 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n
     );
     let drive = |server: &mut Server<Echo>, app: &mut Echo, room: usize| {
         pipe.borrow_mut().room = room;
+        server.shared.end_round();
         server.shared.begin_round(std::time::SystemTime::UNIX_EPOCH);
         if let Some(conn) = server.conns.get_mut(key) {
             conn.on_ready(Readiness {

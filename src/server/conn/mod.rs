@@ -277,6 +277,12 @@ impl Conn {
         !self.dead && self.has_output() && !std::mem::replace(&mut self.flush_queued, true)
     }
 
+    /// Records that this connection is listed in `ws_ready` for poll round
+    /// `epoch` (it was listed between polls), so it is not listed twice.
+    pub fn listed_in(&mut self, epoch: u64) {
+        self.ready_epoch = epoch;
+    }
+
     /// Whether this connection was driven in poll round `epoch`.
     pub fn driven_in(&self, epoch: u64) -> bool {
         self.driven_epoch == epoch
