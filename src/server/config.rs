@@ -302,9 +302,10 @@ pub struct ServerStats {
     /// `max_connections` of them (see
     /// [`ServerConfig::closed_message_timeout`]).
     pub closed_websockets: usize,
-    /// Closed WebSockets dropped (with any messages the program had not
-    /// taken) to keep `closed_websockets` within its bound, since the
-    /// server was made.
+    /// Closed WebSockets dropped with messages the program had not taken
+    /// (lost) to keep `closed_websockets` within its bound, since the
+    /// server was made. (Dropping ones that held no message loses nothing
+    /// and is not counted.)
     pub closed_websockets_dropped: usize,
     /// Commands queued by [`Sender`](crate::Sender)s that the poll loop has
     /// not carried out yet (it runs a share of them per poll).

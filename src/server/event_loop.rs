@@ -410,8 +410,12 @@ impl<S> Server<S> {
                 break;
             };
             if self.is_retired(oldest) {
-                self.remove_dead(oldest.slot as usize);
-                self.retired_dropped += 1;
+                let slot = oldest.slot as usize;
+                let lost = self.conns.get(slot).is_some_and(|c| c.ws_has_messages());
+                self.remove_dead(slot);
+                if lost {
+                    self.retired_dropped += 1;
+                }
             }
         }
         // Entries of slots freed meanwhile are skipped when met at the

@@ -148,8 +148,8 @@ pub struct Server<S = ()> {
     retired: std::collections::VecDeque<crate::request::ConnId>,
     /// How many slots of `conns` are such closed WebSockets.
     retired_count: usize,
-    /// Closed WebSockets dropped early to keep `retired_count` within
-    /// `max_connections`.
+    /// Closed WebSockets dropped early, with untaken messages, to keep
+    /// `retired_count` within `max_connections`.
     retired_dropped: usize,
 }
 
