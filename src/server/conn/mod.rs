@@ -277,6 +277,12 @@ impl Conn {
         !self.dead && self.has_output() && !std::mem::replace(&mut self.flush_queued, true)
     }
 
+    /// Whether this is a WebSocket whose received messages wait for the
+    /// program.
+    pub fn ws_has_messages(&self) -> bool {
+        self.ws.as_ref().is_some_and(|ws| ws.has_messages())
+    }
+
     /// Records that this connection is listed in `ws_ready` for poll round
     /// `epoch` (it was listed between polls), so it is not listed twice.
     pub fn listed_in(&mut self, epoch: u64) {
