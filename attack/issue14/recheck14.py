@@ -256,7 +256,7 @@ def run_dos(p, tag):
     env = {"NO_ECHO": "0"}
     srv = start(tag, env)
     ctl = start(tag + ".control", env)
-    bomb = bomb_bytes(16 * MiB - 1024)
+    bomb = bomb_bytes(p["bsize"])
     head = frame(2, b"", rsv=4, fin=True, length=4 * MiB)  # a long message announced
     t0 = mono()
     sent = 0
@@ -437,7 +437,7 @@ DEFAULTS = {
     "many": (run_many, dict(conns=100, partial=False, keep=64, secs=60.0, rst=False,
                             max_msg=16 * MiB, recv_buf=4 * MiB, frag1=False, nbytes=4096)),
     "race": (run_race, dict(conns=40, rounds=4, keep=64, wait=1.0)),
-    "dos": (run_dos, dict(holders=5, rate=1200, refill=True, settle=2.0, n=100, interval=0.1)),
+    "dos": (run_dos, dict(holders=5, bsize=16 * MiB - 1024, rate=1200, refill=True, settle=2.0, n=100, interval=0.1)),
     "slowprog": (run_slowprog, dict(lazy_ms=3000, conns=8, msgs=2, size=8 * MiB, n=100,
                                     interval=0.1)),
     "context": (run_context, dict(takeover=True, msgs=60, press=3, budget=64 * MiB)),
