@@ -154,6 +154,8 @@ def endcounts(socks):
 
 def run_many(p, tag):
     env = {"MAX_MSG": str(p["max_msg"]), "RECV_BUF": str(p["recv_buf"]), "NO_ECHO": "1"}
+    if p["takeover"]:
+        env.update({"SNCT": "0", "CNCT": "0"})
     srv = start(tag, env)
     size = p["max_msg"] - 1024
     bomb = bomb_bytes(size)
@@ -168,7 +170,7 @@ def run_many(p, tag):
     res = {"params": p, "attacker_bytes_per_conn": len(wire), "inflated_per_msg": size}
     socks = []
     for i in range(p["conns"]):
-        socks.append(Sock(srv.port))
+        socks.append(Sock(srv.port, ext="permessage-deflate" if p["takeover"] else NOCTX))
     idle = srv.mem()
     res["idle_rss_mb"] = round(idle[0] / 1024, 1)
     t0 = mono()
@@ -435,7 +437,8 @@ def run_context(p, tag):
 
 DEFAULTS = {
     "many": (run_many, dict(conns=100, partial=False, keep=64, secs=60.0, rst=False,
-                            max_msg=16 * MiB, recv_buf=4 * MiB, frag1=False, nbytes=4096)),
+                            max_msg=16 * MiB, recv_buf=4 * MiB, frag1=False, nbytes=4096,
+                            takeover=False)),
     "race": (run_race, dict(conns=40, rounds=4, keep=64, wait=1.0)),
     "dos": (run_dos, dict(holders=5, bsize=16 * MiB - 1024, rate=1200, refill=True, settle=2.0, n=100, interval=0.1)),
     "slowprog": (run_slowprog, dict(lazy_ms=3000, conns=8, msgs=2, size=8 * MiB, n=100,

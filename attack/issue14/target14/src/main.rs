@@ -54,8 +54,10 @@ fn main() -> Result<(), pollserve::Error> {
     if env::<u8>("NO_DEFLATE") != Some(1) {
         let d = DeflateOptions::default();
         options.deflate = Some(DeflateOptions {
-            server_no_context_takeover: env::<u8>("SNCT").map_or(d.server_no_context_takeover, |v| v != 0),
-            client_no_context_takeover: env::<u8>("CNCT").map_or(d.client_no_context_takeover, |v| v != 0),
+            server_no_context_takeover: env::<u8>("SNCT")
+                .map_or(d.server_no_context_takeover, |v| v != 0),
+            client_no_context_takeover: env::<u8>("CNCT")
+                .map_or(d.client_no_context_takeover, |v| v != 0),
             level: env("LEVEL").unwrap_or(d.level),
             server_max_window_bits: env("SBITS").unwrap_or(d.server_max_window_bits),
             client_max_window_bits: env("CBITS"),
