@@ -15,10 +15,12 @@
 //! - `LAZY_MS`: the program receives only every LAZY_MS milliseconds (a slow
 //!   consumer: messages pile up to max_receive_buffer)
 //! - `NO_ECHO=1`: receive and drop instead of echoing
+//! - `MAX_INFLATED` ServerConfig::max_inflated_bytes [64 MiB],
+//!   `PAUSE_MS` inflate_pause_timeout [2000]
 use std::time::{Duration, Instant};
 
 use pollserve::ws::{DeflateOptions, Message, WsId, WsOptions};
-use pollserve::{Method, Response, Server};
+use pollserve::{Method, Server, ServerConfig};
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -52,8 +54,10 @@ fn main() -> Result<(), pollserve::Error> {
     if env::<u8>("NO_DEFLATE") != Some(1) {
         let d = DeflateOptions::default();
         options.deflate = Some(DeflateOptions {
-            server_no_context_takeover: env::<u8>("SNCT").map_or(d.server_no_context_takeover, |v| v != 0),
-            client_no_context_takeover: env::<u8>("CNCT").map_or(d.client_no_context_takeover, |v| v != 0),
+            server_no_context_takeover: env::<u8>("SNCT")
+                .map_or(d.server_no_context_takeover, |v| v != 0),
+            client_no_context_takeover: env::<u8>("CNCT")
+                .map_or(d.client_no_context_takeover, |v| v != 0),
             level: env("LEVEL").unwrap_or(d.level),
             server_max_window_bits: env("SBITS").unwrap_or(d.server_max_window_bits),
             client_max_window_bits: env("CBITS"),
@@ -62,7 +66,14 @@ fn main() -> Result<(), pollserve::Error> {
     }
     let lazy = env::<u64>("LAZY_MS").map(Duration::from_millis);
     let no_echo = env::<u8>("NO_ECHO") == Some(1);
-    let mut server = Server::<App>::new();
+    let mut config = ServerConfig::default();
+    if let Some(v) = env("MAX_INFLATED") {
+        config = config.max_inflated_bytes(v);
+    }
+    if let Some(v) = env::<u64>("PAUSE_MS") {
+        config = config.inflate_pause_timeout(Duration::from_millis(v));
+    }
+    let mut server = Server::<App>::with_config(config);
     server.route("/ws", Method::GET, |req, app: &mut App| {
         let options = app.options.clone().unwrap_or_default();
         let (resp, id) = req.websocket().options(options).accept()?;
@@ -95,8 +106,9 @@ fn main() -> Result<(), pollserve::Error> {
             let _ = std::fs::write(
                 format!("/tmp/target14-{port}.stats"),
                 format!(
-                    "{{\"connections\":{},\"input_buffered\":{},\"output_queued\":{},\"output_buffered\":{}}}",
-                    s.connections, s.input_buffered, s.output_queued, s.output_buffered
+                    "{{\"connections\":{},\"input_buffered\":{},\"output_queued\":{},\"output_buffered\":{},\"inflated_held\":{},\"closed_websockets\":{}}}",
+                    s.connections, s.input_buffered, s.output_queued, s.output_buffered,
+                    s.inflated_held, s.closed_websockets
                 ),
             );
             let _ = std::fs::remove_file(&ask);
