@@ -339,3 +339,118 @@ fn a_bomb_does_not_hold_a_whole_round() {
     bomb_sock.read_exact(&mut head).unwrap();
     assert_eq!(head[0], 0xc2, "FIN, RSV1, binary");
 }
+
+/// Several large messages started at once fill the budget with partial
+/// messages none of which can finish: the jam is relieved at once (one
+/// gives its bytes back, 1013), not after `inflate_pause_timeout`, which
+/// is far longer than the test waits.
+#[test]
+fn partial_messages_that_jam_the_budget_are_relieved_without_waiting_for_the_timeout() {
+    const BUDGET: usize = 8 * MIB;
+    const BOMB: usize = 6 * MIB;
+    const CONNS: usize = 4;
+    let srv = budget_server(
+        ServerConfig::default()
+            .max_inflated_bytes(BUDGET)
+            .inflate_pause_timeout(Duration::from_secs(600)),
+    );
+    srv.on_server(|_, app| app.release = true);
+    let bomb = compressed_frame(&vec![0u8; BOMB]);
+    let mut socks: Vec<TcpStream> = (0..CONNS).map(|_| connect_ws(&srv, "/bomb")).collect();
+    // Every bomb waits in its socket before the server's next poll (a job
+    // holds the server thread meanwhile), so all start together.
+    let srv = Arc::new(srv);
+    let (hold, started) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let holder = std::thread::spawn({
+        let (srv, hold, started) = (srv.clone(), hold.clone(), started.clone());
+        move || {
+            srv.on_server(move |_, _| {
+                started.store(true, Ordering::SeqCst);
+                while hold.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        }
+    });
+    while !started.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for s in &mut socks {
+        s.write_all(&bomb).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    hold.store(false, Ordering::SeqCst);
+    holder.join().unwrap();
+    // 4 x 6 MiB into 8 MiB: at 1 MiB per socket per round, partial
+    // messages fill the budget after two rounds. Every socket ends (its
+    // message taken whole, or 1013) well within the 600 s pause bound.
+    wait_for(&srv, |_, app| app.taken.len() + app.busy == CONNS);
+    let (taken, busy, max_held) =
+        srv.on_server(|_, app| (app.taken.clone(), app.busy, app.max_held));
+    assert!(taken.iter().all(|&n| n == BOMB), "{taken:?}");
+    assert!(!taken.is_empty(), "none completed; {busy} got 1013");
+    assert!(max_held <= BUDGET + 64 * 1024, "max held {max_held}");
+    wait_for(&srv, |s, _| s.stats().inflated_held == 0);
+    let mut codes: Vec<u16> = socks
+        .iter_mut()
+        .map(|s| {
+            let _ = s.write_all(&frame(true, 8, &1000u16.to_be_bytes()));
+            close_code(s).unwrap_or(0)
+        })
+        .collect();
+    codes.sort_unstable();
+    let want: Vec<u16> = [1000]
+        .repeat(taken.len())
+        .into_iter()
+        .chain([1013].repeat(busy))
+        .collect();
+    assert_eq!(codes, want);
+}
+
+/// Sockets that hold the budget with partial messages they never finish
+/// (a cheap way to deny compressed service) give it up to a client that
+/// needs room: the one whose partial message has gone longest without
+/// growing is closed with 1013, and the client's message goes through.
+#[test]
+fn idle_partial_messages_give_their_room_to_a_client_that_needs_it() {
+    const BUDGET: usize = 8 * MIB;
+    let srv = budget_server(
+        ServerConfig::default()
+            .max_inflated_bytes(BUDGET)
+            .inflate_pause_timeout(Duration::from_secs(600)),
+    );
+    // Two holders: the first frame of a compressed message each, 4 MiB
+    // inflated, and no more.
+    let mut holders: Vec<TcpStream> = (0..2).map(|_| connect_ws(&srv, "/bomb")).collect();
+    for (i, h) in holders.iter_mut().enumerate() {
+        let mut f = frame(false, 2, &deflated(&vec![i as u8; 4 * MIB]));
+        f[0] |= 0x40;
+        h.write_all(&f).unwrap();
+        // One after the other: the first one's partial is the older.
+        wait_for(&srv, |s, _| {
+            s.stats().inflated_held % (4 * MIB) == 0 && s.stats().inflated_held > 0
+        });
+    }
+    wait_for(&srv, |s, _| s.stats().inflated_held == BUDGET);
+    // A compressed client needs room: it gets it.
+    let text = "needs room in the budget; ".repeat(4000);
+    compressed_echo(&srv, text.as_bytes());
+    let codes: Vec<Option<u16>> = holders
+        .iter_mut()
+        .map(|h| {
+            h.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut head = [0u8; 4];
+            match h.read_exact(&mut head) {
+                Ok(()) if head[0] == 0x88 => Some(u16::from_be_bytes([head[2], head[3]])),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(codes, [Some(1013), None], "the older holder gave way");
+    let held = srv.on_server(|s, _| s.stats().inflated_held);
+    assert_eq!(held, 4 * MIB, "the other holder's partial remains");
+}

@@ -66,6 +66,7 @@ impl<S> Server<S> {
     /// did (see [`shutdown`](Self::shutdown) for a Ctrl-C handler).
     pub fn poll(&mut self, state: &mut S, timeout: Duration) -> Result<Activity, Error> {
         let start = Instant::now();
+        self.relieve_inflate_jam(start);
         self.wake_inflate_waiter();
         let mut wait = timeout;
         if !self.resume.is_empty() || self.events_left || self.accept_more || self.remote_more {
@@ -153,6 +154,59 @@ impl<S> Server<S> {
     /// Connections paused for want of inflate budget go on once some of it
     /// is free (a message taken by the program, a connection gone): the one
     /// with the largest partial message first, the others after it.
+    /// The inflate budget is jammed when connections wait for room, next to
+    /// none is left, and partial messages hold most of it: none may be able
+    /// to finish (several large messages started at once), or some sit
+    /// mid-message on purpose. Then the partial message that has gone
+    /// longest without growing (not the one whose turn it is) gives its
+    /// bytes back, its socket closed with 1013, so the others go on at
+    /// once instead of after `inflate_pause_timeout`. At most one per
+    /// `JAM_CHECK_EVERY`, so the scan over connections stays rare.
+    fn relieve_inflate_jam(&mut self, now: Instant) {
+        const JAM_ROOM: usize = 64 << 10;
+        const JAM_CHECK_EVERY: Duration = Duration::from_millis(20);
+        let budget = &self.shared.inflate;
+        if budget.waiting.is_empty() || budget.room() >= JAM_ROOM {
+            return;
+        }
+        if self
+            .jam_checked
+            .is_some_and(|t| now < after(t, JAM_CHECK_EVERY))
+        {
+            return;
+        }
+        self.jam_checked = Some(now);
+        let turn = budget.turn;
+        let mut partials = 0usize;
+        let mut victim: Option<(Instant, usize)> = None;
+        for (key, conn) in self.conns.iter() {
+            if let Some((len, grew)) = conn.ws_partial() {
+                partials = partials.saturating_add(len);
+                if Some(key) != turn && victim.is_none_or(|(g, _)| grew < g) {
+                    victim = Some((grew, key));
+                }
+            }
+        }
+        // Messages complete in inboxes free their room as the program
+        // takes them: only partial ones can jam the budget.
+        if partials < budget.limit / 2 {
+            return;
+        }
+        let Some((_, key)) = victim else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let keep = conn.ws_give_up_partial(now);
+        conn.mark_ws_ready(&mut self.shared);
+        if keep {
+            self.resume.push(key);
+        } else {
+            self.close_conn(key);
+        }
+    }
+
     fn wake_inflate_waiter(&mut self) {
         let budget = &mut self.shared.inflate;
         if budget.waiting.is_empty() || budget.room() == 0 {

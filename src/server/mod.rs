@@ -151,6 +151,8 @@ pub struct Server<S = ()> {
     /// Closed WebSockets dropped early, with untaken messages, to keep
     /// `retired_count` within `max_connections`.
     retired_dropped: usize,
+    /// When the inflate budget was last checked for a jam.
+    jam_checked: Option<std::time::Instant>,
 }
 
 impl<S> Server<S> {
@@ -194,6 +196,7 @@ impl<S> Server<S> {
             retired: Default::default(),
             retired_count: 0,
             retired_dropped: 0,
+            jam_checked: None,
         })
     }
 

@@ -117,6 +117,10 @@ enum OutBody {
     },
 }
 
+/// Unprocessed input from which a connection is driven in its own buffer
+/// instead of the server's scratch buffer (see `Conn::drive`).
+const KEEP_OWN_INPUT: usize = 64 << 10;
+
 pub(crate) struct Conn {
     io: Box<dyn Transport>,
     peer: SocketAddr,
@@ -402,21 +406,37 @@ impl Conn {
         self.flush_queued = false;
         self.round_events = 0;
         self.round_inflated = 0;
-        std::mem::swap(&mut self.rbuf, &mut shared.scratch);
-        if !shared.scratch.is_empty() {
-            self.rbuf.append(shared.scratch.data());
-            shared.scratch = ReadBuf::default();
+        // A large backlog (a compressed message inflated a share per round,
+        // input waiting for the program) stays in its own buffer: moving it
+        // through the scratch buffer would copy all of it every round.
+        let own_input = self.rbuf.len() >= KEEP_OWN_INPUT;
+        if !own_input {
+            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+            if !shared.scratch.is_empty() {
+                self.rbuf.append(shared.scratch.data());
+                shared.scratch = ReadBuf::default();
+            }
         }
         self.more = false;
         let keep = self.run(routes, shared, state, now);
         self.mark_ws_ready(shared);
-        let rest = if self.rbuf.is_empty() {
-            ReadBuf::default()
+        if own_input {
+            // Memory still follows what is left: the buffer shrinks to it
+            // once it is less than half (each byte copied once on average).
+            if self.rbuf.is_empty() {
+                self.rbuf = ReadBuf::default();
+            } else if self.rbuf.len() * 2 < self.rbuf.capacity() {
+                self.rbuf = self.rbuf.split_off_remaining();
+            }
         } else {
-            self.rbuf.split_off_remaining()
-        };
-        std::mem::swap(&mut self.rbuf, &mut shared.scratch);
-        self.rbuf = rest;
+            let rest = if self.rbuf.is_empty() {
+                ReadBuf::default()
+            } else {
+                self.rbuf.split_off_remaining()
+            };
+            std::mem::swap(&mut self.rbuf, &mut shared.scratch);
+            self.rbuf = rest;
+        }
         if self.wpos == self.wbuf.len() && self.wbuf.capacity() > 4 * INLINE_BODY {
             self.wbuf = Vec::new();
             self.wpos = 0;

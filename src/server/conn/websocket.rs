@@ -129,6 +129,11 @@ pub(crate) struct WsConn {
     charge: Option<InflateCharge>,
     /// Inflating waits for room in the budget, since this instant.
     budget_paused: Option<Instant>,
+    /// Bytes of the partial compressed message at the last charge update,
+    /// and when they last grew: a partial message that stops growing while
+    /// others wait for room is the first to give its bytes back.
+    partial_seen: usize,
+    partial_grew: Instant,
     status: Option<CloseStatus>,
     max_send_buffer: usize,
     max_receive_buffer: usize,
@@ -171,6 +176,8 @@ impl WsConn {
             inbox_inflated: 0,
             charge,
             budget_paused: None,
+            partial_seen: 0,
+            partial_grew: now,
             status: None,
             max_send_buffer: options.max_send_buffer,
             max_receive_buffer: options.max_receive_buffer,
@@ -223,6 +230,10 @@ impl WsConn {
         let partial = 0;
         if let Some(c) = self.charge.as_mut() {
             c.set(partial + self.inbox_inflated);
+            if partial > self.partial_seen {
+                self.partial_grew = Instant::now();
+            }
+            self.partial_seen = partial;
         }
     }
 
@@ -605,6 +616,41 @@ impl Conn {
 
     /// Whether the WebSocket waits for room in the inflate budget, and the
     /// bytes of the message it has inflated so far.
+    /// The bytes of the compressed message this WebSocket is inflating
+    /// (charged to the budget) and when they last grew; `None` when it
+    /// inflates none.
+    pub(crate) fn ws_partial(&self) -> Option<(usize, Instant)> {
+        let ws = self.ws.as_ref()?;
+        ws.charge.as_ref()?;
+        (ws.partial_seen > 0).then_some((ws.partial_seen, ws.partial_grew))
+    }
+
+    /// Gives up this socket's partial compressed message to free inflate
+    /// budget that others wait for: closed with 1013 (try again later), as
+    /// when its pause outlasts `inflate_pause_timeout`. Returns whether to
+    /// keep the connection (to finish the closing handshake).
+    pub(crate) fn ws_give_up_partial(&mut self, now: Instant) -> bool {
+        let Some(ws) = self.ws.as_mut() else {
+            return false;
+        };
+        ws.budget_paused = None;
+        let e = ws.session.fail_busy(now, &mut self.wbuf);
+        ws.update_charge();
+        if let Event::Error(e) = e {
+            ws.set_status(CloseStatus::Failed(e));
+        }
+        // Input after the close is read and discarded (waiting for the
+        // peer's close), so the socket is read again.
+        self.more = true;
+        self.ready.writable = true;
+        if ws.session.wants_shutdown() {
+            ws.set_status(CloseStatus::Abnormal);
+            let _ = self.flush(usize::MAX);
+            return false;
+        }
+        self.flush(usize::MAX).is_ok()
+    }
+
     pub(crate) fn ws_budget_paused(&self) -> Option<usize> {
         let ws = self.ws.as_ref()?;
         ws.budget_paused?;
