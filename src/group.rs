@@ -54,7 +54,10 @@
 //! dropped, and the others go on. A member whose connection closes leaves
 //! at once, even a WebSocket whose last messages the program has not taken
 //! yet (it still can, by the socket's id): [`GroupHandle::len`](crate::GroupHandle::len)
-//! counts open members only.
+//! counts members whose connections have not ended. (A WebSocket in its
+//! closing handshake — `is_closed()` already true — counts until its
+//! connection ends, moments later, when the handshake completes or its
+//! linger time passes.)
 //!
 //! # What bounds a program's own fan-out
 //!
@@ -65,31 +68,55 @@
 //! 256 lines per round makes that 1.28 M deliveries per round, seconds of
 //! work on a small machine. Bound it where the lines come in: take a
 //! bounded number of messages from each socket per round (the rest stay
-//! queued for the next), and coalesce what a round brought into one
+//! queued; the program keeps the ids it left messages in, as below), and coalesce what a round brought into one
 //! broadcast (one delivery per member per round, whatever the senders do),
 //! or rate-limit each sender:
 //!
 //! ```no_run
-//! # use pollserve::{group::GroupId, Server};
-//! # fn round(server: &mut Server<()>, room: GroupId) {
-//! let mut batch = String::new();
-//! for id in server.ws_ready().to_vec() {
-//!     // At most 16 lines per client per round; the rest wait, and the
-//!     // program visits the socket again next round.
-//!     for _ in 0..16 {
-//!         let Some(pollserve::ws::Message::Text(line)) = server.ws(id).receive() else { break };
-//!         batch.push_str(&line);
-//!         batch.push('\n');
+//! # use pollserve::{group::GroupId, ws::WsId, Server};
+//! # use std::time::Duration;
+//! # fn run(server: &mut Server<()>, room: GroupId) -> Result<(), pollserve::Error> {
+//! // Sockets the last round left messages in: `ws_ready` lists a socket
+//! // again only when more arrives, so the program keeps these itself.
+//! let mut backlog: Vec<WsId> = Vec::new();
+//! loop {
+//!     // With a backlog, the next round must not wait for the network.
+//!     let wait = if backlog.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+//!     server.poll(&mut (), wait)?;
+//!     let mut visit = std::mem::take(&mut backlog);
+//!     visit.extend_from_slice(server.ws_ready());
+//!     visit.sort_unstable();
+//!     visit.dedup();
+//!     let mut batch = String::new();
+//!     for id in visit {
+//!         // At most 16 messages per client per round.
+//!         let mut taken = 0;
+//!         while taken < 16 {
+//!             match server.ws(id).receive() {
+//!                 Some(pollserve::ws::Message::Text(line)) => {
+//!                     batch.push_str(&line);
+//!                     batch.push('\n');
+//!                 }
+//!                 Some(_) => {}
+//!                 None => break,
+//!             }
+//!             taken += 1;
+//!         }
+//!         if taken == 16 {
+//!             backlog.push(id); // maybe more: visit it next round
+//!         }
 //!     }
-//! }
-//! if !batch.is_empty() {
-//!     server.group(room).broadcast_text(&batch);
+//!     // One broadcast per round, whatever the senders did.
+//!     if !batch.is_empty() {
+//!         server.group(room).broadcast_text(&batch);
+//!     }
 //! }
 //! # }
 //! ```
 //!
-//! (A socket listed in `ws_ready` is listed again only when more arrives:
-//! a program that leaves messages queued keeps such ids itself.)
+//! (A closed WebSocket's untaken messages can still be received: visit it
+//! until `receive` returns `None` before forgetting its id, even though
+//! `is_closed()` is already true.)
 //!
 //! A group lives until [`GroupHandle::remove`](crate::GroupHandle::remove)
 //! (its members stay connected):

@@ -293,8 +293,8 @@ impl Activity {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerStats {
-    /// Open connections (including closed WebSockets whose messages wait
-    /// for the program).
+    /// Connection slots in use: open connections, plus closed WebSockets
+    /// whose slot stays for the program (counted again below).
     pub connections: usize,
     /// Of those, closed WebSockets whose slot stays so the program can take
     /// their messages and read how they ended: no descriptor, no group, not
