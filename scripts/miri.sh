@@ -5,8 +5,9 @@
 #
 #   scripts/miri.sh
 #
-# The unsafe code is in src/proto/ws.rs: `apply_mask` calling its AVX2 build
-# after the run-time CPU check, and the `String::from_utf8_unchecked` for text
+# The unsafe code is in src/proto/ws.rs: `apply_mask` and `extend_unmasked`
+# calling their AVX2 builds after the run-time CPU check, `extend_unmasked`
+# setting the length of the bytes it wrote, and the `String::from_utf8_unchecked` for text
 # messages validated as they arrived. Miri reports no CPU features to
 # `is_x86_feature_detected!`, so the first run covers the portable path; the
 # second compiles with AVX2 enabled, where the macro answers `true` at

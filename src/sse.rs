@@ -54,6 +54,15 @@ pub use crate::proto::sse::{SseError, SseEvent};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SseId(pub(crate) ConnId, pub(crate) u32);
 
+/// For logs: `sse#`, the connection's slot and generation and the number of
+/// the response on it, e.g. `sse#12.3.1`. Two ids that ever named different
+/// streams print differently.
+impl std::fmt::Display for SseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sse#{}.{}.{}", self.0.slot, self.0.generation, self.1)
+    }
+}
+
 /// Settings of one event stream.
 #[derive(Debug, Clone)]
 pub struct SseOptions {

@@ -97,6 +97,15 @@ pub use crate::proto::ws::{CloseCode, Message, WsConfig};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WsId(pub(crate) ConnId);
 
+/// For logs: `ws#` and the connection's slot and generation, e.g.
+/// `ws#12.3`. Two ids that ever named different connections print
+/// differently.
+impl std::fmt::Display for WsId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ws#{}.{}", self.0.slot, self.0.generation)
+    }
+}
+
 /// Something that arrived on a WebSocket, for programs that want more than
 /// messages (see [`WsHandle::receive_event`](crate::WsHandle::receive_event)).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1010,6 +1010,49 @@ fn closed_websockets_with_untaken_messages_hold_no_connection_slot() {
     }
 }
 
+/// Ids print for logs (`Display`): `ws#slot.generation` and
+/// `sse#slot.generation.response`, different for every connection, also
+/// for a new connection in the slot of a closed one.
+#[test]
+fn ids_print_for_logs_and_differ_per_connection() {
+    let srv = server(idle);
+    let mut a = open(srv.addr, "/ws");
+    let _b = open(srv.addr, "/ws");
+    let mut e = TcpStream::connect(srv.addr).unwrap();
+    e.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    srv.wait_until("two sockets and a stream", |_, app| {
+        app.ws.len() == 2 && app.sse.len() == 1
+    });
+    // The first socket goes; a new one may take its slot.
+    a.write_all(&frame(true, 8, &1000u16.to_be_bytes()))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = a.read_to_end(&mut rest);
+    srv.wait_until("first socket closed", |s, app| s.ws(app.ws[0]).is_closed());
+    let _c = open(srv.addr, "/ws");
+    srv.wait_until("third socket", |_, app| app.ws.len() == 3);
+    let shown = srv.on_server(|_, app| {
+        let mut all: Vec<String> = app.ws.iter().map(|id| id.to_string()).collect();
+        all.push(app.sse[0].to_string());
+        all
+    });
+    let numbers = |s: &str, prefix: &str| -> Vec<u32> {
+        let rest = s
+            .strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("{s:?} lacks {prefix:?}"));
+        rest.split('.').map(|n| n.parse().unwrap()).collect()
+    };
+    for ws in &shown[..3] {
+        assert_eq!(numbers(ws, "ws#").len(), 2, "{ws}");
+    }
+    assert_eq!(numbers(&shown[3], "sse#").len(), 3, "{}", shown[3]);
+    let mut distinct = shown.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "every id prints differently: {shown:?}");
+}
+
 #[test]
 fn join_leave_and_remove() {
     let srv = server(idle);
