@@ -32,6 +32,6 @@ tests=(
 echo "=== Miri, portable unmasking (no CPU features detected)"
 cargo +nightly miri test --lib -- "${tests[@]}"
 
-echo "=== Miri, built with AVX2 (the unsafe call into xor_blocks_avx2)"
+echo "=== Miri, built with AVX2 (the unsafe calls into xor_blocks_avx2 and xor_into_avx2)"
 RUSTFLAGS="-C target-feature=+avx2" CARGO_TARGET_DIR=target/miri-avx2 \
   cargo +nightly miri test --lib -- "${tests[@]}"
