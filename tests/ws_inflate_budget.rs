@@ -164,6 +164,26 @@ fn close_code(s: &mut TcpStream) -> Option<u16> {
     None
 }
 
+/// Closes every socket from the client side and checks the close codes
+/// they got: 1000 (answering ours) for the `taken` whose message the
+/// program took, 1013 for the `busy` ones refused for want of budget.
+fn assert_close_codes(socks: &mut [TcpStream], taken: usize, busy: usize) {
+    let mut codes: Vec<u16> = socks
+        .iter_mut()
+        .map(|s| {
+            let _ = s.write_all(&frame(true, 8, &1000u16.to_be_bytes()));
+            close_code(s).unwrap_or(0)
+        })
+        .collect();
+    codes.sort_unstable();
+    let want: Vec<u16> = [1000]
+        .repeat(taken)
+        .into_iter()
+        .chain([1013].repeat(busy))
+        .collect();
+    assert_eq!(codes, want);
+}
+
 /// A compressed echo round trip on `/echo` (the default mode: no context
 /// kept by either side, so each message inflates on its own).
 fn compressed_echo(srv: &common::TestServer<App>, text: &[u8]) {
@@ -236,20 +256,7 @@ fn many_bombs_stay_within_the_budget_and_complete_or_get_1013() {
         "a legitimate compressed message, ".repeat(20).as_bytes(),
     );
     // What each client sees: its close code (1000 answering ours, or 1013).
-    let mut codes: Vec<u16> = socks
-        .iter_mut()
-        .map(|s| {
-            let _ = s.write_all(&frame(true, 8, &1000u16.to_be_bytes()));
-            close_code(s).unwrap_or(0)
-        })
-        .collect();
-    codes.sort_unstable();
-    let want: Vec<u16> = [1000]
-        .repeat(taken.len())
-        .into_iter()
-        .chain([1013].repeat(busy))
-        .collect();
-    assert_eq!(codes, want);
+    assert_close_codes(&mut socks, taken.len(), busy);
 }
 
 #[test]
@@ -394,20 +401,7 @@ fn partial_messages_that_jam_the_budget_are_relieved_without_waiting_for_the_tim
     assert!(!taken.is_empty(), "none completed; {busy} got 1013");
     assert!(max_held <= BUDGET + 64 * 1024, "max held {max_held}");
     wait_for(&srv, |s, _| s.stats().inflated_held == 0);
-    let mut codes: Vec<u16> = socks
-        .iter_mut()
-        .map(|s| {
-            let _ = s.write_all(&frame(true, 8, &1000u16.to_be_bytes()));
-            close_code(s).unwrap_or(0)
-        })
-        .collect();
-    codes.sort_unstable();
-    let want: Vec<u16> = [1000]
-        .repeat(taken.len())
-        .into_iter()
-        .chain([1013].repeat(busy))
-        .collect();
-    assert_eq!(codes, want);
+    assert_close_codes(&mut socks, taken.len(), busy);
 }
 
 /// Sockets that hold the budget with partial messages they never finish

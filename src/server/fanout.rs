@@ -136,10 +136,15 @@ struct Segment {
 const KEEP_SEGMENTS: usize = 16;
 
 /// The shared frames queued on one connection, interleaved with its own
-/// bytes. Empty (and without allocation) on a connection nobody broadcast
-/// to, and the plain write path then does nothing more than check that.
+/// bytes. Empty (one pointer, no allocation) on a connection nobody
+/// broadcast to, and the plain write path then does nothing more than
+/// check that; the queue is allocated at the first broadcast and kept
+/// (a steady broadcast does not allocate per message).
 #[derive(Default)]
-pub(crate) struct SharedOutput {
+pub(crate) struct SharedOutput(Option<Box<Queue>>);
+
+#[derive(Default)]
+struct Queue {
     segments: VecDeque<Segment>,
     /// Sum of the segments' `own_before`.
     own: usize,
@@ -149,22 +154,23 @@ pub(crate) struct SharedOutput {
 
 impl SharedOutput {
     pub fn is_empty(&self) -> bool {
-        self.segments.is_empty()
+        self.0.as_ref().is_none_or(|q| q.segments.is_empty())
     }
 
     /// Unwritten bytes of the queued frames (each counted in full, as the
     /// send bounds count them).
     pub fn pending(&self) -> usize {
-        self.pending
+        self.0.as_ref().map_or(0, |q| q.pending)
     }
 
     /// Queues `frame` after everything queued so far; `own_pending` is the
     /// connection's own unwritten bytes, which all go before it.
     pub fn push(&mut self, frame: SharedFrame, own_pending: usize) {
-        let own_before = own_pending.saturating_sub(self.own);
-        self.own += own_before;
-        self.pending += frame.len();
-        self.segments.push_back(Segment {
+        let q = self.0.get_or_insert_with(Box::default);
+        let own_before = own_pending.saturating_sub(q.own);
+        q.own += own_before;
+        q.pending += frame.len();
+        q.segments.push_back(Segment {
             frame,
             written: 0,
             own_before,
@@ -175,6 +181,7 @@ impl SharedOutput {
     /// connection's unwritten bytes) and the queued frames, up to `budget`
     /// bytes; returns the number of slices used.
     pub fn slices<'a>(&'a self, own: &'a [u8], budget: usize, slices: &mut [IoSlice<'a>]) -> usize {
+        let segments = self.0.as_ref().map(|q| &q.segments).into_iter().flatten();
         let mut count = 0;
         let mut total = 0;
         let mut at = 0;
@@ -189,7 +196,7 @@ impl SharedOutput {
             }
             *count < slices.len() && *total < budget
         };
-        for segment in &self.segments {
+        for segment in segments {
             let end = (at + segment.own_before).min(own.len());
             if !push(&own[at.min(end)..end], &mut count, &mut total) {
                 return count;
@@ -209,29 +216,32 @@ impl SharedOutput {
     /// [`slices`](Self::slices); returns how many of them were the
     /// connection's own (its write position moves by that much).
     pub fn advance(&mut self, mut n: usize) -> usize {
+        let Some(q) = self.0.as_deref_mut() else {
+            return n;
+        };
         let mut own = 0;
         while n > 0 {
-            let Some(front) = self.segments.front_mut() else {
+            let Some(front) = q.segments.front_mut() else {
                 // Own bytes after the last frame.
                 own += n;
                 break;
             };
             let before = n.min(front.own_before);
             front.own_before -= before;
-            self.own -= before;
+            q.own -= before;
             own += before;
             n -= before;
             let rest = front.frame.len() - front.written;
             let taken = n.min(rest);
             front.written += taken;
-            self.pending -= taken;
+            q.pending -= taken;
             n -= taken;
             if front.written == front.frame.len() && front.own_before == 0 {
-                self.segments.pop_front();
+                q.segments.pop_front();
             }
         }
-        if self.segments.is_empty() && self.segments.capacity() > KEEP_SEGMENTS {
-            self.segments = VecDeque::new();
+        if q.segments.is_empty() && q.segments.capacity() > KEEP_SEGMENTS {
+            q.segments = VecDeque::new();
         }
         own
     }
@@ -243,7 +253,9 @@ impl SharedOutput {
 
     /// Bytes the queue itself allocates (not the frames, which are shared).
     pub fn allocated(&self) -> usize {
-        self.segments.capacity() * std::mem::size_of::<Segment>()
+        self.0.as_ref().map_or(0, |q| {
+            std::mem::size_of::<Queue>() + q.segments.capacity() * std::mem::size_of::<Segment>()
+        })
     }
 }
 
@@ -594,7 +606,10 @@ mod tests {
             let out = drain(&mut q, &own, &mut wpos, step);
             assert_eq!(out, b"abXYZcdQRSe", "step {step}");
             assert!(q.is_empty());
-            assert_eq!((q.pending(), q.own, wpos), (0, 0, own.len()));
+            assert_eq!(
+                (q.pending(), q.0.as_ref().map_or(0, |x| x.own), wpos),
+                (0, 0, own.len())
+            );
         }
     }
 

@@ -177,6 +177,22 @@ pub fn run_connection(pieces: &[&[u8]], write_room: usize) -> Vec<u8> {
     run_connection_measured(pieces, write_room).output
 }
 
+/// One poll round for the connection in slot `key` as the event loop runs
+/// it: the round begins, the socket is ready both ways (and hung up when
+/// `hangup`), the connection is driven.
+fn drive_round<S>(server: &mut Server<S>, key: usize, app: &mut S, now: Instant, hangup: bool) {
+    server.shared.end_round();
+    server.shared.begin_round(std::time::SystemTime::UNIX_EPOCH);
+    if let Some(conn) = server.conns.get_mut(key) {
+        conn.on_ready(Readiness {
+            readable: true,
+            writable: true,
+            hangup,
+        });
+    }
+    server.drive(key, app, now);
+}
+
 /// A connection over memory (a [`Pipe`]) added to `server`: its slot and
 /// its pipe.
 fn attach_memory_connection<S>(server: &mut Server<S>) -> (usize, Rc<RefCell<Pipe>>) {
@@ -214,16 +230,7 @@ pub fn run_connection_measured(pieces: &[&[u8]], write_room: usize) -> Connectio
             p.room = write_room;
         }
         let hangup = pipe.borrow().eof;
-        server.shared.end_round();
-        server.shared.begin_round(std::time::SystemTime::UNIX_EPOCH);
-        if let Some(conn) = server.conns.get_mut(key) {
-            conn.on_ready(Readiness {
-                readable: true,
-                writable: true,
-                hangup,
-            });
-        }
-        server.drive(key, &mut app, now);
+        drive_round(&mut server, key, &mut app, now, hangup);
         if let Some(conn) = server.conns.get(key) {
             peak_output_buffer = peak_output_buffer.max(conn.output_buffered());
         }
@@ -302,16 +309,7 @@ Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n
     );
     let drive = |server: &mut Server<Echo>, app: &mut Echo, room: usize| {
         pipe.borrow_mut().room = room;
-        server.shared.end_round();
-        server.shared.begin_round(std::time::SystemTime::UNIX_EPOCH);
-        if let Some(conn) = server.conns.get_mut(key) {
-            conn.on_ready(Readiness {
-                readable: true,
-                writable: true,
-                hangup: false,
-            });
-        }
-        server.drive(key, app, now);
+        drive_round(server, key, app, now, false);
     };
     drive(&mut server, &mut app, usize::MAX);
     let head_len = {

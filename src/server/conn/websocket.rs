@@ -63,11 +63,13 @@ impl InflateBudget {
     }
 
     #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
-    fn charge(&self) -> InflateCharge {
-        InflateCharge {
+    fn charge(&self, now: Instant) -> Box<InflateCharge> {
+        Box::new(InflateCharge {
             held: Arc::clone(&self.held),
             amount: 0,
-        }
+            partial_seen: 0,
+            partial_grew: now,
+        })
     }
 
     /// Room connection `key` may inflate into now: none while others
@@ -83,10 +85,16 @@ impl InflateBudget {
 }
 
 /// One connection's share of the [`InflateBudget`]; what it holds is
-/// given back when it is dropped (however the connection ends).
+/// given back when it is dropped (however the connection ends). Boxed, and
+/// only on compressed sockets: a plain WebSocket carries 8 bytes for it.
 struct InflateCharge {
     held: Arc<AtomicUsize>,
     amount: usize,
+    /// Bytes of the partial compressed message at the last update, and
+    /// when they last grew: a partial message that stops growing while
+    /// others wait for room is the first to give its bytes back.
+    partial_seen: usize,
+    partial_grew: Instant,
 }
 
 impl InflateCharge {
@@ -126,14 +134,9 @@ pub(crate) struct WsConn {
     /// Sum of the inbox's charges.
     inbox_inflated: usize,
     /// What this connection holds of the inflate budget (with deflate only).
-    charge: Option<InflateCharge>,
+    charge: Option<Box<InflateCharge>>,
     /// Inflating waits for room in the budget, since this instant.
     budget_paused: Option<Instant>,
-    /// Bytes of the partial compressed message at the last charge update,
-    /// and when they last grew: a partial message that stops growing while
-    /// others wait for room is the first to give its bytes back.
-    partial_seen: usize,
-    partial_grew: Instant,
     status: Option<CloseStatus>,
     max_send_buffer: usize,
     max_receive_buffer: usize,
@@ -160,7 +163,7 @@ impl WsConn {
         let charge = match (deflate, options.deflate) {
             (Some(params), Some(prefs)) => {
                 session.enable_deflate(params, prefs.level, prefs.min_size);
-                Some(budget.charge())
+                Some(budget.charge(now))
             }
             _ => None,
         };
@@ -176,8 +179,6 @@ impl WsConn {
             inbox_inflated: 0,
             charge,
             budget_paused: None,
-            partial_seen: 0,
-            partial_grew: now,
             status: None,
             max_send_buffer: options.max_send_buffer,
             max_receive_buffer: options.max_receive_buffer,
@@ -230,10 +231,10 @@ impl WsConn {
         let partial = 0;
         if let Some(c) = self.charge.as_mut() {
             c.set(partial + self.inbox_inflated);
-            if partial > self.partial_seen {
-                self.partial_grew = Instant::now();
+            if partial > c.partial_seen {
+                c.partial_grew = Instant::now();
             }
-            self.partial_seen = partial;
+            c.partial_seen = partial;
         }
     }
 
@@ -253,6 +254,18 @@ impl WsConn {
     /// Whether received messages wait for the program.
     pub fn has_messages(&self) -> bool {
         !self.inbox.is_empty()
+    }
+
+    /// Gives the partial compressed message's inflate budget back: the
+    /// session closes with 1013 (try again later) into `wbuf` and drops the
+    /// message, and the failure is recorded as how the socket ended.
+    fn give_up_busy(&mut self, now: Instant, wbuf: &mut Vec<u8>) {
+        self.budget_paused = None;
+        let e = self.session.fail_busy(now, wbuf);
+        self.update_charge();
+        if let Event::Error(e) = e {
+            self.set_status(CloseStatus::Failed(e));
+        }
     }
 
     /// Records how the WebSocket ended, keeping the first cause. Its end is
@@ -561,12 +574,7 @@ impl Conn {
             // Every holder of the budget may be paused mid-message, none
             // able to finish: this one gives its bytes back, with 1013
             // (try again later), so the others can go on.
-            ws.budget_paused = None;
-            let e = ws.session.fail_busy(now, &mut self.wbuf);
-            ws.update_charge();
-            if let Event::Error(e) = e {
-                ws.set_status(CloseStatus::Failed(e));
-            }
+            ws.give_up_busy(now, &mut self.wbuf);
             // Input after the close is read and discarded (waiting for
             // the peer's close), so the socket is read again.
             self.more = true;
@@ -614,15 +622,13 @@ impl Conn {
         Some((event, after))
     }
 
-    /// Whether the WebSocket waits for room in the inflate budget, and the
-    /// bytes of the message it has inflated so far.
     /// The bytes of the compressed message this WebSocket is inflating
     /// (charged to the budget) and when they last grew; `None` when it
     /// inflates none.
     pub(crate) fn ws_partial(&self) -> Option<(usize, Instant)> {
         let ws = self.ws.as_ref()?;
-        ws.charge.as_ref()?;
-        (ws.partial_seen > 0).then_some((ws.partial_seen, ws.partial_grew))
+        let c = ws.charge.as_ref()?;
+        (c.partial_seen > 0).then_some((c.partial_seen, c.partial_grew))
     }
 
     /// Gives up this socket's partial compressed message to free inflate
@@ -633,12 +639,7 @@ impl Conn {
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
-        ws.budget_paused = None;
-        let e = ws.session.fail_busy(now, &mut self.wbuf);
-        ws.update_charge();
-        if let Event::Error(e) = e {
-            ws.set_status(CloseStatus::Failed(e));
-        }
+        ws.give_up_busy(now, &mut self.wbuf);
         // Input after the close is read and discarded (waiting for the
         // peer's close), so the socket is read again.
         self.more = true;
@@ -651,6 +652,8 @@ impl Conn {
         self.flush(usize::MAX).is_ok()
     }
 
+    /// Whether the WebSocket waits for room in the inflate budget, and the
+    /// bytes of the message it has inflated so far.
     pub(crate) fn ws_budget_paused(&self) -> Option<usize> {
         let ws = self.ws.as_ref()?;
         ws.budget_paused?;
