@@ -164,6 +164,42 @@ fn close_code(s: &mut TcpStream) -> Option<u16> {
     None
 }
 
+/// The server thread held by a job until [`release`](Self::release), so
+/// that what the test writes meanwhile waits in the sockets and the next
+/// poll finds it all at once.
+struct ServerHeld {
+    hold: Arc<AtomicBool>,
+    job: std::thread::JoinHandle<()>,
+}
+
+impl ServerHeld {
+    /// Returns once the server thread runs the holding job.
+    fn hold(srv: &Arc<common::TestServer<App>>) -> ServerHeld {
+        let hold = Arc::new(AtomicBool::new(true));
+        let started = Arc::new(AtomicBool::new(false));
+        let job = std::thread::spawn({
+            let (srv, hold, started) = (srv.clone(), hold.clone(), started.clone());
+            move || {
+                srv.on_server(move |_, _| {
+                    started.store(true, Ordering::SeqCst);
+                    while hold.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+            }
+        });
+        while !started.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        ServerHeld { hold, job }
+    }
+
+    fn release(self) {
+        self.hold.store(false, Ordering::SeqCst);
+        self.job.join().unwrap();
+    }
+}
+
 /// Closes every socket from the client side and checks the close codes
 /// they got: 1000 (answering ours) for the `taken` whose message the
 /// program took, 1013 for the `busy` ones refused for want of budget.
@@ -300,23 +336,8 @@ fn a_bomb_does_not_hold_a_whole_round() {
     let mut plain_sock = connect_ws(&srv, "/plain");
     // Both messages wait in the sockets before the server's next poll: a
     // job holds the server thread while they are written.
-    let hold = Arc::new(AtomicBool::new(true));
-    let started = Arc::new(AtomicBool::new(false));
     let srv = Arc::new(srv);
-    let waiter = std::thread::spawn({
-        let (srv, hold, started) = (srv.clone(), hold.clone(), started.clone());
-        move || {
-            srv.on_server(move |_, _| {
-                started.store(true, Ordering::SeqCst);
-                while hold.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        }
-    });
-    while !started.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let held = ServerHeld::hold(&srv);
     // (Under the default 8 MiB send bound for the compressed echo.)
     const BOMB: usize = 6 * MIB;
     bomb_sock
@@ -324,8 +345,7 @@ fn a_bomb_does_not_hold_a_whole_round() {
         .unwrap();
     plain_sock.write_all(&frame(true, 1, b"me too")).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    hold.store(false, Ordering::SeqCst);
-    waiter.join().unwrap();
+    held.release();
     wait_for(&srv, |_, app| app.first_taken.len() == 2);
     let taken = srv.on_server(|_, app| app.first_taken.clone());
     let poll_of = |len: usize| {
@@ -367,30 +387,12 @@ fn partial_messages_that_jam_the_budget_are_relieved_without_waiting_for_the_tim
     // Every bomb waits in its socket before the server's next poll (a job
     // holds the server thread meanwhile), so all start together.
     let srv = Arc::new(srv);
-    let (hold, started) = (
-        Arc::new(AtomicBool::new(true)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    let holder = std::thread::spawn({
-        let (srv, hold, started) = (srv.clone(), hold.clone(), started.clone());
-        move || {
-            srv.on_server(move |_, _| {
-                started.store(true, Ordering::SeqCst);
-                while hold.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        }
-    });
-    while !started.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let held = ServerHeld::hold(&srv);
     for s in &mut socks {
         s.write_all(&bomb).unwrap();
     }
     std::thread::sleep(Duration::from_millis(100));
-    hold.store(false, Ordering::SeqCst);
-    holder.join().unwrap();
+    held.release();
     // 4 x 6 MiB into 8 MiB: at 1 MiB per socket per round, partial
     // messages fill the budget after two rounds. Every socket ends (its
     // message taken whole, or 1013) well within the 600 s pause bound.

@@ -151,9 +151,6 @@ impl<S> Server<S> {
         Ok(self.shared.end_round())
     }
 
-    /// Connections paused for want of inflate budget go on once some of it
-    /// is free (a message taken by the program, a connection gone): the one
-    /// with the largest partial message first, the others after it.
     /// The inflate budget is jammed when connections wait for room, next to
     /// none is left, and partial messages hold most of it: none may be able
     /// to finish (several large messages started at once), or some sit
@@ -207,6 +204,9 @@ impl<S> Server<S> {
         }
     }
 
+    /// Connections paused for want of inflate budget go on once some of it
+    /// is free (a message taken by the program, a connection gone): the one
+    /// with the largest partial message first, the others after it.
     fn wake_inflate_waiter(&mut self) {
         let budget = &mut self.shared.inflate;
         if budget.waiting.is_empty() || budget.room() == 0 {

@@ -582,10 +582,19 @@ impl Conn {
         if let Some(Event::Error(e)) = ws.session.on_timeout(now, &mut self.wbuf) {
             ws.set_status(CloseStatus::Failed(e));
         }
+        self.ws_flush_or_end()
+    }
+
+    /// Writes what a timeout or a give-up just queued (a close frame, a
+    /// ping); returns whether to keep the connection. When the session
+    /// wants the socket shut (the peer is gone, or never answered our
+    /// close) the frame is sent on the way out, best effort.
+    fn ws_flush_or_end(&mut self) -> bool {
         self.ready.writable = true;
+        let Some(ws) = self.ws.as_mut() else {
+            return false;
+        };
         if ws.session.wants_shutdown() {
-            // The peer is gone (or never answered our close): the close
-            // frame just written is sent on the way out, best effort.
             ws.set_status(CloseStatus::Abnormal);
             let _ = self.flush(usize::MAX);
             return false;
@@ -643,13 +652,7 @@ impl Conn {
         // Input after the close is read and discarded (waiting for the
         // peer's close), so the socket is read again.
         self.more = true;
-        self.ready.writable = true;
-        if ws.session.wants_shutdown() {
-            ws.set_status(CloseStatus::Abnormal);
-            let _ = self.flush(usize::MAX);
-            return false;
-        }
-        self.flush(usize::MAX).is_ok()
+        self.ws_flush_or_end()
     }
 
     /// Whether the WebSocket waits for room in the inflate budget, and the
