@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Where the CPU of an event-stream fan-out goes: pollserve_fanout and the
 # hyper peer (hyper_sse, current-thread) side by side, `loadgen fanout --sse`
-# against each in turn (window 8, as bench/run.sh), for 1,000 and 10,000
+# against each in turn (window 8 as bench/run.sh, or WINDOW), for 1,000 and 10,000
 # streams and 64 B and 4 KiB events. Per delivery it prints each server's
 # CPU (schedstat), the share of it spent in the kernel (/proc/PID/stat
 # utime/stime ticks over the window), hence kernel and user µs, and
@@ -23,6 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-1.5}
+WINDOW=${WINDOW:-8}
 cargo build --release -p pollserve-bench --quiet
 BIN=target/release
 pids=()
@@ -49,7 +50,7 @@ for subs in 1000 10000; do
           perf stat -x, -e "$PERF_EVENTS" -p "$pid" -o /tmp/sse_floor_perf.$$ & counter=$!
         fi
         out=$(taskset -c 0 "$BIN/loadgen" fanout --sse --addr "127.0.0.1:$port" --conns "$subs" \
-          --sizes "$size" --window 8 --secs "$SECS" --warmup 0.3 --pid "$pid")
+          --sizes "$size" --window "$WINDOW" --secs "$SECS" --warmup 0.3 --pid "$pid")
         rate[$s]+="$(kv msgs_per_s "$out") "
         if [ -n "$counter" ]; then
           kill -INT "$counter"

@@ -114,6 +114,14 @@
 //! # }
 //! ```
 //!
+//! A sender's own lines come back to it through the broadcast and count
+//! against its send bound like anyone's: a client that sends a burst
+//! without reading what comes back can reach
+//! [`WsOptions::max_send_buffer`](crate::ws::WsOptions::max_send_buffer) and
+//! lose its connection (`CloseStatus::Abnormal`, no close frame, as for any
+//! reader that stops reading). Coalescing as above keeps that to one
+//! delivery per round.
+//!
 //! (A closed WebSocket's untaken messages can still be received: visit it
 //! until `receive` returns `None` before forgetting its id, even though
 //! `is_closed()` is already true.)
@@ -149,6 +157,15 @@ pub struct GroupId {
     pub(crate) generation: u32,
 }
 
+/// For logs: `group#` and the group's slot and generation, e.g.
+/// `group#4.1`. Two ids that ever named different groups print
+/// differently.
+impl std::fmt::Display for GroupId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "group#{}.{}", self.slot, self.generation)
+    }
+}
+
 /// A member of a group: a WebSocket, an event stream or a kept stream.
 /// Made from their ids with `into()` (every method that takes a member
 /// takes `impl Into<Member>`).
@@ -160,6 +177,18 @@ pub enum Member {
     Sse(SseId),
     /// A kept stream: gets the group's chunks.
     Stream(StreamId),
+}
+
+/// For logs: as the member's own id prints (`ws#12.3`, `sse#12.3.1`,
+/// `stream#12.3.2`).
+impl std::fmt::Display for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Member::Ws(id) => id.fmt(f),
+            Member::Sse(id) => id.fmt(f),
+            Member::Stream(id) => id.fmt(f),
+        }
+    }
 }
 
 impl Member {
@@ -188,5 +217,34 @@ impl From<SseId> for Member {
 impl From<StreamId> for Member {
     fn from(id: StreamId) -> Member {
         Member::Stream(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_id_prints_its_connection_numbers() {
+        let conn = ConnId {
+            slot: 12,
+            generation: 3,
+        };
+        let ws = WsId(conn);
+        let sse = SseId(conn, 1);
+        let stream = StreamId(conn, 2);
+        assert_eq!(conn.to_string(), "conn#12.3");
+        assert_eq!(ws.to_string(), "ws#12.3");
+        assert_eq!(sse.to_string(), "sse#12.3.1");
+        assert_eq!(stream.to_string(), "stream#12.3.2");
+        assert_eq!(Member::from(ws).to_string(), "ws#12.3");
+        assert_eq!(Member::from(sse).to_string(), "sse#12.3.1");
+        assert_eq!(Member::from(stream).to_string(), "stream#12.3.2");
+        assert_eq!((ws.conn(), sse.conn(), stream.conn()), (conn, conn, conn));
+        let group = GroupId {
+            slot: 4,
+            generation: 1,
+        };
+        assert_eq!(group.to_string(), "group#4.1");
     }
 }

@@ -21,6 +21,17 @@ pub struct ConnId {
     pub(crate) generation: u32,
 }
 
+/// For logs: `conn#` and the slot and generation, e.g. `conn#12.3`. The
+/// ids of what the connection carries print the same two numbers
+/// ([`WsId`](crate::ws::WsId) as `ws#12.3`, [`SseId`](crate::sse::SseId)
+/// as `sse#12.3.1`), so a handler's log line (with
+/// [`Request::conn_id`]) and the main loop's can be matched.
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "conn#{}.{}", self.slot, self.generation)
+    }
+}
+
 /// An HTTP request, fully received (head and body) before the handler runs.
 ///
 /// ```

@@ -33,6 +33,13 @@
 //! of streams for the program, dropping the ones that ended. A client too
 //! slow for [`SseOptions::max_send_buffer`] loses its stream; the others go
 //! on.
+//!
+//! On the wire the stream is the rest of the connection: the response has
+//! neither `Content-Length` nor chunked coding (an event stream is read
+//! until the connection ends, which browsers' `EventSource` and HTTP
+//! clients expect), and the `GET`'s head says `Connection: close`. A client
+//! reading raw bytes sees the head, a blank line, then the events as
+//! `data: …` lines, each event ending with a blank line.
 
 use std::time::Duration;
 
@@ -54,9 +61,18 @@ pub use crate::proto::sse::{SseError, SseEvent};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SseId(pub(crate) ConnId, pub(crate) u32);
 
-/// For logs: `sse#`, the connection's slot and generation and the number of
-/// the response on it, e.g. `sse#12.3.1`. Two ids that ever named different
-/// streams print differently.
+impl SseId {
+    /// The connection the stream is sent on: the id its request had
+    /// ([`Request::conn_id`]).
+    pub fn conn(&self) -> ConnId {
+        self.0
+    }
+}
+
+/// For logs: `sse#`, the connection's slot and generation (as its
+/// [`ConnId`] prints them) and the number of the response on it, e.g.
+/// `sse#12.3.1`. Two ids that ever named different streams print
+/// differently.
 impl std::fmt::Display for SseId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "sse#{}.{}.{}", self.0.slot, self.0.generation, self.1)

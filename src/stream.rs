@@ -81,6 +81,24 @@ use crate::status::StatusCode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub(crate) ConnId, pub(crate) u32);
 
+impl StreamId {
+    /// The connection the stream is sent on: the id its request had
+    /// ([`Request::conn_id`](crate::Request::conn_id)).
+    pub fn conn(&self) -> ConnId {
+        self.0
+    }
+}
+
+/// For logs: `stream#`, the connection's slot and generation (as its
+/// [`ConnId`] prints them) and the number of the response on it, e.g.
+/// `stream#12.3.2`. Two ids that ever named different streams print
+/// differently.
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stream#{}.{}.{}", self.0.slot, self.0.generation, self.1)
+    }
+}
+
 /// Settings of one kept stream.
 #[derive(Debug, Clone)]
 pub struct StreamOptions {

@@ -97,9 +97,17 @@ pub use crate::proto::ws::{CloseCode, Message, WsConfig};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WsId(pub(crate) ConnId);
 
+impl WsId {
+    /// The connection the WebSocket lives on: the id its upgrade request
+    /// had ([`Request::conn_id`](crate::Request::conn_id)).
+    pub fn conn(&self) -> ConnId {
+        self.0
+    }
+}
+
 /// For logs: `ws#` and the connection's slot and generation, e.g.
-/// `ws#12.3`. Two ids that ever named different connections print
-/// differently.
+/// `ws#12.3` (its [`ConnId`] prints `conn#12.3`). Two ids that ever named
+/// different connections print differently.
 impl std::fmt::Display for WsId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ws#{}.{}", self.0.slot, self.0.generation)

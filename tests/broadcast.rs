@@ -1032,11 +1032,20 @@ fn ids_print_for_logs_and_differ_per_connection() {
     srv.wait_until("first socket closed", |s, app| s.ws(app.ws[0]).is_closed());
     let _c = open(srv.addr, "/ws");
     srv.wait_until("third socket", |_, app| app.ws.len() == 3);
-    let shown = srv.on_server(|_, app| {
+    let (shown, conns) = srv.on_server(|_, app| {
         let mut all: Vec<String> = app.ws.iter().map(|id| id.to_string()).collect();
         all.push(app.sse[0].to_string());
-        all
+        let mut conns: Vec<String> = app.ws.iter().map(|id| id.conn().to_string()).collect();
+        conns.push(app.sse[0].conn().to_string());
+        (all, conns)
     });
+    // Each id prints its connection's numbers, as its `ConnId` does.
+    for (id, conn) in shown.iter().zip(&conns) {
+        let numbers = conn.strip_prefix("conn#").unwrap();
+        let own = id.split_once('#').unwrap().1;
+        let on = own == numbers || own.starts_with(&format!("{numbers}."));
+        assert!(on, "{id} is not on {conn}");
+    }
     let numbers = |s: &str, prefix: &str| -> Vec<u32> {
         let rest = s
             .strip_prefix(prefix)

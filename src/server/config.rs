@@ -314,7 +314,9 @@ pub struct ServerStats {
     /// polls: partial requests and frames, request bodies, WebSocket
     /// messages the program has not received, partial TLS records. The read
     /// buffer the server shares between connections while it drives them is
-    /// not counted.
+    /// not counted. This is allocation, not content: a connection keeps a
+    /// small buffer for reuse once drained (about 160 bytes for an idle
+    /// WebSocket), so an idle server with open connections does not read 0.
     pub input_buffered: usize,
     /// Bytes queued for clients that have not taken them yet (response
     /// heads and bodies held in memory, WebSocket frames, events, encrypted
@@ -323,7 +325,11 @@ pub struct ServerStats {
     /// Bytes allocated for that output. A broadcast's shared buffer counts
     /// once, however many connections it waits on (each of them counts it
     /// in full in `output_queued`), so this can be far less than
-    /// `output_queued`.
+    /// `output_queued`. As for `input_buffered`, a connection keeps its
+    /// write buffer for reuse once everything is sent (a keep-alive
+    /// connection holds about its last small response's size, an idle
+    /// WebSocket a few hundred bytes): `output_queued` is the one that
+    /// returns to 0 when every client has taken its output.
     pub output_buffered: usize,
     /// Bytes inflated from received permessage-deflate messages that the
     /// server holds now (partial messages and messages waiting for the

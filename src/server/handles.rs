@@ -170,7 +170,12 @@ impl<S> WsHandle<'_, S> {
     }
 
     /// How the WebSocket ended, once it has; `None` while open (or once the
-    /// connection slot has been reused).
+    /// connection slot has been reused). It is set once, by the first of:
+    /// the program's [`close`](Self::close) (`Local`, at once, before the
+    /// peer answers), the peer's close frame (`Peer`), a protocol error or
+    /// limit (`Failed`), or the connection ending without a close frame
+    /// (`Abnormal`); a closing handshake that then fails does not change
+    /// it.
     pub fn close_status(&mut self) -> Option<CloseStatus> {
         self.conn()?.ws_close_status()
     }
