@@ -465,6 +465,12 @@ fn sse_sender_from_another_thread_reaches_streams() {
             )
             .unwrap();
         sender.send_event(&ids2[1..], "only b", None, None).unwrap();
+        // A whole event, retry included.
+        let event = SseEvent::new("with retry").retry(5_000);
+        sender.broadcast_event(&ids2[1..], &event).unwrap();
+        sender
+            .broadcast_event(&ids2, &SseEvent::new("dropped too").id("x\ny"))
+            .unwrap();
         // Undeliverable (line break in the id): dropped, nothing sent.
         sender
             .send_event(&ids2, "dropped", None, Some("x\ny"))
@@ -478,6 +484,7 @@ fn sse_sender_from_another_thread_reaches_streams() {
     assert_eq!(a.next_block(), both);
     assert_eq!(b.next_block(), both);
     assert_eq!(b.next_block(), "data: only b\n\n");
+    assert_eq!(b.next_block(), "retry: 5000\ndata: with retry\n\n");
     assert_eq!(a.read_to_eof(), "data: only a\n\n");
     app.wait_closed(ids[0]);
     assert!(!app.on_server({

@@ -1,7 +1,5 @@
 //! Server-Sent Events encoding (HTML Living Standard, "Server-sent events").
 
-use std::fmt::Write as _;
-
 /// One event to send on an event stream.
 ///
 /// ```
@@ -104,25 +102,46 @@ impl<'a> SseEvent<'a> {
                 return Err(SseError::LineBreak("field value"));
             }
         }
-        let mut s = String::with_capacity(self.data.len() + 32);
+        // Written straight into `out` (no intermediate string): every check
+        // is done above, so nothing is written on error.
+        out.reserve(self.data.len() + 32);
+        let mut field = |name: &str, value: &[u8]| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.push(b'\n');
+        };
         if let Some(e) = self.event {
-            let _ = writeln!(s, "event: {e}");
+            field("event", e.as_bytes());
         }
         if let Some(id) = self.id {
-            let _ = writeln!(s, "id: {id}");
+            field("id", id.as_bytes());
         }
         if let Some(r) = self.retry {
-            let _ = writeln!(s, "retry: {r}");
+            let mut digits = [0u8; 20];
+            field("retry", decimal(r, &mut digits));
         }
         for (name, value) in &self.fields {
-            let _ = writeln!(s, "{name}: {value}");
+            field(name, value.as_bytes());
         }
         for line in split_lines(self.data) {
-            let _ = writeln!(s, "data: {line}");
+            field("data", line.as_bytes());
         }
-        s.push('\n');
-        out.extend_from_slice(s.as_bytes());
+        out.push(b'\n');
         Ok(())
+    }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
 
@@ -183,6 +202,28 @@ mod tests {
             enc(SseEvent::new("x").field("source", "s1")),
             "source: s1\ndata: x\n\n"
         );
+    }
+
+    #[test]
+    fn every_field_in_order_appended_to_what_is_there() {
+        let mut out = b"before\n".to_vec();
+        SseEvent::new("d1\nd2")
+            .event("tick")
+            .id("7")
+            .retry(0)
+            .field("source", "s1")
+            .encode(&mut out)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "before\nevent: tick\nid: 7\nretry: 0\nsource: s1\ndata: d1\ndata: d2\n\n"
+        );
+        for r in [1, 9, 10, 5_000, 1_234_567_890, u64::MAX] {
+            assert_eq!(
+                enc(SseEvent::new("x").retry(r)),
+                format!("retry: {r}\ndata: x\n\n")
+            );
+        }
     }
 
     #[test]

@@ -505,6 +505,8 @@ impl Sender {
 
     /// Queues an event (data, optional type and id) for every stream in `ids`.
     /// An event that cannot be encoded (line break in the type or id) is dropped.
+    /// [`broadcast_event`](Self::broadcast_event) takes a whole [`SseEvent`]
+    /// (with `retry` and the other fields).
     pub fn send_event(
         &self,
         ids: &[SseId],
@@ -519,8 +521,30 @@ impl Sender {
         if let Some(i) = id {
             e = e.id(i);
         }
+        self.broadcast_event(ids, &e)
+    }
+
+    /// Queues `event` for every stream in `ids`: the poll loop sends it as
+    /// [`Server::broadcast_event`] does (the bytes encoded once, here, and
+    /// shared). An event that cannot be encoded (line break in its type or
+    /// id) is dropped.
+    ///
+    /// ```no_run
+    /// # use pollserve::sse::{SseEvent, SseId};
+    /// # fn feed(sender: pollserve::Sender, tabs: Vec<SseId>) {
+    /// std::thread::spawn(move || {
+    ///     for (n, reading) in [20.5, 20.7].into_iter().enumerate() {
+    ///         let id = n.to_string();
+    ///         let data = format!("{reading}");
+    ///         let event = SseEvent::new(&data).event("temperature").id(&id).retry(5_000);
+    ///         let _ = sender.broadcast_event(&tabs, &event);
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn broadcast_event(&self, ids: &[SseId], event: &SseEvent<'_>) -> Result<(), Error> {
         let mut bytes = Vec::new();
-        if e.encode(&mut bytes).is_err() {
+        if event.encode(&mut bytes).is_err() {
             return Ok(());
         }
         self.push(Command::Event(ids.to_vec(), bytes))
