@@ -30,7 +30,9 @@
 //! [`Server::broadcast_event`](crate::Server::broadcast_event) encodes the
 //! event once and queues the same bytes on every stream (one copy in
 //! memory, however many clients); a [`group`](crate::group) keeps the list
-//! of streams for the program, dropping the ones that ended. A client too
+//! of streams for the program, dropping the ones that ended, and
+//! [`Server::sse_ended`](crate::Server::sse_ended) lists after each poll the
+//! streams that ended in it, for a program that keeps its own. A client too
 //! slow for [`SseOptions::max_send_buffer`] loses its stream; the others go
 //! on.
 //!

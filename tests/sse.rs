@@ -39,6 +39,14 @@ struct State {
     streams: Vec<(SseId, Option<String>)>,
     /// How many entries of `streams` the per-tick work has dealt with.
     started: usize,
+    /// What `Server::sse_ended` listed after each poll, in order (filled by
+    /// [`note_ended`] only).
+    ended: Vec<SseId>,
+}
+
+/// Per-tick work that records what each poll's `sse_ended` lists.
+fn note_ended(server: &mut Server<State>, st: &mut State) {
+    st.ended.extend_from_slice(server.sse_ended());
 }
 
 impl TestServer<State> {
@@ -543,6 +551,79 @@ fn sse_head_request_and_non_stream_ids() {
     let got = app.on_server(move |srv, _| srv.sse(id).send_data("x"));
     assert!(got.is_err(), "{got:?}");
     assert!(app.on_server(move |srv, _| srv.sse(id).is_closed()));
+}
+
+/// `sse_ended` lists each stream once, after its connection ends: a client
+/// that left, a stream the program ended, one dropped over its send bound
+/// by a broadcast between polls; never an open stream nor a `HEAD`'s id.
+#[test]
+fn sse_ended_lists_each_ended_stream_once() {
+    let small = SseOptions {
+        heartbeat: None,
+        max_send_buffer: 4096,
+    };
+    let app = sse_server(
+        ServerConfig::default().send_buffer_size(Some(4096)),
+        move |s| {
+            s.route("/small", Method::GET, move |req, st: &mut State| {
+                let (response, id) = req.accept_sse_with(small.clone())?;
+                st.streams.push((id, None));
+                Ok(response)
+            })
+            .unwrap();
+        },
+        note_ended,
+    );
+    let mut head = connect(app.addr);
+    head.write_all(b"HEAD /events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut head, true).status, 200);
+    let head_id = app.wait_streams(1)[0];
+    let leaver = RawSse::open(app.addr, "/events", "");
+    let leaver_id = app.wait_streams(2)[1];
+    let mut ended_by_program = RawSse::open(app.addr, "/events", "");
+    let program_id = app.wait_streams(3)[2];
+    let _stalled = RawSse::open(app.addr, "/small", "");
+    let stalled_id = app.wait_streams(4)[3];
+    let mut open = RawSse::open(app.addr, "/events", "");
+    let open_id = app.wait_streams(5)[4];
+
+    drop(leaver);
+    app.on_server(move |s, _| s.sse(program_id).close());
+    assert_eq!(ended_by_program.read_to_eof(), "");
+    // A reader that stopped: broadcasts between polls fill its bound (the
+    // kernel's buffers first) and drop it.
+    let data = "x".repeat(1000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.on_server(move |s, _| s.sse(stalled_id).is_closed()) {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled stream was never dropped"
+        );
+        let data = data.clone();
+        app.on_server(move |s, _| s.broadcast_event(&[stalled_id], &SseEvent::new(&data)));
+    }
+    let want = [leaver_id, program_id, stalled_id];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ended = loop {
+        let ended = app.on_server(|_, st| st.ended.clone());
+        if want.iter().all(|id| ended.contains(id)) || Instant::now() > deadline {
+            break ended;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    for id in want {
+        let times = ended.iter().filter(|&&e| e == id).count();
+        assert_eq!(times, 1, "{id} listed {times} times in {ended:?}");
+    }
+    assert!(!ended.contains(&open_id), "{ended:?}");
+    assert!(!ended.contains(&head_id), "{ended:?}");
+    // A few more polls list nothing again; the open stream still works.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(app.on_server(|_, st| st.ended.len()), 3);
+    app.on_server(move |s, _| s.sse(open_id).send_data("still here"))
+        .unwrap();
+    assert_eq!(open.next_block(), "data: still here\n\n");
 }
 
 /// `HEAD` of an event stream keeps no stream and leaves the connection

@@ -691,6 +691,40 @@ impl<S> Server<S> {
         &self.shared.ws_ready
     }
 
+    /// The event streams whose connection ended during the last
+    /// [`poll`](Self::poll), each once: the client went away, the
+    /// connection failed or timed out, it was dropped over its send bound,
+    /// or the stream the program ended ([`SseHandle::close`]) finished
+    /// sending. A program that keeps its own list of streams can drop these
+    /// instead of asking every id it keeps whether it is closed
+    /// ([`group`](crate::group)s drop them on their own):
+    ///
+    /// ```no_run
+    /// # use pollserve::sse::{SseEvent, SseId};
+    /// # let mut server = pollserve::Server::<()>::new();
+    /// # let mut streams: Vec<SseId> = Vec::new();
+    /// # loop {
+    /// server.poll(&mut (), std::time::Duration::from_millis(100))?;
+    /// for ended in server.sse_ended() {
+    ///     if let Some(at) = streams.iter().position(|s| s == ended) {
+    ///         streams.swap_remove(at);
+    ///     }
+    /// }
+    /// server.broadcast_event(&streams, &SseEvent::new("tick"));
+    /// # }
+    /// # Ok::<(), pollserve::Error>(())
+    /// ```
+    ///
+    /// A stream is listed when its connection has closed, which can be
+    /// later than [`SseHandle::is_closed`] turns true (a stream the
+    /// program ended first sends what it had queued). As for
+    /// [`ws_ready`](Self::ws_ready), a stream whose connection a send or
+    /// broadcast dropped between two polls is listed by the next poll. A
+    /// `HEAD` request's id, which never carried a stream, is not listed.
+    pub fn sse_ended(&self) -> &[SseId] {
+        &self.shared.sse_ended
+    }
+
     /// The WebSocket `id`, to receive from or send to. Works for any id, even
     /// one whose connection has closed (then it reports closed).
     pub fn ws(&mut self, id: WsId) -> WsHandle<'_, S> {

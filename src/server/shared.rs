@@ -45,6 +45,9 @@ pub(crate) struct Shared {
     pub epoch: u64,
     /// WebSockets that received a message or pong, or ended, in this poll.
     pub ws_ready: Vec<WsId>,
+    /// Event streams whose connection ended in this poll (or since the
+    /// last one returned).
+    pub sse_ended: Vec<crate::sse::SseId>,
     /// What the last poll reported (see `end_round`).
     reported: Reported,
     /// No sweep of connection deadlines is needed before this instant.
@@ -70,6 +73,7 @@ impl Shared {
             activity: Activity::default(),
             epoch: 0,
             ws_ready: Vec::new(),
+            sse_ended: Vec::new(),
             reported: Reported::default(),
             next_sweep: None,
             stopping: false,
@@ -92,6 +96,8 @@ impl Shared {
         self.date.update(now);
         let seen = self.reported.ready.min(self.ws_ready.len());
         self.ws_ready.drain(..seen);
+        let seen = self.reported.sse_ended.min(self.sse_ended.len());
+        self.sse_ended.drain(..seen);
         let (a, r) = (&mut self.activity, &self.reported.activity);
         *a = Activity {
             accepted: a.accepted.saturating_sub(r.accepted),
@@ -110,6 +116,7 @@ impl Shared {
     pub fn end_round(&mut self) -> Activity {
         self.reported = Reported {
             ready: self.ws_ready.len(),
+            sse_ended: self.sse_ended.len(),
             activity: self.activity,
         };
         self.activity
@@ -134,6 +141,8 @@ impl Shared {
 pub(crate) struct Reported {
     /// Entries of `ws_ready` it listed.
     ready: usize,
+    /// Entries of `sse_ended` it listed.
+    sse_ended: usize,
     activity: Activity,
 }
 

@@ -14,7 +14,7 @@ pub(crate) struct SseConn {
     options: SseOptions,
     /// The request (its `Request::exchange`) the stream answers: an id
     /// from an earlier request on the connection (a `HEAD`) never names it.
-    exchange: u32,
+    pub(super) exchange: u32,
 }
 
 impl SseConn {

@@ -28,6 +28,7 @@ use crate::files::{FileBody, MultipartRanges};
 use crate::proto::http::{write_chunk, BodyDecoder, RequestHead, LAST_CHUNK};
 use crate::request::{ConnId, Request, RouteParams};
 use crate::router::Router;
+use crate::sse::SseId;
 use crate::url::QueryParams;
 use crate::ws::CloseStatus;
 
@@ -1017,6 +1018,9 @@ impl Conn {
             return false;
         }
         shared.activity.closed += 1;
+        if let Some(sse) = &self.sse {
+            shared.sse_ended.push(SseId(self.id, sse.exchange));
+        }
         let Some(ws) = self.ws.as_mut() else {
             return false;
         };
