@@ -187,3 +187,100 @@ fn deflate_state_of_an_idle_session_is_small() {
     println!("enable_deflate: {bytes} B on the heap");
     assert!(bytes <= 512, "{bytes}");
 }
+
+/// A closed WebSocket's slot stays for a while (so the program can read how
+/// it ended and take its messages), but its codecs cannot be used any more:
+/// sockets that keep context hold a compressor and an inflater of several
+/// hundred KiB between messages, and a closed slot kept them until it
+/// expired — opening and closing such sockets quickly made the server hold
+/// gigabytes with no socket open (attack review, `attack/review-s23`).
+/// Here 24 of them each exchange a compressed message and vanish; the
+/// server (polled on this thread, whose allocations are counted) then
+/// holds at most the codecs its pool keeps (8 of each kind), not 24 pairs.
+#[test]
+fn closed_slots_of_context_keeping_sockets_hold_no_codecs() {
+    use pollserve::ws::{DeflateOptions, WsId, WsOptions};
+    use pollserve::{Method, Server, ServerConfig};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    const SOCKETS: usize = 24;
+    let mut server = Server::<Vec<WsId>>::with_config(
+        // Closed slots stay the whole test.
+        ServerConfig::default().linger_timeout(Duration::from_secs(60)),
+    );
+    let options = WsOptions {
+        deflate: Some(DeflateOptions {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            ..DeflateOptions::default()
+        }),
+        ..WsOptions::default()
+    };
+    server
+        .route("/ws", Method::GET, move |req, ids: &mut Vec<WsId>| {
+            let (response, id) = req.websocket().options(options.clone()).accept()?;
+            ids.push(id);
+            Ok(response)
+        })
+        .unwrap();
+    server.start("127.0.0.1", 0).unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut ids = Vec::new();
+    server.poll(&mut ids, Duration::ZERO).unwrap();
+    let before = live();
+
+    let clients = std::thread::spawn(move || {
+        for _ in 0..SOCKETS {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(
+                b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                  Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+            )
+            .unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                s.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8(head).unwrap();
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            assert!(head.contains("permessage-deflate"), "{head}");
+            // One compressed message each way, then the socket vanishes.
+            s.write_all(&client_frames(DeflateParams::default(), 1))
+                .unwrap();
+            let mut echo = [0u8; 2];
+            s.read_exact(&mut echo).unwrap();
+            assert_eq!(echo[0], 0xC1, "a compressed text frame comes back");
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut done = false;
+    while !done {
+        assert!(Instant::now() < deadline, "the clients did not finish");
+        server.poll(&mut ids, Duration::from_millis(5)).unwrap();
+        for id in server.ws_ready().to_vec() {
+            while let Some(message) = server.ws(id).receive() {
+                // Compressed with the socket's own (context-keeping) compressor.
+                let _ = server.ws(id).send(&message);
+            }
+        }
+        done = clients.is_finished()
+            && ids.len() == SOCKETS
+            && ids.iter().all(|&id| server.ws(id).is_closed());
+    }
+    clients.join().unwrap();
+    let codecs = Compressor::memory(15) + Inflater::MEMORY;
+    let held = live() - before;
+    println!("{SOCKETS} closed context-keeping sockets: {held} B held; one codec pair {codecs} B");
+    assert!(
+        held < (12 * codecs) as isize,
+        "{held} B held by {SOCKETS} closed sockets (a codec pair is {codecs} B)"
+    );
+    // The slots are still there: their ids report how the sockets ended.
+    assert_eq!(server.stats().closed_websockets, SOCKETS);
+}

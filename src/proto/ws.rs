@@ -1315,6 +1315,20 @@ impl WsSession {
         }
     }
 
+    /// Takes the compressor and the inflater out, whatever the context
+    /// takeover, for a session that will neither send nor receive again
+    /// (its connection is gone): a context-keeping session's codecs are
+    /// hundreds of KiB that nothing could use any more. The partial
+    /// message, if any, must have been discarded first.
+    #[cfg(feature = "deflate")]
+    pub fn release_codecs(&mut self) -> (Option<Compressor>, Option<Inflater>) {
+        let Some(d) = self.deflate.as_deref_mut() else {
+            return (None, None);
+        };
+        d.rx_busy = false;
+        (d.compressor.take(), d.inflater.take())
+    }
+
     /// Coarse state: open, closing (our close sent) or closed.
     pub fn state(&self) -> SessionState {
         match self.state {

@@ -1026,6 +1026,7 @@ impl Conn {
         };
         ws.set_status(CloseStatus::Abnormal);
         ws.discard_partial();
+        ws.release_codecs(&mut shared.ws_pool);
         let messages = ws.has_messages();
         self.mark_ws_ready(shared);
         let keep = if messages {

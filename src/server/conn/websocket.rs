@@ -246,6 +246,26 @@ impl WsConn {
         self.update_charge();
     }
 
+    /// The connection is gone: the session's codecs go to the pool (or are
+    /// freed), as nothing can be sent or received on it any more; what
+    /// stays is its inbox and how it ended. (A session that keeps context
+    /// holds a compressor and an inflater of several hundred KiB between
+    /// messages; a closed slot kept them until it expired.)
+    pub fn release_codecs(&mut self, pool: &mut BufferPool) {
+        #[cfg(feature = "deflate")]
+        {
+            let (compressor, inflater) = self.session.release_codecs();
+            if let Some(c) = compressor {
+                pool.put_compressor(c);
+            }
+            if let Some(d) = inflater {
+                pool.put_inflater(d);
+            }
+        }
+        #[cfg(not(feature = "deflate"))]
+        let _ = pool;
+    }
+
     /// Bytes the inbox holds: its queue's allocation and the messages' bytes.
     pub fn inbox_allocated(&self) -> usize {
         self.inbox.capacity() * std::mem::size_of::<(WsEvent, usize)>() + self.inbox_bytes
