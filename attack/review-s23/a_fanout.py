@@ -357,6 +357,9 @@ def main():
     stats_path = os.path.join(RES, tag + ".stats.jsonl")
     env = {"BCAST_MS": o.get("bcast_ms", 10), "BCAST_SIZE": o.get("size", 1000), "STATS_FILE": stats_path,
            "BCAST_BIN": o.get("bin", 1), "SENDER_MS": o.get("sender_ms", 0)}
+    for k, v in o.items():
+        if k.startswith("env_"):
+            env[k[4:]] = v
     if "sse_buf" in o:
         env["SSE_SEND_BUF"] = o["sse_buf"]
     if "ws_buf" in o:

@@ -25,10 +25,11 @@ gap = float(args[args.index("--gap-ms") + 1]) / 1000 if "--gap-ms" in args else 
 only = args[args.index("--only") + 1] if "--only" in args else None
 frag_reps = int(args[args.index("--frag-reps") + 1]) if "--frag-reps" in args else 900
 DEADLINE = time.time() + 110
+CTX = os.environ.get("DEFLATE_MODE") == "ctx"
 rnd = random.Random(2323)
 port = int(os.environ.get("PORT", "0")) or ws23.free_port()
 own = not os.environ.get("PORT")
-proc = ws23.start_target(port, {"DEFLATE": "1" if deflate else "0"}) if own else None
+proc = ws23.start_target(port, {"DEFLATE": os.environ.get("DEFLATE_MODE", "1") if deflate else "0"}) if own else None
 
 cases = []  # (name, pieces, expected) expected: list of ("msg", op, data) / ("pong", data)
 mask_i = [0]
@@ -200,6 +201,7 @@ def worker():
         return
     s.settimeout(10)
     rd = ws23.Reader(s, left)
+    infl = [zlib.decompressobj(-15)]
     while time.time() < DEADLINE:
         try:
             name, pieces, expected = q.get_nowait()
@@ -226,7 +228,10 @@ def worker():
                     parts.append(payload)
                 data = b"".join(parts)
                 if comp:
-                    data = zlib.decompressobj(-15).decompress(data + ws23.TAIL)
+                    if CTX:
+                        data = infl[0].decompress(data + ws23.TAIL)
+                    else:
+                        data = zlib.decompressobj(-15).decompress(data + ws23.TAIL)
                 if first_op == 8:
                     raise AssertionError("close %r" % (ws23.parse_close(data),))
                 if first_op != exp[1] or data != exp[2]:
@@ -246,6 +251,7 @@ def worker():
                 s, left, head = ws23.handshake(port, "/ws", "permessage-deflate" if deflate else None)
                 s.settimeout(10)
                 rd = ws23.Reader(s, left)
+                infl[0] = zlib.decompressobj(-15)
             except Exception as e2:  # noqa: BLE001
                 with lock:
                     results["err"].append("rehandshake %r" % e2)

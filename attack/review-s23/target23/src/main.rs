@@ -110,6 +110,10 @@ fn main() -> Result<(), pollserve::Error> {
     let ws_group: GroupId = server.new_group();
     let bcast_ms = env_usize("BCAST_MS", 0) as u64;
     let bcast_size = env_usize("BCAST_SIZE", 100);
+    let bcast_sizes: Vec<usize> = std::env::var("BCAST_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default();
     let bcast_bin = env_usize("BCAST_BIN", 1) == 1;
     let no_receive = env_usize("NO_RECEIVE", 0) == 1;
     let sender_ms = env_usize("SENDER_MS", 0) as u64;
@@ -143,6 +147,7 @@ fn main() -> Result<(), pollserve::Error> {
     let mut slot = Message::Binary(Vec::new());
     let mut longest_poll = Duration::ZERO;
     let mut backlog: Vec<WsId> = Vec::new();
+    let log_closes = env_usize("LOG_CLOSES", 0) == 1;
     let mut last_recv = Instant::now();
     let mut longest_work = Duration::ZERO;
     loop {
@@ -179,6 +184,10 @@ fn main() -> Result<(), pollserve::Error> {
                 }
             }
             for &id in &ready {
+                if log_closes && server.ws(id).is_closed() {
+                    let st = server.ws(id).close_status();
+                    eprintln!("closed {id}: {st:?}");
+                }
                 while server.ws(id).receive_into(&mut slot) {
                     if let Message::Text(t) = &slot {
                         if let Some(reason) = t.strip_prefix("!close ") {
@@ -196,7 +205,12 @@ fn main() -> Result<(), pollserve::Error> {
             seq += 1;
             let head = format!("S{seq:010}T{:019}|", now_ns());
             let mut body = head.into_bytes();
-            while body.len() < bcast_size {
+            let size = if bcast_sizes.is_empty() {
+                bcast_size
+            } else {
+                bcast_sizes[(seq as usize) % bcast_sizes.len()]
+            };
+            while body.len() < size {
                 body.push(b'a' + (body.len() % 26) as u8);
             }
             let text = String::from_utf8(body).unwrap_or_default();
