@@ -105,44 +105,34 @@ impl<'a> SseEvent<'a> {
         // Written straight into `out` (no intermediate string): every check
         // is done above, so nothing is written on error.
         out.reserve(self.data.len() + 32);
-        let mut field = |name: &str, value: &[u8]| {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.push(b'\n');
-        };
         if let Some(e) = self.event {
-            field("event", e.as_bytes());
+            field(out, "event", e.as_bytes());
         }
         if let Some(id) = self.id {
-            field("id", id.as_bytes());
+            field(out, "id", id.as_bytes());
         }
         if let Some(r) = self.retry {
-            let mut digits = [0u8; 20];
-            field("retry", decimal(r, &mut digits));
+            out.extend_from_slice(b"retry: ");
+            crate::proto::http::push_decimal(out, r);
+            out.push(b'\n');
         }
         for (name, value) in &self.fields {
-            field(name, value.as_bytes());
+            field(out, name, value.as_bytes());
         }
         for line in split_lines(self.data) {
-            field("data", line.as_bytes());
+            field(out, "data", line.as_bytes());
         }
         out.push(b'\n');
         Ok(())
     }
 }
 
-/// `n` in decimal, written at the end of `buf`.
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
+/// Appends one `name: value` line.
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.push(b'\n');
 }
 
 /// Splits on CRLF, LF or CR, as the event-stream parser does; an empty string
