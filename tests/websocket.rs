@@ -557,3 +557,88 @@ fn receive_into_recycles_buffers_without_leaking_bytes() {
         );
     }
 }
+
+/// A poll round reads a bounded amount (256 KiB between connections) and
+/// returns: ten sockets with a 40,000-byte message each already waiting are
+/// not all read in one round (at most seven are), the next poll is due at
+/// once (`next_deadline`), and the following rounds drive the sockets left
+/// over, every message intact.
+#[test]
+fn a_poll_round_reads_a_bounded_amount_and_the_rest_follows_at_once() {
+    const CLIENTS: usize = 10;
+    const SIZE: usize = 40_000;
+    let mut server = Server::<App>::new();
+    server
+        .route("/ws", Method::GET, |req, app: &mut App| {
+            let (response, id) = req.accept_websocket()?;
+            app.sockets.push(id);
+            Ok(response)
+        })
+        .unwrap();
+    server.start("127.0.0.1", 0).unwrap();
+    let addr = server.local_addr().unwrap();
+    let (opened, all_open) = mpsc::channel();
+    let (go, write) = mpsc::channel::<()>();
+    let (written, all_written) = mpsc::channel();
+    let clients = std::thread::spawn(move || {
+        let mut socks: Vec<TcpStream> = (0..CLIENTS).map(|_| open(addr, "/ws")).collect();
+        opened.send(()).unwrap();
+        write.recv().unwrap();
+        for (i, s) in socks.iter_mut().enumerate() {
+            s.write_all(&frame(true, 2, &vec![i as u8; SIZE])).unwrap();
+        }
+        written.send(()).unwrap();
+        socks
+    });
+    let mut app = App::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while all_open.try_recv().is_err() || app.sockets.len() < CLIENTS {
+        assert!(std::time::Instant::now() < deadline, "handshakes");
+        server.poll(&mut app, Duration::from_millis(5)).unwrap();
+    }
+    // Every message is in the server's socket buffers before the next poll.
+    go.send(()).unwrap();
+    all_written.recv_timeout(Duration::from_secs(10)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut got = vec![None; CLIENTS];
+    let mut take = |server: &mut Server<App>, app: &App| -> usize {
+        let mut n = 0;
+        for id in server.ws_ready().to_vec() {
+            while let Some(Message::Binary(data)) = server.ws(id).receive() {
+                let i = app.sockets.iter().position(|&s| s == id).unwrap();
+                got[i] = Some(data);
+                n += 1;
+            }
+        }
+        n
+    };
+    server.poll(&mut app, Duration::ZERO).unwrap();
+    let first = take(&mut server, &app);
+    assert!(
+        (1..=7).contains(&first),
+        "{first} of {CLIENTS} messages in the first round"
+    );
+    let due = server.next_deadline().expect("the rest is due at once");
+    assert!(due <= std::time::Instant::now());
+    let mut total = first;
+    let mut rounds = 1;
+    while total < CLIENTS {
+        assert!(
+            rounds < 20,
+            "{total} of {CLIENTS} messages after {rounds} rounds"
+        );
+        // No waiting: the connections left over are driven at once.
+        server.poll(&mut app, Duration::ZERO).unwrap();
+        total += take(&mut server, &app);
+        rounds += 1;
+    }
+    for (i, data) in got.iter().enumerate() {
+        assert_eq!(
+            data.as_deref(),
+            Some(&vec![i as u8; SIZE][..]),
+            "socket {i}"
+        );
+    }
+    drop(clients.join().unwrap());
+}

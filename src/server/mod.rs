@@ -125,6 +125,9 @@ pub struct Server<S = ()> {
     /// Connections to drive at the next poll without waiting for an event
     /// (a WebSocket whose program made room by receiving).
     resume: Vec<usize>,
+    /// Connections with readiness that a round left undriven because it had
+    /// read its budget (`ROUND_READ_BUDGET`): driven first in the next.
+    deferred: Vec<usize>,
     /// Commands from other threads, created with the first `sender()`.
     remote: Option<Arc<Remote>>,
     /// The last poll left commands of `remote` for the next one (it ran
@@ -184,6 +187,7 @@ impl<S> Server<S> {
             generation: 0,
             accept_paused: false,
             resume: Vec::new(),
+            deferred: Vec::new(),
             ready: Vec::new(),
             remote: None,
             remote_more: false,
@@ -637,7 +641,8 @@ impl<S> Server<S> {
     /// bodies, keep-alive, WebSocket keepalive pings and fragment timeouts,
     /// event-stream heartbeats, lingering closes), or now, when a connection
     /// has work left from the last round (it had its share of that one), a
-    /// WebSocket was resumed by `receive`, the last poll took a full
+    /// WebSocket was resumed by `receive`, the last poll read its budget
+    /// and left ready connections for the next, the last poll took a full
     /// batch of events (more may be waiting), or commands of [`Sender`]s
     /// wait beyond the share the last poll ran. `None`: only network activity
     /// (or a [`Sender`]) can give `poll` work.
@@ -648,7 +653,12 @@ impl<S> Server<S> {
     /// never busy-waits and never runs a timeout late. (`poll` itself
     /// already waits no longer than this.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.resume.is_empty() || self.events_left || self.accept_more || self.remote_more {
+        if !self.resume.is_empty()
+            || !self.deferred.is_empty()
+            || self.events_left
+            || self.accept_more
+            || self.remote_more
+        {
             return Some(Instant::now());
         }
         self.shared.next_sweep

@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub activity: Activity,
     /// Counts polls; a connection listed in `ws_ready` this poll carries it.
     pub epoch: u64,
+    /// Bytes read from sockets in this poll round (see
+    /// `ROUND_READ_BUDGET`).
+    pub round_read: usize,
     /// WebSockets that received a message or pong, or ended, in this poll.
     pub ws_ready: Vec<WsId>,
     /// Event streams whose connection ended in this poll (or since the
@@ -72,6 +75,7 @@ impl Shared {
             ws_pool: BufferPool::default(),
             activity: Activity::default(),
             epoch: 0,
+            round_read: 0,
             ws_ready: Vec::new(),
             sse_ended: Vec::new(),
             reported: Reported::default(),
@@ -109,6 +113,7 @@ impl Shared {
         };
         self.reported = Reported::default();
         self.epoch += 1;
+        self.round_read = 0;
     }
 
     /// Ends a poll round: what `ws_ready` and the activity hold now is

@@ -166,6 +166,9 @@ pub(crate) struct Conn {
     ready_epoch: u64,
     /// The poll in which this connection was last driven.
     driven_epoch: u64,
+    /// Listed in the server's `deferred` (its readiness waits for the next
+    /// round, as the round's read budget was spent).
+    pub(super) deferred: bool,
     /// Where the body of the current request goes when its route streams it.
     sink: Option<Box<dyn BodySink>>,
     /// The last drive stopped at its share of the round with work left.
@@ -240,6 +243,7 @@ impl Conn {
             dead: false,
             ready_epoch: 0,
             driven_epoch: 0,
+            deferred: false,
             sink: None,
             more: false,
             round_requests: REQUESTS_PER_ROUND,
@@ -532,7 +536,8 @@ impl Conn {
                         self.peer_eof = true;
                         progress = true;
                     }
-                    Ok((_, filled)) => {
+                    Ok((n, filled)) => {
+                        shared.round_read += n;
                         self.last_io = now;
                         // Edge-triggered readiness: a short read drained the
                         // socket, and more data will raise a new event, so the
