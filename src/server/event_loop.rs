@@ -275,8 +275,11 @@ impl<S> Server<S> {
             self.drive(key, state, now);
             return;
         }
+        // Deferred even if it was driven earlier in this round: the event
+        // that brought it here (a socket writable again, more input) is an
+        // edge that will not come again, so someone must act on it.
         if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.deferred && !conn.driven_in(self.shared.epoch) {
+            if !conn.deferred {
                 conn.deferred = true;
                 self.deferred.push(key);
             }
