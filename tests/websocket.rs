@@ -568,13 +568,7 @@ fn a_poll_round_reads_a_bounded_amount_and_the_rest_follows_at_once() {
     const CLIENTS: usize = 10;
     const SIZE: usize = 40_000;
     let mut server = Server::<App>::new();
-    server
-        .route("/ws", Method::GET, |req, app: &mut App| {
-            let (response, id) = req.accept_websocket()?;
-            app.sockets.push(id);
-            Ok(response)
-        })
-        .unwrap();
+    ws_routes(&mut server);
     server.start("127.0.0.1", 0).unwrap();
     let addr = server.local_addr().unwrap();
     let (opened, all_open) = mpsc::channel();
