@@ -653,15 +653,20 @@ impl<S> Server<S> {
     /// never busy-waits and never runs a timeout late. (`poll` itself
     /// already waits no longer than this.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        if !self.resume.is_empty()
+        if self.has_work_now() {
+            return Some(Instant::now());
+        }
+        self.shared.next_sweep
+    }
+
+    /// Whether the next poll has work without waiting for the network (the
+    /// cases [`next_deadline`](Self::next_deadline) lists as "now").
+    fn has_work_now(&self) -> bool {
+        !self.resume.is_empty()
             || !self.deferred.is_empty()
             || self.events_left
             || self.accept_more
             || self.remote_more
-        {
-            return Some(Instant::now());
-        }
-        self.shared.next_sweep
     }
 
     /// Keys of connections whose socket is still open.
