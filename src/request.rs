@@ -28,7 +28,24 @@ pub struct ConnId {
 /// [`Request::conn_id`]) and the main loop's can be matched.
 impl std::fmt::Display for ConnId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "conn#{}.{}", self.slot, self.generation)
+        self.write_id(f, "conn", None)
+    }
+}
+
+impl ConnId {
+    /// How every id of the crate prints: `kind#slot.generation`, then
+    /// `.response` for the ids that name one response on the connection.
+    pub(crate) fn write_id(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        kind: &str,
+        response: Option<u32>,
+    ) -> std::fmt::Result {
+        write!(f, "{kind}#{}.{}", self.slot, self.generation)?;
+        match response {
+            Some(n) => write!(f, ".{n}"),
+            None => Ok(()),
+        }
     }
 }
 

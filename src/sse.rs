@@ -77,7 +77,7 @@ impl SseId {
 /// differently.
 impl std::fmt::Display for SseId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sse#{}.{}.{}", self.0.slot, self.0.generation, self.1)
+        self.0.write_id(f, "sse", Some(self.1))
     }
 }
 

@@ -95,7 +95,7 @@ impl StreamId {
 /// differently.
 impl std::fmt::Display for StreamId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stream#{}.{}.{}", self.0.slot, self.0.generation, self.1)
+        self.0.write_id(f, "stream", Some(self.1))
     }
 }
 

@@ -110,7 +110,7 @@ impl WsId {
 /// different connections print differently.
 impl std::fmt::Display for WsId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ws#{}.{}", self.0.slot, self.0.generation)
+        self.0.write_id(f, "ws", None)
     }
 }
 
