@@ -5,6 +5,8 @@
 //! message once its buffers are there.
 #![cfg(feature = "deflate")]
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Instant;
@@ -199,10 +201,10 @@ fn deflate_state_of_an_idle_session_is_small() {
 /// holds at most the codecs its pool keeps (8 of each kind), not 24 pairs.
 #[test]
 fn closed_slots_of_context_keeping_sockets_hold_no_codecs() {
+    use common::ws::handshake;
     use pollserve::ws::{DeflateOptions, WsId, WsOptions};
     use pollserve::{Method, Server, ServerConfig};
     use std::io::{Read, Write};
-    use std::net::TcpStream;
     use std::time::Duration;
 
     const SOCKETS: usize = 24;
@@ -233,21 +235,11 @@ fn closed_slots_of_context_keeping_sockets_hold_no_codecs() {
 
     let clients = std::thread::spawn(move || {
         for _ in 0..SOCKETS {
-            let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(
-                b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-                  Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
-            )
-            .unwrap();
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                s.read_exact(&mut byte).unwrap();
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8(head).unwrap();
+            let (mut s, head) = handshake(
+                addr,
+                "/ws",
+                "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+            );
             assert!(head.starts_with("HTTP/1.1 101"), "{head}");
             assert!(head.contains("permessage-deflate"), "{head}");
             // One compressed message each way, then the socket vanishes.
